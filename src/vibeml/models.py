@@ -1,0 +1,322 @@
+"""Domain models: what users ask for (``TrainingRequest``) and what VibeML tells them back.
+
+User-facing models forbid unknown fields and validate at construction, so a typo is an error with a
+clear message instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from datetime import datetime
+from enum import Enum
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "CostEstimate",
+    "DatasetFormat",
+    "Hyperparameters",
+    "JobHandle",
+    "JobProgress",
+    "JobRecord",
+    "JobStatus",
+    "TrainingRequest",
+]
+
+DatasetFormat = Literal["auto", "alpaca", "messages", "sharegpt", "prompt_completion", "text"]
+
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _check_identifier_text(value: str, what: str, max_len: int = 1024) -> str:
+    """Reject strings no model id, dataset id or path can hold: empty, too long, control characters."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string")
+    stripped = value.strip()
+    if not stripped:
+        raise ValueError(f"{what} must not be empty")
+    if stripped != value:
+        raise ValueError(f"{what} must not start or end with whitespace")
+    if len(value) > max_len:
+        raise ValueError(f"{what} is longer than {max_len} characters")
+    for ch in value:
+        cat = unicodedata.category(ch)
+        if cat in ("Cc", "Cf", "Zl", "Zp"):
+            raise ValueError(f"{what} contains a control or invisible character ({ch!r})")
+    return value
+
+
+class _UserModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, str_strip_whitespace=False)
+
+
+class Hyperparameters(_UserModel):
+    """Training hyperparameters, each typed and range-checked."""
+
+    max_steps: int | None = Field(None, ge=1, le=10_000_000, description="Stop after this many optimizer steps.")
+    num_epochs: float | None = Field(
+        None, gt=0, le=1000, description="Passes over the dataset (default 1 when max_steps is not set)."
+    )
+    learning_rate: float = Field(2e-4, gt=0, le=1.0)
+    batch_size: int = Field(4, ge=1, le=4096, description="Per-device batch size.")
+    gradient_accumulation_steps: int = Field(1, ge=1, le=4096)
+    max_seq_length: int = Field(1024, ge=8, le=1_048_576)
+    lora_r: int = Field(16, ge=1, le=4096)
+    lora_alpha: int = Field(32, ge=1, le=65536)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    lora_target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    gradient_checkpointing: bool | None = Field(
+        None, description="None = automatic (on for GPUs, off on CPU)."
+    )
+    packing: bool = False
+    seed: int = Field(42, ge=0, le=2**32 - 1)
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0, le=10.0)
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    logging_steps: int = Field(1, ge=1, le=100_000)
+    save_steps: int = Field(100, ge=1, le=10_000_000, description="Checkpoint every N steps.")
+    save_total_limit: int = Field(2, ge=1, le=1000)
+
+    @field_validator("num_epochs")
+    @classmethod
+    def _finite_epochs(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("num_epochs must be a finite number")
+        return v
+
+    @field_validator("lora_target_modules")
+    @classmethod
+    def _module_names(cls, v: list[str] | str) -> list[str] | str:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("lora_target_modules must name at least one module, or be 'all-linear'")
+            bad = [m for m in v if not _MODULE_NAME.match(m)]
+            if bad:
+                raise ValueError(f"lora_target_modules holds names that are not module names: {bad!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _steps_or_epochs(self) -> Hyperparameters:
+        if self.max_steps is not None and self.num_epochs is not None:
+            raise ValueError("give max_steps or num_epochs, not both")
+        return self
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Sequences per optimizer step on one device."""
+        return self.batch_size * self.gradient_accumulation_steps
+
+
+_HYPER_FIELDS = frozenset(Hyperparameters.model_fields)
+
+
+class TrainingRequest(_UserModel):
+    """Everything needed to run one fine-tune.
+
+    Hyperparameters may be given nested (``hyperparameters={...}``) or flat
+    (``TrainingRequest(model=..., dataset=..., max_steps=100)``); flat ones are moved into
+    ``hyperparameters``.
+    """
+
+    model: str = Field(description="Hub id (e.g. 'Qwen/Qwen2.5-0.5B') or a local model directory.")
+    dataset: str = Field(description="Hub dataset id or a local .jsonl/.json/.csv/.parquet file.")
+    workflow: str = Field("trl-lora", description="Training workflow; see `vibeml workflows`.")
+    backend: str = Field("local", description="Where to run: 'local' (this machine).")
+    gpu_type: str | None = None
+    gpu_count: int = Field(1, ge=1, le=512)
+    cloud: str | None = None
+    use_spot: bool = False
+    max_cost: float | None = Field(None, gt=0, le=1_000_000, description="Hard budget cap in USD.")
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    dataset_format: DatasetFormat = "auto"
+    dataset_split: str = "train"
+    dataset_config: str | None = None
+    output_dir: str | None = Field(None, description="Where the adapter/model is delivered (default: the job dir).")
+    save_merged: bool = Field(False, description="Also save the LoRA adapter merged into the base weights.")
+    sample_prompts: list[str] = Field(
+        default_factory=list, max_length=16, description="Prompts answered before and after training."
+    )
+    name: str | None = Field(None, description="A short label for the job.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_flat_hyperparameters(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        flat = {k: data[k] for k in data if k in _HYPER_FIELDS}
+        if not flat:
+            return data
+        data = {k: v for k, v in data.items() if k not in _HYPER_FIELDS}
+        nested = data.get("hyperparameters")
+        if isinstance(nested, Hyperparameters):
+            nested = nested.model_dump(exclude_unset=True)
+        merged = dict(nested or {})
+        merged.update(flat)
+        data["hyperparameters"] = merged
+        return data
+
+    @field_validator("model")
+    @classmethod
+    def _model_text(cls, v: str) -> str:
+        return _check_identifier_text(v, "model")
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_text(cls, v: str) -> str:
+        return _check_identifier_text(v, "dataset")
+
+    @field_validator("dataset_split", "dataset_config", "gpu_type", "cloud", "output_dir")
+    @classmethod
+    def _plain_text(cls, v: str | None) -> str | None:
+        return None if v is None else _check_identifier_text(v, "value", 4096)
+
+    @field_validator("workflow", "backend")
+    @classmethod
+    def _registry_name(cls, v: str) -> str:
+        if not re.match(r"^[a-z0-9][a-z0-9_-]{0,63}$", v):
+            raise ValueError("must be a lower-case name like 'trl-lora' or 'local'")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _job_name(cls, v: str | None) -> str | None:
+        if v is not None and not _NAME.match(v):
+            raise ValueError("name may hold letters, digits, '.', '_' and '-' (at most 64)")
+        return v
+
+    @field_validator("sample_prompts")
+    @classmethod
+    def _prompts(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if not p.strip() or len(p) > 4096:
+                raise ValueError("each sample prompt must be 1-4096 characters")
+        return v
+
+    @field_validator("max_cost")
+    @classmethod
+    def _finite_cost(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("max_cost must be a finite number of USD")
+        return v
+
+
+class CostEstimate(BaseModel):
+    """What a run is expected to cost (USD), with a range. Immutable."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gpu_type: str
+    gpu_count: int = Field(1, ge=1)
+    use_spot: bool = False
+    cloud: str | None = None
+    hourly_rate: float = Field(ge=0, description="USD per hour for all GPUs together.")
+    estimated_duration_hours: float = Field(ge=0)
+    min_cost: float = Field(ge=0)
+    expected_cost: float = Field(ge=0)
+    max_cost: float = Field(ge=0)
+    currency: Literal["USD"] = "USD"
+    notes: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CostEstimate:
+        for name in ("hourly_rate", "estimated_duration_hours", "min_cost", "expected_cost", "max_cost"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be finite")
+        if not (self.min_cost <= self.expected_cost <= self.max_cost):
+            raise ValueError(
+                f"costs must satisfy min_cost <= expected_cost <= max_cost "
+                f"(got {self.min_cost:.4f}, {self.expected_cost:.4f}, {self.max_cost:.4f})"
+            )
+        return self
+
+
+class JobStatus(str, Enum):
+    """Lifecycle of a job. ``TERMINAL`` states never change again."""
+
+    PENDING = "pending"
+    PROVISIONING = "provisioning"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    TERMINAL: ClassVar[frozenset[JobStatus]]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in JobStatus.TERMINAL
+
+    def __str__(self) -> str:
+        return self.value
+
+
+JobStatus.TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED})
+
+
+class JobHandle(BaseModel):
+    """What a backend needs to find a launched job again (from any process)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: str
+    backend: str
+    backend_job_id: str
+    job_dir: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobProgress(BaseModel):
+    """The latest progress of a running or finished job, from the trainer's event stream."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: JobStatus
+    step: int = 0
+    max_steps: int | None = None
+    epoch: float | None = None
+    loss: float | None = None
+    first_loss: float | None = None
+    learning_rate: float | None = None
+    tokens_per_s: float | None = None
+    eta_seconds: float | None = None
+    elapsed_seconds: float | None = None
+    last_checkpoint: str | None = None
+    output_dir: str | None = None
+    error: str | None = None
+    samples_before: list[dict[str, str]] = Field(default_factory=list)
+    samples_after: list[dict[str, str]] = Field(default_factory=list)
+    cost_so_far: float = 0.0
+
+    @property
+    def fraction_done(self) -> float | None:
+        if not self.max_steps:
+            return None
+        return min(1.0, self.step / self.max_steps)
+
+
+class JobRecord(BaseModel):
+    """One job as the store keeps it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: str
+    name: str | None = None
+    status: JobStatus
+    backend: str
+    request: TrainingRequest
+    handle: JobHandle | None = None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    output_dir: str | None = None
+    progress: JobProgress | None = None
+    estimate: CostEstimate | None = None
+    cost_so_far: float = 0.0
+    stop_requested: bool = False

@@ -1,0 +1,71 @@
+"""The trainer's input: one JSON document, validated. User strings travel here as data, never as code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vibeml.models import DatasetFormat, Hyperparameters
+
+__all__ = ["TrainerConfig", "load_config"]
+
+
+class TrainerConfig(BaseModel):
+    """Everything the trainer needs; written by a workflow, read by ``python -m vibeml.trainer``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = 1
+    job_id: str = "job"
+    model: str
+    dataset: str
+    dataset_format: DatasetFormat = "auto"
+    dataset_split: str = "train"
+    dataset_config: str | None = None
+    method: Literal["lora", "full"] = "lora"
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    output_dir: str = Field(description="Final adapter/model and tokenizer go here.")
+    checkpoint_dir: str = Field(description="Checkpoints (resumed from when present).")
+    events_path: str = Field(description="JSONL event stream.")
+    resume: bool = True
+    save_merged: bool = False
+    sample_prompts: list[str] = Field(default_factory=list)
+    sample_max_new_tokens: int = Field(32, ge=1, le=4096)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_runtime_seconds: float | None = Field(
+        None, gt=0, description="Checkpoint and stop once training has run this long (budget cap)."
+    )
+    torch_threads: int | None = Field(None, ge=1, le=1024)
+
+
+def load_config(path: str | Path) -> TrainerConfig:
+    """Read and validate a config file (raises ``ConfigurationError`` with the reason)."""
+    from pydantic import ValidationError as PydanticValidationError
+
+    from vibeml.exceptions import ConfigurationError
+
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigurationError(f"trainer config not found: {p}", {"path": str(p)}) from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigurationError(
+            f"trainer config {p} is not valid JSON: {exc}",
+            {"path": str(p)},
+            "Regenerate the job (the config is written by VibeML) or fix the JSON by hand.",
+        ) from exc
+    try:
+        return TrainerConfig.model_validate(raw)
+    except PydanticValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigurationError(
+            f"trainer config {p} is invalid: {problems}",
+            {"path": str(p)},
+            "Regenerate the job (the config is written by VibeML) or fix the named fields.",
+        ) from exc

@@ -1,0 +1,79 @@
+"""The trainer's JSONL event stream: written by the trainer, read by every backend.
+
+Each line is one JSON object with ``event`` and ``time`` (unix seconds). Kinds:
+
+- ``start``: ``model``, ``dataset``, ``method``, ``max_steps``, ``num_examples``, ``device``, ``resumed_from``
+- ``step``: ``step``, ``max_steps``, ``epoch``, ``loss``, ``learning_rate``, ``tokens_per_s``,
+  ``eta_seconds``, ``elapsed_seconds``
+- ``sample``: ``phase`` ("before"/"after"), ``prompt``, ``completion``
+- ``checkpoint``: ``step``, ``path``
+- ``done``: ``output_dir``, ``step``, ``first_loss``, ``final_loss``, ``elapsed_seconds``
+- ``stopped``: ``step``, ``checkpoint``, ``reason``
+- ``error``: ``message``, ``error_type``, ``recovery_suggestion``
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TERMINAL_EVENTS", "EventWriter", "read_events"]
+
+TERMINAL_EVENTS = frozenset({"done", "stopped", "error"})
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+class EventWriter:
+    """Appends events, one line each, flushed and fsynced so a reader never sees half a line."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
+        record = {"event": event, "time": round(time.time(), 3), **_clean(fields)}
+        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+        with self._lock, open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return record
+
+
+def read_events(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield complete events; a torn or corrupt line is skipped, never fatal."""
+    p = Path(path)
+    try:
+        fh = open(p, encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return
+    with fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                break  # still being written
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict) and isinstance(obj.get("event"), str):
+                yield obj

@@ -1,0 +1,26 @@
+"""Every test gets its own VIBEML_HOME and an environment with nothing leaking in or out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_SCRUB_PREFIXES = ("VIBEML_", "VAST_", "HF_", "HUGGING_FACE", "SKY")
+
+
+@pytest.fixture(autouse=True)
+def vibeml_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    for key in list(os.environ):
+        if key.startswith(_SCRUB_PREFIXES):
+            monkeypatch.delenv(key, raising=False)
+    home = tmp_path / "vibeml-home"
+    monkeypatch.setenv("VIBEML_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    yield home
