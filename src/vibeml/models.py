@@ -35,18 +35,18 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 def _check_identifier_text(value: str, what: str, max_len: int = 1024) -> str:
     """Reject strings no model id, dataset id or path can hold: empty, too long, control characters."""
     if not isinstance(value, str):
-        raise ValueError(f"{what} must be a string")
+        raise ValueError("must be a string")
     stripped = value.strip()
     if not stripped:
-        raise ValueError(f"{what} must not be empty")
+        raise ValueError("must not be empty")
     if stripped != value:
-        raise ValueError(f"{what} must not start or end with whitespace")
+        raise ValueError("must not start or end with whitespace")
     if len(value) > max_len:
-        raise ValueError(f"{what} is longer than {max_len} characters")
+        raise ValueError(f"is longer than {max_len} characters")
     for ch in value:
         cat = unicodedata.category(ch)
         if cat in ("Cc", "Cf", "Zl", "Zp"):
-            raise ValueError(f"{what} contains a control or invisible character ({ch!r})")
+            raise ValueError(f"contains a control or invisible character ({ch!r})")
     return value
 
 
@@ -154,6 +154,8 @@ class TrainingRequest(_UserModel):
         nested = data.get("hyperparameters")
         if isinstance(nested, Hyperparameters):
             nested = nested.model_dump(exclude_unset=True)
+        if nested is not None and not isinstance(nested, dict):
+            return data  # leave it to field validation, which reports the wrong type
         merged = dict(nested or {})
         merged.update(flat)
         data["hyperparameters"] = merged

@@ -1,0 +1,260 @@
+"""The local backend: the trainer runs as a detached process group on this machine.
+
+The process outlives the CLI that started it (its own session), so killing the CLI loses nothing. Its
+log and JSONL events live in the job's directory; status is reconciled from the process (is it alive,
+is it still the same process?) and the event stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from vibeml.backends.base import Backend, Capabilities, Capability
+from vibeml.exceptions import BackendError
+from vibeml.jobs.progress import progress_from_events
+from vibeml.models import JobHandle, JobProgress
+from vibeml.settings import Settings
+from vibeml.trainer.events import read_events
+from vibeml.workflows.registry import TrainingProgram
+
+__all__ = ["LocalBackend", "process_alive"]
+
+LOG_FILENAME = "train.log"
+HANDLE_FILENAME = "handle.json"
+
+
+def _proc_start_time(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks) from /proc, or None when the process is gone/unknown."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except OSError:
+        return None
+    rest = raw[raw.rfind(")") + 2 :].split()
+    try:
+        return rest[0], int(rest[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def process_alive(pid: int, start_time: int | None = None) -> bool:
+    """Is ``pid`` running and (when ``start_time`` is known) still the process we started?"""
+    if pid <= 0:
+        return False
+    if Path("/proc/self/stat").exists():
+        info = _proc_start_time(pid)
+        if info is None:
+            return False
+        state, started = info
+        if state in ("Z", "X"):
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+            return False
+        return start_time is None or started == start_time
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LocalBackend(Backend):
+    """Runs the trainer on this machine (CPU, or its GPUs when it has them). Costs nothing."""
+
+    name: ClassVar[str] = "local"
+    description: ClassVar[str] = "This machine: free, good for small models and trying things out."
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        spot=Capability(supported=False, reason="your own machine cannot be preempted or bid on"),
+        multi_gpu=Capability(supported=False, reason="the local backend runs one process"),
+        multi_node=Capability(supported=False, reason="the local backend runs on one machine"),
+        artifacts=Capability(supported=True),
+        gpu_selection=Capability(
+            supported=False, reason="it uses whatever this machine has; choose a cloud backend to pick a GPU"
+        ),
+        budget_cap=Capability(supported=True, reason="local runs cost nothing"),
+    )
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    # ------------------------------------------------------------------------------------ launch
+
+    def launch(self, program: TrainingProgram, job_id: str, job_dir: Path) -> JobHandle:
+        job_dir.mkdir(parents=True, exist_ok=True)
+        config_path = job_dir / program.config_filename
+        tmp = config_path.with_suffix(".tmp")
+        tmp.write_text(program.config_json(), encoding="utf-8")
+        os.replace(tmp, config_path)
+        log_path = job_dir / LOG_FILENAME
+        env = dict(os.environ)
+        env.update(program.env)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["VIBEML_JOB_ID"] = job_id
+        argv = program.argv(self.settings.python, config_path)
+        try:
+            with open(log_path, "ab") as log:
+                proc = subprocess.Popen(  # noqa: S603 - argv is fixed; user values live in the config file
+                    argv,
+                    cwd=job_dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+        except OSError as exc:
+            raise BackendError(
+                f"could not start the trainer: {exc}",
+                {"python": self.settings.python, "job_id": job_id},
+                "Check that VIBEML_PYTHON (or this Python) exists and has `vibeml[train]` installed.",
+            ) from exc
+        self._children[proc.pid] = proc
+        info = _proc_start_time(proc.pid)
+        handle = JobHandle(
+            job_id=job_id,
+            backend=self.name,
+            backend_job_id=str(proc.pid),
+            job_dir=str(job_dir),
+            data={
+                "pid": proc.pid,
+                "pgid": proc.pid,
+                "proc_start": info[1] if info else None,
+                "events_path": program.config.events_path,
+                "log_path": str(log_path),
+                "output_dir": program.config.output_dir,
+                "argv": argv,
+            },
+        )
+        # Beside the store: a launcher killed right now still leaves a way to find the process.
+        (job_dir / HANDLE_FILENAME).write_text(handle.model_dump_json(indent=2), encoding="utf-8")
+        return handle
+
+    # ------------------------------------------------------------------------------------ status
+
+    def _alive(self, handle: JobHandle) -> bool:
+        pid = int(handle.data.get("pid", 0))
+        proc = self._children.get(pid)
+        if proc is not None and proc.poll() is not None:
+            self._children.pop(pid, None)
+            return False
+        return process_alive(pid, handle.data.get("proc_start"))
+
+    def status(self, handle: JobHandle) -> JobProgress:
+        alive = self._alive(handle)
+        events_path = handle.data.get("events_path") or str(Path(handle.job_dir) / "events.jsonl")
+        progress = progress_from_events(read_events(events_path), alive=alive)
+        if progress.status.value == "failed" and not alive and progress.error and "without a final" in progress.error:
+            last = self._last_log_line(handle)
+            if last:
+                progress = progress.model_copy(update={"error": f"{progress.error}. Last log line: {last}"})
+        return progress
+
+    def _last_log_line(self, handle: JobHandle) -> str | None:
+        for line in reversed(list(self._tail(Path(handle.data.get("log_path", "")), 20))):
+            if line.strip():
+                return line.strip()[:300]
+        return None
+
+    # -------------------------------------------------------------------------------------- logs
+
+    @staticmethod
+    def _tail(path: Path, n: int | None) -> Iterator[str]:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                lines: Any = fh if n is None else deque(fh, maxlen=max(0, n))
+                for line in lines:
+                    yield line.rstrip("\n")
+        except FileNotFoundError:
+            return
+
+    def logs(self, handle: JobHandle, tail: int | None = 200, follow: bool = False) -> Iterator[str]:
+        path = Path(handle.data.get("log_path") or Path(handle.job_dir) / LOG_FILENAME)
+        if not follow:
+            yield from self._tail(path, tail)
+            return
+        yield from self._tail(path, tail)
+        try:
+            offset = path.stat().st_size
+        except FileNotFoundError:
+            offset = 0
+        pending = ""
+        while True:
+            alive = self._alive(handle)
+            try:
+                with open(path, encoding="utf-8", errors="replace") as fh:
+                    fh.seek(offset)
+                    chunk = fh.read()
+                    offset = fh.tell()
+            except FileNotFoundError:
+                chunk = ""
+            if chunk:
+                pending += chunk
+                *lines, pending = pending.split("\n")
+                yield from lines
+            elif not alive:
+                if pending:
+                    yield pending
+                return
+            else:
+                time.sleep(0.2)
+
+    # -------------------------------------------------------------------------------------- stop
+
+    def stop(self, handle: JobHandle, grace_seconds: float = 30.0) -> None:
+        if not self._alive(handle):
+            return
+        pgid = int(handle.data.get("pgid") or handle.data["pid"])
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        except PermissionError as exc:
+            raise BackendError(
+                f"not allowed to stop process group {pgid}: {exc}", {"job_id": handle.job_id}
+            ) from exc
+        deadline = time.monotonic() + grace_seconds
+        while time.monotonic() < deadline:
+            if not self._alive(handle):
+                return
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        for _ in range(50):
+            if not self._alive(handle):
+                return
+            time.sleep(0.1)
+
+    # --------------------------------------------------------------------------------- artifacts
+
+    def fetch_artifacts(self, handle: JobHandle, dest: Path | None = None) -> Path:
+        src = Path(handle.data.get("output_dir") or Path(handle.job_dir) / "output")
+        if not src.exists():
+            raise BackendError(
+                f"the job has no artifacts at {src} yet",
+                {"job_id": handle.job_id, "path": str(src)},
+                "Artifacts appear when the job completes; check `vibeml status JOB`.",
+            )
+        if dest is None or Path(dest).resolve() == src.resolve():
+            return src
+        dest = Path(dest)
+        shutil.copytree(src, dest, dirs_exist_ok=True)
+        return dest
+
+
+if sys.platform == "win32":  # pragma: no cover - documented limitation
+    raise ImportError("the local backend needs a POSIX system (process groups and signals)")

@@ -1,0 +1,121 @@
+"""CLI output helpers and the one error boundary. Only typer/rich at import time (fast start)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import typer
+
+from vibeml.exceptions import VibeMLError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+STATE: dict[str, bool] = {"debug": False}
+
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+
+def console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """pydantic models, lists of them, enums and datetimes → plain JSON values."""
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(x) for x in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    return obj
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(to_jsonable(obj), indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def report_error(exc: VibeMLError, as_json: bool) -> None:
+    if as_json:
+        emit_json(exc.to_dict())
+        return
+    from rich.markup import escape
+
+    err = console(stderr=True)
+    err.print(f"[bold red]Error:[/] {escape(exc.message)}")
+    for key, value in exc.context.items():
+        if key in ("fields",):
+            continue
+        err.print(f"  [dim]{escape(str(key))}:[/] {escape(str(value))}")
+    if exc.recovery_suggestion:
+        err.print(f"[yellow]What to do:[/] {escape(exc.recovery_suggestion)}")
+
+
+def error_boundary(fn: F) -> F:
+    """Map ``VibeMLError`` to a message + recovery suggestion + exit code; never a traceback
+    (unless ``--debug``)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("json_out"))
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except VibeMLError as exc:
+            if STATE["debug"]:
+                raise
+            report_error(exc, as_json)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            console(stderr=True).print("[yellow]Interrupted.[/]")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as exc:
+            if STATE["debug"]:
+                raise
+            wrapped = VibeMLError(
+                f"internal error: {type(exc).__name__}: {exc}",
+                recovery_suggestion="Run the command again with --debug for the traceback, and report it.",
+            )
+            report_error(wrapped, as_json)
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0, int(round(seconds)))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def fmt_loss(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def fmt_money(value: float | None) -> str:
+    return "-" if value is None else f"${value:.4f}"
+
+
+STATUS_STYLE = {
+    "pending": "dim",
+    "provisioning": "cyan",
+    "running": "bold cyan",
+    "stopping": "yellow",
+    "completed": "bold green",
+    "failed": "bold red",
+    "stopped": "yellow",
+}

@@ -1,0 +1,412 @@
+"""`vibeml launch / jobs / status / logs / stop`: thin wrappers over the service."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from vibeml.cli._output import (
+    EXIT_INTERRUPTED,
+    STATUS_STYLE,
+    console,
+    emit_json,
+    error_boundary,
+    fmt_duration,
+    fmt_loss,
+    fmt_money,
+)
+from vibeml.exceptions import ConfigurationError, TrainingError
+
+if TYPE_CHECKING:
+    from vibeml.client import VibeML
+    from vibeml.models import JobRecord
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def _run(coro: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+def _service() -> VibeML:
+    from vibeml.client import VibeML
+
+    return VibeML()
+
+
+def register(app: typer.Typer) -> None:
+    """Add the job commands to ``app``."""
+    app.command("launch")(error_boundary(launch))
+    app.command("jobs")(error_boundary(jobs))
+    app.command("status")(error_boundary(status))
+    app.command("logs")(error_boundary(logs))
+    app.command("stop")(error_boundary(stop))
+
+
+# ------------------------------------------------------------------------------------------ launch
+
+
+def launch(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Hub id or local model dir.")] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", "-d", help="Hub dataset id or .jsonl/.json/.csv/.parquet.")
+    ] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Use the bundled tiny model and dataset.")] = False,
+    workflow: Annotated[str, typer.Option(help="trl-lora (default) or full.")] = "trl-lora",
+    backend: Annotated[str, typer.Option(help="Where to run: local.")] = "local",
+    gpu: Annotated[str | None, typer.Option("--gpu", help="GPU type, e.g. H100 (cloud backends).")] = None,
+    gpu_count: Annotated[int, typer.Option(help="GPUs per node.")] = 1,
+    cloud: Annotated[str | None, typer.Option(help="Cloud to use (cloud backends).")] = None,
+    spot: Annotated[bool, typer.Option("--spot/--on-demand", help="Interruptible capacity.")] = False,
+    max_cost: Annotated[float | None, typer.Option(help="Hard budget cap in USD.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps (instead of epochs).")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Passes over the data (default 1).")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--learning-rate", "--lr")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Per-device batch size.")] = None,
+    grad_accum: Annotated[int | None, typer.Option(help="Gradient accumulation steps.")] = None,
+    max_seq_length: Annotated[int | None, typer.Option(help="Tokens per sequence.")] = None,
+    lora_r: Annotated[int | None, typer.Option(help="LoRA rank.")] = None,
+    lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha.")] = None,
+    lora_dropout: Annotated[float | None, typer.Option(help="LoRA dropout.")] = None,
+    target_modules: Annotated[
+        str | None, typer.Option(help="Comma-separated LoRA targets, or all-linear.")
+    ] = None,
+    gradient_checkpointing: Annotated[
+        bool | None,
+        typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Default: on for GPUs."),
+    ] = None,
+    packing: Annotated[bool | None, typer.Option("--packing/--no-packing")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    save_steps: Annotated[int | None, typer.Option(help="Checkpoint every N steps.")] = None,
+    dataset_format: Annotated[
+        str, typer.Option(help="auto, alpaca, messages, sharegpt, prompt_completion or text.")
+    ] = "auto",
+    dataset_split: Annotated[str, typer.Option()] = "train",
+    output_dir: Annotated[str | None, typer.Option(help="Where the adapter is delivered.")] = None,
+    save_merged: Annotated[bool, typer.Option("--save-merged", help="Also save merged weights.")] = False,
+    sample_prompt: Annotated[
+        list[str] | None, typer.Option("--sample-prompt", help="Answered before and after training.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="A short label for the job.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Show progress until the job ends.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Launch a fine-tune (validate → estimate → budget check → start). Returns at once unless --follow."""
+    from vibeml.client import build_request
+
+    hyper: dict[str, Any] = {
+        "max_steps": max_steps,
+        "num_epochs": epochs,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "gradient_accumulation_steps": grad_accum,
+        "max_seq_length": max_seq_length,
+        "lora_r": lora_r,
+        "lora_alpha": lora_alpha,
+        "lora_dropout": lora_dropout,
+        "gradient_checkpointing": gradient_checkpointing,
+        "packing": packing,
+        "seed": seed,
+        "save_steps": save_steps,
+    }
+    if target_modules:
+        mods = [m.strip() for m in target_modules.split(",") if m.strip()]
+        hyper["lora_target_modules"] = "all-linear" if mods == ["all-linear"] else mods
+    hyper = {k: v for k, v in hyper.items() if v is not None}
+    other: dict[str, Any] = {
+        "workflow": workflow,
+        "backend": backend,
+        "gpu_type": gpu,
+        "gpu_count": gpu_count,
+        "cloud": cloud,
+        "use_spot": spot,
+        "max_cost": max_cost,
+        "dataset_format": dataset_format,
+        "dataset_split": dataset_split,
+        "output_dir": output_dir,
+        "save_merged": save_merged,
+        "name": name,
+    }
+    if sample_prompt:
+        other["sample_prompts"] = sample_prompt
+    other = {k: v for k, v in other.items() if v is not None}
+
+    svc = _service()
+    if demo:
+        if model or dataset:
+            raise ConfigurationError(
+                "--demo uses the bundled model and dataset; do not give --model or --dataset with it",
+                recovery_suggestion="Drop --demo to train your own model, or drop --model/--dataset.",
+            )
+        err = console(stderr=True)
+        with err.status("Preparing the bundled demo model and dataset (built offline, cached)…"):
+            request = svc.demo_request(**other, **hyper)
+    else:
+        if not model or not dataset:
+            raise ConfigurationError(
+                "give --model and --dataset (or --demo for the bundled example)",
+                {"model": model, "dataset": dataset},
+                "Example: vibeml launch --model Qwen/Qwen2.5-0.5B --dataset ./data.jsonl --max-cost 5",
+            )
+        request = build_request(model=model, dataset=dataset, **other, **hyper)
+
+    record = _run(svc.launch(request))
+    if not follow:
+        if json_out:
+            emit_json(record)
+        else:
+            out = console()
+            out.print(f"[bold green]Launched[/] {record.job_id} on {record.backend} ({record.request.workflow})")
+            out.print(f"  status: vibeml status {record.job_id}")
+            out.print(f"  logs:   vibeml logs {record.job_id} -f")
+            out.print(f"  stop:   vibeml stop {record.job_id}")
+        return
+    final = follow_job(svc, record.job_id, json_out)
+    if final.status.value == "failed":
+        raise typer.Exit(TrainingError.exit_code)
+    if final.status.value == "stopped":
+        raise typer.Exit(1)
+
+
+def follow_job(svc: VibeML, job_id: str, json_out: bool = False, poll: float = 0.5) -> JobRecord:
+    """Poll until the job ends, showing a progress bar (or JSON lines), then a summary."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    start = time.monotonic()
+    record = svc.get_status_sync(job_id)
+    if json_out:
+        last_step = -1
+        while True:
+            p = record.progress
+            step = p.step if p else 0
+            if step != last_step or record.status.is_terminal:
+                emit_json({"job_id": job_id, "status": record.status.value, "progress": p})
+                last_step = step
+            if record.status.is_terminal:
+                emit_json(record)
+                return record
+            time.sleep(poll)
+            record = svc.get_status_sync(job_id)
+
+    out = console()
+    out.print(f"[bold]Job {job_id}[/] on {record.backend} — following (Ctrl-C detaches; the job keeps running)")
+    progress = Progress(
+        TextColumn("[bold blue]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss [bold]{task.fields[loss]}"),
+        TextColumn("{task.fields[tps]} tok/s"),
+        TextColumn("ETA {task.fields[eta]}"),
+        console=out,
+        transient=False,
+    )
+    printed_steps: set[int] = set()
+    try:
+        with progress:
+            task = progress.add_task("starting", total=None, loss="-", tps="-", eta="-")
+            while True:
+                p = record.progress
+                if p is not None:
+                    total = p.max_steps
+                    progress.update(
+                        task,
+                        description=record.status.value,
+                        total=total,
+                        completed=p.step,
+                        loss=fmt_loss(p.loss),
+                        tps=f"{p.tokens_per_s:,.0f}" if p.tokens_per_s else "-",
+                        eta=fmt_duration(p.eta_seconds),
+                    )
+                    # A line every ~10% so the falling loss stays in the scrollback.
+                    if total and p.loss is not None:
+                        mark = (p.step * 10) // max(1, total)
+                        if mark not in printed_steps and p.step > 0:
+                            printed_steps.add(mark)
+                            progress.console.print(
+                                f"  step {p.step:>5}/{total}  loss {p.loss:.4f}"
+                                + (f"  lr {p.learning_rate:.2e}" if p.learning_rate else "")
+                            )
+                if record.status.is_terminal:
+                    break
+                time.sleep(poll)
+                record = svc.get_status_sync(job_id)
+    except KeyboardInterrupt:
+        out.print(f"\n[yellow]Detached.[/] {job_id} keeps running: vibeml status {job_id}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    print_summary(record, time.monotonic() - start)
+    return record
+
+
+def print_summary(record: JobRecord, waited: float | None = None) -> None:
+    from rich.markup import escape
+    from rich.panel import Panel
+
+    out = console()
+    p = record.progress
+    style = STATUS_STYLE.get(record.status.value, "")
+    lines = [f"[{style}]{record.status.value}[/]  {record.job_id}"]
+    if p is not None:
+        if p.first_loss is not None and p.loss is not None:
+            drop = (1 - p.loss / p.first_loss) * 100 if p.first_loss else 0.0
+            lines.append(f"Loss: {p.first_loss:.4f} → {p.loss:.4f} ({-drop:+.1f}%)")
+        lines.append(f"Steps: {p.step}" + (f"/{p.max_steps}" if p.max_steps else ""))
+        if p.elapsed_seconds is not None:
+            lines.append(f"Training time: {fmt_duration(p.elapsed_seconds)}")
+    if waited is not None:
+        lines.append(f"Wall time: {fmt_duration(waited)}")
+    if record.error and record.status.value != "completed":
+        lines.append(f"[red]{escape(record.error)}[/]")
+    if record.status.value == "completed" and record.output_dir:
+        lines.append(f"Adapter: {escape(record.output_dir)}")
+    if p is not None and (p.samples_before or p.samples_after):
+        after = {s["prompt"]: s["completion"] for s in p.samples_after}
+        for s in p.samples_before:
+            lines.append(f"\n[bold]Q:[/] {escape(s['prompt'])}")
+            lines.append(f"  before: {escape(s['completion'].strip()[:120])!r}")
+            if s["prompt"] in after:
+                lines.append(f"  after:  {escape(after[s['prompt']].strip()[:120])!r}")
+    if record.status.value == "completed" and record.output_dir:
+        method = "full" if record.request.workflow == "full" else "lora"
+        loader = "AutoModelForCausalLM" if method == "full" else "AutoPeftModelForCausalLM"
+        pkg = "transformers" if method == "full" else "peft"
+        lines.append(
+            "\n[bold]Use it:[/]\n"
+            f"  from {pkg} import {loader}\n"
+            "  from transformers import AutoTokenizer\n"
+            f"  model = {loader}.from_pretrained({record.output_dir!r})\n"
+            f"  tokenizer = AutoTokenizer.from_pretrained({record.output_dir!r})"
+        )
+    out.print(Panel("\n".join(lines), title="VibeML job summary", expand=False))
+
+
+# -------------------------------------------------------------------------------------- tracking
+
+
+def jobs(
+    limit: Annotated[int, typer.Option(help="How many (newest first).")] = 20,
+    json_out: JsonOpt = False,
+) -> None:
+    """List jobs with their current status."""
+    from rich.table import Table
+
+    records = _run(_service().list_jobs(limit=limit))
+    if json_out:
+        emit_json(records)
+        return
+    if not records:
+        console().print("No jobs yet. Try: vibeml launch --demo --follow")
+        return
+    table = Table(title="VibeML jobs")
+    for col in ("job", "name", "status", "backend", "model", "step", "loss", "cost", "created"):
+        table.add_column(col)
+    for r in records:
+        p = r.progress
+        step = "-" if p is None else (f"{p.step}/{p.max_steps}" if p.max_steps else str(p.step))
+        model = r.request.model
+        if len(model) > 32:
+            model = "…" + model[-31:]
+        table.add_row(
+            r.job_id,
+            r.name or "",
+            f"[{STATUS_STYLE.get(r.status.value, '')}]{r.status.value}[/]",
+            r.backend,
+            model,
+            step,
+            fmt_loss(p.loss if p else None),
+            fmt_money(r.cost_so_far),
+            r.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    console().print(table)
+
+
+def status(
+    job_id: Annotated[str, typer.Argument(help="Job id (or a unique prefix).")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Show one job: status, step, loss, ETA, cost so far."""
+    record = _run(_service().get_status(job_id))
+    if json_out:
+        emit_json(record)
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    p = record.progress
+    table = Table(show_header=False, box=None)
+    table.add_column(style="dim")
+    table.add_column()
+    rows: list[tuple[str, str]] = [
+        ("job", record.job_id),
+        ("status", f"[{STATUS_STYLE.get(record.status.value, '')}]{record.status.value}[/]"),
+        ("backend", record.backend),
+        ("workflow", record.request.workflow),
+        ("model", escape(record.request.model)),
+        ("dataset", escape(record.request.dataset)),
+    ]
+    if p is not None:
+        rows += [
+            ("step", f"{p.step}/{p.max_steps}" if p.max_steps else str(p.step)),
+            ("loss", fmt_loss(p.loss) + (f" (first {p.first_loss:.4f})" if p.first_loss else "")),
+            ("tokens/s", f"{p.tokens_per_s:,.0f}" if p.tokens_per_s else "-"),
+            ("elapsed", fmt_duration(p.elapsed_seconds)),
+            ("ETA", fmt_duration(p.eta_seconds) if not record.status.is_terminal else "-"),
+        ]
+        if p.last_checkpoint:
+            rows.append(("checkpoint", escape(p.last_checkpoint)))
+    rows.append(("cost so far", fmt_money(record.cost_so_far)))
+    if record.request.max_cost is not None:
+        rows.append(("budget", fmt_money(record.request.max_cost)))
+    if record.output_dir:
+        rows.append(("output", escape(record.output_dir)))
+    if record.error:
+        rows.append(("error", f"[red]{escape(record.error)}[/]"))
+    for k, v in rows:
+        table.add_row(k, v)
+    console().print(table)
+
+
+def logs(
+    job_id: Annotated[str, typer.Argument(help="Job id (or a unique prefix).")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+    tail: Annotated[int, typer.Option(help="How many of the last lines.")] = 200,
+    json_out: JsonOpt = False,
+) -> None:
+    """Print a job's log."""
+    import sys
+
+    svc = _service()
+    lines = svc.iter_logs(job_id, tail=tail, follow=follow)
+    if json_out and not follow:
+        emit_json({"job_id": job_id, "lines": list(lines)})
+        return
+    try:
+        for line in lines:
+            if json_out:
+                import json
+
+                sys.stdout.write(json.dumps({"job_id": job_id, "line": line}) + "\n")
+            else:
+                sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def stop(
+    job_id: Annotated[str, typer.Argument(help="Job id (or a unique prefix).")],
+    grace: Annotated[
+        float | None, typer.Option(help="Seconds to let it checkpoint before it is killed.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Stop a job (it checkpoints first). Stopping a finished job is fine and changes nothing."""
+    record = _run(_service().stop(job_id, grace_seconds=grace))
+    if json_out:
+        emit_json(record)
+        return
+    style = STATUS_STYLE.get(record.status.value, "")
+    console().print(f"{record.job_id}: [{style}]{record.status.value}[/]")

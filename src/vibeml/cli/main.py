@@ -1,0 +1,71 @@
+"""The `vibeml` command. Start-up imports only typer and our light modules: torch, transformers and
+SkyPilot are imported inside the commands that need them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from vibeml import __version__
+from vibeml.cli import jobs as jobs_cli
+from vibeml.cli._output import STATE, console, emit_json, error_boundary
+
+app = typer.Typer(
+    name="vibeml",
+    help="Fine-tune open LLMs on the cheapest GPU that fits, without overspending.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vibeml {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """VibeML: validate, estimate, launch, track and stop fine-tunes — locally or in the cloud."""
+    STATE["debug"] = debug
+
+
+jobs_cli.register(app)
+
+
+@app.command("workflows")
+@error_boundary
+def workflows(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the training workflows."""
+    from vibeml.workflows import list_workflows
+
+    items = list_workflows()
+    if json_out:
+        emit_json(items)
+        return
+    from rich.table import Table
+
+    table = Table(title="Workflows")
+    table.add_column("name")
+    table.add_column("method")
+    table.add_column("description")
+    for w in items:
+        table.add_row(w.name, w.method, w.description)
+    console().print(table)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

@@ -1,0 +1,336 @@
+"""The VibeML service: validate → estimate → budget gate → render program → launch → track.
+
+Front ends (CLI, MCP, the async Python API) make one call here each; this is where the rules live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError as PydanticValidationError
+
+from vibeml.backends.registry import BackendRegistry, default_registry
+from vibeml.exceptions import (
+    BudgetExceededError,
+    DatasetError,
+    ModelNotFoundError,
+    ValidationError,
+    VibeMLError,
+)
+from vibeml.jobs.store import JobStore, utcnow
+from vibeml.models import CostEstimate, JobHandle, JobRecord, JobStatus, TrainingRequest
+from vibeml.settings import Settings
+from vibeml.workflows.registry import get_workflow, render_program
+
+__all__ = ["VibeML", "build_request"]
+
+_DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+_LAUNCH_ADOPT_SECONDS = 120
+
+
+def build_request(**fields: Any) -> TrainingRequest:
+    """Build a ``TrainingRequest``, turning pydantic's errors into one clear ``ValidationError``."""
+    try:
+        return TrainingRequest.model_validate(fields)
+    except PydanticValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err["loc"] if x != "hyperparameters") or "request"
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{loc}: {msg}")
+        raise ValidationError(
+            "invalid training request: " + "; ".join(problems),
+            {"fields": [p.split(":", 1)[0] for p in problems]},
+            "Fix the named fields; `vibeml launch --help` lists every option and its range.",
+        ) from None
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~")) or value.lower().endswith(_DATA_SUFFIXES)
+
+
+class VibeML:
+    """The service behind every front end.
+
+    Args:
+        settings: Where things live; ``Settings.from_env()`` when omitted.
+        store: The jobs store; opened at ``settings.db_path`` when omitted.
+        backends: The backend registry; the built-ins when omitted.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        store: JobStore | None = None,
+        backends: BackendRegistry | None = None,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.store = store or JobStore(self.settings.db_path)
+        self.backends = backends or default_registry(self.settings)
+
+    # ------------------------------------------------------------------------------- validation
+
+    def _resolve_local_inputs(self, request: TrainingRequest) -> tuple[TrainingRequest, bool]:
+        """Make local paths absolute (the trainer runs elsewhere) and reject missing ones early.
+
+        Returns the request and whether everything it reads is local (so the hub can stay offline).
+        """
+        updates: dict[str, Any] = {}
+        local = True
+        model_path = Path(request.model).expanduser()
+        if model_path.exists():
+            if not (model_path / "config.json").exists():
+                raise ModelNotFoundError(
+                    f"{request.model} is a local path but not a model directory (no config.json)",
+                    {"model": request.model},
+                    "Point --model at a directory saved with save_pretrained(), or give a hub id.",
+                )
+            updates["model"] = str(model_path.resolve())
+        elif _looks_like_path(request.model):
+            raise ModelNotFoundError(
+                f"model directory not found: {request.model}",
+                {"model": request.model},
+                "Check the path, or give a hub id such as 'Qwen/Qwen2.5-0.5B'.",
+            )
+        elif not _HUB_ID.match(request.model):
+            raise ModelNotFoundError(
+                f"{request.model!r} is neither a local directory nor a hub id like 'org/name'",
+                {"model": request.model},
+                "Give a hub id such as 'Qwen/Qwen2.5-0.5B' or a local model directory.",
+            )
+        else:
+            local = False
+        data_path = Path(request.dataset).expanduser()
+        if data_path.exists():
+            updates["dataset"] = str(data_path.resolve())
+        elif _looks_like_path(request.dataset):
+            raise DatasetError(
+                f"dataset file not found: {request.dataset}",
+                {"dataset": request.dataset},
+                "Check the path (relative paths are from the current directory) or give a hub dataset id.",
+            )
+        elif not _HUB_ID.match(request.dataset):
+            raise DatasetError(
+                f"{request.dataset!r} is neither a local file nor a hub dataset id like 'org/name'",
+                {"dataset": request.dataset},
+            )
+        else:
+            local = False
+        if request.output_dir:
+            updates["output_dir"] = str(Path(request.output_dir).expanduser().resolve())
+        if updates:
+            request = request.model_copy(update=updates)
+        return request, local
+
+    def estimate(self, request: TrainingRequest) -> CostEstimate:
+        """Cost of a request on its backend. Local runs are free."""
+        if request.backend == "local":
+            return CostEstimate(
+                gpu_type="local",
+                hourly_rate=0.0,
+                estimated_duration_hours=0.0,
+                min_cost=0.0,
+                expected_cost=0.0,
+                max_cost=0.0,
+                notes=("runs on this machine: no cloud charges",),
+            )
+        raise ValidationError(
+            f"no cost model for backend {request.backend!r}",
+            {"backend": request.backend},
+            "Use --backend local.",
+        )
+
+    @staticmethod
+    def check_budget(request: TrainingRequest, estimate: CostEstimate) -> None:
+        """Refuse before anything starts when the expected cost does not fit ``max_cost``."""
+        if request.max_cost is not None and estimate.expected_cost > request.max_cost:
+            raise BudgetExceededError(
+                f"estimated cost ${estimate.expected_cost:.4f} exceeds the budget ${request.max_cost:.4f}",
+                estimated_cost=estimate.expected_cost,
+                max_cost=request.max_cost,
+                context={"gpu_type": estimate.gpu_type, "hours": estimate.estimated_duration_hours},
+            )
+
+    # ----------------------------------------------------------------------------------- launch
+
+    def _new_job_id(self) -> str:
+        return "vml-" + secrets.token_hex(4)
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.settings.jobs_dir / job_id
+
+    def _launch_sync(self, request: TrainingRequest) -> JobRecord:
+        get_workflow(request.workflow)
+        backend = self.backends.get(request.backend)
+        backend.check(request)
+        request, all_local = self._resolve_local_inputs(request)
+        estimate = self.estimate(request)
+        self.check_budget(request, estimate)
+
+        job_id = self._new_job_id()
+        job_dir = self.job_dir(job_id)
+        job_dir.mkdir(parents=True, exist_ok=False)
+        output_dir = request.output_dir or str(job_dir / "output")
+        env = {"HF_HUB_OFFLINE": "1"} if all_local else {}
+        if self.settings.hf_endpoint:
+            env["HF_ENDPOINT"] = self.settings.hf_endpoint
+        program = render_program(
+            request,
+            job_id,
+            output_dir=output_dir,
+            checkpoint_dir=str(job_dir / "checkpoints"),
+            events_path=str(job_dir / "events.jsonl"),
+            env=env,
+        )
+        now = utcnow()
+        record = JobRecord(
+            job_id=job_id,
+            name=request.name,
+            status=JobStatus.PENDING,
+            backend=request.backend,
+            request=request,
+            created_at=now,
+            updated_at=now,
+            output_dir=output_dir,
+            estimate=estimate,
+        )
+        self.store.create(record)
+        try:
+            handle = backend.launch(program, job_id, job_dir)
+        except VibeMLError as exc:
+            self.store.update(job_id, status=JobStatus.FAILED, error=exc.message, finished_at=utcnow())
+            raise
+        except Exception as exc:
+            self.store.update(job_id, status=JobStatus.FAILED, error=str(exc), finished_at=utcnow())
+            raise
+        return self.store.update(job_id, handle=handle, status=JobStatus.PROVISIONING)
+
+    async def launch(self, request: TrainingRequest) -> JobRecord:
+        """Validate, estimate, check the budget, render and launch. Returns once the job has started."""
+        return await asyncio.to_thread(self._launch_sync, request)
+
+    def demo_request(self, **overrides: Any) -> TrainingRequest:
+        """The bundled demo: a tiny model and dataset built offline on first use."""
+        from vibeml.demo.assets import DEMO_SAMPLE_PROMPTS, demo_hyperparameters, ensure_demo_assets
+
+        assets = ensure_demo_assets(self.settings.demo_dir)
+        fields: dict[str, Any] = {
+            "model": str(assets.model_dir),
+            "dataset": str(assets.dataset_path),
+            "name": "demo",
+            "sample_prompts": list(DEMO_SAMPLE_PROMPTS),
+            "hyperparameters": demo_hyperparameters(),
+        }
+        hyper = dict(fields["hyperparameters"])
+        for key, value in overrides.items():
+            if key in ("max_steps", "num_epochs") and value is not None:
+                hyper.pop("max_steps", None)
+                hyper.pop("num_epochs", None)
+            if key in hyper or key in ("max_steps", "num_epochs"):
+                hyper[key] = value
+            else:
+                fields[key] = value
+        fields["hyperparameters"] = hyper
+        return build_request(**fields)
+
+    # ----------------------------------------------------------------------------------- track
+
+    def _adopt_handle(self, record: JobRecord) -> JobRecord:
+        """A launcher killed between starting the process and saving the handle left it on disk."""
+        path = self.job_dir(record.job_id) / "handle.json"
+        if record.handle is None and path.exists():
+            try:
+                handle = JobHandle.model_validate_json(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return record
+            return self.store.update(record.job_id, handle=handle)
+        return record
+
+    def _refresh_sync(self, record: JobRecord) -> JobRecord:
+        if record.status.is_terminal:
+            return record
+        record = self._adopt_handle(record)
+        if record.handle is None:
+            if utcnow() - record.created_at > timedelta(seconds=_LAUNCH_ADOPT_SECONDS):
+                return self.store.update(
+                    record.job_id,
+                    status=JobStatus.FAILED,
+                    error="the launch did not complete (the launcher stopped before the job started)",
+                    finished_at=utcnow(),
+                )
+            return record
+        backend = self.backends.get(record.backend)
+        progress = backend.status(record.handle)
+        status = progress.status
+        error = progress.error
+        if status is JobStatus.FAILED and record.stop_requested:
+            status, error = JobStatus.STOPPED, "stopped by request"
+        elif status is JobStatus.PENDING:
+            status = JobStatus.PROVISIONING
+        elif status is JobStatus.RUNNING and record.stop_requested:
+            status = JobStatus.STOPPING
+        progress = progress.model_copy(update={"status": status, "error": error})
+        updates: dict[str, Any] = {"status": status, "progress": progress, "cost_so_far": progress.cost_so_far}
+        if status is JobStatus.RUNNING and record.started_at is None:
+            updates["started_at"] = utcnow()
+        if status.is_terminal:
+            updates["finished_at"] = utcnow()
+            if status is not JobStatus.COMPLETED:
+                updates["error"] = error
+            if progress.output_dir:
+                updates["output_dir"] = progress.output_dir
+        return self.store.update(record.job_id, **updates)
+
+    def get_status_sync(self, job_id: str) -> JobRecord:
+        return self._refresh_sync(self.store.find(job_id))
+
+    async def get_status(self, job_id: str) -> JobRecord:
+        """The job, reconciled with its backend (id or unique prefix)."""
+        return await asyncio.to_thread(self.get_status_sync, job_id)
+
+    def _list_sync(self, limit: int, refresh: bool) -> list[JobRecord]:
+        records = self.store.list_jobs(limit=limit)
+        if refresh:
+            records = [self._refresh_sync(r) for r in records]
+        return records
+
+    async def list_jobs(self, limit: int = 50, refresh: bool = True) -> list[JobRecord]:
+        """Newest first, each reconciled with its backend."""
+        return await asyncio.to_thread(self._list_sync, limit, refresh)
+
+    def iter_logs(self, job_id: str, tail: int | None = 200, follow: bool = False) -> Iterator[str]:
+        """Log lines of a job (sync iterator; ``follow`` keeps going until it ends)."""
+        record = self._adopt_handle(self.store.find(job_id))
+        if record.handle is None:
+            return iter(())
+        return self.backends.get(record.backend).logs(record.handle, tail=tail, follow=follow)
+
+    async def get_logs(self, job_id: str, tail: int = 200) -> list[str]:
+        return await asyncio.to_thread(lambda: list(self.iter_logs(job_id, tail=tail)))
+
+    def _stop_sync(self, job_id: str, grace_seconds: float | None) -> JobRecord:
+        record = self._refresh_sync(self.store.find(job_id))
+        if record.status.is_terminal:
+            return record
+        record = self.store.update(record.job_id, stop_requested=True, status=JobStatus.STOPPING)
+        record = self._adopt_handle(record)
+        if record.handle is not None:
+            grace = self.settings.stop_grace_seconds if grace_seconds is None else grace_seconds
+            self.backends.get(record.backend).stop(record.handle, grace_seconds=grace)
+        record = self._refresh_sync(self.store.get(record.job_id))
+        if not record.status.is_terminal:
+            record = self.store.update(
+                record.job_id, status=JobStatus.STOPPED, error="stopped by request", finished_at=utcnow()
+            )
+        return record
+
+    async def stop(self, job_id: str, grace_seconds: float | None = None) -> JobRecord:
+        """Stop a job (checkpoint first when the trainer can). Stopping a finished job is a no-op."""
+        return await asyncio.to_thread(self._stop_sync, job_id, grace_seconds)

@@ -1,0 +1,40 @@
+"""Forward-only schema migrations for the jobs store. Append new ones; never edit an applied one."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "m001_jobs",
+        """
+        CREATE TABLE jobs (
+            job_id          TEXT PRIMARY KEY,
+            name            TEXT,
+            status          TEXT NOT NULL,
+            backend         TEXT NOT NULL,
+            request_json    TEXT NOT NULL,
+            handle_json     TEXT,
+            created_at      TEXT NOT NULL,
+            updated_at      TEXT NOT NULL,
+            started_at      TEXT,
+            finished_at     TEXT,
+            error           TEXT,
+            output_dir      TEXT,
+            progress_json   TEXT,
+            estimate_json   TEXT,
+            cost_so_far     REAL NOT NULL DEFAULT 0,
+            stop_requested  INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX jobs_created ON jobs(created_at);
+        CREATE INDEX jobs_status ON jobs(status);
+        CREATE TABLE job_events (
+            id        INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id    TEXT NOT NULL REFERENCES jobs(job_id) ON DELETE CASCADE,
+            time      TEXT NOT NULL,
+            kind      TEXT NOT NULL,
+            data_json TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX job_events_job ON job_events(job_id, id);
+        """,
+    ),
+]

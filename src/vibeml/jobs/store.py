@@ -1,0 +1,279 @@
+"""The jobs store: SQLite in WAL mode. The only module in VibeML that speaks SQL.
+
+Every write is one short ``BEGIN IMMEDIATE`` transaction, so several CLI processes, an MCP server and
+trainers' watchers can share one database without corrupting it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from vibeml.exceptions import ConfigurationError, JobNotFoundError
+from vibeml.jobs.migrations import MIGRATIONS
+from vibeml.models import CostEstimate, JobHandle, JobProgress, JobRecord, JobStatus, TrainingRequest
+
+__all__ = ["JobStore", "utcnow"]
+
+_BUSY_TIMEOUT_MS = 30_000
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+class JobStore:
+    """Job history and job events, in one SQLite file.
+
+    Args:
+        path: The database file (created with its parent directory when missing).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._migrate()
+
+    # ----------------------------------------------------------------------------------- plumbing
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+                conn.row_factory = sqlite3.Row
+                conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+            except sqlite3.DatabaseError as exc:
+                raise ConfigurationError(
+                    f"the jobs database {self.path} cannot be opened: {exc}",
+                    {"path": str(self.path)},
+                    "Move the file aside (it is not deleted automatically) and run the command again.",
+                ) from exc
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _migrate(self) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            newest = max((v for v, _, _ in MIGRATIONS), default=0)
+            if applied and max(applied) > newest:
+                raise ConfigurationError(
+                    f"the jobs database {self.path} was written by a newer VibeML (schema {max(applied)})",
+                    {"path": str(self.path), "schema": max(applied), "supported": newest},
+                    "Upgrade VibeML (`pip install -U vibeml`).",
+                )
+            for version, name, sql in MIGRATIONS:
+                if version in applied:
+                    continue
+                for statement in (s.strip() for s in sql.split(";")):
+                    if statement:
+                        conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, _ts(utcnow())),
+                )
+
+    def schema_version(self) -> int:
+        row = self._conn().execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        return int(row[0] or 0)
+
+    # ------------------------------------------------------------------------------------- rows
+
+    @staticmethod
+    def _row_to_record(row: sqlite3.Row) -> JobRecord:
+        def parse(value: str | None) -> datetime | None:
+            return None if value is None else datetime.fromisoformat(value)
+
+        return JobRecord(
+            job_id=row["job_id"],
+            name=row["name"],
+            status=JobStatus(row["status"]),
+            backend=row["backend"],
+            request=TrainingRequest.model_validate_json(row["request_json"]),
+            handle=JobHandle.model_validate_json(row["handle_json"]) if row["handle_json"] else None,
+            created_at=parse(row["created_at"]) or utcnow(),
+            updated_at=parse(row["updated_at"]) or utcnow(),
+            started_at=parse(row["started_at"]),
+            finished_at=parse(row["finished_at"]),
+            error=row["error"],
+            output_dir=row["output_dir"],
+            progress=JobProgress.model_validate_json(row["progress_json"]) if row["progress_json"] else None,
+            estimate=CostEstimate.model_validate_json(row["estimate_json"]) if row["estimate_json"] else None,
+            cost_so_far=row["cost_so_far"],
+            stop_requested=bool(row["stop_requested"]),
+        )
+
+    def create(self, record: JobRecord) -> JobRecord:
+        """Insert a new job (its id must be new)."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO jobs(job_id, name, status, backend, request_json, handle_json, created_at,"
+                " updated_at, started_at, finished_at, error, output_dir, progress_json, estimate_json,"
+                " cost_so_far, stop_requested) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    record.job_id,
+                    record.name,
+                    record.status.value,
+                    record.backend,
+                    record.request.model_dump_json(),
+                    record.handle.model_dump_json() if record.handle else None,
+                    _ts(record.created_at),
+                    _ts(record.updated_at),
+                    _ts(record.started_at),
+                    _ts(record.finished_at),
+                    record.error,
+                    record.output_dir,
+                    record.progress.model_dump_json() if record.progress else None,
+                    record.estimate.model_dump_json() if record.estimate else None,
+                    record.cost_so_far,
+                    int(record.stop_requested),
+                ),
+            )
+            self._add_event(conn, record.job_id, "created", {"status": record.status.value})
+        return record
+
+    def get(self, job_id: str) -> JobRecord:
+        row = self._conn().execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFoundError(f"no job {job_id!r}", {"job_id": job_id})
+        return self._row_to_record(row)
+
+    def find(self, prefix: str) -> JobRecord:
+        """Get a job by its id or a unique prefix of it."""
+        try:
+            return self.get(prefix)
+        except JobNotFoundError:
+            pass
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = (
+            self._conn()
+            .execute("SELECT * FROM jobs WHERE job_id LIKE ? ESCAPE '\\' LIMIT 3", (escaped + "%",))
+            .fetchall()
+        )
+        if len(rows) == 1:
+            return self._row_to_record(rows[0])
+        if not rows:
+            raise JobNotFoundError(f"no job {prefix!r}", {"job_id": prefix})
+        raise JobNotFoundError(
+            f"{prefix!r} matches several jobs",
+            {"job_id": prefix, "matches": [r["job_id"] for r in rows]},
+            "Give more of the job id.",
+        )
+
+    def list_jobs(self, limit: int = 50, statuses: set[JobStatus] | None = None) -> list[JobRecord]:
+        """Newest first."""
+        sql = "SELECT * FROM jobs"
+        args: list[Any] = []
+        if statuses:
+            sql += f" WHERE status IN ({','.join('?' * len(statuses))})"
+            args.extend(s.value for s in statuses)
+        sql += " ORDER BY created_at DESC, job_id DESC LIMIT ?"
+        args.append(max(1, limit))
+        return [self._row_to_record(r) for r in self._conn().execute(sql, args).fetchall()]
+
+    _UPDATABLE = frozenset(
+        {
+            "status",
+            "handle",
+            "started_at",
+            "finished_at",
+            "error",
+            "output_dir",
+            "progress",
+            "estimate",
+            "cost_so_far",
+            "stop_requested",
+            "name",
+        }
+    )
+
+    def update(self, job_id: str, **fields: Any) -> JobRecord:
+        """Change some fields; a job in a terminal state keeps its status."""
+        unknown = set(fields) - self._UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)}")
+        columns: dict[str, Any] = {}
+        for key, value in fields.items():
+            if key == "status":
+                columns["status"] = JobStatus(value).value
+            elif key in ("handle", "progress", "estimate"):
+                columns[f"{key}_json"] = value.model_dump_json() if value is not None else None
+            elif key in ("started_at", "finished_at"):
+                columns[key] = _ts(value)
+            elif key == "stop_requested":
+                columns[key] = int(bool(value))
+            else:
+                columns[key] = value
+        with self._tx() as conn:
+            row = conn.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFoundError(f"no job {job_id!r}", {"job_id": job_id})
+            old = JobStatus(row["status"])
+            if old.is_terminal and "status" in columns and columns["status"] != old.value:
+                columns.pop("status")  # terminal is final: never resurrect a finished job
+            columns["updated_at"] = _ts(utcnow())
+            assignments = ", ".join(f"{c} = ?" for c in columns)
+            conn.execute(f"UPDATE jobs SET {assignments} WHERE job_id = ?", (*columns.values(), job_id))
+            new_status = columns.get("status")
+            if new_status is not None and new_status != old.value:
+                data = {"from": old.value, "to": new_status}
+                if fields.get("error"):
+                    data["error"] = fields["error"]
+                self._add_event(conn, job_id, "status", data)
+            row = conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return self._row_to_record(row)
+
+    # ----------------------------------------------------------------------------------- events
+
+    @staticmethod
+    def _add_event(conn: sqlite3.Connection, job_id: str, kind: str, data: dict[str, Any]) -> None:
+        conn.execute(
+            "INSERT INTO job_events(job_id, time, kind, data_json) VALUES (?, ?, ?, ?)",
+            (job_id, _ts(utcnow()), kind, json.dumps(data, default=str)),
+        )
+
+    def add_event(self, job_id: str, kind: str, data: dict[str, Any] | None = None) -> None:
+        with self._tx() as conn:
+            self._add_event(conn, job_id, kind, data or {})
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        rows = self._conn().execute(
+            "SELECT time, kind, data_json FROM job_events WHERE job_id = ? ORDER BY id", (job_id,)
+        )
+        return [{"time": r["time"], "kind": r["kind"], **json.loads(r["data_json"])} for r in rows]

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from vibeml.backends.local import LocalBackend, process_alive
+from vibeml.models import JobHandle, JobStatus, TrainingRequest
+from vibeml.settings import Settings
+from vibeml.workflows.registry import render_program
+
+HERE = Path(__file__).parent
+
+
+def _launch(tmp_path: Path, mode: str) -> tuple[LocalBackend, JobHandle]:
+    settings = Settings.from_env()
+    backend = LocalBackend(settings)
+    job_dir = tmp_path / "job"
+    request = TrainingRequest(model="m/x", dataset="d/x", max_steps=5)
+    program = render_program(
+        request,
+        "vml-test",
+        output_dir=str(job_dir / "output"),
+        checkpoint_dir=str(job_dir / "ckpt"),
+        events_path=str(job_dir / "events.jsonl"),
+        env={"VIBEML_TEST_MODE": mode, "PYTHONPATH": str(HERE) + os.pathsep + os.environ.get("PYTHONPATH", "")},
+    )
+    program = program.model_copy(update={"module": "fake_program"})
+    return backend, backend.launch(program, "vml-test", job_dir)
+
+
+def _wait(backend: LocalBackend, handle: JobHandle, want: set[JobStatus], timeout: float = 30) -> JobStatus:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = backend.status(handle).status
+        if st in want:
+            return st
+        time.sleep(0.05)
+    raise AssertionError(f"still {backend.status(handle).status}")
+
+
+def test_complete_run(tmp_path: Path) -> None:
+    backend, handle = _launch(tmp_path, "complete")
+    assert (Path(handle.job_dir) / "handle.json").exists()
+    assert _wait(backend, handle, {JobStatus.COMPLETED}) is JobStatus.COMPLETED
+    p = backend.status(handle)
+    assert p.step == 5 and p.first_loss == 4.0
+    assert "step 5" in list(backend.logs(handle, tail=10))
+    assert backend.fetch_artifacts(handle).name == "output"
+    dest = backend.fetch_artifacts(handle, tmp_path / "copy")
+    assert (dest / "adapter_model.safetensors").exists()
+    backend.stop(handle)  # stopping a finished job is fine
+
+
+def test_detached_process_group(tmp_path: Path) -> None:
+    backend, handle = _launch(tmp_path, "graceful")
+    pid = handle.data["pid"]
+    assert os.getpgid(pid) == pid and os.getsid(pid) == pid  # its own session: outlives the launcher
+    _wait(backend, handle, {JobStatus.RUNNING})
+    backend.stop(handle, grace_seconds=10)
+    assert backend.status(handle).status is JobStatus.STOPPED
+    assert backend.status(handle).last_checkpoint == "ckpt-1"
+    backend.stop(handle)  # idempotent
+
+
+def test_stubborn_process_is_killed_after_grace(tmp_path: Path) -> None:
+    backend, handle = _launch(tmp_path, "stubborn")
+    _wait(backend, handle, {JobStatus.RUNNING})
+    t0 = time.monotonic()
+    backend.stop(handle, grace_seconds=0.5)
+    assert time.monotonic() - t0 < 10
+    assert not process_alive(handle.data["pid"], handle.data["proc_start"])
+    assert backend.status(handle).status is JobStatus.FAILED  # no final event; the service maps to stopped
+
+
+def test_crash_without_event_is_failed_with_log_line(tmp_path: Path) -> None:
+    backend, handle = _launch(tmp_path, "crash")
+    _wait(backend, handle, {JobStatus.FAILED})
+    err = backend.status(handle).error or ""
+    assert "without a final event" in err and "boom" in err
+
+
+def test_error_event_is_failed(tmp_path: Path) -> None:
+    backend, handle = _launch(tmp_path, "error")
+    _wait(backend, handle, {JobStatus.FAILED})
+    assert backend.status(handle).error == "dataset has no rows"
+
+
+def test_follow_logs_ends_with_the_job(tmp_path: Path) -> None:
+    backend, handle = _launch(tmp_path, "complete")
+    lines = list(backend.logs(handle, tail=0, follow=True))
+    assert any("step 5" in line for line in lines) or "step 5" in list(backend.logs(handle))
+
+
+def test_pid_reuse_is_not_mistaken_for_the_job() -> None:
+    me = os.getpid()
+    assert process_alive(me)
+    from vibeml.backends.local import _proc_start_time
+
+    info = _proc_start_time(me)
+    assert info is not None
+    assert not process_alive(me, info[1] + 12345)
+
+
+def test_stop_of_vanished_process_group(tmp_path: Path) -> None:
+    backend, handle = _launch(tmp_path, "graceful")
+    _wait(backend, handle, {JobStatus.RUNNING})
+    os.killpg(handle.data["pgid"], signal.SIGKILL)
+    _wait(backend, handle, {JobStatus.FAILED})
+    backend.stop(handle)  # nothing left to stop: no error
+
+
+@pytest.mark.parametrize("bad", ["", "relative/x"])
+def test_missing_log_reads_empty(tmp_path: Path, bad: str) -> None:
+    handle = JobHandle(job_id="j", backend="local", backend_job_id="0", job_dir=str(tmp_path),
+                       data={"pid": 0, "log_path": str(tmp_path / bad / "none.log")})
+    assert list(LocalBackend(Settings.from_env()).logs(handle)) == []

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from vibeml.exceptions import ConfigurationError, JobNotFoundError
+from vibeml.jobs.migrations import MIGRATIONS
+from vibeml.jobs.store import JobStore, utcnow
+from vibeml.models import JobProgress, JobRecord, JobStatus, TrainingRequest
+
+
+def _record(job_id: str, offset_s: int = 0) -> JobRecord:
+    now = utcnow() + timedelta(seconds=offset_s)
+    return JobRecord(
+        job_id=job_id,
+        status=JobStatus.PENDING,
+        backend="local",
+        request=TrainingRequest(model="m/x", dataset="d/x", max_steps=3),
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def test_migrations_apply_once_and_wal(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    store = JobStore(db)
+    assert store.schema_version() == MIGRATIONS[-1][0]
+    JobStore(db)  # a second open applies nothing twice
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    JobStore(db)
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO schema_migrations VALUES (999, 'future', 'x')")
+    conn.commit()
+    with pytest.raises(ConfigurationError, match="newer VibeML"):
+        JobStore(db)
+
+
+def test_corrupt_database_is_a_clear_error_and_kept(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ConfigurationError) as info:
+        JobStore(db)
+    assert "cannot be opened" in info.value.message
+    assert db.read_bytes().startswith(b"this is not a database")
+
+
+def test_crud_prefix_and_terminal_is_final(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "s.db")
+    store.create(_record("vml-aaaa1111"))
+    store.create(_record("vml-aaab2222", 1))
+    assert store.get("vml-aaaa1111").request.hyperparameters.max_steps == 3
+    assert store.find("vml-aaab").job_id == "vml-aaab2222"
+    with pytest.raises(JobNotFoundError, match="several"):
+        store.find("vml-aa")
+    with pytest.raises(JobNotFoundError):
+        store.find("nope")
+    with pytest.raises(JobNotFoundError):
+        store.find("vml-a%")  # LIKE wildcards are escaped
+    rec = store.update("vml-aaaa1111", status=JobStatus.RUNNING, progress=JobProgress(status="running", step=2))
+    assert rec.progress is not None and rec.progress.step == 2
+    store.update("vml-aaaa1111", status=JobStatus.COMPLETED, finished_at=utcnow())
+    again = store.update("vml-aaaa1111", status=JobStatus.RUNNING)
+    assert again.status is JobStatus.COMPLETED
+    kinds = [(e["kind"], e.get("to")) for e in store.events("vml-aaaa1111")]
+    assert kinds == [("created", None), ("status", "running"), ("status", "completed")]
+    assert [r.job_id for r in store.list_jobs()] == ["vml-aaab2222", "vml-aaaa1111"]
+    assert [r.job_id for r in store.list_jobs(statuses={JobStatus.COMPLETED})] == ["vml-aaaa1111"]
+
+
+def test_threads_share_one_store(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "s.db")
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            store.create(_record(f"vml-t{i:04d}"))
+            for step in range(5):
+                store.update(f"vml-t{i:04d}", progress=JobProgress(status="running", step=step))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(store.list_jobs(limit=100)) == 16
+
+
+def _proc_work(db: str, prefix: str) -> None:
+    store = JobStore(db)
+    for i in range(20):
+        store.create(_record(f"{prefix}{i:03d}"))
+        store.update(f"{prefix}{i:03d}", status=JobStatus.RUNNING)
+
+
+def test_processes_share_one_store(tmp_path: Path) -> None:
+    db = str(tmp_path / "s.db")
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_proc_work, args=(db, f"vml-p{n}-")) for n in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    store = JobStore(db)
+    records = store.list_jobs(limit=500)
+    assert len(records) == 80
+    assert all(r.status is JobStatus.RUNNING for r in records)
+    assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
