@@ -1,5 +1,58 @@
-"""VibeML: fine-tune open LLMs on the cheapest GPU that fits, without overspending."""
+"""VibeML: fine-tune open LLMs on the cheapest GPU that fits, without overspending.
+
+The public API is async and imported lazily, so ``import vibeml`` (and the CLI) stays fast.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "BudgetExceededError": "vibeml.exceptions",
+    "ConfigurationError": "vibeml.exceptions",
+    "CostEstimate": "vibeml.models",
+    "DatasetError": "vibeml.exceptions",
+    "JobRecord": "vibeml.models",
+    "JobStatus": "vibeml.models",
+    "ModelNotFoundError": "vibeml.exceptions",
+    "Settings": "vibeml.settings",
+    "TrainingRequest": "vibeml.models",
+    "VibeML": "vibeml.client",
+    "VibeMLError": "vibeml.exceptions",
+    "get_job_logs": "vibeml.api",
+    "get_job_status": "vibeml.api",
+    "launch_training": "vibeml.api",
+    "list_jobs": "vibeml.api",
+    "stop_job": "vibeml.api",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vibeml.api import get_job_logs, get_job_status, launch_training, list_jobs, stop_job
+    from vibeml.client import VibeML
+    from vibeml.exceptions import (
+        BudgetExceededError,
+        ConfigurationError,
+        DatasetError,
+        ModelNotFoundError,
+        VibeMLError,
+    )
+    from vibeml.models import CostEstimate, JobRecord, JobStatus, TrainingRequest
+    from vibeml.settings import Settings
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vibeml' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
