@@ -24,3 +24,13 @@ def vibeml_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     yield home
+
+
+@pytest.fixture(scope="session")
+def demo_assets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled demo model and dataset, built once per test session (copy it; don't modify it)."""
+    from vibeml.demo.assets import ensure_demo_assets
+
+    root = tmp_path_factory.mktemp("demo-assets")
+    ensure_demo_assets(root)
+    return root

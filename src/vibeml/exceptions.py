@@ -256,11 +256,14 @@ def retry_with_backoff(
     """
     if max_attempts < 1:
         raise ValueError("max_attempts must be >= 1")
+    predicate: RetryPredicate
     if isinstance(retry_on, tuple):
         types = retry_on
 
-        def predicate(exc: BaseException) -> bool:
+        def _is_type(exc: BaseException) -> bool:
             return isinstance(exc, types)
+
+        predicate = _is_type
     else:
         predicate = retry_on or _default_retryable
 

@@ -107,7 +107,7 @@ class LocalBackend(Backend):
         argv = program.argv(self.settings.python, config_path)
         try:
             with open(log_path, "ab") as log:
-                proc = subprocess.Popen(  # noqa: S603 - argv is fixed; user values live in the config file
+                proc = subprocess.Popen(
                     argv,
                     cwd=job_dir,
                     stdin=subprocess.DEVNULL,

@@ -17,7 +17,8 @@ BackendFactory = Callable[[Settings], Backend]
 def _lazy(module: str, attr: str) -> BackendFactory:
     def factory(settings: Settings) -> Backend:
         cls = getattr(importlib.import_module(module), attr)
-        return cls(settings)  # type: ignore[no-any-return]
+        backend: Backend = cls(settings)
+        return backend
 
     return factory
 

@@ -96,7 +96,7 @@ def error_boundary(fn: F) -> F:
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

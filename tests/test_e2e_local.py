@@ -1,0 +1,151 @@
+"""End to end through the real `vibeml` command: real processes, real SQLite, real training on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+VIBEML = [sys.executable, "-m", "vibeml"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["COLUMNS"] = "120"
+    return env
+
+
+def cli(*args: str, timeout: float = 240, check: bool = True) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run([*VIBEML, *args], capture_output=True, text=True, timeout=timeout, env=_env())
+    if check and res.returncode != 0:
+        raise AssertionError(f"vibeml {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+def cli_json(*args: str) -> Any:
+    return json.loads(cli(*args, "--json").stdout)
+
+
+def wait_for(pred: Any, timeout: float = 120, every: float = 0.3) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+@pytest.fixture
+def demo_home(vibeml_env: Path, demo_assets_dir: Path) -> Path:
+    """A fresh VIBEML_HOME with the demo assets (built once per session) already in place."""
+    import shutil
+
+    shutil.copytree(demo_assets_dir, vibeml_env / "demo")
+    return vibeml_env
+
+
+def test_demo_trains_and_the_adapter_answers(demo_home: Path) -> None:
+    """The `make demo` path, whole: the loss falls by ≥30% and the adapter loads and answers."""
+    t0 = time.monotonic()
+    res = cli("launch", "--demo", "--follow", timeout=300)
+    wall = time.monotonic() - t0
+    assert "VibeML job summary" in res.stdout and "completed" in res.stdout
+    assert "Loss:" in res.stdout and "Use it:" in res.stdout and "before:" in res.stdout
+    [job] = cli_json("jobs")
+    assert job["status"] == "completed"
+    p = job["progress"]
+    assert p["loss"] <= 0.7 * p["first_loss"], p
+    assert wall < 150, wall
+
+    out = Path(job["output_dir"])
+    assert (out / "adapter_config.json").exists()
+    import torch
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoTokenizer
+
+    model = AutoPeftModelForCausalLM.from_pretrained(str(out))
+    tok = AutoTokenizer.from_pretrained(str(out))
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "What is 3 + 4?"}], add_generation_prompt=True, return_tensors="pt",
+        return_dict=True,
+    )
+    with torch.no_grad():
+        gen = model.generate(**ids, max_new_tokens=8, do_sample=False)
+    answer = tok.decode(gen[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert isinstance(answer, str) and answer.strip()
+
+
+def test_two_launches_at_once_keep_the_store_whole(demo_home: Path) -> None:
+    procs = [
+        subprocess.Popen([*VIBEML, "launch", "--demo", "--max-steps", "8", "--follow", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+        for _ in range(2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    jobs = cli_json("jobs")
+    assert len(jobs) == 2 and {j["status"] for j in jobs} == {"completed"}
+    assert len({j["job_id"] for j in jobs}) == 2
+    db = demo_home / "vibeml.db"
+    assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _running_job() -> dict[str, Any] | None:
+    jobs = cli_json("jobs")
+    if jobs and jobs[0]["status"] == "running" and (jobs[0].get("progress") or {}).get("step", 0) > 0:
+        return jobs[0]  # type: ignore[no-any-return]
+    return None
+
+
+def test_stop_a_running_job_checkpoints_it(demo_home: Path) -> None:
+    job = cli_json("launch", "--demo", "--max-steps", "2000", "--save-steps", "1000")
+    wait_for(_running_job)
+    stopped = cli_json("stop", job["job_id"], "--grace", "60")
+    assert stopped["status"] == "stopped"
+    assert stopped["progress"]["last_checkpoint"], stopped
+    assert Path(stopped["progress"]["last_checkpoint"]).exists()
+    again = cli_json("stop", job["job_id"])  # idempotent
+    assert again["status"] == "stopped"
+    text = cli("logs", job["job_id"]).stdout
+    assert text.strip()
+
+
+def test_killing_the_cli_loses_nothing(demo_home: Path) -> None:
+    cli_proc = subprocess.Popen([*VIBEML, "launch", "--demo", "--max-steps", "40", "--follow"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+    job = wait_for(_running_job)
+    cli_proc.send_signal(signal.SIGKILL)
+    cli_proc.wait(10)
+    status = cli_json("status", job["job_id"])
+    assert status["status"] == "running"
+    final = wait_for(lambda: (s := cli_json("status", job["job_id"]))["status"] in ("completed", "failed") and s,
+                     timeout=240)
+    assert final["status"] == "completed", final.get("error")
+
+
+def test_corrupt_dataset_fails_cleanly(demo_home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "hi", "output": "ok"}\n{this is not json\n')
+    model = demo_home / "demo"
+    model_dir = next(p for p in model.rglob("config.json")).parent
+    t0 = time.monotonic()
+    res = cli("launch", "--model", str(model_dir), "--dataset", str(bad), "--max-steps", "3", "--follow",
+              check=False, timeout=180)
+    assert res.returncode == 9, res.stdout + res.stderr
+    assert time.monotonic() - t0 < 120
+    [job] = cli_json("jobs")
+    assert job["status"] == "failed"
+    assert job["error"] and "Traceback" not in job["error"]
