@@ -202,6 +202,7 @@ class VibeML:
             estimate=estimate,
         )
         self.store.create(record)
+        self.store.record_estimate(job_id, request.backend, estimate.expected_cost, request.max_cost)
         try:
             handle = backend.launch(program, job_id, job_dir)
         except VibeMLError as exc:
@@ -280,6 +281,7 @@ class VibeML:
         updates: dict[str, Any] = {"status": status, "progress": progress, "cost_so_far": progress.cost_so_far}
         if status is JobStatus.RUNNING and record.started_at is None:
             updates["started_at"] = utcnow()
+        self.store.record_spend(record.job_id, progress.cost_so_far, final=status.is_terminal)
         if status.is_terminal:
             updates["finished_at"] = utcnow()
             if status is not JobStatus.COMPLETED:

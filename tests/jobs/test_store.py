@@ -120,3 +120,21 @@ def test_processes_share_one_store(tmp_path: Path) -> None:
     assert len(records) == 80
     assert all(r.status is JobStatus.RUNNING for r in records)
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_spending_ledger(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "s.db")
+    for jid in ("vml-s1", "vml-s2"):
+        store.create(_record(jid))
+    month = utcnow().strftime("%Y-%m")
+    store.record_estimate("vml-s1", "vast", 2.0, 5.0)
+    store.record_estimate("vml-s2", "vast", 1.0, None)
+    store.record_spend("vml-s1", 0.5)
+    store.record_spend("vml-s1", 0.25)  # never goes down
+    assert store.month_total(month) == (0.5, 1.5 + 1.0)
+    store.record_spend("vml-s1", 1.25, final=True)
+    store.record_spend("vml-s1", 9.0)  # a final cost is final
+    spent, committed = store.month_total(month)
+    assert (spent, committed) == (1.25, 1.0)
+    assert {r["job_id"] for r in store.spending(month)} == {"vml-s1", "vml-s2"}
+    assert store.month_total("1999-01") == (0.0, 0.0)

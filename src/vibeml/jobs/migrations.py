@@ -37,4 +37,22 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX job_events_job ON job_events(job_id, id);
         """,
     ),
+    (
+        2,
+        "m002_spending",
+        """
+        CREATE TABLE spending (
+            job_id          TEXT PRIMARY KEY REFERENCES jobs(job_id) ON DELETE CASCADE,
+            backend         TEXT NOT NULL,
+            month           TEXT NOT NULL,
+            estimated_cost  REAL NOT NULL DEFAULT 0,
+            accrued_cost    REAL NOT NULL DEFAULT 0,
+            final_cost      REAL,
+            max_cost        REAL,
+            created_at      TEXT NOT NULL,
+            updated_at      TEXT NOT NULL
+        );
+        CREATE INDEX spending_month ON spending(month)
+        """,
+    ),
 ]

@@ -259,6 +259,57 @@ class JobStore:
             row = conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return self._row_to_record(row)
 
+    # --------------------------------------------------------------------------------- spending
+
+    def record_estimate(
+        self, job_id: str, backend: str, estimated_cost: float, max_cost: float | None, when: datetime | None = None
+    ) -> None:
+        """Open the job's ledger line (its month is the month it was launched, UTC)."""
+        now = when or utcnow()
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO spending(job_id, backend, month, estimated_cost, accrued_cost, max_cost, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, 0, ?, ?, ?)"
+                " ON CONFLICT(job_id) DO UPDATE SET estimated_cost = excluded.estimated_cost,"
+                " max_cost = excluded.max_cost, updated_at = excluded.updated_at",
+                (job_id, backend, now.strftime("%Y-%m"), estimated_cost, max_cost, _ts(now), _ts(now)),
+            )
+
+    def record_spend(self, job_id: str, accrued_cost: float, final: bool = False) -> None:
+        """Record what the backend reports; accrued cost never goes down, a final cost is final."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE spending SET accrued_cost = MAX(accrued_cost, ?), updated_at = ?"
+                " WHERE job_id = ? AND final_cost IS NULL",
+                (accrued_cost, _ts(utcnow()), job_id),
+            )
+            if final:
+                conn.execute(
+                    "UPDATE spending SET final_cost = accrued_cost WHERE job_id = ? AND final_cost IS NULL",
+                    (job_id,),
+                )
+
+    def spending(self, month: str | None = None) -> list[dict[str, Any]]:
+        """Ledger lines (newest first), optionally for one month ('YYYY-MM')."""
+        sql = "SELECT * FROM spending"
+        args: tuple[Any, ...] = ()
+        if month:
+            sql += " WHERE month = ?"
+            args = (month,)
+        rows = self._conn().execute(sql + " ORDER BY created_at DESC", args).fetchall()
+        return [dict(r) for r in rows]
+
+    def month_total(self, month: str) -> tuple[float, float]:
+        """(spent, committed) for a month: final or accrued costs, plus what live jobs may still spend
+        (their estimate above what they have accrued)."""
+        row = self._conn().execute(
+            "SELECT COALESCE(SUM(COALESCE(final_cost, accrued_cost)), 0),"
+            " COALESCE(SUM(CASE WHEN final_cost IS NULL AND estimated_cost > accrued_cost"
+            " THEN estimated_cost - accrued_cost ELSE 0 END), 0) FROM spending WHERE month = ?",
+            (month,),
+        ).fetchone()
+        return float(row[0]), float(row[1])
+
     # ----------------------------------------------------------------------------------- events
 
     @staticmethod
