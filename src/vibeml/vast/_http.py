@@ -1,0 +1,392 @@
+"""HTTP plumbing for :class:`vibeml.vast.VastAI`: URLs, retries, error translation, masking.
+
+Internal module: :class:`VastHTTP` holds the pooled httpx client and the key (as a ``SecretStr``) and
+knows how to send one logical request with retries and turn the answer into data or a typed error.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import functools
+import json
+import logging
+import math
+import os
+import random
+import re
+import shlex
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+from pydantic import SecretStr
+from rich.console import Console
+
+from vibeml.exceptions import CredentialError
+from vibeml.vast.models import VastAPIError, VastAuthError, VastNotFoundError
+
+__all__ = ["DEFAULT_SERVER_URL", "RETRY_STATUSES", "VastHTTP", "resolve_api_key"]
+
+logger = logging.getLogger("vibeml.vast.client")
+
+DEFAULT_SERVER_URL = "https://console.vast.ai"
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+SECRETISH = re.compile(r"(api[_-]?key|token|secret|password|passphrase|authorization)", re.IGNORECASE)
+_KEY_IN_URL = re.compile(r"(api_key=)[^&\s'\"]+", re.IGNORECASE)
+_BEARER = re.compile(r"(Bearer\s+)(?!\$VAST_API_KEY)\S+", re.IGNORECASE)
+
+
+class CurlShortCircuit(Exception):
+    """Raised inside a call in curl mode: carries the command instead of sending the request."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__("curl mode")
+        self.command = command
+
+
+class Ambiguous(Exception):
+    """A non-idempotent request failed in a way that does not tell whether it took effect."""
+
+    def __init__(self, error: VastAPIError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _read_key_file(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None
+
+
+def resolve_api_key(
+    api_key: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    credential_lookup: Callable[[], str | None] | None = None,
+    home: Path | None = None,
+) -> str | None:
+    """Find the Vast API key: argument, ``VAST_API_KEY``, VibeML's credential store, then the files.
+
+    The files are ``$XDG_CONFIG_HOME/vastai/vast_api_key`` (``~/.config`` by default) and
+    ``~/.vast_api_key``, as the official client reads them.
+
+    Returns:
+        The key, or ``None`` when none is configured.
+    """
+    if api_key:
+        return api_key.strip() or None
+    env = os.environ if env is None else env
+    if env.get("VAST_API_KEY", "").strip():
+        return env["VAST_API_KEY"].strip()
+    if credential_lookup is not None:
+        found = credential_lookup()
+        if found and found.strip():
+            return found.strip()
+    home = Path(env.get("HOME") or Path.home()) if home is None else home
+    xdg = Path(env["XDG_CONFIG_HOME"]) if env.get("XDG_CONFIG_HOME") else home / ".config"
+    for path in (xdg / "vastai" / "vast_api_key", home / ".vast_api_key"):
+        found = _read_key_file(path)
+        if found:
+            return found
+    return None
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _json_or_none(resp: httpx.Response) -> Any:
+    if not resp.content:
+        return None
+    try:
+        return resp.json()
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _ssl_context() -> ssl.SSLContext:
+    """One verified TLS context for every client: building one costs tens of milliseconds."""
+    return httpx.create_ssl_context()
+
+
+class VastHTTP:
+    """One pooled httpx client plus the key; sends requests with retries (thread-safe, no per-call state).
+
+    Args:
+        server_url: Base URL, no trailing slash.
+        key: The API key (``None`` only in curl mode).
+        retry: Total attempts for transient failures.
+        explain_requests: Print each request to stderr, key masked.
+        curl: Raise :class:`CurlShortCircuit` with a curl command instead of sending.
+        timeout: httpx timeout.
+        transport: Optional httpx transport.
+        sleep: Waits between retries and polls.
+        max_retry_after: Cap on a server's ``Retry-After``.
+    """
+
+    def __init__(
+        self,
+        server_url: str,
+        key: str | None,
+        *,
+        retry: int,
+        explain_requests: bool,
+        curl: bool,
+        timeout: float | httpx.Timeout,
+        transport: httpx.BaseTransport | None,
+        sleep: Callable[[float], Any],
+        max_retry_after: float,
+    ) -> None:
+        self.server_url = server_url
+        self.retry = max(1, int(retry))
+        self.explain_requests = explain_requests
+        self.curl = curl
+        self.max_retry_after = max_retry_after
+        self.key: SecretStr | None = SecretStr(key) if key else None
+        self.sleep = sleep
+        self._err_console = Console(stderr=True, soft_wrap=True)
+        self._http = httpx.Client(
+            verify=_ssl_context(),
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=128, max_keepalive_connections=64),
+            headers={"Accept": "application/json", "User-Agent": "vibeml-vast/0.1"},
+        )
+
+    def __repr__(self) -> str:
+        return f"VastHTTP(server_url={self.server_url!r}, key={'****' if self.key else None})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def mask(self, text: str, replacement: str = "****") -> str:
+        """Remove the key (and anything that looks like a bearer token or ``api_key=``) from text."""
+        if self.key is not None:
+            secret = self.key.get_secret_value()
+            if secret:
+                text = text.replace(secret, replacement)
+        text = _KEY_IN_URL.sub(r"\g<1>****", text)
+        return _BEARER.sub(r"\g<1>****", text)
+
+    def url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        if not path.startswith("/api/v"):
+            path = "/api/v0" + path
+        return self.server_url + path
+
+    @staticmethod
+    def params(params: Mapping[str, Any] | None) -> dict[str, str]:
+        """Query-string values that are not strings travel as JSON."""
+        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in (params or {}).items()}
+
+    def full_url(self, url: str, params: Mapping[str, str]) -> str:
+        return url + ("?" + urlencode(params) if params else "")
+
+    def masked_body(self, body: Any) -> Any:
+        if isinstance(body, Mapping):
+            out: dict[str, Any] = {}
+            for k, v in body.items():
+                if isinstance(k, str) and SECRETISH.search(k) and isinstance(v, str) and v:
+                    out[k] = "****"
+                else:
+                    out[k] = self.masked_body(v)
+            return out
+        if isinstance(body, list):
+            return [self.masked_body(v) for v in body]
+        return body
+
+    def curl_command(self, method: str, url: str, body: Any, auth: bool) -> str:
+        parts = ["curl", "-sS", "-X", method, shlex.quote(url)]
+        if auth:
+            parts += ["-H", '"Authorization: Bearer $VAST_API_KEY"']
+        if body is not None:
+            parts += ["-H", shlex.quote("Content-Type: application/json")]
+            parts += ["-d", shlex.quote(json.dumps(body, separators=(",", ":")))]
+        return self.mask(" ".join(parts), replacement="$VAST_API_KEY")
+
+    def explain(self, method: str, url: str, body: Any, auth: bool, attempt: int) -> None:
+        lines = [f"{method} {url}" + (f"  (attempt {attempt})" if attempt > 1 else "")]
+        if auth:
+            lines.append("  Authorization: Bearer ****")
+        if body is not None:
+            lines.append("  body: " + json.dumps(self.masked_body(body), sort_keys=True))
+        self._err_console.print(self.mask("\n".join(lines)), markup=False, highlight=False)
+
+    def backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        delay = 0.15 * (1.5 ** (attempt - 1))
+        delay += random.uniform(0.0, delay * 0.25)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.max_retry_after))
+        return delay
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, Any] | None = None,
+        auth: bool = True,
+        idempotent: bool = True,
+    ) -> tuple[httpx.Response, bool]:
+        """Send one logical request with retries.
+
+        Returns:
+            The final response (any status) and whether an earlier attempt failed ambiguously (it may
+            have taken effect on the server).
+
+        Raises:
+            CurlShortCircuit: In curl mode.
+            Ambiguous: A non-idempotent request failed after it may have landed.
+            VastAPIError: Transport failures once the attempts are spent.
+        """
+        url = self.url(path)
+        query = self.params(params)
+        full = self.full_url(url, query)
+        if self.curl:
+            raise CurlShortCircuit(self.curl_command(method, full, body, auth))
+        headers: dict[str, str] = {}
+        if auth:
+            if self.key is None:  # pragma: no cover - guarded in __init__
+                raise CredentialError("No Vast.ai API key found.")
+            headers["Authorization"] = "Bearer " + self.key.get_secret_value()
+        path_only = urlsplit(url).path
+        shown = self.mask(full)
+        ambiguous_seen = False
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.explain_requests:
+                self.explain(method, shown, body, auth, attempt)
+            try:
+                resp = self._http.request(
+                    method,
+                    url,
+                    params=query or None,
+                    json=body,
+                    headers=headers,
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # Never reached the server: safe to retry for any method.
+                error = VastAPIError(
+                    f"Could not connect to {self.server_url}: {self.mask(str(exc)) or type(exc).__name__}.",
+                    status=None, error="connection_error", method=method, path=path_only, retryable=True,
+                    recovery_suggestion="Check the network and the server URL, then retry.",
+                )  # fmt: skip
+                if attempt >= self.retry:
+                    raise error from None
+                delay = self.backoff(attempt)
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                timed_out = isinstance(exc, httpx.TimeoutException)
+                error = VastAPIError(
+                    f"{method} {path_only} "
+                    + ("timed out" if timed_out else "lost its connection before a response")
+                    + f" ({type(exc).__name__}).",
+                    status=None, error="timeout" if timed_out else "connection_error", method=method,
+                    path=path_only, retryable=True,
+                    recovery_suggestion="Retry in a minute; if it persists, check https://status.vast.ai.",
+                )  # fmt: skip
+                if not idempotent:
+                    raise Ambiguous(error) from None
+                ambiguous_seen = True
+                if attempt >= self.retry:
+                    raise error from None
+                delay = self.backoff(attempt)
+            except httpx.HTTPError as exc:
+                raise VastAPIError(
+                    f"{method} {path_only} failed: {self.mask(str(exc)) or type(exc).__name__}.",
+                    error="client_error", method=method, path=path_only,
+                ) from None  # fmt: skip
+            else:
+                status = resp.status_code
+                logger.debug("vast %s %s -> %d (attempt %d/%d)", method, path_only, status, attempt, self.retry)
+                if status >= 500 and not idempotent:
+                    raise Ambiguous(self.error_from(resp, method, path_only))
+                if status not in RETRY_STATUSES or attempt >= self.retry:
+                    return resp, ambiguous_seen
+                if status != 429:
+                    ambiguous_seen = True
+                delay = self.backoff(attempt, _parse_retry_after(resp.headers.get("Retry-After")))
+                resp.close()
+            logger.info("vast %s %s: retrying in %.2fs (attempt %d/%d)", method, path_only, delay, attempt,
+                        self.retry)  # fmt: skip
+            self.sleep(delay)
+
+    def error_from(self, resp: httpx.Response, method: str, path: str) -> VastAPIError:
+        """Translate an error response (or a 200 with ``success: false``) into a typed error."""
+        status = resp.status_code
+        data = _json_or_none(resp)
+        code: str | None = None
+        msg: str | None = None
+        if isinstance(data, Mapping):
+            code = data.get("error") if isinstance(data.get("error"), str) else None
+            raw_msg = data.get("msg") or data.get("detail") or data.get("message")
+            msg = str(raw_msg) if raw_msg is not None else None
+        if msg is None and resp.content and data is None:
+            msg = resp.text[:300].strip() or None
+        msg = self.mask(msg) if msg else None
+        if status == 401 or code == "auth_error":
+            return VastAuthError(
+                "Vast.ai refused the API key: " + (msg or "Invalid user key") + ".",
+                status=status, error=code or "auth_error", msg=msg, method=method, path=path,
+            )  # fmt: skip
+        if status == 429 and code is None:
+            code = "rate_limit_exceeded"
+        retryable = status in RETRY_STATUSES
+        text = f"Vast.ai {method} {path} failed ({status}" + (f" {code}" if code else "") + ")"
+        text += f": {msg}" if msg else "."
+        kind = VastNotFoundError if status in (404, 410) or code in ("not_found", "no_such_ask") else VastAPIError
+        return kind(text, status=status, error=code, msg=msg, method=method, path=path, retryable=retryable)
+
+    def decode(self, resp: httpx.Response, method: str, path: str) -> Any:
+        if resp.status_code >= 400:
+            raise self.error_from(resp, method, path)
+        if not resp.content:
+            return {}
+        data = _json_or_none(resp)
+        if data is None:
+            raise VastAPIError(
+                f"Vast.ai {method} {path} returned something that is not JSON.",
+                status=resp.status_code, error="bad_response", method=method, path=path,
+            )  # fmt: skip
+        if isinstance(data, Mapping) and data.get("success") is False:
+            raise self.error_from(resp, method, path)
+        return data
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, Any] | None = None,
+        idempotent: bool = True,
+        gone_ok_after_retry: bool = False,
+    ) -> Any:
+        resp, ambiguous = self.send(method, path, body=body, params=params, idempotent=idempotent)
+        path_only = urlsplit(self.url(path)).path
+        if gone_ok_after_retry and ambiguous and resp.status_code == 404:
+            # An earlier attempt probably did it and the response was lost.
+            return {"success": True}
+        return self.decode(resp, method, path_only)
