@@ -17,15 +17,21 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TERMINAL_EVENTS", "EventWriter", "read_events"]
+__all__ = ["ECHO_ENV", "ECHO_PREFIX", "TERMINAL_EVENTS", "EventWriter", "parse_event_lines", "read_events"]
 
 TERMINAL_EVENTS = frozenset({"done", "stopped", "error"})
+
+#: When this env var is "1", every event is also printed to stdout as ``ECHO_PREFIX + json``, so a
+#: backend that can only read the program's log (a rented instance) still sees the event stream.
+ECHO_ENV = "VIBEML_ECHO_EVENTS"
+ECHO_PREFIX = "@@vibeml-event "
 
 
 def _clean(value: Any) -> Any:
@@ -42,10 +48,11 @@ def _clean(value: Any) -> Any:
 class EventWriter:
     """Appends events, one line each, flushed and fsynced so a reader never sees half a line."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, echo: bool | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self.echo = os.environ.get(ECHO_ENV) == "1" if echo is None else echo
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         record = {"event": event, "time": round(time.time(), 3), **_clean(fields)}
@@ -54,6 +61,9 @@ class EventWriter:
             fh.write(line)
             fh.flush()
             os.fsync(fh.fileno())
+            if self.echo:
+                sys.stdout.write(ECHO_PREFIX + line)
+                sys.stdout.flush()
         return record
 
 
@@ -77,3 +87,17 @@ def read_events(path: str | Path) -> Iterator[dict[str, Any]]:
                 continue
             if isinstance(obj, dict) and isinstance(obj.get("event"), str):
                 yield obj
+
+
+def parse_event_lines(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """Events echoed into a log (``ECHO_PREFIX`` lines); everything else is skipped."""
+    for line in lines:
+        idx = line.find(ECHO_PREFIX)
+        if idx < 0:
+            continue
+        try:
+            obj = json.loads(line[idx + len(ECHO_PREFIX) :])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("event"), str):
+            yield obj
