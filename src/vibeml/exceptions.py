@@ -7,7 +7,6 @@ tool errors (MCP); nothing else should reach a user as a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import random
@@ -292,6 +291,8 @@ def retry_with_backoff(
                             if inspect.isawaitable(result):
                                 await result
                         else:
+                            import asyncio  # lazily: the CLI's start-up path imports this module
+
                             await asyncio.sleep(delay)
                         attempt += 1
 
