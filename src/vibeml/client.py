@@ -16,8 +16,9 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from vibeml.backends.registry import BackendRegistry, default_registry
+from vibeml.config.budget import BudgetCheck, BudgetStatus, check_budget
+from vibeml.config.preferences import PreferencesStore
 from vibeml.exceptions import (
-    BudgetExceededError,
     DatasetError,
     ModelNotFoundError,
     ValidationError,
@@ -63,6 +64,7 @@ class VibeML:
         settings: Where things live; ``Settings.from_env()`` when omitted.
         store: The jobs store; opened at ``settings.db_path`` when omitted.
         backends: The backend registry; the built-ins when omitted.
+        preferences: The user's preferences (caps, monthly budget); from the config dir when omitted.
     """
 
     def __init__(
@@ -70,10 +72,12 @@ class VibeML:
         settings: Settings | None = None,
         store: JobStore | None = None,
         backends: BackendRegistry | None = None,
+        preferences: PreferencesStore | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         self.store = store or JobStore(self.settings.db_path)
         self.backends = backends or default_registry(self.settings)
+        self.preferences = preferences or PreferencesStore.from_env()
 
     # ------------------------------------------------------------------------------- validation
 
@@ -147,16 +151,46 @@ class VibeML:
             "Use --backend local.",
         )
 
-    @staticmethod
-    def check_budget(request: TrainingRequest, estimate: CostEstimate) -> None:
-        """Refuse before anything starts when the expected cost does not fit ``max_cost``."""
-        if request.max_cost is not None and estimate.expected_cost > request.max_cost:
-            raise BudgetExceededError(
-                f"estimated cost ${estimate.expected_cost:.4f} exceeds the budget ${request.max_cost:.4f}",
-                estimated_cost=estimate.expected_cost,
-                max_cost=request.max_cost,
-                context={"gpu_type": estimate.gpu_type, "hours": estimate.estimated_duration_hours},
-            )
+    def check_budget(self, request: TrainingRequest, estimate: CostEstimate) -> BudgetCheck:
+        """Refuse before anything starts when the job does not fit its cap or the monthly budget."""
+        prefs = self.preferences.load()
+        spent, committed = self.store.month_total(utcnow().strftime("%Y-%m"))
+        return check_budget(estimate, request.max_cost, prefs, spent, committed)
+
+    # ----------------------------------------------------------------------------------- budget
+
+    def budget_status(self) -> BudgetStatus:
+        prefs = self.preferences.load()
+        month = utcnow().strftime("%Y-%m")
+        spent, committed = self.store.month_total(month)
+        remaining = None if prefs.monthly_budget is None else max(0.0, prefs.monthly_budget - spent - committed)
+        return BudgetStatus(
+            month=month,
+            monthly_budget=prefs.monthly_budget,
+            max_cost_per_job=prefs.max_cost_per_job,
+            warning_threshold=prefs.budget_warning_threshold,
+            spent=round(spent, 4),
+            committed=round(committed, 4),
+            remaining=None if remaining is None else round(remaining, 4),
+        )
+
+    def set_budget(
+        self, monthly: float | None = None, per_job: float | None = None, warn_at: float | None = None
+    ) -> BudgetStatus:
+        """Change the budget preferences together: all are validated before anything is written."""
+        changes = {"monthly_budget": monthly, "max_cost_per_job": per_job, "budget_warning_threshold": warn_at}
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if changes:
+            self.preferences.update(**changes)
+        return self.budget_status()
+
+    def spending(self, month: str | None = None) -> list[dict[str, Any]]:
+        """Ledger lines for a month ('YYYY-MM'; default this month; 'all' for every month)."""
+        if month == "all":
+            return self.store.spending()
+        if month is not None and not re.match(r"^\d{4}-\d{2}$", month):
+            raise ValidationError(f"month must look like 2026-11, not {month!r}", {"month": month})
+        return self.store.spending(month or utcnow().strftime("%Y-%m"))
 
     # ----------------------------------------------------------------------------------- launch
 
@@ -172,7 +206,7 @@ class VibeML:
         backend.check(request)
         request, all_local = self._resolve_local_inputs(request)
         estimate = self.estimate(request)
-        self.check_budget(request, estimate)
+        budget = self.check_budget(request, estimate)
 
         job_id = self._new_job_id()
         job_dir = self.job_dir(job_id)
@@ -211,7 +245,10 @@ class VibeML:
         except Exception as exc:
             self.store.update(job_id, status=JobStatus.FAILED, error=str(exc), finished_at=utcnow())
             raise
-        return self.store.update(job_id, handle=handle, status=JobStatus.PROVISIONING)
+        for warning in budget.warnings:
+            self.store.add_event(job_id, "warning", {"message": warning})
+        record = self.store.update(job_id, handle=handle, status=JobStatus.PROVISIONING)
+        return record.model_copy(update={"warnings": list(budget.warnings)})
 
     async def launch(self, request: TrainingRequest) -> JobRecord:
         """Validate, estimate, check the budget, render and launch. Returns once the job has started."""

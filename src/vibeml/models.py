@@ -322,3 +322,4 @@ class JobRecord(BaseModel):
     estimate: CostEstimate | None = None
     cost_so_far: float = 0.0
     stop_requested: bool = False
+    warnings: list[str] = Field(default_factory=list, description="Shown once, on the launch response.")

@@ -155,6 +155,8 @@ def launch(
         request = build_request(model=model, dataset=dataset, **other, **hyper)
 
     record = _run(svc.launch(request))
+    for warning in record.warnings:
+        console(stderr=True).print(f"[yellow]Budget warning:[/] {warning}")
     if not follow:
         if json_out:
             emit_json(record)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from vibeml import __version__
+from vibeml.cli import budget as budget_cli
 from vibeml.cli import config as config_cli
 from vibeml.cli import jobs as jobs_cli
 from vibeml.cli._output import STATE, console, emit_json, error_boundary
@@ -41,6 +42,7 @@ def main(
 
 jobs_cli.register(app)
 config_cli.register(app)
+budget_cli.register(app)
 
 
 @app.command("workflows")

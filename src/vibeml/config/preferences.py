@@ -212,6 +212,30 @@ class PreferencesStore:
         log.info("preference %s set", name)
         return new
 
+    def update(self, **values: Any) -> Preferences:
+        """Set several typed values at once; all are validated together before anything is written.
+
+        Raises:
+            ConfigurationError: Unknown key, an invalid value or combination, or a damaged file; the file
+                is then left exactly as it was.
+        """
+        names = {self._known_key(k): v for k, v in values.items()}
+        with self._locked():
+            data = self._read_data()
+            self._validate_file(data)
+            data.update(names)
+            try:
+                new = Preferences.model_validate(data)
+            except pydantic.ValidationError as exc:
+                where, msg = _first_error(exc)
+                raise ValidationError(
+                    f"invalid budget settings: {where}: {msg}",
+                    {"keys": sorted(names)},
+                    "Nothing was changed; see `vibeml budget show` for the current settings.",
+                ) from None
+            self._write(new)
+        return new
+
     def unset(self, key: str) -> Preferences:
         """Remove ``key`` from the file so its default applies again. Returns the new preferences.
 
