@@ -10,6 +10,7 @@ import typer
 from vibeml import __version__
 from vibeml.cli import budget as budget_cli
 from vibeml.cli import config as config_cli
+from vibeml.cli import estimate as estimate_cli
 from vibeml.cli import jobs as jobs_cli
 from vibeml.cli._output import STATE, console, emit_json, error_boundary
 
@@ -43,6 +44,7 @@ def main(
 jobs_cli.register(app)
 config_cli.register(app)
 budget_cli.register(app)
+estimate_cli.register(app)
 
 
 @app.command("workflows")

@@ -1,0 +1,344 @@
+"""The planner: every (cloud, GPU, count, spot) choice, ranked by expected TOTAL job cost.
+
+Price per hour is the wrong ranking: a GPU that costs twice as much per hour but trains three times as
+fast is cheaper overall, and setup time is paid on every choice. For each quote in the price table (live
+quotes laid over it by the caller) and each GPU count it can be rented with, the planner estimates memory
+(DDP first; FSDP when a replica does not fit), time (setup + training) and cost, drops what does not fit
+or breaks a constraint — saying why — and sorts the rest by expected cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vibeml.catalog.architectures import ModelArchitecture
+from vibeml.catalog.gpus import GPUSpec, resolve_gpu
+from vibeml.catalog.prices import PriceQuote, PriceTable
+from vibeml.estimate.cost import (
+    DatasetStats,
+    JobEstimate,
+    estimate_job,
+    shape_from_request,
+    workload_from_request,
+)
+from vibeml.estimate.memory import LossImpl, MemoryEstimate, TrainingShape, estimate_memory
+from vibeml.estimate.throughput import SetupProfile, Workload
+from vibeml.exceptions import BudgetExceededError, ConfigurationError, ResourceError
+from vibeml.models import TrainingRequest
+
+__all__ = ["Plan", "PlanConstraints", "PlanOption", "RejectedOption", "plan_request", "plan_training"]
+
+
+class PlanConstraints(BaseModel):
+    """What the user allows. ``None`` means no constraint."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_cost: float | None = Field(None, gt=0, description="Budget in USD (expected total cost).")
+    max_hours: float | None = Field(None, gt=0, description="Wall-clock limit, setup included.")
+    clouds: tuple[str, ...] | None = None
+    spot: bool | None = Field(None, description="True: spot only; False: on-demand only; None: both.")
+    gpu_types: tuple[str, ...] | None = None
+    gpu_counts: tuple[int, ...] = (1, 2, 4, 8)
+    parallelism: Literal["auto", "ddp", "fsdp"] = "auto"
+
+
+class PlanOption(BaseModel):
+    """One ranked choice."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rank: int
+    cloud: str
+    region: str
+    gpu: str
+    gpu_count: int
+    spot: bool
+    parallelism: Literal["single", "ddp", "fsdp"]
+    usd_per_gpu_hour: float
+    hourly_rate: float
+    hours: float
+    train_hours: float
+    setup_hours: float
+    tokens_per_s: float
+    memory_gib: float
+    capacity_gib: float
+    expected_cost: float
+    min_cost: float
+    max_cost: float
+    live_price: bool
+    instance: str = ""
+    offer_id: str | None = None
+    estimate: JobEstimate
+
+
+class RejectedOption(BaseModel):
+    """A choice the planner dropped, and why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cloud: str
+    region: str
+    gpu: str
+    gpu_count: int
+    spot: bool
+    reason: Literal["does_not_fit", "too_slow", "over_budget"]
+    detail: str
+    expected_cost: float | None = None
+
+
+class Plan(BaseModel):
+    """Options that fit, cheapest first, and the ones dropped with reasons."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str
+    options: tuple[PlanOption, ...]
+    rejected: tuple[RejectedOption, ...]
+    constraints: PlanConstraints
+
+    @property
+    def cheapest(self) -> PlanOption | None:
+        return self.options[0] if self.options else None
+
+
+def _option_summary(o: PlanOption) -> dict[str, object]:
+    return {
+        "cloud": o.cloud,
+        "region": o.region,
+        "gpu": o.gpu,
+        "gpu_count": o.gpu_count,
+        "spot": o.spot,
+        "expected_cost": o.expected_cost,
+        "hours": round(o.hours, 3),
+        "usd_per_gpu_hour": o.usd_per_gpu_hour,
+    }
+
+
+def _eligible(quotes: Iterable[PriceQuote], c: PlanConstraints) -> list[PriceQuote]:
+    clouds = {x.lower() for x in c.clouds} if c.clouds else None
+    gpus = {resolve_gpu(g).name for g in c.gpu_types} if c.gpu_types else None
+    return [
+        q
+        for q in quotes
+        if (clouds is None or q.cloud in clouds)
+        and (c.spot is None or q.spot == c.spot)
+        and (gpus is None or q.gpu in gpus)
+    ]
+
+
+def plan_training(
+    arch: ModelArchitecture,
+    shape: TrainingShape,
+    workload: Workload,
+    prices: PriceTable,
+    constraints: PlanConstraints | None = None,
+    *,
+    setup: SetupProfile | None = None,
+    model_name: str | None = None,
+    save_total_limit: int = 2,
+) -> Plan:
+    """Rank every allowed (cloud, region, GPU, count, market) by expected total cost.
+
+    ``shape.gpu_count`` and ``shape.parallelism`` are replaced per choice; everything else is kept.
+    Per (cloud, GPU, count, market) only the cheapest region is kept.
+
+    Raises:
+        ConfigurationError: the constraints leave no quote to consider.
+        ResourceError: nothing fits in memory (or finishes within ``max_hours``).
+        BudgetExceededError: choices fit but none within ``max_cost``; ``context["cheapest_option"]``
+            holds the cheapest one that fits.
+    """
+    c = constraints or PlanConstraints()
+    quotes = _eligible(prices.quotes, c)
+    if not quotes:
+        raise ConfigurationError(
+            "no price quote matches the constraints",
+            {"clouds": c.clouds, "spot": c.spot, "gpu_types": c.gpu_types, "known_clouds": prices.clouds},
+            "Widen the allowed clouds or GPUs, or allow both spot and on-demand capacity.",
+        )
+    memo: dict[tuple[str, int], tuple[TrainingShape, MemoryEstimate] | None] = {}
+
+    def fitting_shape(gpu: GPUSpec, count: int) -> tuple[TrainingShape, MemoryEstimate]:
+        key = (gpu.name, count)
+        if key not in memo:
+            modes: list[Literal["ddp", "fsdp"]] = (
+                ["ddp"] if count == 1 else (["ddp", "fsdp"] if c.parallelism == "auto" else [c.parallelism])
+            )
+            best: tuple[TrainingShape, MemoryEstimate] | None = None
+            for mode in modes:
+                s = shape.model_copy(update={"gpu_count": count, "parallelism": mode})
+                mem = estimate_memory(arch, s, gpu)
+                best = (s, mem)
+                if mem.fits:
+                    break
+            memo[key] = best
+        result = memo[key]
+        assert result is not None
+        return result
+
+    best_per_combo: dict[tuple[str, str, int, bool], PlanOption] = {}
+    rejected: list[RejectedOption] = []
+    fitted_any = False
+    fastest: PlanOption | None = None
+    for q in quotes:
+        gpu = resolve_gpu(q.gpu)
+        for count in sorted(set(q.gpu_counts) & set(c.gpu_counts)):
+            s, mem = fitting_shape(gpu, count)
+            if not mem.fits:
+                rejected.append(
+                    RejectedOption(
+                        cloud=q.cloud,
+                        region=q.region,
+                        gpu=gpu.name,
+                        gpu_count=count,
+                        spot=q.spot,
+                        reason="does_not_fit",
+                        detail=f"needs {mem.required_gib:.1f} GiB per GPU, {gpu.name} has {gpu.memory_gib:.1f} GiB",
+                    )
+                )
+                continue
+            fitted_any = True
+            job = estimate_job(
+                arch, s, gpu, workload, q, setup=setup, model_name=model_name, save_total_limit=save_total_limit
+            )
+            option = PlanOption(
+                rank=0,
+                cloud=q.cloud,
+                region=q.region,
+                gpu=gpu.name,
+                gpu_count=count,
+                spot=q.spot,
+                parallelism="single" if count == 1 else s.parallelism,
+                usd_per_gpu_hour=q.usd_per_gpu_hour,
+                hourly_rate=job.cost.hourly_rate,
+                hours=job.cost.estimated_duration_hours,
+                train_hours=job.time.train_s / 3600,
+                setup_hours=job.time.setup.total_s / 3600,
+                tokens_per_s=job.throughput.tokens_per_s,
+                memory_gib=mem.total_gib,
+                capacity_gib=gpu.memory_gib,
+                expected_cost=job.cost.expected_cost,
+                min_cost=job.cost.min_cost,
+                max_cost=job.cost.max_cost,
+                live_price=q.live,
+                instance=q.instance,
+                offer_id=q.offer_id,
+                estimate=job,
+            )
+            if fastest is None or option.hours < fastest.hours:
+                fastest = option
+            if c.max_hours is not None and option.hours > c.max_hours:
+                rejected.append(
+                    RejectedOption(
+                        cloud=q.cloud,
+                        region=q.region,
+                        gpu=gpu.name,
+                        gpu_count=count,
+                        spot=q.spot,
+                        reason="too_slow",
+                        detail=f"takes {option.hours:.2f} h, limit {c.max_hours:.2f} h",
+                        expected_cost=option.expected_cost,
+                    )
+                )
+                continue
+            key = (q.cloud, gpu.name, count, q.spot)
+            held = best_per_combo.get(key)
+            if held is None or (option.expected_cost, not option.live_price) < (
+                held.expected_cost,
+                not held.live_price,
+            ):
+                best_per_combo[key] = option
+
+    ranked = sorted(best_per_combo.values(), key=lambda o: (o.expected_cost, o.hours, o.hourly_rate, o.cloud, o.gpu))
+    if not ranked:
+        if not fitted_any:
+            biggest = max(memo.values(), key=lambda v: v[1].capacity_gib or 0.0 if v else 0.0)
+            need = biggest[1].required_gib if biggest else None
+            raise ResourceError(
+                "no GPU choice has enough memory for this training run",
+                {"required_gib_on_largest": round(need, 2) if need else None, "model": model_name or arch.name},
+                "Use QLoRA or LoRA instead of full fine-tuning, enable gradient checkpointing, lower the "
+                "batch size or max_seq_length, or allow more GPUs (FSDP).",
+            )
+        raise ResourceError(
+            f"no choice finishes within {c.max_hours} h",
+            {"fastest": _option_summary(fastest) if fastest else None},
+            "Raise --max-hours, reduce the steps/epochs, or allow faster GPUs or more of them.",
+        )
+    within: list[PlanOption] = []
+    for o in ranked:
+        if c.max_cost is not None and o.expected_cost > c.max_cost:
+            rejected.append(
+                RejectedOption(
+                    cloud=o.cloud,
+                    region=o.region,
+                    gpu=o.gpu,
+                    gpu_count=o.gpu_count,
+                    spot=o.spot,
+                    reason="over_budget",
+                    detail=f"expected ${o.expected_cost:.2f} > budget ${c.max_cost:.2f}",
+                    expected_cost=o.expected_cost,
+                )
+            )
+        else:
+            within.append(o)
+    if not within:
+        best = ranked[0]
+        assert c.max_cost is not None
+        raise BudgetExceededError(
+            f"the cheapest choice that fits costs ${best.expected_cost:.2f}, over the ${c.max_cost:.2f} budget",
+            estimated_cost=best.expected_cost,
+            max_cost=c.max_cost,
+            context={"cheapest_option": _option_summary(best)},
+            recovery_suggestion="Raise --max-cost, lower max_steps/epochs or max_seq_length, or allow spot "
+            "capacity and more clouds.",
+        )
+    options = tuple(o.model_copy(update={"rank": i + 1}) for i, o in enumerate(within))
+    return Plan(model=model_name or arch.name, options=options, rejected=tuple(rejected), constraints=c)
+
+
+def plan_request(
+    request: TrainingRequest,
+    arch: ModelArchitecture,
+    prices: PriceTable,
+    constraints: PlanConstraints | None = None,
+    *,
+    dataset: DatasetStats | None = None,
+    loss: LossImpl = "fused",
+    setup: SetupProfile | None = None,
+) -> Plan:
+    """Plan a :class:`~vibeml.models.TrainingRequest`.
+
+    Constraints default from the request: ``max_cost``; ``cloud`` (one allowed cloud); ``use_spot``
+    (True: spot and on-demand both considered; False: on-demand only); ``gpu_type`` (only that GPU);
+    ``gpu_count`` > 1 (only that count). Explicit ``constraints`` fields win where they are set.
+    """
+    c = constraints or PlanConstraints()
+    updates: dict[str, object] = {}
+    if c.max_cost is None and request.max_cost is not None:
+        updates["max_cost"] = request.max_cost
+    if c.clouds is None and request.cloud:
+        updates["clouds"] = (request.cloud,)
+    if c.spot is None and not request.use_spot:
+        updates["spot"] = False
+    if c.gpu_types is None and request.gpu_type:
+        updates["gpu_types"] = (request.gpu_type,)
+    if request.gpu_count > 1 and c.gpu_counts == PlanConstraints().gpu_counts:
+        updates["gpu_counts"] = (request.gpu_count,)
+    c = c.model_copy(update=updates) if updates else c
+    shape = shape_from_request(request, loss=loss, gpu_count=1)
+    workload = workload_from_request(request, dataset)
+    return plan_training(
+        arch,
+        shape,
+        workload,
+        prices,
+        c,
+        setup=setup,
+        model_name=request.model,
+        save_total_limit=request.hyperparameters.save_total_limit,
+    )
