@@ -11,16 +11,19 @@ import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError as PydanticValidationError
 
+from vibeml.backends.base import LaunchCandidate, LaunchChoice
 from vibeml.backends.registry import BackendRegistry, default_registry
 from vibeml.config.budget import BudgetCheck, BudgetStatus, check_budget
 from vibeml.config.preferences import PreferencesStore
 from vibeml.exceptions import (
+    ConfigurationError,
     DatasetError,
     ModelNotFoundError,
+    ResourceError,
     ValidationError,
     VibeMLError,
 )
@@ -29,7 +32,11 @@ from vibeml.models import CostEstimate, JobHandle, JobRecord, JobStatus, Trainin
 from vibeml.settings import Settings
 from vibeml.workflows.registry import get_workflow, render_program
 
-__all__ = ["VibeML", "build_request"]
+if TYPE_CHECKING:
+    from vibeml.estimate.cost import DatasetStats
+    from vibeml.estimate.planner import Plan, PlanConstraints, PlanOption
+
+__all__ = ["VibeML", "build_request", "dataset_stats"]
 
 _DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -51,6 +58,38 @@ def build_request(**fields: Any) -> TrainingRequest:
             {"fields": [p.split(":", 1)[0] for p in problems]},
             "Fix the named fields; `vibeml launch --help` lists every option and its range.",
         ) from None
+
+
+_FREE = CostEstimate(
+    gpu_type="local",
+    hourly_rate=0.0,
+    estimated_duration_hours=0.0,
+    min_cost=0.0,
+    expected_cost=0.0,
+    max_cost=0.0,
+    notes=("runs on this machine: no cloud charges",),
+)
+
+
+def dataset_stats(dataset: str, max_bytes: int = 512 * 2**20) -> DatasetStats | None:
+    """Rows and a rough tokens-per-row figure for a local JSONL file (≈4 characters per token).
+
+    Other formats and hub datasets return None (the estimator then needs max_steps).
+    """
+    from vibeml.estimate.cost import DatasetStats
+
+    path = Path(dataset)
+    if path.suffix.lower() != ".jsonl" or not path.is_file() or path.stat().st_size > max_bytes:
+        return None
+    rows = chars = 0
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if line.strip():
+                rows += 1
+                chars += len(line)
+    if rows == 0:
+        return None
+    return DatasetStats(rows=rows, mean_tokens_per_row=max(1.0, chars / rows / 4))
 
 
 def _looks_like_path(value: str) -> bool:
@@ -134,22 +173,58 @@ class VibeML:
         return request, local
 
     def estimate(self, request: TrainingRequest) -> CostEstimate:
-        """Cost of a request on its backend. Local runs are free."""
-        if request.backend == "local":
-            return CostEstimate(
-                gpu_type="local",
-                hourly_rate=0.0,
-                estimated_duration_hours=0.0,
-                min_cost=0.0,
-                expected_cost=0.0,
-                max_cost=0.0,
-                notes=("runs on this machine: no cloud charges",),
-            )
-        raise ValidationError(
-            f"no cost model for backend {request.backend!r}",
-            {"backend": request.backend},
-            "Use --backend local.",
+        """Expected cost of a request on its backend (local runs are free; cloud runs are planned)."""
+        if not self._is_paid(request):
+            return _FREE
+        return self.plan_launch(request)[0].estimate.cost
+
+    def _is_paid(self, request: TrainingRequest) -> bool:
+        return not self.backends.get(request.backend).capabilities.free
+
+    def plan(self, request: TrainingRequest, constraints: PlanConstraints | None = None) -> Plan:
+        """Every (cloud, GPU, count, market) choice for the request's backend, cheapest total cost first."""
+        from vibeml.catalog.architectures import resolve_architecture
+        from vibeml.catalog.prices import load_price_table
+        from vibeml.estimate.planner import PlanConstraints as _PC
+        from vibeml.estimate.planner import plan_request
+
+        backend = self.backends.get(request.backend)
+        c = constraints or _PC()
+        if c.clouds is None and backend.clouds is not None:
+            c = c.model_copy(update={"clouds": backend.clouds})
+        arch = resolve_architecture(request.model)
+        prices = load_price_table(backend.live_quotes(request))
+        return plan_request(request, arch, prices, c, dataset=dataset_stats(request.dataset))
+
+    def plan_launch(self, request: TrainingRequest) -> tuple[PlanOption, LaunchChoice]:
+        """The cheapest choice that fits and its budget-derived runtime cap (raises when none fits)."""
+        plan = self.plan(request)
+        best = plan.cheapest
+        if best is None:  # the planner raises when nothing fits; this is a guard
+            raise ResourceError(f"no GPU choice fits {request.model}", {"model": request.model})
+        cap = request.max_cost
+        runtime = None if cap is None or best.hourly_rate <= 0 else cap / best.hourly_rate * 3600
+        candidates = tuple(
+            LaunchCandidate(gpu_type=o.gpu, gpu_count=o.gpu_count, cloud=o.cloud, region=o.region,
+                            use_spot=o.spot, hourly_rate=o.hourly_rate)
+            for o in plan.options[1:6]
+            if o.gpu == best.gpu and o.gpu_count == best.gpu_count and o.expected_cost <= best.expected_cost * 1.05
         )
+        choice = LaunchChoice(
+            gpu_type=best.gpu,
+            gpu_count=best.gpu_count,
+            cloud=best.cloud,
+            region=best.region,
+            use_spot=best.spot,
+            hourly_rate=best.hourly_rate,
+            max_cost=cap,
+            estimated_hours=best.hours,
+            required_memory_gib=best.memory_gib,
+            disk_gb=best.estimate.disk_gb,
+            max_runtime_seconds=runtime,
+            candidates=candidates,
+        )
+        return best, choice
 
     def check_budget(self, request: TrainingRequest, estimate: CostEstimate) -> BudgetCheck:
         """Refuse before anything starts when the job does not fit its cap or the monthly budget."""
@@ -205,7 +280,26 @@ class VibeML:
         backend = self.backends.get(request.backend)
         backend.check(request)
         request, all_local = self._resolve_local_inputs(request)
-        estimate = self.estimate(request)
+        choice: LaunchChoice | None = None
+        trainer_runtime: float | None = None
+        if self._is_paid(request):
+            prefs = self.preferences.load()
+            if request.max_cost is None:
+                if prefs.max_cost_per_job is None:
+                    raise ConfigurationError(
+                        f"the {request.backend} backend rents paid GPUs: give a budget cap",
+                        {"backend": request.backend},
+                        "Add --max-cost USD (or set a default: `vibeml budget set --per-job USD`).",
+                    )
+                request = request.model_copy(update={"max_cost": prefs.max_cost_per_job})
+            option, choice = self.plan_launch(request)
+            estimate = option.estimate.cost
+            if choice.max_runtime_seconds is not None:
+                # The trainer checkpoints and stops before the machine's budget runs out (setup included).
+                setup_s = option.setup_hours * 3600
+                trainer_runtime = max(60.0, choice.max_runtime_seconds - setup_s - 120.0)
+        else:
+            estimate = _FREE
         budget = self.check_budget(request, estimate)
 
         job_id = self._new_job_id()
@@ -222,6 +316,7 @@ class VibeML:
             checkpoint_dir=str(job_dir / "checkpoints"),
             events_path=str(job_dir / "events.jsonl"),
             env=env,
+            max_runtime_seconds=trainer_runtime,
         )
         now = utcnow()
         record = JobRecord(
@@ -238,7 +333,7 @@ class VibeML:
         self.store.create(record)
         self.store.record_estimate(job_id, request.backend, estimate.expected_cost, request.max_cost)
         try:
-            handle = backend.launch(program, job_id, job_dir)
+            handle = backend.launch(program, job_id, job_dir, choice)
         except VibeMLError as exc:
             self.store.update(job_id, status=JobStatus.FAILED, error=exc.message, finished_at=utcnow())
             raise
@@ -314,6 +409,13 @@ class VibeML:
             status = JobStatus.PROVISIONING
         elif status is JobStatus.RUNNING and record.stop_requested:
             status = JobStatus.STOPPING
+        cap = record.request.max_cost
+        if cap is not None and progress.cost_so_far >= cap and not status.is_terminal:
+            # The client-side watchdog: accrued cost reached the cap → stop now (the machine's own timer
+            # is the first line; this is the second).
+            self.store.add_event(record.job_id, "budget_cap", {"cost_so_far": progress.cost_so_far, "cap": cap})
+            backend.stop(record.handle, grace_seconds=0)
+            status, error = JobStatus.STOPPED, f"stopped: the budget cap ${cap:.4f} was reached"
         progress = progress.model_copy(update={"status": status, "error": error})
         updates: dict[str, Any] = {"status": status, "progress": progress, "cost_so_far": progress.cost_so_far}
         if status is JobStatus.RUNNING and record.started_at is None:

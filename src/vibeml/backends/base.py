@@ -5,15 +5,59 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from vibeml.exceptions import ConfigurationError
 from vibeml.models import JobHandle, JobProgress, TrainingRequest
+
+if TYPE_CHECKING:
+    from vibeml.catalog.prices import PriceQuote
 from vibeml.workflows.registry import TrainingProgram
 
-__all__ = ["Backend", "Capabilities", "Capability"]
+__all__ = ["Backend", "Capabilities", "Capability", "LaunchChoice"]
+
+
+class LaunchChoice(BaseModel):
+    """What the planner chose for a job, handed to ``Backend.launch``.
+
+    Cloud backends rent what it names (or the closest match they find); the local backend ignores it.
+    ``max_runtime_seconds`` is the hard wall-clock cap derived from the budget: backends enforce it on
+    the machine (the trainer checkpoints and stops at it; the machine is torn down after).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gpu_type: str | None = None
+    gpu_count: int = 1
+    num_nodes: int = 1
+    cloud: str | None = None
+    region: str | None = None
+    use_spot: bool = False
+    hourly_rate: float = 0.0
+    max_cost: float | None = None
+    estimated_hours: float = 0.0
+    required_memory_gib: float | None = None
+    disk_gb: float = 50.0
+    max_runtime_seconds: float | None = None
+    candidates: tuple[LaunchCandidate, ...] = ()
+
+
+class LaunchCandidate(BaseModel):
+    """Another equally good (cloud, region, GPU) choice a backend may fall back to."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gpu_type: str
+    gpu_count: int = 1
+    cloud: str | None = None
+    region: str | None = None
+    use_spot: bool = False
+    hourly_rate: float = 0.0
+
+
+LaunchChoice.model_rebuild()
 
 
 class Capability(BaseModel):
@@ -36,6 +80,7 @@ class Capabilities(BaseModel):
     artifacts: Capability
     gpu_selection: Capability
     budget_cap: Capability
+    free: bool = Field(False, description="Runs cost nothing (no planner, no budget needed).")
 
 
 class Backend(ABC):
@@ -45,6 +90,12 @@ class Backend(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+    #: Clouds the planner may choose from for this backend (None: any catalogued cloud).
+    clouds: ClassVar[tuple[str, ...] | None] = None
+
+    def live_quotes(self, request: TrainingRequest) -> list[PriceQuote] | None:
+        """Live prices for the planner (e.g. current marketplace offers); None when there are none."""
+        return None
 
     def check(self, request: TrainingRequest) -> None:
         """Raise ``ConfigurationError`` when the request needs something this backend cannot do."""
@@ -65,8 +116,17 @@ class Backend(ABC):
                 )
 
     @abstractmethod
-    def launch(self, program: TrainingProgram, job_id: str, job_dir: Path) -> JobHandle:
-        """Start the program and return at once with a handle."""
+    def launch(
+        self, program: TrainingProgram, job_id: str, job_dir: Path, choice: LaunchChoice | None = None
+    ) -> JobHandle:
+        """Start the program and return at once with a handle.
+
+        Args:
+            program: The trainer invocation and its JSON config.
+            job_id: VibeML's id for the job (label cloud resources with it).
+            job_dir: The job's local directory (logs, events, artifacts land here).
+            choice: What the planner chose (GPU, cloud, price, budget-derived runtime cap).
+        """
 
     @abstractmethod
     def status(self, handle: JobHandle) -> JobProgress:

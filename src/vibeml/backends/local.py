@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from vibeml.backends.base import Backend, Capabilities, Capability
+from vibeml.backends.base import Backend, Capabilities, Capability, LaunchChoice
 from vibeml.exceptions import BackendError
 from vibeml.jobs.progress import progress_from_events
 from vibeml.models import JobHandle, JobProgress
@@ -85,7 +85,9 @@ class LocalBackend(Backend):
             supported=False, reason="it uses whatever this machine has; choose a cloud backend to pick a GPU"
         ),
         budget_cap=Capability(supported=True, reason="local runs cost nothing"),
+        free=True,
     )
+    clouds: ClassVar[tuple[str, ...] | None] = ("local",)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -93,7 +95,9 @@ class LocalBackend(Backend):
 
     # ------------------------------------------------------------------------------------ launch
 
-    def launch(self, program: TrainingProgram, job_id: str, job_dir: Path) -> JobHandle:
+    def launch(
+        self, program: TrainingProgram, job_id: str, job_dir: Path, choice: LaunchChoice | None = None
+    ) -> JobHandle:
         job_dir.mkdir(parents=True, exist_ok=True)
         config_path = job_dir / program.config_filename
         tmp = config_path.with_suffix(".tmp")
