@@ -472,6 +472,26 @@ class VibeML:
             )
         return record
 
+    def reconcile(self, cleanup: bool = False) -> list[dict[str, Any]]:
+        """Paid resources labelled as VibeML's with no live job, per paid backend already in use
+        (or all registered when ``cleanup``); with ``cleanup`` they are destroyed."""
+        live = {r.job_id for r in self.store.list_jobs(limit=10_000) if not r.status.is_terminal}
+        used = {r.backend for r in self.store.list_jobs(limit=10_000)}
+        found: list[dict[str, Any]] = []
+        for name in self.backends.names():
+            if name not in used and not cleanup:
+                continue
+            backend = self.backends.get(name)
+            if backend.capabilities.free:
+                continue
+            items = backend.orphans(live)
+            if cleanup and items:
+                destroyed = set(backend.destroy_orphans([str(i["id"]) for i in items]))
+                for item in items:
+                    item["destroyed"] = str(item["id"]) in destroyed
+            found.extend({"backend": name, **item} for item in items)
+        return found
+
     async def stop(self, job_id: str, grace_seconds: float | None = None) -> JobRecord:
         """Stop a job (checkpoint first when the trainer can). Stopping a finished job is a no-op."""
         return await asyncio.to_thread(self._stop_sync, job_id, grace_seconds)

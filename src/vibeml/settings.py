@@ -21,6 +21,11 @@ class Settings(BaseModel):
     python: str = Field(description="Python that runs the local trainer (env VIBEML_PYTHON).")
     hf_endpoint: str | None = Field(None, description="Hugging Face hub URL (env HF_ENDPOINT).")
     stop_grace_seconds: float = Field(30.0, ge=0, description="SIGTERM → SIGKILL grace (env VIBEML_STOP_GRACE).")
+    remote_install: str = Field(
+        description="pip requirement that installs VibeML on a rented machine (env VIBEML_REMOTE_INSTALL); "
+        "empty = already installed there."
+    )
+    vast_url: str | None = Field(None, description="Vast.ai API base URL (env VIBEML_VAST_URL or VAST_URL).")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -33,8 +38,12 @@ class Settings(BaseModel):
             from platformdirs import user_data_dir
 
             home_path = Path(user_data_dir("vibeml", appauthor=False))
+        from vibeml import __version__
+
         values: dict[str, object] = {
             "home": home_path,
+            "remote_install": env.get("VIBEML_REMOTE_INSTALL", f"vibeml[train]=={__version__}"),
+            "vast_url": env.get("VIBEML_VAST_URL") or env.get("VAST_URL") or None,
             "python": env.get("VIBEML_PYTHON") or sys.executable,
             "hf_endpoint": env.get("HF_ENDPOINT") or None,
         }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -139,6 +139,17 @@ class Backend(ABC):
     @abstractmethod
     def stop(self, handle: JobHandle, grace_seconds: float = 30.0) -> None:
         """Stop the job; stopping a job that has already ended is not an error."""
+
+    def orphans(self, live_job_ids: set[str]) -> list[dict[str, Any]]:
+        """Paid resources this backend left behind: labelled as VibeML's but with no live job.
+
+        Each item has at least ``id``, ``label`` and ``reason``; the default backend has none.
+        """
+        return []
+
+    def destroy_orphans(self, ids: list[str]) -> list[str]:
+        """Destroy the given orphaned resources (idempotent); returns the ids destroyed."""
+        return []
 
     @abstractmethod
     def fetch_artifacts(self, handle: JobHandle, dest: Path | None = None) -> Path:
