@@ -35,6 +35,7 @@ from vibeml.workflows.registry import get_workflow, render_program
 if TYPE_CHECKING:
     from vibeml.estimate.cost import DatasetStats
     from vibeml.estimate.planner import Plan, PlanConstraints, PlanOption
+    from vibeml.estimate.report import EstimateQuery, PlanQuery
 
 __all__ = ["VibeML", "build_request", "dataset_stats"]
 
@@ -195,6 +196,43 @@ class VibeML:
         arch = resolve_architecture(request.model)
         prices = load_price_table(backend.live_quotes(request))
         return plan_request(request, arch, prices, c, dataset=dataset_stats(request.dataset))
+
+    # ------------------------------------------------------------------ estimates without a request
+
+    def estimate_report(self, query: EstimateQuery) -> dict[str, Any]:
+        """`vibeml estimate` / MCP `estimate_training_cost`: memory, speed, time and cost on one GPU."""
+        from vibeml.catalog.architectures import resolve_architecture
+        from vibeml.catalog.prices import load_price_table
+        from vibeml.estimate.report import estimate_report
+
+        return estimate_report(query, resolve_architecture(query.model), load_price_table())
+
+    def plan_report(self, query: PlanQuery) -> dict[str, Any]:
+        """`vibeml plan` / MCP `plan_training`: every choice that fits, cheapest total cost first."""
+        from vibeml.catalog.architectures import resolve_architecture
+        from vibeml.catalog.prices import load_price_table
+        from vibeml.estimate.report import plan_report
+
+        return plan_report(query, resolve_architecture(query.model), load_price_table())
+
+    def gpu_report(self) -> dict[str, Any]:
+        """`vibeml gpus` / MCP: GPU facts and the cheapest catalogued prices."""
+        from vibeml.catalog.prices import load_price_table
+        from vibeml.estimate.report import gpu_report
+
+        return gpu_report(load_price_table())
+
+    def recommend_gpu(self, model: str, use_quantization: bool = False) -> dict[str, Any]:
+        """The cheapest GPU type that fits a LoRA (or QLoRA) fine-tune of ``model``, with its memory need."""
+        from vibeml.validation.model import ModelValidator
+
+        v = ModelValidator()
+        return {
+            "model": model,
+            "use_quantization": use_quantization,
+            "gpu_type": v.recommend_gpu_type(model, use_quantization),
+            "memory_required_gib": round(v.calculate_gpu_memory_required(model, 1, use_quantization), 3),
+        }
 
     def plan_launch(self, request: TrainingRequest) -> tuple[PlanOption, LaunchChoice]:
         """The cheapest choice that fits and its budget-derived runtime cap (raises when none fits)."""

@@ -141,14 +141,19 @@ def test_estimate_rich_output(app: typer.Typer) -> None:
     assert result.exit_code == 0 and "fits" in result.stdout and "tokens/s" in result.stdout
 
 
-def test_errors_are_vibeml_errors(app: typer.Typer) -> None:
-    result = runner.invoke(app, ["estimate", "-m", "Qwen/Qwen2.5-0.5B", "--gpu", "TPU-v5", "--json"])
-    assert isinstance(result.exception, ConfigurationError)
-    result = runner.invoke(app, ["estimate", "-m", "acme/unknown-thing", "--json"])
-    assert isinstance(result.exception, ModelNotFoundError)
-    result = runner.invoke(app, ["plan", "-m", "Qwen/Qwen2.5-7B", "--max-steps", "5000", "--max-cost", "0.5"])
-    assert isinstance(result.exception, BudgetExceededError)
-    assert "cheapest_option" in result.exception.context
+def test_errors_are_clear_with_exit_codes(app: typer.Typer) -> None:
+    cases = [
+        (["estimate", "-m", "Qwen/Qwen2.5-0.5B", "--gpu", "TPU-v5", "--json"], ConfigurationError),
+        (["estimate", "-m", "acme/unknown-thing", "--json"], ModelNotFoundError),
+        (["plan", "-m", "Qwen/Qwen2.5-7B", "--max-steps", "5000", "--max-cost", "0.5", "--json"], BudgetExceededError),
+    ]
+    for args, exc_type in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == exc_type.exit_code, (args, result.stdout, result.stderr)
+        payload = json.loads(result.stdout)
+        assert payload["error"] == exc_type.__name__ and payload["recovery_suggestion"]
+        assert "Traceback" not in result.stdout + result.stderr
+    assert "cheapest_option" in payload["context"]
 
 
 def test_plan_json_sorted_and_filtered(app: typer.Typer) -> None:

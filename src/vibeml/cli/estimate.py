@@ -7,22 +7,19 @@ errors are raised as ``VibeMLError`` subclasses for the app's error boundary to 
 
 from __future__ import annotations
 
-import json
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from vibeml.cli._output import emit_json, error_boundary
+
 if TYPE_CHECKING:
-    from vibeml.catalog.architectures import ModelArchitecture
-    from vibeml.estimate.cost import JobEstimate
-    from vibeml.estimate.planner import Plan
+    from pydantic import BaseModel
+
+Q = TypeVar("Q", bound="BaseModel")
 
 __all__ = ["register"]
-
-#: Steps assumed when neither --max-steps nor dataset size is given.
-DEFAULT_STEPS = 1000
-
 
 class MethodChoice(str, Enum):
     lora = "lora"
@@ -45,91 +42,9 @@ class ParallelismChoice(str, Enum):
     fsdp = "fsdp"
 
 
-def _money(x: float) -> float:
-    return round(float(x), 4)
 
 
-def _emit_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
 
-
-def _arch(model: str) -> ModelArchitecture:
-    from vibeml.catalog.architectures import resolve_architecture
-
-    return resolve_architecture(model)
-
-
-def _workload(
-    max_steps: int | None, epochs: float | None, rows: int | None, mean_tokens: float | None, grad_accum: int
-) -> tuple[Any, list[str]]:
-    from vibeml.estimate.throughput import Workload
-
-    notes: list[str] = []
-    if max_steps is None and rows is None:
-        max_steps = DEFAULT_STEPS
-        notes.append(f"assumed max_steps={DEFAULT_STEPS} (give --max-steps or --dataset-rows)")
-    workload = Workload(
-        max_steps=max_steps,
-        num_epochs=None if max_steps is not None else (epochs or 1.0),
-        dataset_rows=rows,
-        mean_tokens_per_row=mean_tokens,
-        gradient_accumulation_steps=grad_accum,
-    )
-    return workload, notes
-
-
-def _job_json(job: JobEstimate, arch: ModelArchitecture, extra_notes: list[str]) -> dict[str, Any]:
-    m, t, s, c = job.memory, job.time, job.throughput, job.cost
-    return {
-        "model": job.model,
-        "architecture": {
-            "source": arch.source,
-            "params": arch.param_count,
-            "hidden_size": arch.hidden_size,
-            "num_layers": arch.num_layers,
-            "vocab_size": arch.vocab_size,
-        },
-        "method": job.method,
-        "loss": job.loss,
-        "gpu": job.gpu,
-        "gpu_count": job.gpu_count,
-        "batch_size": job.shape.batch_size,
-        "max_seq_length": job.shape.seq_len,
-        "gradient_checkpointing": job.shape.gradient_checkpointing,
-        "lora_r": job.shape.lora_r if job.method != "full" else None,
-        "total_gib": round(m.total_gib, 3),
-        "allocated_gib": round(m.allocated_gib, 3),
-        "reserved_gib": round(m.reserved_gib, 3),
-        "required_gib": round(m.required_gib, 3),
-        "capacity_gib": m.capacity_gib,
-        "fits": m.fits,
-        "headroom_gib": None if m.headroom_gib is None else round(m.headroom_gib, 3),
-        "peak_phase": m.peak_phase,
-        "breakdown": {k: round(v, 4) for k, v in m.breakdown.model_dump().items()},
-        "tokens_per_s": round(s.tokens_per_s, 1),
-        "step_time_s": round(s.step_time_s, 4),
-        "bound": s.bound,
-        "mfu": round(s.mfu, 4),
-        "steps": t.steps,
-        "tokens": t.tokens,
-        "train_hours": round(t.train_s / 3600, 4),
-        "setup_hours": round(t.setup.total_s / 3600, 4),
-        "hours": round(c.estimated_duration_hours, 4),
-        "min_hours": round(t.min_hours, 4),
-        "max_hours": round(t.max_hours, 4),
-        "cloud": job.cloud,
-        "region": job.region,
-        "spot": job.spot,
-        "usd_per_gpu_hour": _money(job.quote.usd_per_gpu_hour) if job.quote else 0.0,
-        "hourly_rate": _money(c.hourly_rate),
-        "expected_cost": _money(c.expected_cost),
-        "min_cost": _money(c.min_cost),
-        "max_cost": _money(c.max_cost),
-        "currency": "USD",
-        "price_source": job.quote.source if job.quote else None,
-        "price_as_of": job.quote.as_of.isoformat() if job.quote and job.quote.as_of else None,
-        "assumptions": [*extra_notes, *job.assumptions],
-    }
 
 
 def _render_job(data: dict[str, Any]) -> None:
@@ -167,37 +82,6 @@ def _render_job(data: dict[str, Any]) -> None:
     for note in data["assumptions"]:
         console.print(f"[dim]· {note}[/]")
 
-
-def _plan_json(plan: Plan, notes: list[str], top: int) -> dict[str, Any]:
-    return {
-        "model": plan.model,
-        "options": [
-            {
-                "rank": o.rank,
-                "cloud": o.cloud,
-                "region": o.region,
-                "gpu": o.gpu,
-                "gpu_count": o.gpu_count,
-                "spot": o.spot,
-                "parallelism": o.parallelism,
-                "usd_per_gpu_hour": _money(o.usd_per_gpu_hour),
-                "hourly_rate": _money(o.hourly_rate),
-                "hours": round(o.hours, 4),
-                "tokens_per_s": round(o.tokens_per_s, 1),
-                "memory_gib": round(o.memory_gib, 2),
-                "capacity_gib": o.capacity_gib,
-                "expected_cost": _money(o.expected_cost),
-                "min_cost": _money(o.min_cost),
-                "max_cost": _money(o.max_cost),
-                "live_price": o.live_price,
-            }
-            for o in plan.options[:top]
-        ],
-        "total_options": len(plan.options),
-        "rejected": [r.model_dump() for r in plan.rejected],
-        "constraints": plan.constraints.model_dump(),
-        "assumptions": notes,
-    }
 
 
 def _render_plan(data: dict[str, Any]) -> None:
@@ -245,10 +129,24 @@ def _render_plan(data: dict[str, Any]) -> None:
         console.print(f"[dim]· {note}[/]")
 
 
+def _query(cls: type[Q], **fields: Any) -> Q:
+    """Build a query model, turning pydantic's errors into one clear ValidationError."""
+    from pydantic import ValidationError as PydanticValidationError
+
+    from vibeml.exceptions import ValidationError
+
+    try:
+        return cls.model_validate(fields)
+    except PydanticValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValidationError(f"invalid options: {problems}", recovery_suggestion="See --help.") from None
+
+
 def register(app: typer.Typer) -> None:
     """Add the `estimate`, `plan` and `gpus` commands to ``app``."""
 
     @app.command("estimate")
+    @error_boundary
     def estimate_cmd(
         model: Annotated[str, typer.Option("--model", "-m", help="Hub id, local model directory or built-in name.")],
         method: Annotated[MethodChoice, typer.Option("--method", help="lora, qlora or full.")] = MethodChoice.lora,
@@ -286,36 +184,25 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
         """Memory, speed, time and cost of one fine-tune on one GPU choice."""
-        from vibeml.catalog.gpus import resolve_gpu
-        from vibeml.estimate.cost import CostEstimator, estimate_job
-        from vibeml.estimate.memory import TrainingShape
+        from vibeml.client import VibeML
+        from vibeml.estimate.report import EstimateQuery
 
-        spec = resolve_gpu(gpu)
-        arch = _arch(model)
-        shape = TrainingShape(
-            method=method.value,
-            batch_size=batch_size,
-            seq_len=max_seq_length,
-            gradient_checkpointing=gradient_checkpointing,
-            lora_r=lora_r,
-            lora_dropout=lora_dropout,
-            loss=loss.value,
-            optimizer=optimizer.value,
-            gpu_count=gpu_count,
-            parallelism=parallelism.value,
+        query = _query(
+            EstimateQuery,
+            model=model, method=method.value, batch_size=batch_size, max_seq_length=max_seq_length,
+            gradient_checkpointing=gradient_checkpointing, lora_r=lora_r, lora_dropout=lora_dropout,
+            gpu=gpu, gpu_count=gpu_count, parallelism=parallelism.value, loss=loss.value,
+            optimizer=optimizer.value, max_steps=max_steps, epochs=epochs, dataset_rows=dataset_rows,
+            mean_tokens=mean_tokens, grad_accum=grad_accum, cloud=cloud, spot=spot,
         )
-        workload, notes = _workload(max_steps, epochs, dataset_rows, mean_tokens, grad_accum)
-        quote = None
-        if cloud != "local":
-            quote = CostEstimator().best_quote(spec.name, gpu_count, spot, cloud)
-        job = estimate_job(arch, shape, spec, workload, quote, model_name=model)
-        data = _job_json(job, arch, notes)
+        data = VibeML().estimate_report(query)
         if json_out:
-            _emit_json(data)
+            emit_json(data)
         else:
             _render_job(data)
 
     @app.command("plan")
+    @error_boundary
     def plan_cmd(
         model: Annotated[str, typer.Option("--model", "-m", help="Hub id, local model directory or built-in name.")],
         method: Annotated[MethodChoice, typer.Option("--method")] = MethodChoice.lora,
@@ -349,70 +236,35 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
         """Every (cloud, GPU, count, spot) choice that fits, ranked by expected total job cost."""
-        from vibeml.catalog.prices import load_price_table
-        from vibeml.estimate.memory import TrainingShape
-        from vibeml.estimate.planner import PlanConstraints, plan_training
+        from vibeml.client import VibeML
+        from vibeml.estimate.report import PlanQuery
 
-        arch = _arch(model)
-        shape = TrainingShape(
-            method=method.value,
-            batch_size=batch_size,
-            seq_len=max_seq_length,
-            gradient_checkpointing=gradient_checkpointing,
-            lora_r=lora_r,
-            lora_dropout=lora_dropout,
-            loss=loss.value,
-            optimizer=optimizer.value,
+        query = _query(
+            PlanQuery,
+            model=model, method=method.value, batch_size=batch_size, max_seq_length=max_seq_length,
+            gradient_checkpointing=gradient_checkpointing, lora_r=lora_r, lora_dropout=lora_dropout,
+            loss=loss.value, optimizer=optimizer.value, max_steps=max_steps, epochs=epochs,
+            dataset_rows=dataset_rows, mean_tokens=mean_tokens, grad_accum=grad_accum,
+            max_cost=max_cost or None, max_hours=max_hours or None, clouds=cloud, gpus=gpu,
+            gpu_counts=gpu_count, spot=spot, top=top,
         )
-        workload, notes = _workload(max_steps, epochs, dataset_rows, mean_tokens, grad_accum)
-        constraints = PlanConstraints(
-            max_cost=max_cost or None,
-            max_hours=max_hours or None,
-            clouds=tuple(cloud) if cloud else None,
-            spot=spot,
-            gpu_types=tuple(gpu) if gpu else None,
-            **({"gpu_counts": tuple(gpu_count)} if gpu_count else {}),
-        )
-        plan = plan_training(arch, shape, workload, load_price_table(), constraints, model_name=model)
-        data = _plan_json(plan, notes, top)
+        data = VibeML().plan_report(query)
         if json_out:
-            _emit_json(data)
+            emit_json(data)
         else:
             _render_plan(data)
 
     @app.command("gpus")
+    @error_boundary
     def gpus_cmd(json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
         """GPU facts and the cheapest catalogued price per GPU-hour (on-demand and spot)."""
-        from vibeml.catalog.gpus import list_gpus
-        from vibeml.catalog.prices import load_price_table
+        from vibeml.client import VibeML
 
-        prices = load_price_table()
-        rows: list[dict[str, Any]] = []
-        for g in list_gpus():
-            od = prices.cheapest(g.name, spot=False)
-            sp = prices.cheapest(g.name, spot=True)
-            rows.append(
-                {
-                    "gpu": g.name,
-                    "memory_gib": g.memory_gib,
-                    "bf16_tflops": g.bf16_tflops,
-                    "memory_bandwidth_gbs": g.memory_bandwidth_gbs,
-                    "architecture": g.architecture,
-                    "bf16": g.bf16,
-                    "aliases": list(g.aliases),
-                    "on_demand": None
-                    if od is None
-                    else {"usd_per_gpu_hour": _money(od.usd_per_gpu_hour), "cloud": od.cloud, "region": od.region},
-                    "spot": None
-                    if sp is None
-                    else {"usd_per_gpu_hour": _money(sp.usd_per_gpu_hour), "cloud": sp.cloud, "region": sp.region},
-                    "clouds": sorted({q.cloud for q in prices.filter(gpu=g.name)}),
-                }
-            )
+        report = VibeML().gpu_report()
         if json_out:
-            as_of = sorted({q.as_of.isoformat() for q in prices.quotes if q.as_of})
-            _emit_json({"gpus": rows, "prices_as_of": as_of})
+            emit_json(report)
             return
+        rows = report["gpus"]
         from rich.console import Console
         from rich.table import Table
 
