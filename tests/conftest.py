@@ -10,6 +10,11 @@ import pytest
 
 _SCRUB_PREFIXES = ("VIBEML_", "VAST_", "HF_", "HUGGING_FACE", "SKY")
 
+# huggingface_hub and datasets read HF_HUB_OFFLINE once, at import: set it before anything imports them,
+# so no test (or session fixture) ever reaches for the network. Tests of hub code use a fake hub on loopback.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
 
 @pytest.fixture(autouse=True)
 def vibeml_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:

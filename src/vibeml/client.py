@@ -270,6 +270,41 @@ class VibeML:
         spent, committed = self.store.month_total(utcnow().strftime("%Y-%m"))
         return check_budget(estimate, request.max_cost, prefs, spent, committed)
 
+    def preview_launch(self, request: TrainingRequest) -> dict[str, Any]:
+        """What a launch would do, starting nothing: the estimate, the plan (paid backends) and budget
+        warnings. Raises exactly what ``launch`` would raise before starting."""
+        get_workflow(request.workflow)
+        backend = self.backends.get(request.backend)
+        backend.check(request)
+        request, _ = self._resolve_local_inputs(request)
+        plan_json: dict[str, Any] | None = None
+        if self._is_paid(request):
+            if request.max_cost is None:
+                cap = self.preferences.load().max_cost_per_job
+                if cap is not None:
+                    request = request.model_copy(update={"max_cost": cap})
+            from vibeml.estimate.report import plan_json as _plan_json
+
+            plan = self.plan(request)
+            plan_json = _plan_json(plan, [], 10)
+            if plan.cheapest is None:
+                raise ResourceError(f"no GPU choice fits {request.model}", {"model": request.model})
+            estimate = plan.cheapest.estimate.cost
+        else:
+            estimate = _FREE
+        budget = self.check_budget(request, estimate)
+        return {"estimate": estimate, "plan": plan_json, "warnings": list(budget.warnings)}
+
+    def search_offers(self, query: str = "", type: str = "on-demand", order: str = "dph_total",
+                      limit: int = 20) -> list[dict[str, Any]]:
+        """Live Vast.ai offers (the key comes from the environment or the credential store)."""
+        from vibeml.config.credentials import CredentialManager
+        from vibeml.vast import VastAI
+
+        lookup = CredentialManager.from_env().credential_lookup("vast", "api_key", fallback_env="VAST_API_KEY")
+        with VastAI(server_url=self.settings.vast_url, credential_lookup=lookup, raw=True, quiet=True) as vast:
+            return vast.search_offers(query, type=type, order=order, limit=limit)
+
     # ----------------------------------------------------------------------------------- budget
 
     def budget_status(self) -> BudgetStatus:

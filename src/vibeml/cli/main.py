@@ -68,6 +68,19 @@ def workflows(json_out: Annotated[bool, typer.Option("--json")] = False) -> None
     console().print(table)
 
 
+@app.command("mcp")
+@error_boundary
+def mcp(
+    http: Annotated[
+        str | None, typer.Option("--http", help="Serve over HTTP on HOST:PORT instead of stdio.")
+    ] = None,
+) -> None:
+    """Run the MCP server (stdio by default) so an AI assistant can plan, launch and track fine-tunes."""
+    from vibeml.mcp.server import main as serve
+
+    serve(http)
+
+
 def run() -> None:
     """Console-script entry point."""
     app()

@@ -18,7 +18,15 @@ from vibeml.estimate.memory import TrainingShape
 from vibeml.estimate.planner import Plan, PlanConstraints, plan_training
 from vibeml.estimate.throughput import Workload
 
-__all__ = ["DEFAULT_STEPS", "EstimateQuery", "PlanQuery", "estimate_report", "gpu_report", "plan_report"]
+__all__ = [
+    "DEFAULT_STEPS",
+    "EstimateQuery",
+    "PlanQuery",
+    "estimate_report",
+    "gpu_report",
+    "plan_json",
+    "plan_report",
+]
 
 #: Steps assumed when neither max_steps nor the dataset size is given.
 DEFAULT_STEPS = 1000
@@ -124,7 +132,7 @@ def plan_report(query: PlanQuery, arch: ModelArchitecture, prices: PriceTable) -
         **({"gpu_counts": tuple(query.gpu_counts)} if query.gpu_counts else {}),
     )
     plan = plan_training(arch, query.shape(), workload, prices, constraints, model_name=query.model)
-    return _plan_json(plan, notes, query.top)
+    return plan_json(plan, notes, query.top)
 
 
 def gpu_report(prices: PriceTable) -> dict[str, Any]:
@@ -207,7 +215,7 @@ def _job_json(job: JobEstimate, arch: ModelArchitecture, extra_notes: list[str])
         "assumptions": [*extra_notes, *job.assumptions],
     }
 
-def _plan_json(plan: Plan, notes: list[str], top: int) -> dict[str, Any]:
+def plan_json(plan: Plan, notes: list[str], top: int) -> dict[str, Any]:
     return {
         "model": plan.model,
         "options": [

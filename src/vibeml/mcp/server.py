@@ -1,0 +1,305 @@
+"""VibeML's MCP server: each tool validates its arguments, makes one service call, returns a model.
+
+Nothing but protocol messages goes to stdout (logs go to stderr). Errors become tool errors whose text
+carries the message, the facts and the recovery suggestion, so an assistant can act on them. No tool
+reads, returns or accepts stored credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+
+from fastmcp import FastMCP
+from fastmcp.exceptions import ToolError
+from pydantic import BaseModel, ConfigDict, Field
+
+from vibeml.client import VibeML, build_request
+from vibeml.config.budget import BudgetStatus
+from vibeml.estimate.report import EstimateQuery, PlanQuery
+from vibeml.exceptions import VibeMLError
+from vibeml.models import CostEstimate, DatasetFormat, JobRecord
+
+__all__ = ["create_server", "main"]
+
+log = logging.getLogger("vibeml.mcp")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+INSTRUCTIONS = """\
+VibeML fine-tunes open LLMs (LoRA or full) on the user's data, locally or on the cheapest cloud GPU that
+fits, and never spends past a budget. Typical flow: validate/estimate first (estimate_training_cost,
+plan_training, recommend_gpu), then launch_training with an explicit max_cost (dry_run=true shows the
+plan and the cost without starting anything), then poll get_job_status (step, loss, ETA, cost so far),
+read get_job_logs, and stop_job when asked. launch_training(demo=true) trains the bundled tiny model
+locally in about a minute. Errors explain what to do next in `recovery_suggestion`."""
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class EstimateReport(_Loose):
+    """Memory, speed, time and cost of one fine-tune on one GPU (more fields ride along)."""
+
+    model: str
+    gpu: str
+    gpu_count: int
+    fits: bool
+    total_gib: float
+    capacity_gib: float
+    tokens_per_s: float
+    hours: float
+    expected_cost: float
+    min_cost: float
+    max_cost: float
+    breakdown: dict[str, float]
+    assumptions: list[str]
+
+
+class PlanOptionSummary(_Loose):
+    rank: int
+    cloud: str
+    region: str
+    gpu: str
+    gpu_count: int
+    spot: bool
+    hourly_rate: float
+    hours: float
+    expected_cost: float
+
+
+class PlanReport(_Loose):
+    """Choices that fit, cheapest expected total cost first, and how many were dropped."""
+
+    model: str
+    options: list[PlanOptionSummary]
+    total_options: int
+    rejected: list[dict[str, Any]]
+    assumptions: list[str]
+
+
+class GpuRecommendation(BaseModel):
+    model: str
+    use_quantization: bool
+    gpu_type: str
+    memory_required_gib: float
+
+
+class LaunchResult(BaseModel):
+    """A launched job, or (dry run) what would be launched and what it would cost."""
+
+    dry_run: bool
+    job: JobRecord | None = None
+    estimate: CostEstimate
+    plan: PlanReport | None = None
+    warnings: list[str] = Field(default_factory=list)
+    next_step: str
+
+
+class LogTail(BaseModel):
+    job_id: str
+    lines: list[str]
+
+
+class WorkflowInfo(BaseModel):
+    name: str
+    method: str
+    description: str
+
+
+class Spending(BaseModel):
+    budget: BudgetStatus
+    ledger: list[dict[str, Any]]
+
+
+class Offer(_Loose):
+    id: int
+    gpu_name: str
+    num_gpus: int
+    dph_total: float
+
+
+def _tool_error(exc: VibeMLError) -> ToolError:
+    payload = exc.to_dict()
+    text = f"{payload['error']}: {payload['message']}"
+    if payload["recovery_suggestion"]:
+        text += f"\nWhat to do: {payload['recovery_suggestion']}"
+    if payload["context"]:
+        text += "\nContext: " + json.dumps(payload["context"], default=str)
+    return ToolError(text)
+
+
+def _guard(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """The MCP error boundary: VibeMLError → a tool error an assistant can act on."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except VibeMLError as exc:
+            raise _tool_error(exc) from None
+        except ToolError:
+            raise
+        except Exception as exc:  # a bug: say so, keep the server alive
+            log.exception("tool %s failed", fn.__name__)
+            raise ToolError(f"internal error in {fn.__name__}: {type(exc).__name__}: {exc}") from None
+
+    return wrapper
+
+
+def create_server(service_factory: Callable[[], VibeML] | None = None) -> FastMCP:
+    """Build the server. ``service_factory`` makes the service per call (tests pass their own)."""
+    factory = service_factory or VibeML
+    mcp = FastMCP("vibeml", instructions=INSTRUCTIONS)
+
+    def svc() -> VibeML:
+        return factory()
+
+    @mcp.tool
+    @_guard
+    async def launch_training(
+        max_cost: Annotated[float, Field(gt=0, le=1_000_000, description="Hard budget cap in USD (required).")],
+        model: Annotated[str | None, Field(description="Hub id or local model directory.")] = None,
+        dataset: Annotated[str | None, Field(description="Hub dataset id or local data file.")] = None,
+        demo: Annotated[bool, Field(description="Train the bundled tiny model locally instead.")] = False,
+        dry_run: Annotated[bool, Field(description="Return the plan and estimate; start nothing.")] = False,
+        workflow: str = "trl-lora",
+        backend: str = "local",
+        gpu_type: str | None = None,
+        gpu_count: Annotated[int, Field(ge=1, le=512)] = 1,
+        cloud: str | None = None,
+        use_spot: bool = False,
+        max_steps: Annotated[int | None, Field(ge=1)] = None,
+        num_epochs: Annotated[float | None, Field(gt=0)] = None,
+        learning_rate: Annotated[float | None, Field(gt=0, le=1)] = None,
+        batch_size: Annotated[int | None, Field(ge=1)] = None,
+        max_seq_length: Annotated[int | None, Field(ge=8)] = None,
+        lora_r: Annotated[int | None, Field(ge=1)] = None,
+        dataset_format: DatasetFormat = "auto",
+    ) -> LaunchResult:
+        """Fine-tune a model. Validates, estimates, refuses past max_cost or the monthly budget, then starts
+        the job and returns at once (poll get_job_status). dry_run=true starts nothing."""
+        fields: dict[str, Any] = {
+            "workflow": workflow, "backend": backend, "gpu_type": gpu_type, "gpu_count": gpu_count,
+            "cloud": cloud, "use_spot": use_spot, "max_cost": max_cost, "dataset_format": dataset_format,
+            "max_steps": max_steps, "num_epochs": num_epochs, "learning_rate": learning_rate,
+            "batch_size": batch_size, "max_seq_length": max_seq_length, "lora_r": lora_r,
+        }
+        fields = {k: v for k, v in fields.items() if v is not None}
+        service = svc()
+
+        def prepare() -> Any:
+            if demo:
+                return service.demo_request(**fields)
+            return build_request(model=model, dataset=dataset, **fields)
+
+        request = await asyncio.to_thread(prepare)
+        if dry_run:
+            preview = await asyncio.to_thread(service.preview_launch, request)
+            plan = None if preview["plan"] is None else PlanReport.model_validate(preview["plan"])
+            return LaunchResult(dry_run=True, estimate=preview["estimate"], plan=plan,
+                                warnings=preview["warnings"], next_step="Call again with dry_run=false to start it.")
+        record = await service.launch(request)
+        return LaunchResult(
+            dry_run=False, job=record, estimate=record.estimate or service.estimate(request),
+            warnings=record.warnings, next_step=f"Poll get_job_status(job_id={record.job_id!r}).",
+        )
+
+    @mcp.tool
+    @_guard
+    async def estimate_training_cost(query: EstimateQuery) -> EstimateReport:
+        """GPU memory (what nvidia-smi would show), fit, tokens/s, time and total cost of one fine-tune on
+        one GPU. loss='fused' models VibeML's trainer; 'standard' a plain transformers loop."""
+        return EstimateReport.model_validate(await asyncio.to_thread(svc().estimate_report, query))
+
+    @mcp.tool
+    @_guard
+    async def plan_training(query: PlanQuery) -> PlanReport:
+        """Every (cloud, GPU, count, spot/on-demand) choice that fits, ranked by expected TOTAL job cost."""
+        return PlanReport.model_validate(await asyncio.to_thread(svc().plan_report, query))
+
+    @mcp.tool
+    @_guard
+    async def recommend_gpu(
+        model: Annotated[str, Field(min_length=1, max_length=1024)], use_quantization: bool = False
+    ) -> GpuRecommendation:
+        """The cheapest GPU type that fits a LoRA (QLoRA with use_quantization) fine-tune of the model."""
+        return GpuRecommendation.model_validate(await asyncio.to_thread(svc().recommend_gpu, model, use_quantization))
+
+    @mcp.tool
+    @_guard
+    async def search_gpu_offers(
+        query: Annotated[str, Field(max_length=2000, description="Vast query, e.g. 'gpu_name=RTX_4090 num_gpus=1'.")]
+        = "",
+        type: Literal["on-demand", "bid", "reserved"] = "on-demand",
+        order: Annotated[str, Field(max_length=200)] = "dph_total",
+        limit: Annotated[int, Field(ge=1, le=200)] = 20,
+    ) -> list[Offer]:
+        """Live Vast.ai GPU offers (needs a stored Vast API key)."""
+        offers = await asyncio.to_thread(svc().search_offers, query, type, order, limit)
+        return [Offer.model_validate(o) for o in offers]
+
+    @mcp.tool
+    @_guard
+    async def list_jobs(limit: Annotated[int, Field(ge=1, le=500)] = 20) -> list[JobRecord]:
+        """Jobs, newest first, with status, step, loss and cost so far."""
+        return await svc().list_jobs(limit=limit)
+
+    @mcp.tool
+    @_guard
+    async def get_job_status(job_id: Annotated[str, Field(min_length=1, max_length=64)]) -> JobRecord:
+        """One job: status, step/max_steps, loss (and first loss), ETA, cost so far, error if any."""
+        return await svc().get_status(job_id)
+
+    @mcp.tool
+    @_guard
+    async def get_job_logs(
+        job_id: Annotated[str, Field(min_length=1, max_length=64)], tail: Annotated[int, Field(ge=1, le=5000)] = 100
+    ) -> LogTail:
+        """The last lines of a job's training log."""
+        return LogTail(job_id=job_id, lines=await svc().get_logs(job_id, tail=tail))
+
+    @mcp.tool
+    @_guard
+    async def stop_job(job_id: Annotated[str, Field(min_length=1, max_length=64)]) -> JobRecord:
+        """Stop a job (it checkpoints first). Stopping a finished job changes nothing."""
+        return await svc().stop(job_id)
+
+    @mcp.tool
+    @_guard
+    async def list_workflows() -> list[WorkflowInfo]:
+        """Training workflows (e.g. trl-lora, full)."""
+        from vibeml.workflows import list_workflows as _lw
+
+        return [WorkflowInfo(name=w.name, method=w.method, description=w.description) for w in _lw()]
+
+    @mcp.tool
+    @_guard
+    async def get_spending(
+        month: Annotated[str | None, Field(description="YYYY-MM (default this month) or 'all'.")] = None,
+    ) -> Spending:
+        """The monthly budget, what is spent and committed, and the per-job ledger."""
+        service = svc()
+        budget = await asyncio.to_thread(service.budget_status)
+        ledger = await asyncio.to_thread(service.spending, month)
+        return Spending(budget=budget, ledger=ledger)
+
+    return mcp
+
+
+def main(http: str | None = None) -> None:
+    """Run the server: stdio (default) or HTTP on ``host:port``."""
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    server = create_server()
+    if http:
+        host, _, port = http.rpartition(":")
+        server.run(transport="http", host=host or "127.0.0.1", port=int(port), show_banner=False)
+    else:
+        server.run(transport="stdio", show_banner=False)

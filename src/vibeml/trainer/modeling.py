@@ -1,0 +1,274 @@
+"""Model, tokenizer and device helpers for the trainer (transformers/peft, never remote code).
+
+Torch and transformers are imported inside functions: :func:`resolve_model_source` and
+:func:`find_latest_checkpoint` are cheap checks that run before the heavy imports.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vibeml.exceptions import ConfigurationError, ModelNotFoundError, ResourceError
+
+__all__ = [
+    "CHATML_FALLBACK_TEMPLATE",
+    "DeviceSettings",
+    "ensure_chat_template_and_pad",
+    "find_latest_checkpoint",
+    "generate_reply",
+    "load_model",
+    "load_tokenizer",
+    "resolve_device",
+    "resolve_model_source",
+]
+
+#: Used when a tokenizer has no chat template (base models). ChatML-style turns; the tokenizer's eos
+#: token follows each assistant turn so a fine-tuned model learns to stop. ``<|im_start|>``/``<|im_end|>``
+#: are plain text for tokenizers that lack them as special tokens.
+CHATML_FALLBACK_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' }}"
+    "{% if message['role'] == 'assistant' and eos_token is defined and eos_token %}{{ eos_token }}{% endif %}"
+    "{{ '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+_OFFLINE_VALUES = ("1", "true", "yes", "on")
+
+
+# ------------------------------------------------------------------------------------ cheap checks
+
+
+def resolve_model_source(name: str) -> str:
+    """Check that ``name`` is a local model directory or a well-formed hub id (no network).
+
+    Returns:
+        The string to hand to ``from_pretrained``.
+
+    Raises:
+        ModelNotFoundError: A missing path, a folder without ``config.json``, or a malformed id.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ModelNotFoundError("no model given", {"model": str(name)})
+    path = Path(name).expanduser()
+    try:
+        exists = path.exists()
+    except (OSError, ValueError):
+        exists = False
+    if exists:
+        if not path.is_dir() or not (path / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"{path} is not a model directory (no config.json)",
+                {"model": name},
+                "Give a folder saved with save_pretrained (config.json + weights), or a hub id.",
+            )
+        return str(path)
+    looks_like_path = name.startswith(("/", "./", "../", "~", "\\")) or name.count("/") > 1
+    if looks_like_path or not _HUB_ID.match(name):
+        raise ModelNotFoundError(
+            f"model not found: {name!r} is not an existing directory nor a hub model id",
+            {"model": name},
+            "Check the path, or give a hub id like 'Qwen/Qwen2.5-0.5B'.",
+        )
+    return name
+
+
+def find_latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+    """The highest-numbered complete ``checkpoint-N`` folder (one with ``trainer_state.json``)."""
+    root = Path(checkpoint_dir)
+    if not root.is_dir():
+        return None
+    found: list[tuple[int, Path]] = []
+    for child in root.iterdir():
+        m = _CHECKPOINT.match(child.name)
+        if m and child.is_dir() and (child / "trainer_state.json").is_file():
+            found.append((int(m.group(1)), child))
+    return max(found)[1] if found else None
+
+
+# ------------------------------------------------------------------------------------------- device
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """Where and in which precision to train."""
+
+    device: str  # "cpu" | "cuda"
+    dtype_name: str  # "float32" | "bfloat16" | "float16"
+    bf16: bool
+    fp16: bool
+
+
+def resolve_device(requested: str, method: str) -> DeviceSettings:
+    """cuda when available (bf16 where supported, else fp16 mixed precision), fp32 on CPU."""
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    if requested == "cuda" and not has_cuda:
+        raise ResourceError(
+            "device 'cuda' was asked for but no CUDA GPU is visible",
+            {"device": requested},
+            "Run on a GPU machine, or set device to 'auto' or 'cpu'.",
+        )
+    if requested == "cpu" or not has_cuda:
+        return DeviceSettings("cpu", "float32", bf16=False, fp16=False)
+    if torch.cuda.is_bf16_supported():
+        return DeviceSettings("cuda", "bfloat16", bf16=True, fp16=False)
+    # fp16 AMP needs fp32 master weights for full fine-tuning; LoRA keeps its adapters in fp32 itself
+    return DeviceSettings("cuda", "float16" if method == "lora" else "float32", bf16=False, fp16=True)
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def _hub_model_error(exc: BaseException, name: str) -> ModelNotFoundError | ConfigurationError:
+    chain: list[str] = []
+    cur: BaseException | None = exc
+    while cur is not None and len(chain) < 6:
+        chain.append(f"{type(cur).__name__}: {cur}")
+        cur = cur.__cause__ or cur.__context__
+    text = " | ".join(chain)
+    ctx = {"model": name}
+    if re.search(r"trust_remote_code|custom code|execute the configuration file", text, re.I):
+        return ConfigurationError(
+            f"model {name!r} needs custom code from its repository; VibeML never runs remote code",
+            ctx,
+            "Pick a model whose architecture transformers supports natively.",
+        )
+    if re.search(r"GatedRepoError|gated|401|403|Unauthorized|access to model", text, re.I):
+        return ModelNotFoundError(
+            f"model {name!r} is gated or private and no valid token was given",
+            ctx,
+            "Accept the model's licence on huggingface.co and set HF_TOKEN on the training machine.",
+        )
+    if re.search(r"RepositoryNotFoundError|404|not a valid model identifier|does not appear to have", text, re.I):
+        return ModelNotFoundError(
+            f"model {name!r} was not found on the hub",
+            ctx,
+            "Check the spelling (e.g. 'Qwen/Qwen2.5-0.5B'), or give a local model directory.",
+        )
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in _OFFLINE_VALUES
+    if offline or re.search(r"LocalEntryNotFound|couldn't connect|offline|connection", text, re.I):
+        why = "offline mode is on (HF_HUB_OFFLINE)" if offline else "the hub could not be reached"
+        return ModelNotFoundError(
+            f"model {name!r} is not in the local cache and {why}",
+            ctx,
+            "Download the model first (or give a local model directory), or enable network access to the hub.",
+        )
+    if re.search(r"Unrecognized model|model_type|not supported|does not recognize", text, re.I):
+        return ModelNotFoundError(
+            f"{name!r} is not a causal language model transformers can load: {exc}",
+            ctx,
+            "Give a causal LM (a text-generation model) saved with save_pretrained.",
+        )
+    return ModelNotFoundError(f"could not load model {name!r}: {type(exc).__name__}: {exc}", ctx)
+
+
+def load_tokenizer(source: str) -> Any:
+    """``AutoTokenizer`` with ``trust_remote_code=False``; errors become VibeML errors."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    except Exception as exc:
+        raise _hub_model_error(exc, source) from exc
+
+
+def load_model(source: str, dtype_name: str) -> Any:
+    """``AutoModelForCausalLM`` in ``dtype_name`` with ``trust_remote_code=False``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = getattr(torch, dtype_name)
+    try:  # `dtype` (transformers >= 4.56; `torch_dtype` is its deprecated spelling)
+        return AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=False)
+    except Exception as exc:
+        if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():
+            raise
+        raise _hub_model_error(exc, source) from exc
+
+
+def ensure_chat_template_and_pad(tokenizer: Any, model: Any) -> dict[str, bool]:
+    """Give a tokenizer without a chat template :data:`CHATML_FALLBACK_TEMPLATE`, and a pad token.
+
+    The pad token is the eos token when there is one; otherwise ``<|pad|>`` is added and the model's
+    embeddings are resized.
+    """
+    changed = {"chat_template": False, "pad_token": False}
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = CHATML_FALLBACK_TEMPLATE
+        changed["chat_template"] = True
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        else:
+            tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+            model.resize_token_embeddings(len(tokenizer))
+        changed["pad_token"] = True
+    pad_id = tokenizer.pad_token_id
+    model.config.pad_token_id = pad_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = pad_id
+    return changed
+
+
+# --------------------------------------------------------------------------------------- generation
+
+
+def _eos_ids(tokenizer: Any, model: Any) -> list[int]:
+    ids: list[int] = []
+    gen = getattr(model, "generation_config", None)
+    configured = getattr(gen, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.append(configured)
+    elif isinstance(configured, (list, tuple)):
+        ids.extend(i for i in configured if isinstance(i, int))
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def generate_reply(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int, max_length: int) -> str:
+    """Greedy answer to one user ``prompt`` through the chat template."""
+    import torch
+    from transformers import GenerationConfig
+
+    enc = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+    )
+    input_ids = enc["input_ids"][:, -max_length:]
+    attention_mask = enc["attention_mask"][:, -max_length:]
+    device = next(model.parameters()).device
+    eos = _eos_ids(tokenizer, model)
+    gen_config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=eos or None,
+        use_cache=True,
+    )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=input_ids.to(device),
+                attention_mask=attention_mask.to(device),
+                generation_config=gen_config,
+            )
+    finally:
+        if was_training:
+            model.train()
+    text = tokenizer.decode(out[0, input_ids.shape[1] :], skip_special_tokens=True)
+    return str(text).replace("<|im_end|>", "").strip()

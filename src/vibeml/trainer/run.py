@@ -1,0 +1,514 @@
+"""One fine-tuning run: TRL ``SFTTrainer`` (LoRA via peft, or full), reporting through the event stream.
+
+Order of work (cheap checks first, so a bad name fails in a second, not after loading torch):
+model name check → dataset load/normalise → torch, device → tokenizer and model → trainer → ``start``
+→ ``sample`` (before) → training (``step``/``checkpoint``) → save → ``sample`` (after) → ``done``.
+
+Loss: on the completion only for prompt/completion rows (alpaca is normalised to those), on the whole
+conversation for ``messages`` rows, on all tokens for ``text`` rows.
+
+Stopping: SIGTERM/SIGINT or ``max_runtime_seconds`` (counted from the start of :func:`train`) set a
+flag; at the next optimizer step's end a callback makes the Trainer save a checkpoint and stop; then a
+``stopped`` event is written and :func:`train` returns. A second signal interrupts at once
+(``KeyboardInterrupt``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from vibeml.exceptions import ConfigurationError, ResourceError, TrainingError
+from vibeml.trainer.config import TrainerConfig
+from vibeml.trainer.data import load_training_dataset
+from vibeml.trainer.events import EventWriter
+from vibeml.trainer.modeling import (
+    ensure_chat_template_and_pad,
+    find_latest_checkpoint,
+    generate_reply,
+    load_model,
+    load_tokenizer,
+    resolve_device,
+    resolve_model_source,
+)
+
+__all__ = ["StopFlag", "train"]
+
+
+class StopFlag:
+    """Set from a signal handler or the runtime budget; read by the training callback."""
+
+    def __init__(self, deadline: float | None = None) -> None:
+        self.reason: str | None = None
+        self.deadline = deadline  # time.monotonic() value, or None
+
+    def request(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+
+    def check(self) -> str | None:
+        if self.reason is None and self.deadline is not None and time.monotonic() >= self.deadline:
+            self.reason = "max_runtime"
+        return self.reason
+
+
+class _Signals:
+    """Install SIGTERM/SIGINT handlers for the duration of a run (main thread only)."""
+
+    def __init__(self, flag: StopFlag) -> None:
+        self.flag = flag
+        self.previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.flag.reason in ("sigterm", "sigint"):
+            raise KeyboardInterrupt  # second signal: stop now
+        self.flag.request("sigterm" if signum == signal.SIGTERM else "sigint")
+        print(f"[vibeml] {signal.Signals(signum).name} received: stopping at the next step end "
+              "(with a checkpoint)", flush=True)
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _make_callback(writer: EventWriter, flag: StopFlag, t0: float) -> Any:
+    """The TrainerCallback that writes step/checkpoint events and applies stop requests."""
+    from transformers import TrainerCallback
+
+    class VibeMLCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.first_loss: float | None = None
+            self.last_loss: float | None = None
+            self.stopped_reason: str | None = None
+            self.last_checkpoint: str | None = None
+            self._train_start: float | None = None
+            self._start_step = 0
+            self._last_time = 0.0
+            self._last_tokens = 0.0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self._train_start = self._last_time = time.monotonic()
+            self._start_step = state.global_step
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+            reason = flag.check()
+            if reason is not None and self.stopped_reason is None:
+                self.stopped_reason = reason
+                control.should_save = True
+                control.should_log = True
+                control.should_training_stop = True
+            return control
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+            if not logs or "loss" not in logs:
+                return
+            now = time.monotonic()
+            loss = float(logs["loss"])
+            if self.first_loss is None:
+                self.first_loss = loss
+            self.last_loss = loss
+            tokens = logs.get("num_tokens")
+            tokens_per_s = None
+            if isinstance(tokens, (int, float)) and now > self._last_time and tokens >= self._last_tokens:
+                # TRL's running count of non-padding tokens (attention mask sum) seen by this process
+                tokens_per_s = round((float(tokens) - self._last_tokens) / (now - self._last_time), 1)
+            if isinstance(tokens, (int, float)):
+                self._last_tokens = float(tokens)
+            self._last_time = now
+            done_here = state.global_step - self._start_step
+            eta = None
+            if self._train_start is not None and done_here > 0 and state.max_steps:
+                per_step = (now - self._train_start) / done_here
+                eta = round(max(0, state.max_steps - state.global_step) * per_step, 1)
+            lr = logs.get("learning_rate")
+            writer.emit(
+                "step",
+                step=state.global_step,
+                max_steps=state.max_steps,
+                epoch=round(float(state.epoch or 0.0), 4),
+                loss=round(loss, 6),
+                learning_rate=float(lr) if lr is not None else None,
+                tokens_per_s=tokens_per_s,
+                eta_seconds=eta,
+                elapsed_seconds=round(time.monotonic() - t0, 2),
+            )
+            print(
+                f"[vibeml] step {state.global_step}/{state.max_steps} loss {loss:.4f}"
+                + (f" lr {float(lr):.2e}" if lr is not None else "")
+                + (f" {tokens_per_s:.0f} tok/s" if tokens_per_s is not None else "")
+                + (f" eta {eta:.0f}s" if eta is not None else ""),
+                flush=True,
+            )
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            self.last_checkpoint = str(path)
+            writer.emit("checkpoint", step=state.global_step, path=str(path))
+
+    return VibeMLCallback()
+
+
+def _sft_config(config: TrainerConfig, dev: Any, gradient_checkpointing: bool) -> Any:
+    """Build ``SFTConfig``, passing only the fields this TRL/transformers version knows."""
+    from trl import SFTConfig
+
+    hp = config.hyperparameters
+    known = {f.name for f in dataclasses.fields(SFTConfig)}
+    kwargs: dict[str, Any] = {
+        "output_dir": config.checkpoint_dir,
+        "max_steps": hp.max_steps if hp.max_steps is not None else -1,
+        "num_train_epochs": hp.num_epochs if hp.num_epochs is not None else 1.0,
+        "learning_rate": hp.learning_rate,
+        "per_device_train_batch_size": hp.batch_size,
+        "gradient_accumulation_steps": hp.gradient_accumulation_steps,
+        "max_length": hp.max_seq_length,
+        "packing": hp.packing,
+        "completion_only_loss": None,  # True for prompt/completion rows (alpaca too), else False
+        "assistant_only_loss": False,
+        "seed": hp.seed,
+        "weight_decay": hp.weight_decay,
+        "lr_scheduler_type": hp.lr_scheduler_type,
+        "logging_steps": hp.logging_steps,
+        "logging_first_step": True,
+        "save_strategy": "steps",
+        "save_steps": hp.save_steps,
+        "save_total_limit": hp.save_total_limit,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "bf16": dev.bf16,
+        "fp16": dev.fp16,
+        "use_cpu": dev.device == "cpu",
+        "dataloader_num_workers": 0,
+        "dataloader_pin_memory": dev.device == "cuda",
+        "dataset_num_proc": None,
+        "log_level": "warning",
+    }
+    # transformers 5.x renamed gradient_checkpointing to activation_checkpointing (old name deprecated)
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in known else "gradient_checkpointing"
+    kwargs[ckpt] = gradient_checkpointing
+    if gradient_checkpointing:
+        kwargs[f"{ckpt}_kwargs"] = {"use_reentrant": False}
+    if "warmup_ratio" in known:
+        kwargs["warmup_ratio"] = hp.warmup_ratio
+    else:  # transformers 5: a float below 1 is a ratio of the total steps
+        kwargs["warmup_steps"] = hp.warmup_ratio if hp.warmup_ratio < 1 else math.ceil(hp.warmup_ratio)
+    if "model_init_kwargs" in known:
+        kwargs["model_init_kwargs"] = None
+    unknown = [k for k in kwargs if k not in known]
+    for k in unknown:  # an older/newer version without the field: leave its default
+        kwargs.pop(k)
+    return SFTConfig(**kwargs)
+
+
+def _peft_config(config: TrainerConfig) -> Any:
+    from peft import LoraConfig
+
+    hp = config.hyperparameters
+    target = hp.lora_target_modules
+    return LoraConfig(
+        r=hp.lora_r,
+        lora_alpha=hp.lora_alpha,
+        lora_dropout=hp.lora_dropout,
+        target_modules=target if isinstance(target, str) else list(target),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def _planned_max_steps(config: TrainerConfig, num_rows: int) -> int:
+    hp = config.hyperparameters
+    if hp.max_steps is not None:
+        return hp.max_steps
+    batches = max(1, math.ceil(num_rows / hp.batch_size))
+    per_epoch = max(1, math.ceil(batches / hp.gradient_accumulation_steps))
+    return max(1, math.ceil((hp.num_epochs or 1.0) * per_epoch))
+
+
+def _is_oom(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text or "can't allocate memory" in text
+
+
+def _oom_error(exc: BaseException, device: str, config: TrainerConfig) -> ResourceError:
+    hp = config.hyperparameters
+    first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return ResourceError(
+        f"out of memory on {device}: {first_line}",
+        {"batch_size": hp.batch_size, "max_seq_length": hp.max_seq_length, "method": config.method},
+        "Lower batch_size or max_seq_length (raise gradient_accumulation_steps to compensate), turn on "
+        "gradient_checkpointing, use LoRA instead of a full fine-tune, or pick a GPU with more memory.",
+    )
+
+
+def _samples(phase: str, config: TrainerConfig, model: Any, tokenizer: Any, writer: EventWriter,
+             flag: StopFlag) -> None:
+    for prompt in config.sample_prompts:
+        if flag.reason is not None:
+            return
+        try:
+            completion = generate_reply(
+                model, tokenizer, prompt, config.sample_max_new_tokens, config.hyperparameters.max_seq_length
+            )
+        except Exception as exc:  # a sample must never sink a run
+            completion = f"[generation failed: {type(exc).__name__}: {exc}]"
+        writer.emit("sample", phase=phase, prompt=prompt, completion=completion)
+
+
+def _drop_log_printer(trainer: Any) -> None:
+    """Without tqdm the Trainer prints every log dict; our one-line progress replaces it."""
+    try:
+        from transformers.trainer_callback import PrinterCallback
+    except ImportError:  # pragma: no cover - moved in some future version: keep its output
+        return
+    trainer.remove_callback(PrinterCallback)
+
+
+def _quiet_libraries() -> None:
+    import transformers
+
+    transformers.utils.logging.set_verbosity_warning()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:  # pragma: no cover - datasets is a hard dependency of trl
+        pass
+
+
+def train(config: TrainerConfig, writer: EventWriter) -> dict[str, Any]:
+    """Run one fine-tune as ``config`` says, writing events to ``writer``.
+
+    Returns:
+        ``{"status": "done"|"stopped", "step", "output_dir", "checkpoint", "first_loss", "final_loss",
+        "elapsed_seconds"}``.
+
+    Raises:
+        VibeMLError: ``ModelNotFoundError``, ``DatasetError``, ``ResourceError`` (e.g. out of memory),
+            ``ConfigurationError`` or ``TrainingError``; anything else is a bug and propagates as is.
+    """
+    t0 = time.monotonic()
+    deadline = t0 + config.max_runtime_seconds if config.max_runtime_seconds else None
+    flag = StopFlag(deadline)
+    with _Signals(flag):
+        return _train(config, writer, flag, t0)
+
+
+def _train(config: TrainerConfig, writer: EventWriter, flag: StopFlag, t0: float) -> dict[str, Any]:
+    hp = config.hyperparameters
+    model_source = resolve_model_source(config.model)
+    _check_writable_dirs(config)
+    prepared = load_training_dataset(
+        config.dataset, config.dataset_format, config.dataset_split, config.dataset_config
+    )
+    if prepared.skipped:
+        print(f"[vibeml] skipped {prepared.skipped} malformed rows: {'; '.join(prepared.problems)}", flush=True)
+    resume_from = find_latest_checkpoint(config.checkpoint_dir) if config.resume else None
+    if flag.check() is not None:  # stopped before any work worth keeping: skip the model load
+        return _stopped_early(writer, flag, resume_from, config, t0)
+
+    import torch
+
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    _quiet_libraries()
+    from trl import SFTTrainer
+
+    dev = resolve_device(config.device, config.method)
+    gradient_checkpointing = hp.gradient_checkpointing
+    if gradient_checkpointing is None:
+        gradient_checkpointing = dev.device == "cuda"
+
+    print(f"[vibeml] loading {config.model} ({dev.dtype_name} on {dev.device})", flush=True)
+    tokenizer = load_tokenizer(model_source)
+    try:
+        model = load_model(model_source, dev.dtype_name)
+    except RuntimeError as exc:
+        if _is_oom(exc):
+            raise _oom_error(exc, dev.device, config) from exc
+        raise
+    template = ensure_chat_template_and_pad(tokenizer, model)
+    if template["chat_template"]:
+        print("[vibeml] the tokenizer has no chat template: using the ChatML-style fallback", flush=True)
+
+    if flag.check() is not None:
+        return _stopped_early(writer, flag, resume_from, config, t0)
+    planned = _planned_max_steps(config, prepared.num_rows)
+    args = _sft_config(config, dev, gradient_checkpointing)
+    callback = _make_callback(writer, flag, t0)
+    print(f"[vibeml] preparing {prepared.num_rows} {prepared.format} examples", flush=True)
+    try:
+        trainer: Any = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=prepared.dataset,
+            processing_class=tokenizer,
+            peft_config=_peft_config(config) if config.method == "lora" else None,
+            callbacks=[callback],
+        )
+    except RuntimeError as exc:
+        if _is_oom(exc):
+            raise _oom_error(exc, dev.device, config) from exc
+        raise
+    except ValueError as exc:
+        if "target modules" in str(exc).lower() or "target_modules" in str(exc).lower():
+            raise ConfigurationError(
+                f"LoRA target modules do not fit this model: {exc}",
+                {"lora_target_modules": hp.lora_target_modules},
+                "Use 'all-linear', or module names of this architecture (e.g. q_proj, v_proj).",
+            ) from exc
+        raise
+    _drop_log_printer(trainer)
+    model = trainer.model
+    # rows after skipping malformed ones; the trainer's dataset may hold fewer (all-masked rows dropped)
+    # or other units (packed sequences), which is what the step count follows
+    num_examples = prepared.num_rows
+    if hp.max_steps is None and trainer.train_dataset is not None:
+        planned = _planned_max_steps(config, len(trainer.train_dataset))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    writer.emit(
+        "start",
+        model=config.model,
+        dataset=config.dataset,
+        method=config.method,
+        num_examples=num_examples,
+        max_steps=planned,
+        device=dev.device,
+        resumed_from=str(resume_from) if resume_from else None,
+        dataset_format=prepared.format,
+        skipped_rows=prepared.skipped,
+        dtype=dev.dtype_name,
+        trainable_params=trainable,
+        total_params=total,
+    )
+    print(
+        f"[vibeml] {config.method} fine-tune of {config.model} on {num_examples} examples "
+        f"({prepared.format}), {planned} steps on {dev.device}"
+        + (f", resuming from {resume_from}" if resume_from else ""),
+        flush=True,
+    )
+    _samples("before", config, model, tokenizer, writer, flag)
+
+    if flag.check() is not None:  # asked to stop before the first step: nothing new to save
+        return _stopped_early(writer, flag, resume_from, config, t0)
+
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except KeyboardInterrupt:
+        raise
+    except RuntimeError as exc:
+        if _is_oom(exc):
+            raise _oom_error(exc, dev.device, config) from exc
+        raise
+    step = int(trainer.state.global_step)
+
+    if callback.stopped_reason is not None and step < int(trainer.state.max_steps or 0):
+        return _stopped(writer, callback.stopped_reason, step, callback.last_checkpoint, config, t0,
+                        callback.first_loss, callback.last_loss)
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        trainer.save_model(str(out))
+        tokenizer.save_pretrained(str(out))
+    except OSError as exc:
+        raise ResourceError(
+            f"could not save the result to {out}: {exc}", {"output_dir": str(out)},
+            "Free disk space or choose another output_dir.",
+        ) from exc
+    _samples("after", config, model, tokenizer, writer, flag)
+
+    merged_dir = None
+    if config.save_merged and config.method == "lora":
+        merged_dir = out / "merged"
+        try:
+            merged = trainer.model.merge_and_unload()
+            merged.save_pretrained(str(merged_dir))
+            tokenizer.save_pretrained(str(merged_dir))
+        except OSError as exc:
+            raise ResourceError(f"could not save merged weights to {merged_dir}: {exc}",
+                                {"output_dir": str(out)}, "Free disk space, or turn save_merged off.") from exc
+        except Exception as exc:
+            raise TrainingError(f"merging the adapter failed: {exc}", {"output_dir": str(out)},
+                                "The adapter in output_dir is intact; merge it later with peft.") from exc
+
+    elapsed = round(time.monotonic() - t0, 2)
+    writer.emit(
+        "done",
+        output_dir=str(out),
+        step=step,
+        first_loss=callback.first_loss,
+        final_loss=callback.last_loss,
+        elapsed_seconds=elapsed,
+        merged_dir=str(merged_dir) if merged_dir else None,
+    )
+    print(f"[vibeml] done: step {step}, loss {callback.first_loss} -> {callback.last_loss}, {elapsed}s; "
+          f"saved to {out}", flush=True)
+    return {
+        "status": "done",
+        "step": step,
+        "output_dir": str(out),
+        "checkpoint": callback.last_checkpoint,
+        "first_loss": callback.first_loss,
+        "final_loss": callback.last_loss,
+        "elapsed_seconds": elapsed,
+    }
+
+
+def _check_writable_dirs(config: TrainerConfig) -> None:
+    """Fail in a second, not after loading the model, when output or checkpoint folders cannot exist."""
+    for what, folder in (("output_dir", config.output_dir), ("checkpoint_dir", config.checkpoint_dir)):
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create {what} {folder}: {exc.strerror or exc}",
+                {what: folder},
+                f"Point {what} at a writable folder (not an existing file).",
+            ) from exc
+
+
+def _stopped_early(writer: EventWriter, flag: StopFlag, resume_from: Path | None, config: TrainerConfig,
+                   t0: float) -> dict[str, Any]:
+    """Stop before training began: the latest checkpoint (if any) is still the one to resume from."""
+    checkpoint = str(resume_from) if resume_from else None
+    return _stopped(writer, flag.reason or "stop", _checkpoint_step(resume_from), checkpoint, config, t0)
+
+
+def _checkpoint_step(path: Path | None) -> int:
+    if path is None:
+        return 0
+    try:
+        return int(path.name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def _stopped(writer: EventWriter, reason: str, step: int, checkpoint: str | None, config: TrainerConfig,
+             t0: float, first_loss: float | None = None, final_loss: float | None = None) -> dict[str, Any]:
+    elapsed = round(time.monotonic() - t0, 2)
+    writer.emit("stopped", step=step, checkpoint=checkpoint, reason=reason, elapsed_seconds=elapsed)
+    print(f"[vibeml] stopped ({reason}) at step {step}; checkpoint: {checkpoint}", file=sys.stdout, flush=True)
+    return {
+        "status": "stopped",
+        "reason": reason,
+        "step": step,
+        "output_dir": config.output_dir,
+        "checkpoint": checkpoint,
+        "first_loss": first_loss,
+        "final_loss": final_loss,
+        "elapsed_seconds": elapsed,
+    }

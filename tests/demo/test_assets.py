@@ -1,0 +1,187 @@
+"""The offline demo assets: deterministic data, a working tokenizer and model, safe concurrent builds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vibeml.demo import DEMO_SAMPLE_PROMPTS, build_demo_dataset, build_tiny_model, demo_hyperparameters
+from vibeml.demo.assets import IM_END, IM_START, PAD, ensure_demo_assets
+from vibeml.models import Hyperparameters
+from vibeml.trainer.data import detect_format, normalise_rows
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def _subprocess_env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    env["HF_HOME"] = str(tmp_path / "hf")
+    return env
+
+
+def test_dataset_is_deterministic_and_large(tmp_path: Path) -> None:
+    a = build_demo_dataset(tmp_path / "a.jsonl")
+    b = build_demo_dataset(tmp_path / "sub" / "b.jsonl")
+    assert a.read_bytes() == b.read_bytes()
+    assert build_demo_dataset(tmp_path / "c.jsonl", seed=1).read_bytes() != a.read_bytes()
+    rows = [json.loads(line) for line in a.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) >= 1000
+    assert all(set(r) == {"instruction", "input", "output"} for r in rows)
+    assert detect_format(rows) == "alpaca"
+    assert normalise_rows(rows, "alpaca").skipped == 0
+    kinds = {r["instruction"].split()[0] + (" (input)" if r["input"] else "") for r in rows}
+    assert len(kinds) >= 5
+    assert {"instruction": "What is 3 + 4?", "input": "", "output": "7"}.keys() == rows[0].keys()
+    sums = [r for r in rows if " + " in r["instruction"]]
+    for r in sums:
+        left, right = r["instruction"].removeprefix("What is ").removesuffix("?").split(" + ")
+        assert int(r["output"]) == int(left) + int(right)
+
+
+def test_tokenizer_round_trips(demo_assets: Any) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(demo_assets.model_dir)
+    assert 256 < len(tok) <= 512
+    assert tok.eos_token == IM_END and tok.pad_token == PAD
+    for special in (IM_START, IM_END, PAD):
+        assert len(tok(special, add_special_tokens=False)["input_ids"]) == 1
+    samples = [json.loads(line) for line in demo_assets.dataset_path.read_text().splitlines()[:50]]
+    texts = [s["instruction"] for s in samples] + ["Ünïcödé ✓ 12345 {}", "  two  spaces\nand\ttabs"]
+    for text in texts:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert tok.decode(ids) == text
+    rendered = tok.apply_chat_template(
+        [{"role": "user", "content": "What is 1 + 2?"}, {"role": "assistant", "content": "3"}], tokenize=False
+    )
+    assert rendered == "<|im_start|>user\nWhat is 1 + 2?<|im_end|>\n<|im_start|>assistant\n3<|im_end|>\n"
+
+
+def test_model_matches_the_recipe_and_generates(demo_assets: Any) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(demo_assets.model_dir)
+    tok = AutoTokenizer.from_pretrained(demo_assets.model_dir)
+    cfg = model.config
+    assert cfg.model_type == "llama" and cfg.vocab_size == len(tok)
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads) == (256, 4, 4)
+    assert cfg.intermediate_size == 688 and cfg.max_position_embeddings == 512
+    assert cfg.eos_token_id == tok.eos_token_id
+    enc = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
+                                  return_dict=True, return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert out.shape[1] > enc["input_ids"].shape[1]
+
+
+def test_tiny_model_build_is_deterministic(tmp_path: Path, demo_assets: Any) -> None:
+    from safetensors.torch import load_file
+
+    other = build_tiny_model(tmp_path / "again", demo_assets.dataset_path)
+    assert (other / "tokenizer.json").read_bytes() == (demo_assets.model_dir / "tokenizer.json").read_bytes()
+    a = load_file(str(other / "model.safetensors"))
+    b = load_file(str(demo_assets.model_dir / "model.safetensors"))
+    assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+
+
+def test_ensure_is_idempotent_and_repairs(demo_assets: Any) -> None:
+    root = demo_assets.model_dir.parent
+    stamp = (demo_assets.model_dir / "model.safetensors").stat().st_mtime_ns
+    t = time.monotonic()
+    again = ensure_demo_assets(root)
+    assert time.monotonic() - t < 1.0
+    assert again == demo_assets
+    assert (demo_assets.model_dir / "model.safetensors").stat().st_mtime_ns == stamp
+    assert not list(root.glob(".build-*"))
+
+
+def test_ensure_rebuilds_when_incomplete(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    (root / "tiny-llama").mkdir(parents=True)
+    (root / "tiny-llama" / "config.json").write_text("{half-written")  # a build killed midway
+    assets = ensure_demo_assets(root)
+    assert json.loads((assets.model_dir / "config.json").read_text())["model_type"] == "llama"
+    assert assets.dataset_path.is_file()
+
+
+def test_ensure_is_safe_across_processes(tmp_path: Path) -> None:
+    root = tmp_path / "shared-demo"
+    code = (
+        "import json, sys\n"
+        "from vibeml.demo import ensure_demo_assets\n"
+        "a = ensure_demo_assets(sys.argv[1])\n"
+        "marker = json.loads((a.model_dir.parent / 'ASSETS_COMPLETE.json').read_text())\n"
+        "print(json.dumps({'model': str(a.model_dir), 'data': str(a.dataset_path), 'pid': marker['built_by_pid']}))\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=_subprocess_env(tmp_path))
+        for _ in range(2)
+    ]
+    outs = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=180)
+        assert p.returncode == 0, stderr
+        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    assert outs[0] == outs[1]  # same assets, built once (by the same pid)
+    assert outs[0]["pid"] in {p.pid for p in procs}
+    assert not list(root.glob(".build-*"))
+    assert sum(1 for _ in open(outs[0]["data"], encoding="utf-8")) == 1200
+
+
+def test_demo_settings() -> None:
+    hp = demo_hyperparameters()
+    assert isinstance(hp, Hyperparameters)
+    assert hp.max_steps is not None and hp.max_steps <= 300
+    assert 1e-3 <= hp.learning_rate <= 5e-3 and hp.max_seq_length <= 128
+    assert DEMO_SAMPLE_PROMPTS and all(isinstance(p, str) and p for p in DEMO_SAMPLE_PROMPTS)
+
+
+def test_demo_import_stays_light() -> None:
+    code = (
+        "import sys, vibeml.demo\n"
+        "heavy = [m for m in ('torch', 'transformers', 'tokenizers', 'datasets') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("VIBEML_RUN_DEMO_BENCH"), reason="set VIBEML_RUN_DEMO_BENCH=1 (≈30 s)")
+def test_demo_trains_fast_with_a_clear_loss_drop(tmp_path: Path, demo_assets: Any) -> None:
+    """The demo's promise, measured: the whole trainer process in ≤ 60 s, loss down by > 30%."""
+    from vibeml.trainer.events import read_events
+
+    cfg = {
+        "model": str(demo_assets.model_dir), "dataset": str(demo_assets.dataset_path),
+        "output_dir": str(tmp_path / "out"), "checkpoint_dir": str(tmp_path / "ckpt"),
+        "events_path": str(tmp_path / "events.jsonl"),
+        "hyperparameters": demo_hyperparameters().model_dump(), "sample_prompts": list(DEMO_SAMPLE_PROMPTS),
+    }
+    (tmp_path / "run.json").write_text(json.dumps(cfg))
+    env = _subprocess_env(tmp_path)
+    env.pop("OMP_NUM_THREADS")
+    t = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "vibeml.trainer", "--config", str(tmp_path / "run.json")],
+                          capture_output=True, text=True, timeout=180, env=env)
+    wall = time.monotonic() - t
+    assert proc.returncode == 0, proc.stderr
+    events = list(read_events(tmp_path / "events.jsonl"))
+    losses = [e["loss"] for e in events if e["event"] == "step"]
+    tail = sum(losses[-10:]) / 10
+    print(f"demo: {wall:.1f}s wall, loss {losses[0]:.3f} -> {tail:.3f} (mean of last 10)")
+    assert wall <= 60
+    assert tail < 0.7 * losses[0]
