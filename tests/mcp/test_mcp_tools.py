@@ -123,7 +123,9 @@ _junk = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=F
                   st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(tool=st.sampled_from(sorted(EXPECTED_TOOLS - {"launch_training"})),
        args=st.dictionaries(st.sampled_from(["job_id", "query", "tail", "limit", "model", "month", "type", "x"]),
                             _junk, max_size=3))
