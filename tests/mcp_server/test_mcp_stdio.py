@@ -19,16 +19,16 @@ pytestmark = pytest.mark.slow
 
 
 def _data(result: Any) -> Any:
-    assert not result.isError, result.content
-    if result.structuredContent is not None:
-        return result.structuredContent
+    assert not result.is_error, result.content
+    if result.structured_content is not None:
+        return result.structured_content
     return json.loads(result.content[0].text)
 
 
 def test_stdio_server_lists_estimates_and_trains_the_demo(vibeml_env: Path, demo_assets_dir: Path,
                                                           tmp_path: Path) -> None:
     shutil.copytree(demo_assets_dir, vibeml_env / "demo")
-    errlog = open(tmp_path / "server-stderr.log", "w")  # noqa: SIM115 - closed below
+    errlog = open(tmp_path / "server-stderr.log", "w")
     params = StdioServerParameters(command=sys.executable, args=["-m", "vibeml", "mcp"], env=dict(os.environ))
 
     async def go() -> dict[str, Any]:
