@@ -35,6 +35,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/cli_startup.py
+	$(BIN)/python bench/estimate_speed.py
+	$(BIN)/python bench/calibration.py
+	$(BIN)/python bench/mcp_startup.py
+	$(BIN)/python bench/vast_rank.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
