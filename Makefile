@@ -35,6 +35,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/cli_startup.py
+	$(BIN)/python bench/demo.py
 	$(BIN)/python bench/estimate_speed.py
 	$(BIN)/python bench/calibration.py
 	$(BIN)/python bench/mcp_startup.py
