@@ -1,27 +1,45 @@
 """The user's configuration: encrypted credentials and validated preferences, under one config dir
-(``$VIBEML_CONFIG_DIR``, else the platform's user config dir, e.g. ``~/.config/vibeml``)."""
+(``$VIBEML_CONFIG_DIR``, else the platform's user config dir, e.g. ``~/.config/vibeml``).
+
+Names are imported lazily: the launch and estimate paths need preferences, not the crypto stack.
+"""
 
 from __future__ import annotations
 
-from vibeml.config._files import default_config_dir
-from vibeml.config.credentials import (
-    KNOWN_CREDENTIALS,
-    CredentialCheck,
-    CredentialInfo,
-    CredentialManager,
-    PassphraseRequiredError,
-    mask,
-)
-from vibeml.config.preferences import Preferences, PreferencesStore
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "KNOWN_CREDENTIALS",
-    "CredentialCheck",
-    "CredentialInfo",
-    "CredentialManager",
-    "PassphraseRequiredError",
-    "Preferences",
-    "PreferencesStore",
-    "default_config_dir",
-    "mask",
-]
+_EXPORTS = {
+    "KNOWN_CREDENTIALS": "vibeml.config.credentials",
+    "CredentialCheck": "vibeml.config.credentials",
+    "CredentialInfo": "vibeml.config.credentials",
+    "CredentialManager": "vibeml.config.credentials",
+    "PassphraseRequiredError": "vibeml.config.credentials",
+    "Preferences": "vibeml.config.preferences",
+    "PreferencesStore": "vibeml.config.preferences",
+    "default_config_dir": "vibeml.config._files",
+    "mask": "vibeml.config.credentials",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vibeml.config._files import default_config_dir
+    from vibeml.config.credentials import (
+        KNOWN_CREDENTIALS,
+        CredentialCheck,
+        CredentialInfo,
+        CredentialManager,
+        PassphraseRequiredError,
+        mask,
+    )
+    from vibeml.config.preferences import Preferences, PreferencesStore
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vibeml.config' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
