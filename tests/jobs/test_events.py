@@ -31,3 +31,13 @@ def test_echo_and_parse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     [ev] = list(parse_event_lines(log))
     assert ev["step"] == 4 and ev["note"] == "quote \" and\nnewline"
     assert json.loads(out[len(ECHO_PREFIX):])["event"] == "step"
+
+
+def test_only_rank_zero_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RANK", "3")
+    w = EventWriter(tmp_path / "events.jsonl", echo=False)
+    w.emit("step", step=1)
+    assert not (tmp_path / "events.jsonl").exists()
+    monkeypatch.setenv("RANK", "0")
+    EventWriter(tmp_path / "events.jsonl", echo=False).emit("step", step=1)
+    assert len(list(read_events(tmp_path / "events.jsonl"))) == 1

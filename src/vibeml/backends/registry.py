@@ -54,4 +54,5 @@ class BackendRegistry:
 def default_registry(settings: Settings) -> BackendRegistry:
     registry = BackendRegistry(settings)
     registry.register("local", _lazy("vibeml.backends.local", "LocalBackend"))
+    registry.register("skypilot", _lazy("vibeml.backends.skypilot", "SkyPilotBackend"))
     return registry

@@ -12,6 +12,7 @@ from vibeml.cli import budget as budget_cli
 from vibeml.cli import config as config_cli
 from vibeml.cli import estimate as estimate_cli
 from vibeml.cli import jobs as jobs_cli
+from vibeml.cli import sky as sky_cli
 from vibeml.cli._output import STATE, console, emit_json, error_boundary
 
 app = typer.Typer(
@@ -45,6 +46,7 @@ jobs_cli.register(app)
 config_cli.register(app)
 budget_cli.register(app)
 estimate_cli.register(app)
+sky_cli.register(app)
 
 
 @app.command("workflows")

@@ -53,9 +53,13 @@ class EventWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self.echo = os.environ.get(ECHO_ENV) == "1" if echo is None else echo
+        # Under torchrun every rank runs the trainer; only rank 0 speaks for the job.
+        self.enabled = os.environ.get("RANK", "0") in ("", "0")
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         record = {"event": event, "time": round(time.time(), 3), **_clean(fields)}
+        if not self.enabled:
+            return record
         line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
         with self._lock, open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line)

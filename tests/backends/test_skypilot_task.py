@@ -1,0 +1,323 @@
+"""SkyPilot task generation with real ``sky.Task``/``sky.Resources`` objects and YAML round trips.
+
+Nothing here talks to an API server: building tasks and resources is offline in SkyPilot 0.14.1, and an
+autouse guard makes any attempt to start or call the server fail the test.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from vibeml.backends.base import LaunchCandidate, LaunchChoice
+from vibeml.backends.skypilot_task import (
+    CONFIG_ENV,
+    RUN_SCRIPT,
+    SETUP_SCRIPT,
+    STORE_MOUNT,
+    SkyOptions,
+    budget_plan,
+    build_task_spec,
+    sky_cluster_name,
+)
+from vibeml.exceptions import ConfigurationError
+from vibeml.models import TrainingRequest
+from vibeml.trainer.config import TrainerConfig
+from vibeml.workflows.registry import TrainingProgram, render_program
+
+SKY_REASON = "SkyPilot is an optional extra (pip install 'vibeml[sky]'); `make install` adds it for tests"
+
+
+@pytest.fixture(scope="session")
+def sky(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    """``import sky`` with HOME and SKY_RUNTIME_DIR in a temp dir (the import writes ~/.sky/…)."""
+    home = tmp_path_factory.mktemp("sky-home")
+    handlers, level = logging.root.handlers[:], logging.root.level
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))
+        mp.setenv("SKY_RUNTIME_DIR", str(home))
+        try:
+            mod = pytest.importorskip("sky", reason=SKY_REASON)
+            importlib.import_module("sky.jobs")
+        finally:  # importing SkyPilot configures the root logger; keep other tests' logging as it was
+            logging.root.handlers[:] = handlers
+            logging.root.setLevel(level)
+    return mod
+
+
+@pytest.fixture(autouse=True)
+def no_api_server(sky: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Any attempt to start or reach SkyPilot's API server fails the test; nothing leaves the machine."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("SKY_RUNTIME_DIR", str(home))
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the SkyPilot API server was contacted")
+
+    server_common = importlib.import_module("sky.server.common")
+    monkeypatch.setattr(server_common, "check_server_healthy_or_start_fn", refuse)
+    monkeypatch.setattr(server_common, "make_authenticated_request", refuse)
+    yield home
+    assert not (home / ".sky" / "api_server").exists()
+
+
+def _program(model: str = "Qwen/Qwen2.5-0.5B", dataset: str = "tatsu-lab/alpaca", **env: str) -> TrainingProgram:
+    request = TrainingRequest(model="m/x", dataset="d/x", max_steps=20)
+    program = render_program(request, "vml-t1", output_dir="/local/out", checkpoint_dir="/local/ckpt",
+                             events_path="/local/events.jsonl", env=env)
+    config = program.config.model_copy(update={"model": model, "dataset": dataset})
+    return program.model_copy(update={"config": config})
+
+
+OPTS = SkyOptions(install="vibeml[train]==0.1.0", stop_grace_seconds=60, autodown_idle_minutes=20)
+
+CASES: dict[str, LaunchChoice] = {
+    "single-gpu": LaunchChoice(gpu_type="L4", gpu_count=1, cloud="aws", region="us-east-1", hourly_rate=0.8,
+                               max_cost=4.0, disk_gb=60),
+    "multi-gpu": LaunchChoice(gpu_type="A100-80GB", gpu_count=4, cloud="gcp", region="us-central1",
+                              hourly_rate=20.28),
+    "multi-node": LaunchChoice(gpu_type="H100", gpu_count=8, num_nodes=2, cloud="aws", hourly_rate=55.04,
+                               max_cost=500.0),
+    "spot": LaunchChoice(gpu_type="RTX 4090", gpu_count=1, cloud="runpod", region="global", use_spot=True,
+                         hourly_rate=0.34, max_cost=3.0),
+}
+
+
+def _resources(task: Any) -> list[Any]:
+    return sorted(task.resources, key=lambda r: str(r))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_real_task_and_yaml_round_trip(sky: ModuleType, case: str) -> None:
+    choice = CASES[case]
+    spec = build_task_spec(_program(), "vml-t1", choice, OPTS)
+    task = spec.to_task(sky)
+    assert isinstance(task, sky.Task)
+    (res,) = task.resources
+    assert isinstance(res, sky.Resources)
+    expected_acc = {"RTX 4090": "RTX4090"}.get(choice.gpu_type or "", choice.gpu_type)
+    assert res.accelerators == {expected_acc: choice.gpu_count}
+    assert res.use_spot is choice.use_spot
+    assert task.num_nodes == choice.num_nodes
+    assert task.setup == SETUP_SCRIPT and task.run == RUN_SCRIPT
+
+    text = spec.to_yaml(sky)
+    back = sky.Task.from_yaml_str(text)
+    assert back.name == task.name == sky_cluster_name("vml-t1")
+    assert back.num_nodes == task.num_nodes
+    assert back.setup == task.setup and back.run == task.run
+    assert back.envs == task.envs
+    (res2,) = back.resources
+    assert res2.accelerators == res.accelerators
+    assert res2.use_spot == res.use_spot
+    assert res2.disk_size == res.disk_size >= 100
+    assert res2.max_hourly_cost == res.max_hourly_cost
+    assert str(res2.cloud).lower() == str(res.cloud).lower() == choice.cloud
+    config = TrainerConfig.model_validate_json(back.envs[CONFIG_ENV])
+    assert config.resume is True
+    assert back.envs["VIBEML_ECHO_EVENTS"] == "1"
+    if choice.use_spot:
+        assert spec.managed and STORE_MOUNT in back.storage_mounts
+        assert config.checkpoint_dir == f"{STORE_MOUNT}/vml-t1/checkpoints"
+        assert res2.autostop_config is None or not res2.autostop_config.enabled
+    else:
+        assert not spec.managed and not back.storage_mounts
+        assert config.checkpoint_dir == "vibeml-job/checkpoints"
+        assert res.autostop_config.enabled and res.autostop_config.down
+    if choice.max_cost:
+        assert res.max_hourly_cost == pytest.approx(choice.hourly_rate * 1.1, rel=1e-3)
+        limit = int(back.envs["VIBEML_MAX_RUNTIME_SECONDS"])
+        assert limit == int(choice.max_cost / (choice.hourly_rate * 1.1 * choice.num_nodes) * 3600)
+        assert config.max_runtime_seconds is not None and config.max_runtime_seconds < limit
+    else:
+        assert res.max_hourly_cost is None and back.envs["VIBEML_MAX_RUNTIME_SECONDS"] == "0"
+
+
+def test_candidates_become_any_of(sky: ModuleType) -> None:
+    choice = LaunchChoice(
+        gpu_type="H100", cloud="runpod", hourly_rate=2.69, max_cost=10.0,
+        candidates=(LaunchCandidate(gpu_type="H100", cloud="lambda", region="us-east-1", hourly_rate=2.99),
+                    LaunchCandidate(gpu_type="H100", cloud="nebius", region="eu-north1", hourly_rate=2.95)),
+    )
+    spec = build_task_spec(_program(), "vml-any", choice, OPTS)
+    task = spec.to_task(sky)
+    assert len(task.resources) == 3
+    clouds = {str(r.cloud).lower() for r in task.resources}
+    assert clouds == {"runpod", "lambda", "nebius"}
+    config = spec.to_yaml_config(sky)
+    assert len(config["resources"]["any_of"]) == 3
+    back = sky.Task.from_yaml_str(spec.to_yaml(sky))
+    assert {str(r.cloud).lower() for r in back.resources} == clouds
+    # The budget holds even on the priciest candidate.
+    assert spec.runtime_limit_seconds == int(10.0 / (2.99 * 1.1) * 3600)
+
+
+def test_budget_plan_table() -> None:
+    c = LaunchChoice(gpu_type="H100", hourly_rate=2.0, max_cost=2.2)
+    plan = budget_plan(c, managed=False, autodown_idle_minutes=5)
+    assert plan.caps == (pytest.approx(2.2),) and plan.runtime_limit_seconds == 3600 and plan.reserve_seconds == 300
+    assert budget_plan(c, managed=True, autodown_idle_minutes=5).reserve_seconds == 0
+    tighter = c.model_copy(update={"max_runtime_seconds": 600.0})
+    assert budget_plan(tighter, managed=True, autodown_idle_minutes=5).runtime_limit_seconds == 600
+    free = LaunchChoice(gpu_type="H100", hourly_rate=2.0)
+    assert budget_plan(free, managed=False, autodown_idle_minutes=5).runtime_limit_seconds is None
+    two_nodes = c.model_copy(update={"num_nodes": 2})
+    assert budget_plan(two_nodes, managed=False, autodown_idle_minutes=5).runtime_limit_seconds == 1800
+
+
+NASTY = [
+    "org/model\"; rm -rf / #",
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    "evil'\nnewline $HOME ${PATH} \\ ; | & > <",
+]
+
+
+@pytest.mark.parametrize("nasty", NASTY)
+def test_user_strings_never_reach_scripts(sky: ModuleType, nasty: str, tmp_path: Path) -> None:
+    program = _program(model=nasty, dataset=nasty + "/data")
+    spec = build_task_spec(program, "vml-inj", CASES["spot"], OPTS)
+    for text in (spec.setup, spec.run):
+        assert text in (SETUP_SCRIPT, RUN_SCRIPT)
+        assert nasty not in text and "PWNED" not in text
+    task = spec.to_task(sky)
+    assert task.setup == SETUP_SCRIPT and task.run == RUN_SCRIPT
+    back = sky.Task.from_yaml_str(spec.to_yaml(sky))
+    config = TrainerConfig.model_validate_json(back.envs[CONFIG_ENV])
+    assert config.model == nasty and config.dataset == nasty + "/data"
+    for key, value in back.envs.items():
+        if key != CONFIG_ENV:
+            assert nasty not in value and "PWNED" not in value
+    # Run the real run script: the config arrives byte for byte and nothing is executed.
+    result = _run_script(tmp_path, back.envs)
+    assert result["config"] == back.envs[CONFIG_ENV]
+    assert not list(tmp_path.rglob("PWNED"))
+
+
+def _stub_python(bin_dir: Path, record: Path) -> str:
+    """A fake python that records its argv and the config it was given."""
+    script = bin_dir / "fakepython"
+    script.write_text(
+        "#!/usr/bin/env python3\n"
+        "import json, sys, pathlib\n"
+        "args = sys.argv[1:]\n"
+        "cfg = args[args.index('--config') + 1] if '--config' in args else None\n"
+        f"pathlib.Path({str(record)!r}).write_text(json.dumps({{'argv': args, "
+        "'config': pathlib.Path(cfg).read_text() if cfg else None}))\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return str(script)
+
+
+def _run_script(tmp_path: Path, envs: dict[str, str], extra: dict[str, str] | None = None,
+                timeout_stub: bool = False) -> dict[str, Any]:
+    home = tmp_path / "node-home"
+    bin_dir = tmp_path / "bin"
+    home.mkdir(exist_ok=True)
+    bin_dir.mkdir(exist_ok=True)
+    record = tmp_path / "record.json"
+    record.unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIBEML_", "SKYPILOT_"))}
+    env.update(envs)
+    env.update(HOME=str(home), VIBEML_REMOTE_PYTHON=_stub_python(bin_dir, record),
+               VIBEML_STATE_DIR=str(home / "state"))
+    if timeout_stub:
+        stub = bin_dir / "timeout"
+        stub.write_text(f"#!/bin/sh\necho \"TIMEOUT $*\" > {tmp_path / 'timeout.txt'}\n"
+                        "while [ \"${1#-}\" != \"$1\" ]; do shift; done\nshift\nexec \"$@\"\n")
+        stub.chmod(0o755)
+        env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    env.update(extra or {})
+    proc = subprocess.run(["bash", "-c", RUN_SCRIPT], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, check=False)
+    out: dict[str, Any] = {"code": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+    if record.exists():
+        out.update(json.loads(record.read_text()))
+    return out
+
+
+def test_run_script_launchers(sky: ModuleType, tmp_path: Path) -> None:
+    envs = build_task_spec(_program(), "vml-run", CASES["multi-gpu"], OPTS).envs
+    single = _run_script(tmp_path, envs, {"SKYPILOT_NUM_GPUS_PER_NODE": "1"})
+    assert single["code"] == 0, single
+    assert single["argv"] == ["-m", "vibeml.trainer", "--config", "vibeml-job/config.json"]
+    multi = _run_script(tmp_path, envs, {"SKYPILOT_NUM_GPUS_PER_NODE": "4"})
+    assert multi["argv"][:4] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
+    assert multi["argv"][4:] == ["-m", "vibeml.trainer", "--config", "vibeml-job/config.json"]
+    nodes = _run_script(tmp_path, envs, {"SKYPILOT_NUM_NODES": "2", "SKYPILOT_NODE_RANK": "1",
+                                         "SKYPILOT_NUM_GPUS_PER_NODE": "8",
+                                         "SKYPILOT_NODE_IPS": "10.0.0.1\n10.0.0.2"})
+    assert nodes["argv"][:7] == ["-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=8",
+                                 "--node_rank=1", "--master_addr=10.0.0.1", "--master_port=29500"]
+    assert json.loads(nodes["config"]) == json.loads(envs[CONFIG_ENV])
+
+
+def test_run_script_enforces_the_budget(sky: ModuleType, tmp_path: Path) -> None:
+    envs = build_task_spec(_program(), "vml-budget", CASES["single-gpu"], OPTS).envs
+    timed = _run_script(tmp_path, envs, {"VIBEML_MAX_RUNTIME_SECONDS": "999999999"}, timeout_stub=True)
+    assert timed["code"] == 0, timed
+    words = (tmp_path / "timeout.txt").read_text().split()
+    assert words[:4] == ["TIMEOUT", "--preserve-status", "--signal=TERM", "--kill-after=60"]
+    assert 0 < int(words[4]) < 999999999 and timed["argv"][:2] == ["-m", "vibeml.trainer"]
+    spent = _run_script(tmp_path, envs, {"VIBEML_MAX_RUNTIME_SECONDS": "1"})
+    assert spent["code"] == 0 and "argv" not in spent  # the trainer never started
+    event = next(line for line in spent["stdout"].splitlines() if line.startswith("@@vibeml-event "))
+    assert json.loads(event.removeprefix("@@vibeml-event "))["event"] == "stopped"
+
+
+def test_local_inputs_are_mounted(sky: ModuleType, tmp_path: Path) -> None:
+    model = tmp_path / "my model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    data = tmp_path / "train data.jsonl"
+    data.write_text('{"text": "hi"}\n')
+    spec = build_task_spec(_program(model=str(model), dataset=str(data)), "vml-mnt", CASES["single-gpu"], OPTS)
+    assert spec.file_mounts == {"~/vibeml-job/inputs/model": str(model), "~/vibeml-job/inputs/dataset.jsonl": str(data)}
+    assert spec.config.model == "vibeml-job/inputs/model"
+    assert spec.config.dataset == "vibeml-job/inputs/dataset.jsonl"
+    back = sky.Task.from_yaml_str(spec.to_yaml(sky))
+    assert back.file_mounts["~/vibeml-job/inputs/dataset.jsonl"] == str(data)
+
+
+def test_bucket_and_install_options(sky: ModuleType, tmp_path: Path) -> None:
+    wheel = tmp_path / "vibeml-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK")
+    opts = OPTS.model_copy(update={"bucket": "s3://my-bucket/runs/", "install": str(wheel)})
+    spec = build_task_spec(_program(), "vml-bkt", CASES["single-gpu"], opts)
+    assert spec.store is not None and spec.store.url == "s3://my-bucket/runs"
+    assert spec.store_output_url == "s3://my-bucket/runs/vml-bkt/output"
+    assert spec.envs["VIBEML_INSTALL"] == f"./vibeml-pkg/{wheel.name}"
+    assert spec.file_mounts[f"~/vibeml-pkg/{wheel.name}"] == str(wheel)
+    config = yaml.safe_load(spec.to_yaml(sky))
+    assert config["file_mounts"][STORE_MOUNT]["source"] == "s3://my-bucket/runs"
+    with pytest.raises(ConfigurationError, match="bucket"):
+        build_task_spec(_program(), "vml-bkt", None, OPTS.model_copy(update={"bucket": "s3://x; rm -rf /"}))
+
+
+def test_rejects_unsafe_requirements_and_env_names() -> None:
+    bad = _program().model_copy(update={"requirements": ("--index-url=http://evil",)})
+    with pytest.raises(ConfigurationError, match="requirement"):
+        build_task_spec(bad, "vml-req", None, OPTS)
+    with pytest.raises(ConfigurationError, match="environment"):
+        build_task_spec(_program(**{"SKYPILOT_NODE_RANK": "0"}), "vml-env", None, OPTS)
+    spec = build_task_spec(_program(HF_HUB_OFFLINE="1"), "vml-env", None, OPTS)
+    assert spec.envs["HF_HUB_OFFLINE"] == "1"
+    assert spec.envs["VIBEML_REQUIREMENTS"].splitlines()[0] == "torch"
+
+
+def test_cluster_names() -> None:
+    assert sky_cluster_name("vml-1a2b3c4d") == "vibeml-vml-1a2b3c4d"
+    assert sky_cluster_name("VML_Weird..ID") == "vibeml-vml-weird-id"
