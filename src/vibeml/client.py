@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from vibeml.estimate.cost import DatasetStats
     from vibeml.estimate.planner import Plan, PlanConstraints, PlanOption
     from vibeml.estimate.report import EstimateQuery, PlanQuery
+    from vibeml.validation.dataset import DatasetReport
+    from vibeml.validation.model import ModelInfo
 
 __all__ = ["VibeML", "build_request", "dataset_stats"]
 
@@ -73,14 +75,31 @@ _FREE = CostEstimate(
 
 
 def dataset_stats(dataset: str, max_bytes: int = 512 * 2**20) -> DatasetStats | None:
-    """Rows and a rough tokens-per-row figure for a local JSONL file (≈4 characters per token).
+    """Usable rows and tokens per row of a local dataset (file or folder; ≈4 characters per token of the
+    rows as the trainer renders them), from the dataset check.
 
-    Other formats and hub datasets return None (the estimator then needs max_steps).
+    Hub datasets (no network while planning), datasets over ``max_bytes`` and unreadable ones return None
+    (the estimator then needs max_steps); a JSONL file the check rejects falls back to raw line lengths.
     """
     from vibeml.estimate.cost import DatasetStats
+    from vibeml.trainer.data import resolve_dataset_source
 
     path = Path(dataset)
-    if path.suffix.lower() != ".jsonl" or not path.is_file() or path.stat().st_size > max_bytes:
+    try:
+        source = resolve_dataset_source(dataset)  # refuses huge folders instead of walking them
+        if source.kind != "files" or sum(Path(f).stat().st_size for f in source.files) > max_bytes:
+            return None
+    except (VibeMLError, OSError):
+        return None
+    try:
+        from vibeml.validation.dataset import DatasetValidator
+
+        report = DatasetValidator().validate_dataset(str(path))
+        if report.stats is not None:
+            return report.stats
+    except VibeMLError:
+        pass
+    if path.suffix.lower() != ".jsonl" or not path.is_file():
         return None
     rows = chars = 0
     with open(path, encoding="utf-8", errors="replace") as fh:
@@ -115,9 +134,22 @@ class VibeML:
         preferences: PreferencesStore | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
-        self.store = store or JobStore(self.settings.db_path)
+        self._store = store
         self.backends = backends or default_registry(self.settings)
-        self.preferences = preferences or PreferencesStore.from_env()
+        self._preferences = preferences
+
+    # Opened on first use: estimates and plans need neither, and `vibeml estimate` must start fast.
+    @property
+    def store(self) -> JobStore:
+        if self._store is None:
+            self._store = JobStore(self.settings.db_path)
+        return self._store
+
+    @property
+    def preferences(self) -> PreferencesStore:
+        if self._preferences is None:
+            self._preferences = PreferencesStore.from_env()
+        return self._preferences
 
     # ------------------------------------------------------------------------------- validation
 
@@ -568,3 +600,29 @@ class VibeML:
     async def stop(self, job_id: str, grace_seconds: float | None = None) -> JobRecord:
         """Stop a job (checkpoint first when the trainer can). Stopping a finished job is a no-op."""
         return await asyncio.to_thread(self._stop_sync, job_id, grace_seconds)
+
+    # ------------------------------------------------------------------------------- validation
+
+    def validate_model(self, model_id: str) -> ModelInfo:
+        """Does the model exist, may the stored token download it, what is it (hub or local directory)."""
+        from vibeml.validation.model import ModelValidator
+
+        return ModelValidator(endpoint=self.settings.hf_endpoint).validate_model(model_id)
+
+    def validate_dataset(
+        self,
+        dataset: str,
+        model: str | None = None,
+        dataset_format: str = "auto",
+        *,
+        column_mapping: dict[str, str] | None = None,
+        split: str = "train",
+        max_seq_length: int | None = None,
+    ) -> DatasetReport:
+        """Format, rows and token statistics of a local or hub dataset (tokens with ``model``'s tokenizer)."""
+        from vibeml.validation.dataset import DatasetValidator
+
+        return DatasetValidator(endpoint=self.settings.hf_endpoint).validate_dataset(
+            dataset, model=model, dataset_format=dataset_format, column_mapping=column_mapping, split=split,
+            max_seq_length=max_seq_length,
+        )

@@ -56,7 +56,7 @@ def launch(
         str | None, typer.Option("--dataset", "-d", help="Hub dataset id or .jsonl/.json/.csv/.parquet.")
     ] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Use the bundled tiny model and dataset.")] = False,
-    workflow: Annotated[str, typer.Option(help="trl-lora (default) or full.")] = "trl-lora",
+    workflow: Annotated[str, typer.Option(help="trl-lora (default), qlora, full or unsloth.")] = "trl-lora",
     backend: Annotated[str, typer.Option(help="Where to run: local.")] = "local",
     gpu: Annotated[str | None, typer.Option("--gpu", help="GPU type, e.g. H100 (cloud backends).")] = None,
     gpu_count: Annotated[int, typer.Option(help="GPUs per node.")] = 1,

@@ -12,7 +12,9 @@ from vibeml.cli import budget as budget_cli
 from vibeml.cli import config as config_cli
 from vibeml.cli import estimate as estimate_cli
 from vibeml.cli import jobs as jobs_cli
+from vibeml.cli import script as script_cli
 from vibeml.cli import sky as sky_cli
+from vibeml.cli import validate as validate_cli
 from vibeml.cli._output import STATE, console, emit_json, error_boundary
 
 app = typer.Typer(
@@ -47,6 +49,8 @@ config_cli.register(app)
 budget_cli.register(app)
 estimate_cli.register(app)
 sky_cli.register(app)
+script_cli.register(app)
+validate_cli.register(app)
 
 
 @app.command("workflows")

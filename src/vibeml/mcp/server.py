@@ -24,6 +24,8 @@ from vibeml.config.budget import BudgetStatus
 from vibeml.estimate.report import EstimateQuery, PlanQuery
 from vibeml.exceptions import VibeMLError
 from vibeml.models import CostEstimate, DatasetFormat, JobRecord
+from vibeml.validation.dataset import DatasetReport
+from vibeml.validation.model import ModelInfo
 
 __all__ = ["create_server", "main"]
 
@@ -290,6 +292,37 @@ def create_server(service_factory: Callable[[], VibeML] | None = None) -> FastMC
         budget = await asyncio.to_thread(service.budget_status)
         ledger = await asyncio.to_thread(service.spending, month)
         return Spending(budget=budget, ledger=ledger)
+
+    @mcp.tool
+    @_guard
+    async def validate_model(
+        model: Annotated[str, Field(min_length=1, max_length=1024, description="Hub id (org/name) or local dir.")],
+    ) -> ModelInfo:
+        """Check a model before training: exists, gated/private and whether the stored Hugging Face token may
+        download it, parameter count and size (safetensors), architecture and licence."""
+        return await asyncio.to_thread(svc().validate_model, model)
+
+    @mcp.tool
+    @_guard
+    async def validate_dataset(
+        dataset: Annotated[str, Field(min_length=1, max_length=4096, description="Hub dataset id or local file.")],
+        model: Annotated[
+            str | None, Field(max_length=1024, description="Count tokens with this model's tokenizer.")
+        ] = None,
+        dataset_format: DatasetFormat = "auto",
+        column_mapping: Annotated[
+            dict[str, str] | None, Field(description="Rename columns first, e.g. {'question': 'instruction'}.")
+        ] = None,
+        max_seq_length: Annotated[int | None, Field(ge=8, le=1_048_576)] = None,
+    ) -> DatasetReport:
+        """Check a dataset the way the trainer reads it: format (alpaca, messages, sharegpt,
+        prompt_completion, text), rows, malformed rows, and token statistics (the model's tokenizer when
+        given, else a characters/4 estimate). Names the columns found and expected when nothing matches."""
+        service = svc()
+        return await asyncio.to_thread(
+            lambda: service.validate_dataset(dataset, model, dataset_format, column_mapping=column_mapping,
+                                             max_seq_length=max_seq_length)
+        )
 
     return mcp
 

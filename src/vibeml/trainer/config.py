@@ -25,7 +25,15 @@ class TrainerConfig(BaseModel):
     dataset_format: DatasetFormat = "auto"
     dataset_split: str = "train"
     dataset_config: str | None = None
-    method: Literal["lora", "full"] = "lora"
+    column_mapping: dict[str, str] | None = Field(
+        None, description="Rename dataset columns before format detection: {existing: new}."
+    )
+    method: Literal["lora", "qlora", "full"] = Field(
+        "lora", description="lora (bf16 base), qlora (4-bit NF4 base via bitsandbytes) or full."
+    )
+    engine: Literal["transformers", "unsloth"] = Field(
+        "transformers", description="transformers + peft + TRL, or Unsloth's FastLanguageModel (CUDA only)."
+    )
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     output_dir: str = Field(description="Final adapter/model and tokenizer go here.")
     checkpoint_dir: str = Field(description="Checkpoints (resumed from when present).")
@@ -39,6 +47,21 @@ class TrainerConfig(BaseModel):
         None, gt=0, description="Checkpoint and stop once training has run this long (budget cap)."
     )
     torch_threads: int | None = Field(None, ge=1, le=1024)
+    # Speed settings; None/"auto" lets the trainer choose for the device it finds (see vibeml.trainer.speed).
+    attn_implementation: str = Field(
+        "auto",
+        pattern=r"^(auto|sdpa|eager|flash_attention_2|flash_attention_3|kernels-community/[A-Za-z0-9_.-]{1,64})$",
+        description="auto: flash_attention_2 on CUDA when flash-attn is installed, else sdpa.",
+    )
+    use_liger_kernel: bool | None = Field(
+        None, description="Liger's Triton kernels (TRL keeps its fused LM head); None = on CUDA when installed."
+    )
+    optim: str | None = Field(
+        None, pattern=r"^[a-z0-9_]{1,64}$", description="None = adamw_torch_fused on CUDA, TRL's default elsewhere."
+    )
+    memory_headroom: float = Field(
+        0.15, ge=0.0, lt=1.0, description="Share of GPU memory kept free when choosing gradient checkpointing."
+    )
 
 
 def load_config(path: str | Path) -> TrainerConfig:

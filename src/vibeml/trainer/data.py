@@ -22,20 +22,34 @@ Malformed rows (a missing or empty field, an unknown role, a conversation withou
 are **skipped and counted**; the count and the first few problems (with 1-based row numbers) are
 reported in :class:`PreparedDataset`. A dataset in which no row is usable is a :class:`DatasetError`.
 
-The detection and normalisation functions work on plain lists of dicts and need neither torch nor
-``datasets``; only :func:`load_raw_dataset` / :func:`load_training_dataset` import ``datasets``.
+The detection and normalisation functions (in :mod:`vibeml.trainer.formats`, re-exported here) work on
+plain lists of dicts and need neither torch nor ``datasets``; only :func:`load_raw_dataset` and
+:func:`load_training_dataset` import ``datasets``. ``column_mapping`` renames columns before detection.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vibeml.exceptions import DatasetError
+from vibeml.trainer.formats import (
+    _MAX_PROBLEMS,
+    _SCAN_ROWS,
+    EXPECTED_COLUMNS,
+    FORMATS,
+    NormalisedRows,
+    RowProblem,
+    check_column_mapping,
+    detect_format,
+    normalise_row,
+    normalise_rows,
+    output_columns,
+)
 
 __all__ = [
     "EXPECTED_COLUMNS",
@@ -53,50 +67,9 @@ __all__ = [
     "resolve_dataset_source",
 ]
 
-FORMATS = ("alpaca", "messages", "sharegpt", "prompt_completion", "text")
-
-#: Columns each format needs (alternatives separated by ``|``), for error messages.
-EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "messages": ("messages",),
-    "sharegpt": ("conversations",),
-    "alpaca": ("instruction", "output|response"),
-    "prompt_completion": ("prompt", "completion"),
-    "text": ("text",),
-}
-
 SUFFIX_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
-_ROLE_ALIASES = {
-    "system": "system",
-    "user": "user",
-    "human": "user",
-    "assistant": "assistant",
-    "gpt": "assistant",
-    "chatgpt": "assistant",
-    "bard": "assistant",
-    "bing": "assistant",
-    "model": "assistant",
-    "bot": "assistant",
-    "tool": "tool",
-    "function": "tool",
-    "observation": "tool",
-}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
-_MAX_PROBLEMS = 5
-_SCAN_ROWS = 100
-
-
-class RowProblem(ValueError):
-    """One row cannot be used (it is skipped and counted)."""
-
-
-@dataclass
-class NormalisedRows:
-    """Result of :func:`normalise_rows`."""
-
-    rows: list[dict[str, Any]]
-    skipped: int = 0
-    problems: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -119,198 +92,6 @@ class DatasetSource:
     name: str
     builder: str | None = None
     files: tuple[str, ...] = ()
-
-
-# ----------------------------------------------------------------------------------------- detection
-
-
-def _columns_of(rows: Sequence[Any]) -> list[str]:
-    seen: dict[str, None] = {}
-    for row in rows[:_SCAN_ROWS]:
-        if isinstance(row, Mapping):
-            for key in row:
-                seen.setdefault(str(key), None)
-    return list(seen)
-
-
-def _first_value(rows: Sequence[Any], column: str) -> Any:
-    for row in rows[:_SCAN_ROWS]:
-        if isinstance(row, Mapping) and row.get(column) is not None:
-            return row[column]
-    return None
-
-
-def _missing_columns(fmt: str, columns: Iterable[str]) -> list[str]:
-    have = set(columns)
-    return [spec for spec in EXPECTED_COLUMNS[fmt] if not any(alt in have for alt in spec.split("|"))]
-
-
-def _no_format_error(columns: Sequence[str], wanted: str | None = None) -> DatasetError:
-    expected = {wanted: EXPECTED_COLUMNS[wanted]} if wanted else dict(EXPECTED_COLUMNS)
-    wanted_text = "; ".join(f"{fmt}: {', '.join(cols)}" for fmt, cols in expected.items())
-    found = sorted(columns)
-    if wanted:
-        message = f"the dataset does not look like '{wanted}': found columns {found}, expected {wanted_text}"
-    else:
-        message = f"cannot tell the dataset format: found columns {found}, expected one of {wanted_text}"
-    return DatasetError(
-        message,
-        {"columns_found": sorted(columns), "columns_expected": expected},
-        "Rename the columns to one of the supported formats, or set dataset_format explicitly.",
-    )
-
-
-def detect_format(rows: Sequence[Mapping[str, Any]], wanted: str = "auto") -> str:
-    """Name the format of ``rows`` (or check that ``wanted`` fits them).
-
-    Args:
-        rows: A sample of rows (the first ~100 are looked at).
-        wanted: ``"auto"`` or one of :data:`FORMATS`.
-
-    Raises:
-        DatasetError: No format matches, or ``wanted`` needs columns that are not there.
-    """
-    if wanted not in ("auto", *FORMATS):
-        raise DatasetError(
-            f"unknown dataset format {wanted!r}",
-            {"dataset_format": str(wanted)},
-            f"Use 'auto' or one of {', '.join(FORMATS)}.",
-        )
-    if not isinstance(rows, Sequence) or isinstance(rows, (str, bytes)):
-        raise DatasetError("the dataset rows must be a list of objects", {"type": type(rows).__name__})
-    columns = _columns_of(rows)
-    if not columns:
-        raise DatasetError(
-            "the dataset has no rows with columns (is it empty, or not a list of JSON objects?)",
-            {"rows": len(rows)},
-            "Give one JSON object per line (JSONL), a JSON list of objects, a CSV with a header, or parquet.",
-        )
-    if wanted != "auto":
-        if _missing_columns(wanted, columns):
-            raise _no_format_error(columns, wanted)
-        return wanted
-    if "messages" in columns:
-        return "messages"
-    if "conversations" in columns:
-        sample = _first_value(rows, "conversations")
-        first = sample[0] if isinstance(sample, list) and sample else None
-        if isinstance(first, Mapping) and "role" in first and "from" not in first:
-            return "messages"
-        return "sharegpt"
-    for fmt in ("alpaca", "prompt_completion", "text"):
-        if not _missing_columns(fmt, columns):
-            return fmt
-    raise _no_format_error(columns)
-
-
-def output_columns(fmt: str) -> tuple[str, ...]:
-    """The columns :func:`normalise_row` produces for ``fmt``."""
-    if fmt in ("alpaca", "prompt_completion"):
-        return ("prompt", "completion")
-    if fmt in ("messages", "sharegpt"):
-        return ("messages",)
-    return ("text",)
-
-
-# ------------------------------------------------------------------------------------- normalisation
-
-
-def _text(value: Any, what: str, *, required: bool = True) -> str:
-    """A field as text: strings as they are, numbers (CSV) as their decimal form."""
-    if value is None:
-        if required:
-            raise RowProblem(f"{what} is missing")
-        return ""
-    if isinstance(value, bool):
-        value = str(value).lower()
-    elif isinstance(value, (int, float)):
-        value = str(value)
-    elif isinstance(value, list) and all(
-        isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in value
-    ) and value:
-        value = "".join(p["text"] for p in value)  # multimodal-style content with text parts only
-    if not isinstance(value, str):
-        raise RowProblem(f"{what} must be text, got {type(value).__name__}")
-    if required and not value.strip():
-        raise RowProblem(f"{what} is empty")
-    return value
-
-
-def _message(item: Any, index: int) -> dict[str, str]:
-    if not isinstance(item, Mapping):
-        raise RowProblem(f"message {index} is not an object")
-    role = item.get("role") if item.get("role") is not None else item.get("from")
-    if not isinstance(role, str) or role.strip().lower() not in _ROLE_ALIASES:
-        raise RowProblem(f"message {index} has an unknown role {role!r}")
-    content = item.get("content") if "content" in item else item.get("value")
-    text = _text(content, f"message {index} content", required=False)
-    return {"role": _ROLE_ALIASES[role.strip().lower()], "content": text}
-
-
-def _conversation(value: Any, what: str, *, need_assistant: bool) -> list[dict[str, str]]:
-    if not isinstance(value, list) or not value:
-        raise RowProblem(f"{what} must be a non-empty list of messages")
-    messages = [_message(item, i) for i, item in enumerate(value)]
-    if need_assistant and not any(m["role"] == "assistant" and m["content"].strip() for m in messages):
-        raise RowProblem(f"{what} has no non-empty assistant message")
-    return messages
-
-
-def normalise_row(row: Any, fmt: str) -> dict[str, Any]:
-    """Turn one row of format ``fmt`` into SFTTrainer's shape (see :func:`output_columns`).
-
-    Raises:
-        RowProblem: The row is malformed (callers skip and count it).
-        DatasetError: ``fmt`` is not a known format.
-    """
-    if fmt not in FORMATS:
-        raise DatasetError(f"unknown dataset format {fmt!r}", {"dataset_format": str(fmt)})
-    if not isinstance(row, Mapping):
-        raise RowProblem(f"row is a {type(row).__name__}, not an object")
-    if fmt == "alpaca":
-        instruction = _text(row.get("instruction"), "instruction")
-        output_key = "response" if row.get("output") is None and "response" in row else "output"
-        output = _text(row.get(output_key), output_key)
-        input_key = "context" if row.get("input") is None and "context" in row else "input"
-        extra = _text(row.get(input_key), input_key, required=False)
-        user = f"{instruction}\n\n{extra}" if extra.strip() else instruction
-        prompt = [{"role": "user", "content": user}]
-        system = _text(row.get("system"), "system", required=False)
-        if system.strip():
-            prompt.insert(0, {"role": "system", "content": system})
-        return {"prompt": prompt, "completion": [{"role": "assistant", "content": output}]}
-    if fmt == "prompt_completion":
-        prompt_value, completion_value = row.get("prompt"), row.get("completion")
-        if isinstance(prompt_value, list):
-            prompt = _conversation(prompt_value, "prompt", need_assistant=False)
-        else:
-            prompt = [{"role": "user", "content": _text(prompt_value, "prompt")}]
-        if isinstance(completion_value, list):
-            completion = _conversation(completion_value, "completion", need_assistant=True)
-        else:
-            completion = [{"role": "assistant", "content": _text(completion_value, "completion")}]
-        return {"prompt": prompt, "completion": completion}
-    if fmt in ("messages", "sharegpt"):
-        column = "messages" if fmt == "messages" else "conversations"
-        if column not in row and fmt == "sharegpt" and "messages" in row:
-            column = "messages"
-        elif column not in row and fmt == "messages" and "conversations" in row:
-            column = "conversations"
-        return {"messages": _conversation(row.get(column), column, need_assistant=True)}
-    return {"text": _text(row.get("text"), "text")}
-
-
-def normalise_rows(rows: Sequence[Any], fmt: str, *, start: int = 1) -> NormalisedRows:
-    """Normalise every row, skipping and counting malformed ones (problems name 1-based row numbers)."""
-    result = NormalisedRows(rows=[])
-    for i, row in enumerate(rows):
-        try:
-            result.rows.append(normalise_row(row, fmt))
-        except RowProblem as exc:
-            result.skipped += 1
-            if len(result.problems) < _MAX_PROBLEMS:
-                result.problems.append(f"row {i + start}: {exc}")
-    return result
 
 
 # -------------------------------------------------------------------------------------------- loading
@@ -550,14 +331,25 @@ def _normalise_batch(batch: dict[str, list[Any]], indices: list[int], fmt: str) 
 
 
 def load_training_dataset(
-    name: str, dataset_format: str = "auto", split: str = "train", config: str | None = None
+    name: str,
+    dataset_format: str = "auto",
+    split: str = "train",
+    config: str | None = None,
+    column_mapping: Mapping[str, str] | None = None,
 ) -> PreparedDataset:
     """Load, detect and normalise a dataset for SFT (see the module docstring for the rules).
 
+    Args:
+        column_mapping: ``{existing column: new name}`` applied before detection (e.g.
+            ``{"question": "instruction", "answer": "output"}``).
+
     Raises:
-        DatasetError: Loading failed, no format matches, or no row is usable.
+        DatasetError: Loading failed, the mapping does not fit, no format matches, or no row is usable.
     """
     ds = load_raw_dataset(name, split, config)
+    mapping = check_column_mapping(list(ds.column_names), column_mapping)
+    if mapping:
+        ds = ds.rename_columns(mapping)
     columns = list(ds.column_names)
     sample = ds.select(range(min(len(ds), _SCAN_ROWS))).to_list()
     fmt = detect_format(sample, dataset_format)

@@ -17,11 +17,13 @@ from vibeml.exceptions import ConfigurationError, ModelNotFoundError, ResourceEr
 __all__ = [
     "CHATML_FALLBACK_TEMPLATE",
     "DeviceSettings",
+    "check_bitsandbytes",
     "ensure_chat_template_and_pad",
     "find_latest_checkpoint",
     "generate_reply",
     "load_model",
     "load_tokenizer",
+    "load_unsloth",
     "resolve_device",
     "resolve_model_source",
 ]
@@ -122,7 +124,7 @@ def resolve_device(requested: str, method: str) -> DeviceSettings:
     if torch.cuda.is_bf16_supported():
         return DeviceSettings("cuda", "bfloat16", bf16=True, fp16=False)
     # fp16 AMP needs fp32 master weights for full fine-tuning; LoRA keeps its adapters in fp32 itself
-    return DeviceSettings("cuda", "float16" if method == "lora" else "float32", bf16=False, fp16=True)
+    return DeviceSettings("cuda", "float32" if method == "full" else "float16", bf16=False, fp16=True)
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -181,18 +183,134 @@ def load_tokenizer(source: str) -> Any:
         raise _hub_model_error(exc, source) from exc
 
 
-def load_model(source: str, dtype_name: str) -> Any:
-    """``AutoModelForCausalLM`` in ``dtype_name`` with ``trust_remote_code=False``."""
+def check_bitsandbytes(device: str) -> None:
+    """Make sure bitsandbytes can quantise to 4-bit NF4 on ``device`` (QLoRA), before loading anything big.
+
+    Raises:
+        ResourceError: bitsandbytes is missing, fails to import, or this build cannot run on ``device``.
+    """
+    try:
+        import bitsandbytes.functional as bnbf
+    except Exception as exc:
+        missing = isinstance(exc, ModuleNotFoundError)
+        raise ResourceError(
+            "QLoRA needs bitsandbytes, which is " + ("not installed" if missing else f"not usable here ({exc})"),
+            {"method": "qlora", "device": device},
+            "Run QLoRA on a CUDA GPU backend (its setup installs bitsandbytes), `pip install bitsandbytes`, "
+            "or use the trl-lora workflow.",
+        ) from exc
+    import torch
+
+    try:  # a tiny quantisation: builds without a backend for this device fail here, not mid-load
+        probe = torch.zeros(64, dtype=torch.float32, device=device)
+        bnbf.quantize_4bit(probe, quant_type="nf4")
+    except Exception as exc:
+        raise ResourceError(
+            f"this bitsandbytes build cannot quantise to 4-bit on {device}: {type(exc).__name__}: {exc}",
+            {"method": "qlora", "device": device},
+            "Run QLoRA on a CUDA GPU backend, install a bitsandbytes with CPU support (>= 0.48), or use trl-lora.",
+        ) from exc
+
+
+def load_model(source: str, dtype_name: str, *, attn_implementation: str | None = None,
+               quantize_4bit: bool = False) -> Any:
+    """``AutoModelForCausalLM`` in ``dtype_name`` with ``trust_remote_code=False``.
+
+    Args:
+        attn_implementation: e.g. ``"sdpa"`` or ``"flash_attention_2"`` (None: transformers' default).
+        quantize_4bit: Load the base weights as bitsandbytes 4-bit NF4 (double quantisation, compute in
+            ``dtype_name``) for QLoRA; call :func:`check_bitsandbytes` first.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
     dtype = getattr(torch, dtype_name)
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": False}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if quantize_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
     try:  # `dtype` (transformers >= 4.56; `torch_dtype` is its deprecated spelling)
-        return AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=False)
+        return AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except Exception as exc:
+        if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():
+            raise
+        text = str(exc).lower()
+        if quantize_4bit and ("bitsandbytes" in text or "quantiz" in text):
+            raise ResourceError(
+                f"loading {source} in 4-bit failed: {type(exc).__name__}: {exc}",
+                {"model": source, "method": "qlora"},
+                "Run QLoRA on a CUDA GPU with bitsandbytes installed, or use the trl-lora workflow.",
+            ) from exc
+        if attn_implementation and attn_implementation != "sdpa" and "attn" in text:
+            return load_model(source, dtype_name, attn_implementation="sdpa", quantize_4bit=quantize_4bit)
+        raise _hub_model_error(exc, source) from exc
+
+
+#: The projections "all-linear" means for Unsloth, which wants explicit module names.
+UNSLOTH_ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def load_unsloth(source: str, *, device: str, method: str, max_seq_length: int, lora_r: int, lora_alpha: int,
+                 lora_dropout: float, target_modules: list[str] | str, gradient_checkpointing: bool,
+                 seed: int) -> tuple[Any, Any]:
+    """Model (with LoRA adapters unless ``method == "full"``) and tokenizer through Unsloth.
+
+    ``unsloth`` patches transformers/TRL when imported, so this runs before TRL is imported.
+
+    Raises:
+        ResourceError: No CUDA GPU, or unsloth is not installed.
+    """
+    if device != "cuda":
+        raise ResourceError(
+            "the unsloth workflow needs an NVIDIA GPU (CUDA) and none is visible",
+            {"engine": "unsloth", "device": device},
+            "Run it on a GPU backend (vast or skypilot; their setup installs unsloth), or use trl-lora here.",
+        )
+    try:
+        from unsloth import FastLanguageModel
+    except ImportError as exc:
+        raise ResourceError(
+            f"the unsloth workflow needs the unsloth package: {exc}",
+            {"engine": "unsloth"},
+            "`pip install unsloth` on the GPU machine (the vast and skypilot setups do), or use trl-lora.",
+        ) from exc
+    checkpointing: str | bool = "unsloth" if gradient_checkpointing else False
+    try:
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_name=source,
+            max_seq_length=max_seq_length,
+            dtype=None,  # bf16 where supported, else fp16
+            load_in_4bit=method == "qlora",
+            full_finetuning=method == "full",
+            trust_remote_code=False,
+            use_gradient_checkpointing=checkpointing,
+            random_state=seed,
+        )
     except Exception as exc:
         if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():
             raise
         raise _hub_model_error(exc, source) from exc
+    if method != "full":
+        targets = list(UNSLOTH_ALL_LINEAR) if target_modules == "all-linear" else list(target_modules)
+        model = FastLanguageModel.get_peft_model(
+            model,
+            r=lora_r,
+            target_modules=targets,
+            lora_alpha=lora_alpha,
+            lora_dropout=lora_dropout,
+            bias="none",
+            use_gradient_checkpointing=checkpointing,
+            random_state=seed,
+        )
+    return model, tokenizer
 
 
 def ensure_chat_template_and_pad(tokenizer: Any, model: Any) -> dict[str, bool]:

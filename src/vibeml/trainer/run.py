@@ -27,13 +27,12 @@ from typing import Any
 from vibeml.exceptions import ConfigurationError, ResourceError, TrainingError
 from vibeml.trainer.config import TrainerConfig
 from vibeml.trainer.data import load_training_dataset
+from vibeml.trainer.engine import Loaded, load_for_training
 from vibeml.trainer.events import EventWriter
 from vibeml.trainer.modeling import (
     ensure_chat_template_and_pad,
     find_latest_checkpoint,
     generate_reply,
-    load_model,
-    load_tokenizer,
     resolve_device,
     resolve_model_source,
 )
@@ -160,7 +159,7 @@ def _make_callback(writer: EventWriter, flag: StopFlag, t0: float) -> Any:
     return VibeMLCallback()
 
 
-def _sft_config(config: TrainerConfig, dev: Any, gradient_checkpointing: bool) -> Any:
+def _sft_config(config: TrainerConfig, dev: Any, loaded: Loaded) -> Any:
     """Build ``SFTConfig``, passing only the fields this TRL/transformers version knows."""
     from trl import SFTConfig
 
@@ -197,9 +196,18 @@ def _sft_config(config: TrainerConfig, dev: Any, gradient_checkpointing: bool) -
     }
     # transformers 5.x renamed gradient_checkpointing to activation_checkpointing (old name deprecated)
     ckpt = "activation_checkpointing" if "activation_checkpointing" in known else "gradient_checkpointing"
-    kwargs[ckpt] = gradient_checkpointing
-    if gradient_checkpointing:
-        kwargs[f"{ckpt}_kwargs"] = {"use_reentrant": False}
+    # Unsloth wires its own (offloaded) checkpointing into the model: the Trainer must not add another.
+    checkpointing = loaded.checkpointing.enabled and config.engine != "unsloth"
+    kwargs[ckpt] = checkpointing
+    if checkpointing:
+        ckpt_kwargs = loaded.checkpointing.kwargs()
+        if ckpt == "gradient_checkpointing":  # older transformers: no every_n_layers
+            ckpt_kwargs.pop("every_n_layers", None)
+        kwargs[f"{ckpt}_kwargs"] = ckpt_kwargs
+    if loaded.speed.optim:
+        kwargs["optim"] = loaded.speed.optim
+    if loaded.speed.use_liger_kernel:
+        kwargs["use_liger_kernel"] = True  # layer kernels only: TRL keeps its fused LM head + loss
     if "warmup_ratio" in known:
         kwargs["warmup_ratio"] = hp.warmup_ratio
     else:  # transformers 5: a float below 1 is a ratio of the total steps
@@ -212,7 +220,9 @@ def _sft_config(config: TrainerConfig, dev: Any, gradient_checkpointing: bool) -
     return SFTConfig(**kwargs)
 
 
-def _peft_config(config: TrainerConfig) -> Any:
+def _peft_config(config: TrainerConfig, loaded: Loaded) -> Any:
+    if config.method == "full" or loaded.peft_applied:
+        return None
     from peft import LoraConfig
 
     hp = config.hyperparameters
@@ -311,7 +321,7 @@ def _train(config: TrainerConfig, writer: EventWriter, flag: StopFlag, t0: float
     model_source = resolve_model_source(config.model)
     _check_writable_dirs(config)
     prepared = load_training_dataset(
-        config.dataset, config.dataset_format, config.dataset_split, config.dataset_config
+        config.dataset, config.dataset_format, config.dataset_split, config.dataset_config, config.column_mapping
     )
     if prepared.skipped:
         print(f"[vibeml] skipped {prepared.skipped} malformed rows: {'; '.join(prepared.problems)}", flush=True)
@@ -323,22 +333,28 @@ def _train(config: TrainerConfig, writer: EventWriter, flag: StopFlag, t0: float
 
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
-    _quiet_libraries()
-    from trl import SFTTrainer
-
     dev = resolve_device(config.device, config.method)
-    gradient_checkpointing = hp.gradient_checkpointing
-    if gradient_checkpointing is None:
-        gradient_checkpointing = dev.device == "cuda"
-
-    print(f"[vibeml] loading {config.model} ({dev.dtype_name} on {dev.device})", flush=True)
-    tokenizer = load_tokenizer(model_source)
-    try:
-        model = load_model(model_source, dev.dtype_name)
+    print(f"[vibeml] loading {config.model} ({config.method}, {config.engine}, {dev.dtype_name} on {dev.device})",
+          flush=True)
+    if config.engine != "unsloth":  # Unsloth must be imported before transformers, so quiet them after it
+        _quiet_libraries()
+    try:  # before TRL is imported: Unsloth patches transformers/TRL when it loads
+        loaded = load_for_training(config, dev, model_source)
     except RuntimeError as exc:
         if _is_oom(exc):
             raise _oom_error(exc, dev.device, config) from exc
         raise
+    _quiet_libraries()
+    from trl import SFTTrainer
+
+    model, tokenizer = loaded.model, loaded.tokenizer
+    for note in loaded.speed.notes:
+        print(f"[vibeml] {note}", flush=True)
+    print(f"[vibeml] attention {loaded.speed.attn_implementation}, optimizer {loaded.speed.optim or 'default'}, "
+          f"liger {'on' if loaded.speed.use_liger_kernel else 'off'}, packing {'on' if hp.packing else 'off'}; "
+          f"gradient checkpointing {'on' if loaded.checkpointing.enabled else 'off'}"
+          + (f" every {loaded.checkpointing.every_n_layers} layers" if loaded.checkpointing.every_n_layers > 1 else "")
+          + f" ({loaded.checkpointing.reason})", flush=True)
     template = ensure_chat_template_and_pad(tokenizer, model)
     if template["chat_template"]:
         print("[vibeml] the tokenizer has no chat template: using the ChatML-style fallback", flush=True)
@@ -346,7 +362,7 @@ def _train(config: TrainerConfig, writer: EventWriter, flag: StopFlag, t0: float
     if flag.check() is not None:
         return _stopped_early(writer, flag, resume_from, config, t0)
     planned = _planned_max_steps(config, prepared.num_rows)
-    args = _sft_config(config, dev, gradient_checkpointing)
+    args = _sft_config(config, dev, loaded)
     callback = _make_callback(writer, flag, t0)
     print(f"[vibeml] preparing {prepared.num_rows} {prepared.format} examples", flush=True)
     try:
@@ -355,7 +371,7 @@ def _train(config: TrainerConfig, writer: EventWriter, flag: StopFlag, t0: float
             args=args,
             train_dataset=prepared.dataset,
             processing_class=tokenizer,
-            peft_config=_peft_config(config) if config.method == "lora" else None,
+            peft_config=_peft_config(config, loaded),
             callbacks=[callback],
         )
     except RuntimeError as exc:
@@ -393,6 +409,12 @@ def _train(config: TrainerConfig, writer: EventWriter, flag: StopFlag, t0: float
         dtype=dev.dtype_name,
         trainable_params=trainable,
         total_params=total,
+        engine=config.engine,
+        attn_implementation=loaded.speed.attn_implementation,
+        gradient_checkpointing=loaded.checkpointing.enabled,
+        checkpoint_every_n_layers=loaded.checkpointing.every_n_layers,
+        use_liger_kernel=loaded.speed.use_liger_kernel,
+        packing=hp.packing,
     )
     print(
         f"[vibeml] {config.method} fine-tune of {config.model} on {num_examples} examples "
