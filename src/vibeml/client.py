@@ -225,8 +225,14 @@ class VibeML:
         c = constraints or _PC()
         if c.clouds is None and backend.clouds is not None:
             c = c.model_copy(update={"clouds": backend.clouds})
+        if not backend.capabilities.multi_gpu.supported:
+            c = c.model_copy(update={"gpu_counts": (1,)})
         arch = resolve_architecture(request.model)
-        prices = load_price_table(backend.live_quotes(request))
+        prices = load_price_table()
+        live = backend.live_quotes(request)
+        if live:
+            # A live marketplace search lists everything that cloud offers right now: it replaces the table.
+            prices = prices.with_live(live, replace_cloud=True)
         return plan_request(request, arch, prices, c, dataset=dataset_stats(request.dataset))
 
     # ------------------------------------------------------------------ estimates without a request

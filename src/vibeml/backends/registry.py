@@ -54,5 +54,6 @@ class BackendRegistry:
 def default_registry(settings: Settings) -> BackendRegistry:
     registry = BackendRegistry(settings)
     registry.register("local", _lazy("vibeml.backends.local", "LocalBackend"))
+    registry.register("vast", _lazy("vibeml.backends.vast", "VastBackend"))
     registry.register("skypilot", _lazy("vibeml.backends.skypilot", "SkyPilotBackend"))
     return registry

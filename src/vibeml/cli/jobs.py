@@ -57,7 +57,7 @@ def launch(
     ] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Use the bundled tiny model and dataset.")] = False,
     workflow: Annotated[str, typer.Option(help="trl-lora (default), qlora, full or unsloth.")] = "trl-lora",
-    backend: Annotated[str, typer.Option(help="Where to run: local.")] = "local",
+    backend: Annotated[str, typer.Option(help="Where to run: local, vast or skypilot.")] = "local",
     gpu: Annotated[str | None, typer.Option("--gpu", help="GPU type, e.g. H100 (cloud backends).")] = None,
     gpu_count: Annotated[int, typer.Option(help="GPUs per node.")] = 1,
     cloud: Annotated[str | None, typer.Option(help="Cloud to use (cloud backends).")] = None,
@@ -295,10 +295,17 @@ def jobs(
     """List jobs with their current status."""
     from rich.table import Table
 
-    records = _run(_service().list_jobs(limit=limit))
+    svc = _service()
+    records = _run(svc.list_jobs(limit=limit))
+    orphans = _orphans(svc)
     if json_out:
         emit_json(records)
         return
+    if orphans:
+        console(stderr=True).print(
+            f"[bold yellow]{len(orphans)} paid instance(s) labelled as VibeML's have no live job[/] "
+            f"({', '.join(str(o.get('id')) for o in orphans[:5])}): destroy them with `vibeml vast cleanup`."
+        )
     if not records:
         console().print("No jobs yet. Try: vibeml launch --demo --follow")
         return
@@ -323,6 +330,16 @@ def jobs(
             r.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
         )
     console().print(table)
+
+
+def _orphans(svc: VibeML) -> list[dict[str, Any]]:
+    """Reconcile paid backends in use; an unreachable provider is not an error for listing jobs."""
+    from vibeml.exceptions import VibeMLError
+
+    try:
+        return svc.reconcile()
+    except VibeMLError:
+        return []
 
 
 def status(

@@ -1,0 +1,542 @@
+"""The Vast.ai backend: rent the cheapest offer that fits, train, bring the adapter back, destroy.
+
+Launch (returns once the instance runs and its inputs are in place):
+
+1. search offers for the planner's GPU (``num_gpus``, ``gpu_ram`` ≥ the memory need, reliability floor,
+   ``cuda_max_good`` ≥ the image's CUDA, ``disk_space`` ≥ the job's disk, rentable; interruptible bids for
+   spot) and rank them by expected total job cost (:mod:`vibeml.backends.vast_offers`);
+2. create the instance: image :data:`~vibeml.backends.vast_options.DEFAULT_IMAGE`, label
+   ``vibeml-<job_id>``, the fixed onstart :data:`~vibeml.backends.vast_remote.ONSTART`, and the job as data
+   in the environment (payload, install spec, run-time budget = max_cost / dph_total × 0.95);
+3. poll until running (give up and destroy on exited/offline/error messages or a start timeout), then
+   upload local inputs through the :class:`~vibeml.backends.vast_transport.ArtifactTransport`.
+
+On the instance the runner (:mod:`vibeml.backends.vast_remote`) runs the workflow's fixed ``vast`` setup
+steps (only its import checks when ``VIBEML_REMOTE_INSTALL`` is empty, i.e. VibeML is already on the
+image), then the trainer under the run-time budget, then destroys its own instance.
+
+Any failure after the create destroys the instance. A ``handle.json`` is written beside the job before
+the create and after it, so a launcher killed mid-launch is noticed by the next command (whose status
+check destroys what the dead launcher rented).
+
+Status follows the trainer's ``@@vibeml-event`` lines and the runner's ``@@vibeml-runner`` lines in the
+instance log. When the runner reports the trainer finished, the adapter (or, after a stop, the last
+checkpoint) is downloaded and the instance destroyed. ``cost_so_far`` is computed from the instance's
+prices and the times seen, erring high, so the service's watchdog (cost ≥ max_cost → ``stop``) fires no
+later than it should; the runner's own run-time budget stops the machine even when no client is left.
+
+Spot: a preempted (outbid, stopped) bid instance is re-bid at the new ``min_bid`` (up to
+``max_rebid_factor`` × the first bid; the machine's run-time budget is computed at that ceiling, so a
+re-bid never breaks the cap). When it runs again the runner restarts and the trainer resumes from its
+last checkpoint. A stopped instance that does not run again within ``spot_wait`` is destroyed (storage is
+billed while stopped) and the job reported stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from vibeml.backends.base import Backend, Capabilities, Capability, LaunchChoice
+from vibeml.backends.vast_offers import RankedOffer, offer_filters, offer_query, rank_offers
+from vibeml.backends.vast_options import VastOptions
+from vibeml.backends.vast_progress import JobState, RunInfo
+from vibeml.backends.vast_remote import INPUTS_MARKER, ONSTART, STOP_MARKER, encode_payload
+from vibeml.backends.vast_status import FAILED_MSG, LOG_FILENAME, VastJobMonitor, quiet
+from vibeml.backends.vast_transport import ArtifactTransport, SSHTransport
+from vibeml.catalog.gpus import GPUS
+from vibeml.catalog.prices import PriceQuote, quotes_from_vast_offers
+from vibeml.exceptions import BackendError, BudgetExceededError, ConfigurationError, ResourceError, VibeMLError
+from vibeml.models import JobHandle, JobProgress, JobStatus, TrainingRequest
+from vibeml.settings import Settings
+from vibeml.trainer.config import TrainerConfig
+from vibeml.trainer.events import ECHO_PREFIX
+from vibeml.vast import VastAI, VastAmbiguousCreateError, VastAPIError, VastNotFoundError
+from vibeml.workflows.registry import TrainingProgram
+
+__all__ = ["LABEL_PREFIX", "VastBackend"]
+
+logger = logging.getLogger(__name__)
+
+LABEL_PREFIX = "vibeml-"
+HANDLE_FILENAME = "handle.json"
+_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
+
+
+def _start_time(pid: int) -> int | None:
+    """A process's start time in clock ticks (tells a reused pid apart), from /proc."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+        return int(raw[raw.rfind(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _is_marker(line: str) -> bool:
+    return ECHO_PREFIX in line or "@@vibeml-runner " in line
+
+
+class VastBackend(VastJobMonitor, Backend):
+    """Vast.ai marketplace GPUs under a hard budget cap.
+
+    Args:
+        settings: VibeML settings (``vast_url``, ``remote_install``, ``home``).
+        options: Backend options; ``VastOptions.from_env()`` when omitted.
+        transport: How files reach the instance; SSH with VibeML's key when omitted.
+        clock: Unix time for billing figures (a seam for tests with a fast billing clock).
+        sleep: Waits between polls.
+        client: A ready :class:`~vibeml.vast.VastAI` (default: built on first use from the settings, the
+            ``VAST_API_KEY`` environment variable, the credential store or Vast's own key files).
+    """
+
+    name: ClassVar[str] = "vast"
+    description: ClassVar[str] = "Vast.ai marketplace GPUs: the cheapest offer that fits, under a hard budget cap."
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        spot=Capability(supported=True, reason="interruptible bids; a preempted job resumes from its checkpoint"),
+        multi_gpu=Capability(supported=False, reason="the trainer runs one process per machine on Vast for now"),
+        multi_node=Capability(supported=False, reason="a Vast instance is one machine"),
+        artifacts=Capability(supported=True, reason="copied back over SSH before the instance is destroyed"),
+        gpu_selection=Capability(supported=True),
+        budget_cap=Capability(supported=True, reason="run-time budget on the machine + cost watchdog"),
+        free=False,
+    )
+    clouds: ClassVar[tuple[str, ...] | None] = ("vast",)
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        options: VastOptions | None = None,
+        transport: ArtifactTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Any] = time.sleep,
+        client: VastAI | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options or VastOptions.from_env()
+        self.transport = transport or SSHTransport(settings.home / "ssh", user=self.options.ssh_user)
+        self._clock = clock
+        self._sleep = sleep
+        self._vast = client
+        self._lock = threading.Lock()
+        self._last_log: dict[str, str] = {}
+
+    # ------------------------------------------------------------------------------ client
+
+    def client(self) -> VastAI:
+        """The shared Vast client (raises ``CredentialError`` with what to do when no key is set)."""
+        with self._lock:
+            if self._vast is None:
+                from vibeml.config.credentials import CredentialManager
+
+                o = self.options
+                self._vast = VastAI(
+                    server_url=self.settings.vast_url, retry=o.retry, quiet=True, timeout=o.http_timeout,
+                    create_lookup_grace=o.create_lookup_grace,
+                    credential_lookup=CredentialManager.from_env().credential_lookup("vast", "api_key"),
+                )  # fmt: skip
+            return self._vast
+
+    def check(self, request: TrainingRequest) -> None:
+        super().check(request)
+        self.client()  # no key → a CredentialError now, before a job record exists
+
+    def live_quotes(self, request: TrainingRequest) -> list[PriceQuote] | None:
+        """Current offers (on-demand, plus bids for spot requests) as per-GPU quotes; None when unavailable."""
+        o = self.options
+        try:
+            from vibeml.catalog.gpus import resolve_gpu
+
+            vast = self.client()
+            gpu = resolve_gpu(request.gpu_type).name if request.gpu_type else None
+            filters = offer_filters(gpu=gpu, gpu_count=request.gpu_count, min_gpu_ram_gb=None,
+                                    min_reliability=o.min_reliability, min_cuda=o.min_cuda,
+                                    min_disk_gb=None)  # fmt: skip
+            quotes: list[PriceQuote] = []
+            for kind in ("on-demand", "bid") if request.use_spot else ("on-demand",):
+                offers = vast.search_offers(offer_query(filters), type=kind, order="dph_total", limit=o.search_limit)
+                quotes += quotes_from_vast_offers(offers, spot=kind == "bid")
+            return quotes or None
+        except VibeMLError as exc:
+            logger.warning("live Vast.ai prices unavailable (%s); planning with the price table", exc.message)
+            return None
+
+    # ------------------------------------------------------------------------------ launch
+
+    def _disk_gb(self, choice: LaunchChoice, inputs: list[tuple[str, Path, str]]) -> int:
+        size = 0
+        for _, path, _ in inputs:
+            files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+            size += sum(f.stat().st_size for f in files)
+        return max(8, math.ceil(choice.disk_gb + size / 1e9))
+
+    @staticmethod
+    def _inputs(config: TrainerConfig) -> list[tuple[str, Path, str]]:
+        """Local model/dataset paths to upload: (config field, local path, remote path under the job dir)."""
+        out: list[tuple[str, Path, str]] = []
+        model, data = Path(config.model), Path(config.dataset)
+        if model.is_absolute() and model.exists():
+            out.append(("model", model, "inputs/model"))
+        if data.is_absolute() and data.exists():
+            suffix = data.suffix if data.is_file() and _SUFFIX.match(data.suffix) else ""
+            out.append(("dataset", data, f"inputs/dataset{suffix}"))
+        return out
+
+    def _offers(self, vast: VastAI, choice: LaunchChoice, disk: int) -> list[RankedOffer]:
+        o = self.options
+        gpu = choice.gpu_type
+        mem = choice.required_memory_gib
+
+        def search(gpu_filter: str | None) -> list[dict[str, Any]]:
+            filters = offer_filters(gpu=gpu_filter, gpu_count=choice.gpu_count, min_gpu_ram_gb=mem,
+                                    min_reliability=o.min_reliability, min_cuda=o.min_cuda,
+                                    min_disk_gb=disk)  # fmt: skip
+            return vast.search_offers(offer_query(filters), type="bid" if choice.use_spot else "on-demand",
+                                      order="dph_total", limit=o.search_limit, storage=disk)  # fmt: skip
+
+        spec = GPUS.get(gpu or "")
+        kwargs: dict[str, Any] = dict(
+            gpu_count=choice.gpu_count, estimated_hours=choice.estimated_hours, min_gpu_ram_mb=(mem or 0) * 1024,
+            min_reliability=o.min_reliability, min_cuda=o.min_cuda, disk_gb=disk, spot=choice.use_spot,
+            bid_margin=o.bid_margin, reference_tflops=spec.bf16_tflops * choice.gpu_count if spec else None, top=None,
+        )  # fmt: skip
+        ranked = rank_offers(search(gpu), gpu=gpu, **kwargs)
+        if not ranked and gpu:
+            # The plan may name a table price with no live offer behind it: take any GPU that fits.
+            ranked = rank_offers(search(None), gpu=None, **kwargs)
+        if not ranked:
+            raise ResourceError(
+                f"no Vast.ai offer fits the job ({choice.gpu_count}x {gpu or 'GPU'}, "
+                f"{mem or 0:.1f} GiB, {disk} GB disk, {'bid' if choice.use_spot else 'on-demand'})",
+                {"gpu": gpu, "disk_gb": disk, "min_reliability": o.min_reliability, "min_cuda": o.min_cuda},
+                "Try again later, allow --spot, or lower the memory need (smaller batch or sequence length).",
+            )
+        if choice.max_cost is not None:
+            within = [r for r in ranked if r.total_cost <= choice.max_cost]
+            if not within:
+                best = ranked[0]
+                raise BudgetExceededError(
+                    f"at current Vast.ai prices the job would cost ${best.total_cost:.4f}, over the "
+                    f"${choice.max_cost:.4f} cap", best.total_cost, choice.max_cost, {"offer_id": best.id})  # fmt: skip
+            ranked = within
+        return ranked
+
+    def _budget_seconds(self, choice: LaunchChoice, pick: RankedOffer) -> float:
+        """Run time the machine may bill: max_cost / price (for bids: at the highest re-bid) × safety."""
+        price = pick.price_per_hour
+        if pick.bid is not None:
+            price += pick.bid * (self.options.max_rebid_factor - 1.0)
+        if choice.max_cost is not None:
+            return choice.max_cost / price * 3600.0 * self.options.cap_safety
+        if choice.max_runtime_seconds is not None:
+            return choice.max_runtime_seconds * self.options.cap_safety
+        raise ConfigurationError("a Vast launch needs a budget cap (max_cost)",
+                                 recovery_suggestion="Add --max-cost USD.")  # fmt: skip
+
+    @staticmethod
+    def _payload(program: TrainingProgram, inputs: list[tuple[str, Path, str]],
+                 setup_for: str = "vast") -> dict[str, Any]:  # fmt: skip
+        """The job as data: trainer module + config (paths relative to the job dir), env, inputs, and the
+        workflow's fixed setup steps for ``setup_for`` (``"local"`` = checks only, when VibeML and the
+        training packages are already on the image)."""
+        setup = dict(getattr(program, "setup_commands", None) or {}).get(setup_for, ())
+        config = program.config.model_dump(mode="json")
+        config.update(output_dir="output", checkpoint_dir="checkpoints", events_path="events.jsonl")
+        relative = ["output_dir", "checkpoint_dir", "events_path"]
+        for field, _, remote in inputs:
+            config[field] = remote
+            relative.append(field)
+        return {
+            "job_id": program.config.job_id, "module": program.module, "config": config,
+            "relative_fields": relative, "env": dict(program.env), "inputs": [r for _, _, r in inputs],
+            "setup": [str(c) for c in setup], "requirements": [str(r) for r in program.requirements],
+        }  # fmt: skip
+
+    def _env(self, vast: VastAI, payload: dict[str, Any], budget_s: float) -> dict[str, str]:
+        o = self.options
+        return {
+            "VIBEML_JOB": encode_payload(payload),
+            "VIBEML_INSTALL": self.settings.remote_install,
+            "VIBEML_REMOTE_PYTHON": o.remote_python,
+            "VIBEML_REMOTE_DIR": o.remote_dir,
+            "VIBEML_MAX_RUNTIME": f"{budget_s:.1f}",
+            "VIBEML_TERM_GRACE": f"{o.term_grace:g}",
+            "VIBEML_LINGER_SECONDS": f"{o.linger:g}",
+            "VIBEML_INPUT_WAIT": f"{o.input_wait:g}",
+            "VIBEML_VAST_API": vast.server_url,
+            "VIBEML_LOG_MIRROR": o.log_mirror,
+            "VIBEML_ECHO_EVENTS": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def _write_handle(self, job_id: str, job_dir: Path, data: dict[str, Any]) -> JobHandle:
+        handle = JobHandle(job_id=job_id, backend=self.name, job_dir=str(job_dir), data=data,
+                           backend_job_id=str(data.get("instance_id") or data["label"]))  # fmt: skip
+        tmp = job_dir / f".{HANDLE_FILENAME}.tmp"
+        tmp.write_text(handle.model_dump_json(indent=2), encoding="utf-8")
+        os.replace(tmp, job_dir / HANDLE_FILENAME)
+        return handle
+
+    def launch(
+        self, program: TrainingProgram, job_id: str, job_dir: Path, choice: LaunchChoice | None = None
+    ) -> JobHandle:
+        if choice is None:
+            raise ConfigurationError(
+                "the vast backend needs the planner's choice (GPU, price, budget)",
+                recovery_suggestion="Launch through VibeML (vibeml launch --backend vast).",
+            )
+        if choice.gpu_count > 1 or choice.num_nodes > 1:
+            raise ConfigurationError(
+                f"the plan needs {choice.gpu_count} GPUs on {choice.num_nodes} machine(s); the vast backend "
+                "runs one GPU per job for now", {"gpu_count": choice.gpu_count},
+                "Use LoRA/QLoRA or a smaller batch so one GPU fits, or a backend with multi-GPU support.",
+            )  # fmt: skip
+        job_dir.mkdir(parents=True, exist_ok=True)
+        vast = self.client()
+        inputs = self._inputs(program.config)
+        disk = self._disk_gb(choice, inputs)
+        ranked = self._offers(vast, choice, disk)
+        payload = self._payload(program, inputs, "vast" if self.settings.remote_install else "local")
+        label = LABEL_PREFIX + job_id
+        pid = os.getpid()
+        data: dict[str, Any] = {
+            "label": label, "launched": False, "launcher_pid": pid, "launcher_start": _start_time(pid),
+            "remote_dir": self.options.remote_dir, "output_dir": program.config.output_dir,
+            "checkpoint_dir": program.config.checkpoint_dir, "max_cost": choice.max_cost, "disk_gb": disk,
+        }  # fmt: skip
+        self._write_handle(job_id, job_dir, data)  # before the create: a killed launcher leaves the label
+        last: VastAPIError | None = None
+        for pick in ranked[:3]:
+            budget_s = self._budget_seconds(choice, pick)
+            created_at = self._clock()
+            try:
+                res = vast.create_instance(pick.id, image=self.options.image, disk=disk,
+                                           env=self._env(vast, payload, budget_s), onstart_cmd=ONSTART,
+                                           label=label, price=pick.bid, runtype="ssh")  # fmt: skip
+            except VastAmbiguousCreateError as exc:
+                cleaned = self._destroy_label(vast, label)
+                raise BackendError(
+                    f"renting offer {pick.id} failed ambiguously: {exc.message}",
+                    {"label": label, "offer_id": pick.id, "cleaned_up": cleaned},
+                    "Nothing is left running" if cleaned else f"Run `vibeml vast cleanup` (label {label}).",
+                ) from exc
+            except VastNotFoundError as exc:  # rented by someone else meanwhile: the next offer
+                last = exc
+                continue
+            iid = int(res["new_contract"])
+            storage = float(pick.offer.get("storage_cost") or 0.0) * disk / 720.0
+            gpu_rate = pick.bid if pick.bid is not None else max(0.0, pick.price_per_hour - storage)
+            data.update(instance_id=iid, offer_id=pick.id, created_at=created_at, storage_rate=storage,
+                        gpu_rate=gpu_rate, bid=pick.bid, budget_seconds=round(budget_s, 1),
+                        gpu_name=pick.offer.get("gpu_name"), price_per_hour=round(pick.price_per_hour, 6))  # fmt: skip
+            break
+        else:
+            raise ResourceError("every matching Vast.ai offer was taken before it could be rented",
+                                {"tried": [r.id for r in ranked[:3]]}, "Retry in a minute.") from last  # fmt: skip
+        self._write_handle(job_id, job_dir, data)
+        try:
+            inst, running_from = self._wait_running(vast, iid)
+            self.transport.prepare(vast, inst)
+            for _, local, remote in inputs:
+                self.transport.upload(inst, local, self._remote(data, remote))
+            if inputs:
+                self.transport.put_text(inst, self._remote(data, INPUTS_MARKER), "ok\n")
+        except BaseException as exc:
+            gone = self._destroy(vast, iid)
+            state = JobState(job_dir)
+            state.data.update(destroyed_at=self._clock() if gone else None, launch_failed=True)
+            state.save()
+            if isinstance(exc, VibeMLError):
+                note = "the instance was destroyed" if gone else f"instance {iid} could NOT be destroyed"
+                raise BackendError(
+                    f"the Vast launch failed: {exc.message} ({note})", {"instance_id": iid, **exc.context},
+                    exc.recovery_suggestion if gone else f"Run `vibeml vast destroy {iid}` now.",
+                ) from exc
+            raise
+        state = JobState(job_dir)
+        state.data.update(segments=[[running_from, data["gpu_rate"]]], gpu_rate=data["gpu_rate"], gpu_on=True,
+                          last_seen=self._clock(), running_seen=self._clock())  # fmt: skip
+        state.save()
+        data.update(launched=True, running_from=running_from)
+        return self._write_handle(job_id, job_dir, data)
+
+    def _wait_running(self, vast: VastAI, iid: int) -> tuple[dict[str, Any], float]:
+        """Poll until running; returns the instance and the last time it was seen not running."""
+        o = self.options
+        deadline = time.monotonic() + o.start_timeout
+        last_not_running = self._clock()
+        while True:
+            asked = self._clock()
+            try:
+                inst = vast.show_instance(iid)
+            except VastNotFoundError as exc:
+                raise BackendError(f"instance {iid} disappeared while starting", {"instance_id": iid}) from exc
+            except VastAPIError:
+                if time.monotonic() >= deadline:
+                    raise
+                self._sleep(o.poll_interval)
+                continue
+            status, msg = inst.get("actual_status"), str(inst.get("status_msg") or "")
+            if status == "running":
+                return inst, last_not_running
+            if status in ("exited", "offline", "stopped") or FAILED_MSG.search(msg):
+                raise BackendError(f"instance {iid} did not start: it is {status} ({msg or 'no message'})",
+                                   {"instance_id": iid, "status": status},
+                                   "Retry: VibeML picks another offer; add --spot/--on-demand to widen the market.")
+            last_not_running = asked
+            if time.monotonic() >= deadline:
+                raise BackendError(f"instance {iid} did not start within {o.start_timeout:g} s (still {status})",
+                                   {"instance_id": iid, "status": status}, "Retry; this host is slow to start.")
+            self._sleep(o.poll_interval)
+
+    # ------------------------------------------------------------------------------ logs / stop
+
+    def _saved_log(self, handle: JobHandle) -> list[str]:
+        try:
+            text = (Path(handle.job_dir) / LOG_FILENAME).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return []
+        return [line for line in text.splitlines() if not _is_marker(line)]
+
+    def _log_lines(self, handle: JobHandle) -> list[str] | None:
+        if JobState(Path(handle.job_dir)).final is not None or not handle.data.get("instance_id"):
+            return self._saved_log(handle)
+        try:
+            text = self.client().logs(int(handle.data["instance_id"]), tail=self.options.logs_tail,
+                                      timeout=self.options.logs_timeout, poll_interval=self.options.logs_poll)
+        except VastNotFoundError:
+            return self._saved_log(handle)
+        except VibeMLError:
+            return None
+        self._last_log[handle.job_id] = text
+        return [line for line in text.splitlines() if not _is_marker(line)]
+
+    def logs(self, handle: JobHandle, tail: int | None = 200, follow: bool = False) -> Iterator[str]:
+        lines = self._log_lines(handle) or []
+        yield from lines[-tail:] if tail else lines
+        while follow:
+            self._sleep(max(0.05, min(self.options.poll_interval, 5.0)))
+            done = self.status(handle).status.is_terminal
+            new = self._saved_log(handle) if done else self._log_lines(handle)
+            if new is not None:
+                yield from _new_lines(lines, new)
+                lines = new
+            if done:
+                return
+
+    def stop(self, handle: JobHandle, grace_seconds: float = 30.0) -> None:
+        """Stop the job: with a grace, ask the trainer to checkpoint and copy the checkpoint back; then destroy.
+
+        Raises:
+            BackendError: The instance could not be destroyed (the job stays open; retry or use
+                ``vibeml vast destroy``).
+        """
+        state = JobState(Path(handle.job_dir))
+        if state.final is not None:
+            return
+        vast = self.client()
+        iid = handle.data.get("instance_id")
+        if not handle.data.get("launched"):
+            if not self._destroy_label(vast, str(handle.data["label"]), int(iid) if iid else None):
+                raise BackendError(f"could not destroy the instance labelled {handle.data['label']}",
+                                   recovery_suggestion="Run `vibeml vast cleanup`.")  # fmt: skip
+            self._done(handle, state, JobProgress(status=JobStatus.STOPPED, error="stopped by request"))
+            return
+        if grace_seconds > 0:
+            with quiet():
+                self._graceful(vast, handle, state, grace_seconds)
+        if not self._destroy(vast, int(handle.data["instance_id"])):
+            raise BackendError(f"could not destroy instance {iid}", {"instance_id": iid},
+                               f"Retry `vibeml stop`, or run `vibeml vast destroy {iid}`.")  # fmt: skip
+        info = RunInfo.from_records(state.records())
+        progress = info.progress(alive=False).model_copy(update={"status": JobStatus.STOPPED,
+                                                                 "error": "stopped by request"})  # fmt: skip
+        if state.data.get("artifacts"):
+            progress = progress.model_copy(update={"status": JobStatus.COMPLETED, "error": None,
+                                                   "output_dir": state.data["artifacts"]})  # fmt: skip
+        self._done(handle, state, progress)
+
+    def _graceful(self, vast: VastAI, handle: JobHandle, state: JobState, grace: float) -> None:
+        inst = vast.show_instance(int(handle.data["instance_id"]))
+        if inst.get("actual_status") != "running":
+            return
+        self.transport.put_text(inst, self._remote(handle.data, STOP_MARKER), "stop\n")
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            self._read_log(vast, handle, state)
+            info = RunInfo.from_records(state.records())
+            if info.finished:
+                if info.outcome in ("done", "stopped"):
+                    self._collect(handle, state, inst, info)
+                return
+            self._sleep(max(0.05, min(self.options.poll_interval, 2.0)))
+
+    # ------------------------------------------------------------------------------ artifacts
+
+    def fetch_artifacts(self, handle: JobHandle, dest: Path | None = None) -> Path:
+        state = JobState(Path(handle.job_dir))
+        if not state.data.get("artifacts") and state.final is None:
+            self.status(handle)  # a finished job's adapter is brought back by the status check
+            state = JobState(Path(handle.job_dir))
+        src = Path(state.data["artifacts"]) if state.data.get("artifacts") else None
+        if src is None or not src.exists():
+            raise BackendError(f"job {handle.job_id} has no adapter here yet", {"job_id": handle.job_id},
+                               "The adapter comes back when the job completes; check `vibeml status JOB`.")  # fmt: skip
+        if dest is None or Path(dest).resolve() == src.resolve():
+            return src
+        shutil.copytree(src, dest, dirs_exist_ok=True)
+        return Path(dest)
+
+    # ------------------------------------------------------------------------------ reconcile
+
+    def orphans(self, live_job_ids: set[str]) -> list[dict[str, Any]]:
+        out = []
+        for inst in self.client().show_instances():
+            label = str(inst.get("label") or "")
+            if not label.startswith(LABEL_PREFIX) or label[len(LABEL_PREFIX) :] in live_job_ids:
+                continue
+            out.append({
+                "id": str(inst.get("id")), "label": label, "job_id": label[len(LABEL_PREFIX) :],
+                "status": inst.get("actual_status"), "dph_total": inst.get("dph_total"),
+                "reason": "labelled as VibeML's, but no live job owns it",
+            })  # fmt: skip
+        return out
+
+    def destroy_orphans(self, ids: list[str]) -> list[str]:
+        vast = self.client()
+        return [i for i in ids if i.isdigit() and self._destroy(vast, int(i))]
+
+    # ------------------------------------------------------------------------------ CLI helpers
+
+    def search(self, query: str = "", type: str = "on-demand", order: str = "dph_total",
+               limit: int | None = 20) -> list[dict[str, Any]]:  # fmt: skip
+        """Offers for a query in Vast's language (``vibeml vast offers``)."""
+        return self.client().search_offers(query, type=type, order=order, limit=limit)
+
+    def instances(self) -> list[dict[str, Any]]:
+        """Every instance on the account (``vibeml vast instances``)."""
+        return self.client().show_instances()
+
+    def destroy(self, instance_id: int) -> None:
+        """Destroy one instance by id (``vibeml vast destroy``).
+
+        Raises:
+            VastNotFoundError: No such instance (or it is already gone).
+        """
+        self.client().destroy_instance(int(instance_id))
+
+
+def _new_lines(old: list[str], new: list[str]) -> list[str]:
+    """Lines of ``new`` after its overlap with the end of ``old`` (two tails of one growing log)."""
+    for k in range(min(len(old), len(new)), 0, -1):
+        if old[-k:] == new[:k]:
+            return new[k:]
+    return new

@@ -1,0 +1,183 @@
+"""What the Vast backend knows about a job between polls: the local state file and the log records.
+
+A rented instance is only visible through the API and its log, and every VibeML command may be a new
+process, so the backend keeps, beside the job (``<job_dir>/``):
+
+* ``vast_records.log``: every ``@@vibeml-event`` / ``@@vibeml-runner`` line seen in the instance's log,
+  in order, deduplicated (a log read returns only a tail; this keeps the early steps and survives the
+  instance being destroyed);
+* ``vast_state.json``: billing segments, when a stop or a slow start was first seen, re-bids, whether
+  the artifacts came back, and the final progress once the job has ended (then frozen).
+
+:class:`RunInfo` folds the records into progress for the *current* run: a preempted instance restarts
+its runner, and only the lines after the runner's last ``start`` describe what is going on now.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vibeml.backends.vast_remote import RUNNER_PREFIX
+from vibeml.jobs.progress import progress_from_events
+from vibeml.models import JobProgress, JobStatus
+from vibeml.trainer.events import ECHO_PREFIX
+
+__all__ = ["RECORDS_FILE", "STATE_FILE", "JobState", "RunInfo", "billed_cost"]
+
+RECORDS_FILE = "vast_records.log"
+STATE_FILE = "vast_state.json"
+
+
+class JobState:
+    """The JSON state file of one job (atomic writes; concurrent writers: last one wins, harmlessly)."""
+
+    def __init__(self, job_dir: Path) -> None:
+        self.job_dir = Path(job_dir)
+        self.path = self.job_dir / STATE_FILE
+        self.data: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+            if isinstance(loaded, dict):
+                self.data = loaded
+
+    def save(self) -> None:
+        self.job_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, default=str), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    @property
+    def final(self) -> JobProgress | None:
+        raw = self.data.get("final")
+        return JobProgress.model_validate(raw) if isinstance(raw, dict) else None
+
+    def set_final(self, progress: JobProgress) -> None:
+        self.data["final"] = progress.model_dump(mode="json")
+
+    # ---------------------------------------------------------------- records (log lines we keep)
+
+    @property
+    def records_path(self) -> Path:
+        return self.job_dir / RECORDS_FILE
+
+    def records(self) -> list[str]:
+        try:
+            text = self.records_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return []
+        return list(dict.fromkeys(line for line in text.splitlines() if line))
+
+    def merge_log(self, log_text: str) -> None:
+        """Append the log's record lines that are new (each carries a timestamp, so equal = same)."""
+        seen = set(self.records())
+        new = []
+        for raw in log_text.splitlines():
+            line = raw.strip()
+            for prefix in (ECHO_PREFIX, RUNNER_PREFIX):
+                idx = line.find(prefix)
+                if idx >= 0:
+                    line = line[idx:]
+                    break
+            else:
+                continue
+            if line not in seen:
+                seen.add(line)
+                new.append(line)
+        if new:
+            self.job_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.records_path, "a", encoding="utf-8") as fh:
+                fh.write("\n".join(new) + "\n")
+
+
+def billed_cost(data: dict[str, Any], state: JobState, end: float) -> float:
+    """Conservative dollars so far: storage since creation + GPU over the billing segments.
+
+    ``data`` is the handle's data (``created_at``, ``storage_rate``); ``state.data["segments"]`` is a list
+    of ``[start, gpu $/h]`` (0 while stopped). Segments start at the last poll that saw the instance not
+    running, so the estimate errs high, never low.
+    """
+    created = float(data.get("created_at") or end)
+    cost = float(data.get("storage_rate") or 0.0) * max(0.0, end - created) / 3600.0
+    segments = state.data.get("segments") or [[created, float(data.get("gpu_rate") or 0.0)]]
+    for i, (start, rate) in enumerate(segments):
+        stop = segments[i + 1][0] if i + 1 < len(segments) else end
+        cost += float(rate) * max(0.0, min(stop, end) - float(start)) / 3600.0
+    return round(cost, 6)
+
+
+@dataclass
+class RunInfo:
+    """The records folded: the current run's trainer events and the runner's report on it."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    all_events: list[dict[str, Any]] = field(default_factory=list)
+    runner: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_records(cls, lines: list[str]) -> RunInfo:
+        info = cls()
+        for line in lines:
+            for prefix, kind in ((ECHO_PREFIX, "event"), (RUNNER_PREFIX, "runner")):
+                if line.startswith(prefix):
+                    try:
+                        obj = json.loads(line[len(prefix) :])
+                    except json.JSONDecodeError:
+                        break
+                    if not isinstance(obj, dict):
+                        break
+                    if kind == "runner" and obj.get("phase") == "start":
+                        info.events, info.runner = [], []  # a new run: what came before is history
+                    if kind == "event" and isinstance(obj.get("event"), str):
+                        info.events.append(obj)
+                        info.all_events.append(obj)
+                    elif kind == "runner" and isinstance(obj.get("phase"), str):
+                        info.runner.append(obj)
+                    break
+        return info
+
+    def _phase(self, name: str) -> dict[str, Any] | None:
+        return next((r for r in reversed(self.runner) if r.get("phase") == name), None)
+
+    @property
+    def started(self) -> bool:
+        """The runner reported in this run (or, for logs without runner lines, the trainer did)."""
+        return bool(self.runner) or bool(self.events)
+
+    @property
+    def finished(self) -> dict[str, Any] | None:
+        """The runner's ``finished`` record: the trainer is done for good in this run."""
+        return self._phase("finished")
+
+    @property
+    def gave_up(self) -> dict[str, Any] | None:
+        return self._phase("gave-up")
+
+    @property
+    def outcome(self) -> str | None:
+        """``done``/``stopped``/``error`` from the trainer's last terminal event in this run."""
+        for ev in reversed(self.events):
+            if ev.get("event") in ("done", "stopped", "error"):
+                return str(ev["event"])
+        return None
+
+    def progress(self, alive: bool = True) -> JobProgress:
+        """Progress of the current run; ``first_loss`` from the very first step of any run."""
+        p = progress_from_events(self.events, alive=alive)
+        first = next((e.get("loss") for e in self.all_events if e.get("event") == "step"
+                      and isinstance(e.get("loss"), (int, float))), None)  # fmt: skip
+        if first is not None:
+            p = p.model_copy(update={"first_loss": float(first)})
+        return p
+
+    def interim(self) -> JobProgress:
+        """Progress while the job is not over: a terminal trainer event alone does not end it (the runner
+        still has to report, and the artifacts to come back)."""
+        p = self.progress(alive=True)
+        if p.status.is_terminal:
+            p = p.model_copy(update={"status": JobStatus.RUNNING, "error": None})
+        return p

@@ -1,0 +1,485 @@
+"""The program that runs on a rented Vast.ai instance: ``python -m vibeml.backends.vast_remote``.
+
+The instance's onstart (:data:`ONSTART`, fixed text, no user string ever in it) installs VibeML and
+execs this runner. Everything job-specific arrives as DATA in the environment:
+
+* ``VIBEML_JOB``: the payload (zlib + base64 JSON, see :func:`encode_payload`): the trainer module, its
+  JSON config with paths relative to the job directory, extra environment, which inputs to wait for;
+* ``VIBEML_REMOTE_DIR``: the job directory (relative = under the onstart's working directory);
+* ``VIBEML_MAX_RUNTIME``: the hard budget in seconds of run time (max_cost / dph_total, less a margin);
+* ``VIBEML_TERM_GRACE``, ``VIBEML_LINGER_SECONDS``, ``VIBEML_INPUT_WAIT``: timings;
+* ``VIBEML_VAST_API``: the API base URL; with Vast's own ``CONTAINER_ID`` and ``CONTAINER_API_KEY``
+  (an instance-scoped key; the user's key never reaches the machine) the runner destroys its instance;
+* ``VIBEML_LOG_MIRROR``: a file the output is copied to as well (``/proc/1/fd/1`` on Vast, so that the
+  lines reach the container log that the logs API serves); empty = none.
+
+Timeline, with B = the budget and g = the grace (both seconds of run time, counted from the onstart's
+start so the install is included, and kept across restarts in ``runner_state.json`` so a preempted and
+restarted instance does not get a fresh budget):
+
+1. wait for the uploaded inputs (``inputs/.complete``), at most ``VIBEML_INPUT_WAIT``; run the
+   workflow's fixed setup steps (``requirements.txt`` install, import checks), once per disk;
+2. run the trainer with ``max_runtime_seconds`` ≤ B − 2g (it checkpoints and stops by itself), send it
+   SIGTERM at B − g (checkpoint and stop), SIGKILL at B − g/4; a ``STOP`` file from the client asks for
+   the same graceful stop;
+3. linger until the client has collected the artifacts (``.collected``), the linger time has passed or
+   the budget is (all but 4 %, at most 30 s) spent;
+4. destroy the instance through the API (retried; a stop as the last resort).
+
+A SIGTERM from the platform (preemption, stop, destroy) is forwarded to the trainer, which checkpoints;
+the runner then exits without destroying anything, and resumes from the checkpoint when the instance
+runs again. Progress lines: the trainer's ``@@vibeml-event`` lines plus the runner's own
+``@@vibeml-runner {json}`` lines (``start``, ``inputs-ready``, ``trainer-start``, ``finished``,
+``interrupted``, ``gave-up``, ``destroying``).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = [
+    "COLLECTED_MARKER",
+    "INPUTS_MARKER",
+    "ONSTART",
+    "RUNNER_PREFIX",
+    "STOP_MARKER",
+    "Runner",
+    "decode_payload",
+    "destroy_own_instance",
+    "encode_payload",
+    "main",
+    "parse_runner_lines",
+]
+
+RUNNER_PREFIX = "@@vibeml-runner "
+INPUTS_MARKER = "inputs/.complete"
+COLLECTED_MARKER = ".collected"
+STOP_MARKER = "STOP"
+STATE_FILE = "runner_state.json"
+_EVENT_PREFIX = "@@vibeml-event "
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_PAYLOAD_VERSION = "v1:"
+
+#: The instance's onstart script: fixed text (≈ 600 characters), identical for every job. It notes when it
+#: started (the install is billed run time too), installs ``$VIBEML_INSTALL`` (skipped when empty),
+#: destroys the instance if that fails (nothing else would), then execs the runner.
+ONSTART = (
+    'export VIBEML_ONSTART_AT="$(date +%s)"; PY="${VIBEML_REMOTE_PYTHON:-python3}"; '
+    'if [ -n "$VIBEML_INSTALL" ] && ! "$PY" -m pip install -q "$VIBEML_INSTALL"; then '
+    'echo "@@vibeml-runner {\\"phase\\": \\"gave-up\\", \\"reason\\": \\"pip install failed\\"}"; '
+    "for i in 1 2 3 4 5; do \"$PY\" -c 'import os,urllib.request as u;e=os.environ;u.urlopen(u.Request("
+    'e["VIBEML_VAST_API"].rstrip("/")+"/api/v0/instances/"+e["CONTAINER_ID"]+"/",method="DELETE",'
+    'headers={"Authorization":"Bearer "+e["CONTAINER_API_KEY"]}),timeout=60)\' && exit 1; sleep 10; done; '
+    "exit 1; fi; "
+    'exec "$PY" -m vibeml.backends.vast_remote'
+)
+
+
+def encode_payload(payload: Mapping[str, Any]) -> str:
+    """JSON → zlib → urlsafe base64, prefixed with a version tag (fits one environment variable)."""
+    raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    return _PAYLOAD_VERSION + base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode("ascii")
+
+
+def decode_payload(text: str) -> dict[str, Any]:
+    """Inverse of :func:`encode_payload`.
+
+    Raises:
+        ValueError: Not a payload this version writes.
+    """
+    if not text.startswith(_PAYLOAD_VERSION):
+        raise ValueError("VIBEML_JOB is not a VibeML v1 payload")
+    data = json.loads(zlib.decompress(base64.urlsafe_b64decode(text[len(_PAYLOAD_VERSION) :].encode("ascii"))))
+    if not isinstance(data, dict):
+        raise ValueError("VIBEML_JOB does not hold a JSON object")
+    return data
+
+
+def parse_runner_lines(lines: list[str]) -> list[dict[str, Any]]:
+    """The runner's own ``@@vibeml-runner`` records in a log, in order."""
+    out = []
+    for line in lines:
+        idx = line.find(RUNNER_PREFIX)
+        if idx < 0:
+            continue
+        try:
+            obj = json.loads(line[idx + len(RUNNER_PREFIX) :])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("phase"), str):
+            out.append(obj)
+    return out
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    try:
+        value = float(env.get(name) or default)
+    except ValueError:
+        return default
+    return value if value == value and value >= 0 else default  # NaN/negative → default
+
+
+class Runner:
+    """One run of the on-instance program (see the module docstring).
+
+    Args:
+        env: The environment (``os.environ``).
+        clock: Monotonic seconds.
+        sleep: Waits.
+        out: Where lines go (stdout).
+        destroy: Destroys this instance (default: through the Vast API with the instance key).
+    """
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] = time.sleep,
+        out: IO[str] | None = None,
+        destroy: Callable[[], bool] | None = None,
+    ) -> None:
+        self.env = dict(env)
+        self.clock = clock
+        self.sleep = sleep
+        self.out = out or sys.stdout
+        self.payload = decode_payload(self.env.get("VIBEML_JOB", ""))
+        module = str(self.payload.get("module") or "vibeml.trainer")
+        if not _MODULE.match(module):
+            raise ValueError("the payload's trainer module is not a dotted module name")
+        self.module = module
+        root = Path(self.env.get("VIBEML_REMOTE_DIR") or "vibeml-job").expanduser()
+        self.root = root if root.is_absolute() else Path.cwd() / root
+        self.budget = _float(self.env, "VIBEML_MAX_RUNTIME", 3600.0)
+        self.grace = min(_float(self.env, "VIBEML_TERM_GRACE", 120.0), self.budget / 4)
+        self.linger = _float(self.env, "VIBEML_LINGER_SECONDS", 1800.0)
+        self.input_wait = _float(self.env, "VIBEML_INPUT_WAIT", 1800.0)
+        self._destroy = destroy or self._destroy_via_api
+        self._lock = threading.Lock()
+        self._terminated = threading.Event()
+        self._child: subprocess.Popen[str] | None = None
+        self._last_event: str | None = None
+        self._mirror: IO[str] | None = None
+        self._t0 = clock()
+        self._last_save = -1e9
+        self.state: dict[str, Any] = {"runs": 0, "used_seconds": 0.0, "phase": "training", "rc": None}
+
+    # ------------------------------------------------------------------------------ plumbing
+
+    def emit_line(self, line: str) -> None:
+        """Write one line to stdout and the mirror; remember the trainer's last terminal event."""
+        if line.startswith(_EVENT_PREFIX):
+            with contextlib.suppress(ValueError):
+                kind = json.loads(line[len(_EVENT_PREFIX) :]).get("event")
+                if kind in ("done", "stopped", "error"):
+                    self._last_event = kind
+        with self._lock:
+            for stream in (self.out, self._mirror):
+                if stream is None:
+                    continue
+                try:
+                    stream.write(line + "\n")
+                    stream.flush()
+                except (OSError, ValueError):
+                    if stream is self._mirror:
+                        self._mirror = None
+
+    def say(self, phase: str, **fields: Any) -> None:
+        record = {"phase": phase, "time": round(time.time(), 3), "run": self.state.get("runs"), **fields}
+        self.emit_line(RUNNER_PREFIX + json.dumps(record, separators=(",", ":")))
+
+    def used(self) -> float:
+        return float(self.state["used_seconds"]) + (self.clock() - self._t0)
+
+    def remaining(self) -> float:
+        return self.budget - self.used()
+
+    def _save(self, force: bool = False) -> None:
+        now = self.clock()
+        if not force and now - self._last_save < 2.0:
+            return
+        self._last_save = now
+        data = dict(self.state, used_seconds=round(self.used(), 3))
+        tmp = self.root / (STATE_FILE + ".tmp")
+        with contextlib.suppress(OSError):
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(tmp, self.root / STATE_FILE)
+
+    def _load(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads((self.root / STATE_FILE).read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                self.state.update(data)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self._terminated.set()
+        child = self._child
+        if child is not None and child.poll() is None:
+            with contextlib.suppress(OSError):
+                child.send_signal(signal.SIGTERM)
+
+    def _open_mirror(self) -> None:
+        path = self.env.get("VIBEML_LOG_MIRROR", "")
+        if path and os.getpid() != 1:
+            try:
+                self._mirror = open(path, "a", encoding="utf-8")  # kept open for the whole run
+            except OSError:
+                self._mirror = None
+
+    # ------------------------------------------------------------------------------ phases
+
+    def run(self) -> int:
+        """The whole timeline; returns the process exit code."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._load()
+        self.state["runs"] = int(self.state.get("runs") or 0) + 1
+        self.state["used_seconds"] = float(self.state.get("used_seconds") or 0.0) + self._boot_seconds()
+        self._t0 = self.clock()
+        self._save(force=True)
+        self._open_mirror()
+        if self._destroy == self._destroy_via_api:
+            import vibeml.vast  # noqa: F401 - imported now so the final destroy is not late by an import
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, self._on_signal)
+        self.say("start", remaining=round(self.remaining(), 1), phase_before=self.state.get("phase"))
+        if self.state.get("phase") != "finished":
+            if not self._wait_inputs() or not self._setup():
+                if self._terminated.is_set():
+                    self.say("interrupted")
+                    self._save(force=True)
+                    return 143
+                self._finish(None, "gave-up")
+                return 0 if self._destroy_self() else 1  # nothing to collect
+            else:
+                rc, why = self._train()
+                if why == "platform" and self._last_event != "done":
+                    self.say("interrupted", rc=rc)
+                    self._save(force=True)
+                    return 143
+                self._finish(rc, why)
+        self._linger()
+        if self._terminated.is_set():
+            self._save(force=True)
+            return 143
+        return 0 if self._destroy_self() else 1
+
+    def _boot_seconds(self) -> float:
+        """Run time spent before this process started (the onstart's install), from ``VIBEML_ONSTART_AT``."""
+        try:
+            boot = time.time() - float(self.env.get("VIBEML_ONSTART_AT") or "nan")
+        except ValueError:
+            return 0.0
+        return boot if 0.0 <= boot <= 86_400.0 else 0.0
+
+    def _finish(self, rc: int | None, why: str) -> None:
+        self.state.update(phase="finished", rc=rc, outcome=self._last_event, why=why)
+        self._save(force=True)
+        self.say("finished", rc=rc, outcome=self._last_event, why=why)
+
+    def _wait_inputs(self) -> bool:
+        if not self.payload.get("inputs"):
+            return True
+        marker = self.root / INPUTS_MARKER
+        deadline = self.clock() + self.input_wait
+        while not marker.exists():
+            if self._terminated.is_set():
+                return False
+            if self.remaining() <= self.grace or self.clock() >= deadline:
+                self.say("gave-up", reason="the inputs were never uploaded")
+                return False
+            self._save()
+            self.sleep(0.2)
+        self.say("inputs-ready")
+        return True
+
+    def _setup(self) -> bool:
+        """The workflow's fixed setup steps (install its pinned requirements, check imports), once per disk."""
+        commands = [str(c) for c in self.payload.get("setup") or ()]
+        if not commands or self.state.get("setup_done"):
+            return True
+        (self.root / "requirements.txt").write_text(
+            "".join(f"{r}\n" for r in self.payload.get("requirements") or ()), encoding="utf-8"
+        )
+        env = self._trainer_env()
+        env["PY"] = sys.executable
+        shell = shutil.which("bash") or "/bin/sh"
+        self.say("setup", steps=len(commands))
+        for command in commands:
+            rc = self._supervise([shell, "-c", command], env)[0]
+            if rc != 0:
+                if not self._terminated.is_set():
+                    self.say("gave-up", reason=f"setup step failed (exit {rc}): {command[:200]}")
+                return False
+        self.state["setup_done"] = True
+        self._save(force=True)
+        return True
+
+    def _config_path(self) -> Path:
+        config = dict(self.payload.get("config") or {})
+        for field in self.payload.get("relative_fields") or ():
+            value = config.get(field)
+            if isinstance(value, str) and value and not Path(value).is_absolute():
+                config[field] = str(self.root / value)
+        soft = self.remaining() - 2 * self.grace
+        current = config.get("max_runtime_seconds")
+        if isinstance(current, (int, float)) and current > 0:
+            soft = min(soft, float(current))
+        config["max_runtime_seconds"] = round(max(1.0, soft), 1)
+        path = self.root / "config.json"
+        path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+        return path
+
+    def _trainer_env(self) -> dict[str, str]:
+        env = {k: v for k, v in self.env.items() if k not in ("CONTAINER_API_KEY", "VIBEML_JOB", "VIBEML_INSTALL")}
+        extra = self.payload.get("env") or {}
+        env.update({str(k): str(v) for k, v in extra.items() if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(k))})
+        env["VIBEML_ECHO_EVENTS"] = "1"
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.emit_line(line.rstrip("\n"))
+
+    def _train(self) -> tuple[int | None, str]:
+        """Run the trainer under the budget; returns (exit code, why it ended)."""
+        argv = [sys.executable, "-m", self.module, "--config", str(self._config_path())]
+        return self._supervise(argv, self._trainer_env(), announce="trainer-start")
+
+    def _supervise(self, argv: list[str], env: dict[str, str], announce: str | None = None) -> tuple[int | None, str]:
+        """Run a child with its output in the log: SIGTERM at B − g (or on a STOP request), SIGKILL at B − g/4.
+
+        Returns (exit code, why): ``exit``, ``budget``, ``stop-requested``, ``platform`` (we were signalled)
+        or ``gave-up`` (it could not start).
+        """
+        try:
+            child = subprocess.Popen(
+                argv, cwd=self.root, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+            )  # fmt: skip
+        except OSError as exc:
+            self.say("gave-up", reason=f"could not start {argv[0]}: {exc}")
+            return None, "gave-up"
+        self._child = child
+        if announce:
+            self.say(announce, pid=child.pid, remaining=round(self.remaining(), 1))
+        assert child.stdout is not None
+        pump = threading.Thread(target=self._pump, args=(child.stdout,), daemon=True)
+        pump.start()
+        why = "exit"
+        termed = killed = False
+        while child.poll() is None:
+            if self._terminated.is_set():
+                why = "platform"
+            rem = self.remaining()
+            stop_asked = (self.root / STOP_MARKER).exists()
+            if not termed and (rem <= self.grace or stop_asked):
+                why = "budget" if rem <= self.grace else "stop-requested"
+                self.say("stopping", reason=why, remaining=round(rem, 1))
+                with contextlib.suppress(OSError):
+                    child.send_signal(signal.SIGTERM)
+                termed = True
+            if not killed and rem <= self.grace / 4:
+                self.say("killing", remaining=round(rem, 1))
+                with contextlib.suppress(OSError):
+                    child.kill()
+                killed = True
+            self._save()
+            self.sleep(0.1)
+        pump.join(timeout=10)
+        self._child = None
+        if self._terminated.is_set():
+            why = "platform"
+        return child.returncode, why
+
+    def _linger(self) -> None:
+        marker = self.root / COLLECTED_MARKER
+        until = self.clock() + self.linger
+        self.say("linger", seconds=round(min(self.linger, max(0.0, self.remaining())), 1))
+        reserve = min(30.0, 0.04 * self.budget)  # start the destroy a little before the budget's end
+        while not marker.exists() and not self._terminated.is_set():
+            left = min(self.remaining() - reserve, until - self.clock())
+            if left <= 0:
+                break
+            self._save()
+            self.sleep(min(0.2, max(0.01, left)))
+        self._save(force=True)
+
+    def _destroy_self(self) -> bool:
+        self.say("destroying")
+        try:
+            return self._destroy()
+        except Exception as exc:  # never a traceback with a URL in it; the message is masked by the client
+            self.say("destroy-failed", error=type(exc).__name__)
+            return False
+
+    def _destroy_via_api(self) -> bool:
+        return destroy_own_instance(self.env, self.say, self.sleep, self._terminated.is_set)
+
+
+def destroy_own_instance(
+    env: Mapping[str, str],
+    say: Callable[..., None],
+    sleep: Callable[[float], Any] = time.sleep,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> bool:
+    """Destroy the instance this runs on (``CONTAINER_ID``) with its instance key; stop it as a last
+    resort. Returns whether the destroy was accepted."""
+    from vibeml.vast import VastAI, VastNotFoundError
+
+    iid = env.get("CONTAINER_ID", "")
+    key = env.get("CONTAINER_API_KEY", "")
+    url = env.get("VIBEML_VAST_API", "")
+    if not iid.isdigit() or not key or not url:
+        say("destroy-failed", error="CONTAINER_ID, CONTAINER_API_KEY or VIBEML_VAST_API is missing")
+        return False
+    with VastAI(api_key=key, server_url=url, retry=5, timeout=30.0, quiet=True) as vast:
+        for attempt in range(8):
+            try:
+                vast.destroy_instance(int(iid))
+                return True
+            except VastNotFoundError:
+                return True
+            except Exception as exc:
+                say("destroy-retry", attempt=attempt + 1, error=type(exc).__name__)
+                if cancelled():
+                    return False
+                sleep(min(60.0, 2.0**attempt))
+        with contextlib.suppress(Exception):
+            vast.stop_instance(int(iid))  # storage-only billing beats GPU billing
+    say("destroy-failed", error="the API did not accept the destroy")
+    return False
+
+
+def main() -> int:
+    """Entry point on the instance."""
+    try:
+        runner = Runner(os.environ)
+    except (ValueError, OSError) as exc:
+
+        def say(phase: str, **fields: Any) -> None:
+            print(RUNNER_PREFIX + json.dumps({"phase": phase, **fields}), flush=True)
+
+        say("gave-up", reason=f"bad job payload: {exc}")
+        destroy_own_instance(os.environ, say)  # nothing will run here: stop the billing
+        return 2
+    return runner.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

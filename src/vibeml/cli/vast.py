@@ -1,0 +1,176 @@
+"""`vibeml vast offers / instances / destroy / cleanup`: thin wrappers over the Vast backend and the service.
+
+``vibeml launch --backend vast`` itself goes through the ordinary launch command.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from vibeml.cli._output import console, emit_json, error_boundary, fmt_money
+
+if TYPE_CHECKING:
+    from vibeml.backends.vast import VastBackend
+    from vibeml.client import VibeML
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``vast`` command group to ``app``."""
+    group = typer.Typer(
+        name="vast",
+        help="Vast.ai: search offers, list and destroy instances, clean up what VibeML left behind.",
+        no_args_is_help=True,
+        rich_markup_mode=None,
+    )
+    group.command("offers")(error_boundary(offers))
+    group.command("instances")(error_boundary(instances))
+    group.command("destroy")(error_boundary(destroy))
+    group.command("cleanup")(error_boundary(cleanup))
+    app.add_typer(group, name="vast")
+
+
+def _service() -> VibeML:
+    from vibeml.client import VibeML
+
+    return VibeML()
+
+
+def _backend(svc: VibeML) -> VastBackend:
+    from vibeml.backends.vast import VastBackend
+    from vibeml.exceptions import ConfigurationError
+
+    backend = svc.backends.get("vast")
+    if not isinstance(backend, VastBackend):
+        raise ConfigurationError("the 'vast' backend is not VibeML's Vast.ai backend", {"backend": "vast"})
+    return backend
+
+
+def _gb(mb: Any) -> str:
+    return f"{float(mb) / 1024:.0f}" if isinstance(mb, (int, float)) else "-"
+
+
+def offers(
+    query: Annotated[
+        list[str] | None, typer.Argument(help="Filters, e.g. gpu_name=RTX_4090 num_gpus=1 reliability>0.99.")
+    ] = None,
+    order: Annotated[str, typer.Option(help="Sort, e.g. dph_total (cheapest first) or score-.")] = "dph_total",
+    type: Annotated[str, typer.Option("--type", help="on-demand, bid (interruptible) or reserved.")] = "on-demand",
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many offers.")] = 20,
+    json_out: JsonOpt = False,
+) -> None:
+    """Search the Vast.ai marketplace (Vast's own query language)."""
+    rows = _backend(_service()).search(" ".join(query or []), type=type, order=order, limit=limit)
+    if json_out:
+        emit_json(rows)
+        return
+    if not rows:
+        console().print("No offers match.")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Vast.ai offers ({type})")
+    for col in ("id", "gpu", "VRAM GiB", "$/h", "min bid", "reliability", "cuda", "disk GB", "location"):
+        table.add_column(col)
+    for o in rows:
+        rel = o.get("reliability")
+        table.add_row(
+            str(o.get("id")), f"{o.get('num_gpus')}x {o.get('gpu_name')}", _gb(o.get("gpu_ram")),
+            fmt_money(o.get("dph_total")), fmt_money(o.get("min_bid")),
+            f"{rel:.4f}" if isinstance(rel, (int, float)) else "-", str(o.get("cuda_max_good") or "-"),
+            str(o.get("disk_space") or "-"), str(o.get("geolocation") or "-"),
+        )  # fmt: skip
+    console().print(table)
+
+
+def instances(json_out: JsonOpt = False) -> None:
+    """List the account's instances (VibeML's carry the label vibeml-<job id>)."""
+    rows = _backend(_service()).instances()
+    if json_out:
+        emit_json(rows)
+        return
+    if not rows:
+        console().print("No instances.")
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="Vast.ai instances")
+    for col in ("id", "label", "status", "gpu", "$/h", "message"):
+        table.add_column(col)
+    for i in rows:
+        table.add_row(
+            str(i.get("id")), escape(str(i.get("label") or "")), str(i.get("actual_status") or "-"),
+            f"{i.get('num_gpus') or '?'}x {i.get('gpu_name') or '?'}", fmt_money(i.get("dph_total")),
+            escape(str(i.get("status_msg") or "")[:60]),
+        )  # fmt: skip
+    console().print(table)
+
+
+def destroy(
+    instance_id: Annotated[int, typer.Argument(help="Instance id (see `vibeml vast instances`).")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Destroy one instance for good (billing stops; its disk is gone)."""
+    from vibeml.exceptions import BackendError
+    from vibeml.vast import VastNotFoundError
+
+    try:
+        _backend(_service()).destroy(instance_id)
+    except VastNotFoundError:
+        raise BackendError(f"instance {instance_id} does not exist (already destroyed?)", {"instance_id": instance_id},
+                           "List your instances with `vibeml vast instances`.") from None  # fmt: skip
+    if json_out:
+        emit_json({"id": instance_id, "destroyed": True})
+    else:
+        console().print(f"Destroyed instance {instance_id}.")
+
+
+def cleanup(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Destroy without asking.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Find instances labelled as VibeML's whose job is over (or gone) and destroy them.
+
+    Jobs are refreshed first, so a launch that was killed half-way is settled (its instance destroyed).
+    Without --yes it lists them and asks; with --json and no --yes it only lists them.
+    """
+    import asyncio
+
+    svc = _service()
+    records = asyncio.run(svc.list_jobs(limit=10_000))  # refreshing settles half-finished launches
+    if not yes:
+        live = {r.job_id for r in records if not r.status.is_terminal}
+        found = _backend(svc).orphans(live)
+        _report(found, json_out, title="Orphaned VibeML instances (not destroyed yet)")
+        if not found or json_out:  # --json without --yes is a dry run
+            return
+        if not typer.confirm(f"Destroy these {len(found)} instance(s)?", default=False):
+            raise typer.Exit(1)
+    _report(svc.reconcile(cleanup=True), json_out, title="Cleanup")
+
+
+def _report(items: list[dict[str, Any]], json_out: bool, title: str = "") -> None:
+    if json_out:
+        emit_json(items)
+        return
+    if not items:
+        console().print("No orphaned VibeML instances on Vast.ai.")
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("id", "label", "status", "$/h", "destroyed", "reason"):
+        table.add_column(col)
+    for i in items:
+        done = i.get("destroyed")
+        table.add_row(
+            str(i.get("id")), escape(str(i.get("label") or "")), str(i.get("status") or "-"),
+            fmt_money(i.get("dph_total")), "-" if done is None else ("yes" if done else "[red]NO[/]"),
+            escape(str(i.get("reason") or "")),
+        )  # fmt: skip
+    console().print(table)
