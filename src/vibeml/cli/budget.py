@@ -1,7 +1,5 @@
 """`vibeml budget set/show` and `vibeml spending`: thin wrappers over preferences and the ledger."""
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -44,7 +42,7 @@ def budget_show(json_out: Annotated[bool, typer.Option("--json")] = False) -> No
     _show(VibeML().budget_status(), json_out)
 
 
-def _show(s: BudgetStatus, json_out: bool) -> None:
+def _show(s: "BudgetStatus", json_out: bool) -> None:
     if json_out:
         emit_json(s)
         return

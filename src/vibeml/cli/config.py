@@ -2,8 +2,6 @@
 :mod:`vibeml.config`, render. Secrets are only ever read from a hidden prompt or stdin (``--value`` needs
 ``--insecure-value``) and only ever shown masked."""
 
-from __future__ import annotations
-
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -54,13 +52,13 @@ def _hidden_prompt(message: str) -> str:
     return str(typer.prompt(message, hide_input=True))
 
 
-def _credentials() -> CredentialManager:
+def _credentials() -> "CredentialManager":
     from vibeml.config.credentials import CredentialManager
 
     return CredentialManager.from_env(prompt=_hidden_prompt if _stdin_is_tty() else None)
 
 
-def _preferences() -> PreferencesStore:
+def _preferences() -> "PreferencesStore":
     from vibeml.config.preferences import PreferencesStore
 
     return PreferencesStore.from_env()

@@ -5,7 +5,6 @@ Nothing heavy is imported at module import (the estimator is imported inside the
 errors are raised as ``VibeMLError`` subclasses for the app's error boundary to map to exit codes.
 """
 
-from __future__ import annotations
 
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar

@@ -1,7 +1,5 @@
 """`vibeml launch / jobs / status / logs / stop`: thin wrappers over the service."""
 
-from __future__ import annotations
-
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -32,7 +30,7 @@ def _run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-def _service() -> VibeML:
+def _service() -> "VibeML":
     from vibeml.client import VibeML
 
     return VibeML()
@@ -174,7 +172,7 @@ def launch(
         raise typer.Exit(1)
 
 
-def follow_job(svc: VibeML, job_id: str, json_out: bool = False, poll: float = 0.5) -> JobRecord:
+def follow_job(svc: "VibeML", job_id: str, json_out: bool = False, poll: float = 0.5) -> "JobRecord":
     """Poll until the job ends, showing a progress bar (or JSON lines), then a summary."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -243,7 +241,7 @@ def follow_job(svc: VibeML, job_id: str, json_out: bool = False, poll: float = 0
     return record
 
 
-def print_summary(record: JobRecord, waited: float | None = None) -> None:
+def print_summary(record: "JobRecord", waited: float | None = None) -> None:
     from rich.markup import escape
     from rich.panel import Panel
 
@@ -332,7 +330,7 @@ def jobs(
     console().print(table)
 
 
-def _orphans(svc: VibeML) -> list[dict[str, Any]]:
+def _orphans(svc: "VibeML") -> list[dict[str, Any]]:
     """Reconcile paid backends in use; an unreachable provider is not an error for listing jobs."""
     from vibeml.exceptions import VibeMLError
 

@@ -1,7 +1,6 @@
 """The `vibeml` command. Start-up imports only typer and our light modules: torch, transformers and
 SkyPilot are imported inside the commands that need them."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

@@ -4,7 +4,6 @@ Thin: parses options, makes one call to :class:`vibeml.workflows.script.ScriptGe
 script went (or the script itself with ``-o -``). Every value travels as data in the script's CONFIG.
 """
 
-from __future__ import annotations
 
 import sys
 from typing import Annotated, Any

@@ -3,7 +3,6 @@
 SkyPilot is imported only inside the commands that need it (``export``); ``seed-catalog`` works without it.
 """
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated

@@ -3,8 +3,6 @@
 Thin: parse, one service call, render (Rich or ``--json``). Nothing heavy is imported at module import.
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -83,7 +81,7 @@ def _table() -> Any:
     return table
 
 
-def _render_model(info: ModelInfo) -> None:
+def _render_model(info: "ModelInfo") -> None:
     from rich.markup import escape
 
     table = _table()
@@ -108,7 +106,7 @@ def _render_model(info: ModelInfo) -> None:
     out.print("[bold green]OK[/]" if info.has_access else "[bold yellow]no access yet[/]")
 
 
-def _render_dataset(report: DatasetReport) -> None:
+def _render_dataset(report: "DatasetReport") -> None:
     from rich.markup import escape
 
     table = _table()

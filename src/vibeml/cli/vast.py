@@ -3,8 +3,6 @@
 ``vibeml launch --backend vast`` itself goes through the ordinary launch command.
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -33,13 +31,13 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="vast")
 
 
-def _service() -> VibeML:
+def _service() -> "VibeML":
     from vibeml.client import VibeML
 
     return VibeML()
 
 
-def _backend(svc: VibeML) -> VastBackend:
+def _backend(svc: "VibeML") -> "VastBackend":
     from vibeml.backends.vast import VastBackend
     from vibeml.exceptions import ConfigurationError
 
