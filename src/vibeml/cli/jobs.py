@@ -295,15 +295,10 @@ def jobs(
 
     svc = _service()
     records = _run(svc.list_jobs(limit=limit))
-    orphans = _orphans(svc)
     if json_out:
         emit_json(records)
         return
-    if orphans:
-        console(stderr=True).print(
-            f"[bold yellow]{len(orphans)} paid instance(s) labelled as VibeML's have no live job[/] "
-            f"({', '.join(str(o.get('id')) for o in orphans[:5])}): destroy them with `vibeml vast cleanup`."
-        )
+    _warn_orphans(svc)
     if not records:
         console().print("No jobs yet. Try: vibeml launch --demo --follow")
         return
@@ -330,14 +325,20 @@ def jobs(
     console().print(table)
 
 
-def _orphans(svc: "VibeML") -> list[dict[str, Any]]:
-    """Reconcile paid backends in use; an unreachable provider is not an error for listing jobs."""
+def _warn_orphans(svc: "VibeML") -> None:
+    """Reconcile the paid backends in use and report what they left behind (an unreachable provider is
+    not an error here: the command's own answer comes first)."""
     from vibeml.exceptions import VibeMLError
 
     try:
-        return svc.reconcile()
+        orphans = svc.reconcile()
     except VibeMLError:
-        return []
+        return
+    if orphans:
+        console(stderr=True).print(
+            f"[bold yellow]{len(orphans)} paid instance(s) labelled as VibeML's have no live job[/] "
+            f"({', '.join(str(o.get('id')) for o in orphans[:5])}): destroy them with `vibeml vast cleanup`."
+        )
 
 
 def status(
@@ -345,10 +346,12 @@ def status(
     json_out: JsonOpt = False,
 ) -> None:
     """Show one job: status, step, loss, ETA, cost so far."""
-    record = _run(_service().get_status(job_id))
+    svc = _service()
+    record = _run(svc.get_status(job_id))
     if json_out:
         emit_json(record)
         return
+    _warn_orphans(svc)
     from rich.markup import escape
     from rich.table import Table
 
