@@ -22,6 +22,12 @@ def main() -> int:
     cfg = load_config(parser.parse_args().config)
     ev = EventWriter(cfg.events_path)
     mode = os.environ.get("VIBEML_TEST_MODE", "complete")
+    stop = {"flag": False}
+    # Handlers go in before `start` is announced: a stop that follows `start` must find them.
+    if mode == "graceful":
+        signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    elif mode == "stubborn":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     ev.emit("start", max_steps=5)
     print("started", mode, flush=True)
     if mode == "complete":
@@ -39,11 +45,6 @@ def main() -> int:
     if mode == "error":
         ev.emit("error", message="dataset has no rows", error_type="DatasetError")
         return 1
-    stop = {"flag": False}
-    if mode == "graceful":
-        signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
-    elif mode == "stubborn":
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     ev.emit("step", step=1, max_steps=5, loss=4.0)
     deadline = time.time() + 60
     while not stop["flag"] and time.time() < deadline:
