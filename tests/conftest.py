@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from vibeml.testing.fake_hub import FakeHub
 
 _SCRUB_PREFIXES = ("VIBEML_", "VAST_", "HF_", "HUGGING_FACE", "SKY")
 
@@ -39,3 +43,29 @@ def demo_assets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo-assets")
     ensure_demo_assets(root)
     return root
+
+
+# ------------------------------------------------------------------ the fake Hugging Face hub (loopback)
+
+#: Tokens the fake hub knows: "good" may be granted access to gated/private repos, "other" never is.
+TOKENS = {"good": "hf_" + "a" * 34, "other": "hf_" + "b" * 34}
+
+
+@pytest.fixture
+def tokens() -> dict[str, str]:
+    return dict(TOKENS)
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
+    """The fake hub on loopback, with huggingface_hub's offline switch off for the test."""
+    import huggingface_hub.constants
+
+    from vibeml.testing.fake_hub import FakeHub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    with FakeHub(tokens={TOKENS["good"]: "alice", TOKENS["other"]: "bob"}) as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        yield fake

@@ -93,6 +93,14 @@ def error_boundary(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def parse_target_modules(text: str | None) -> list[str] | str | None:
+    """`--target-modules q_proj,v_proj` → a list; `all-linear` stays the string; empty → None."""
+    if not text:
+        return None
+    mods = [m.strip() for m in text.split(",") if m.strip()]
+    return "all-linear" if mods == ["all-linear"] else mods
+
+
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"

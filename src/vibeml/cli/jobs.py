@@ -14,6 +14,7 @@ from vibeml.cli._output import (
     fmt_duration,
     fmt_loss,
     fmt_money,
+    parse_target_modules,
 )
 from vibeml.exceptions import ConfigurationError, TrainingError
 
@@ -111,9 +112,7 @@ def launch(
         "seed": seed,
         "save_steps": save_steps,
     }
-    if target_modules:
-        mods = [m.strip() for m in target_modules.split(",") if m.strip()]
-        hyper["lora_target_modules"] = "all-linear" if mods == ["all-linear"] else mods
+    hyper["lora_target_modules"] = parse_target_modules(target_modules)
     hyper = {k: v for k, v in hyper.items() if v is not None}
     other: dict[str, Any] = {
         "workflow": workflow,

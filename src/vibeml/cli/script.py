@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vibeml.cli._output import console, emit_json, error_boundary
+from vibeml.cli._output import console, emit_json, error_boundary, parse_target_modules
 from vibeml.exceptions import ValidationError
 
 __all__ = ["parse_column_mapping", "register"]
@@ -89,9 +89,7 @@ def script(
         "dataset_split": dataset_split, "output_dir": output_dir, "save_merged": save_merged,
         "sample_prompts": sample_prompt or None, "column_mapping": parse_column_mapping(column_mapping),
     }
-    if target_modules:
-        mods = [m.strip() for m in target_modules.split(",") if m.strip()]
-        settings["lora_target_modules"] = "all-linear" if mods == ["all-linear"] else mods
+    settings["lora_target_modules"] = parse_target_modules(target_modules)
     settings = {k: v for k, v in settings.items() if v is not None}
     generator = ScriptGenerator()
     text = generator.generate_script(workflow, model, dataset, **settings)
