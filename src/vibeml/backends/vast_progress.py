@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,7 +108,7 @@ def billed_cost(data: dict[str, Any], state: JobState, end: float) -> float:
     for i, (start, rate) in enumerate(segments):
         stop = segments[i + 1][0] if i + 1 < len(segments) else end
         cost += float(rate) * max(0.0, min(stop, end) - float(start)) / 3600.0
-    return round(cost, 6)
+    return math.ceil(cost * 1e6) / 1e6  # whole micro-dollars, rounded up: never below the bill
 
 
 @dataclass

@@ -83,9 +83,14 @@ def mcp(
     ] = None,
 ) -> None:
     """Run the MCP server (stdio by default) so an AI assistant can plan, launch and track fine-tunes."""
-    from vibeml.mcp.server import main as serve
+    if http:
+        from vibeml.mcp.server import main as serve
 
-    serve(http)
+        serve(http)
+    else:
+        from vibeml.mcp.front import serve_stdio
+
+        serve_stdio()
 
 
 def run() -> None:

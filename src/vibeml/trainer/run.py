@@ -15,8 +15,10 @@ flag; at the next optimizer step's end a callback makes the Trainer save a check
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
 import signal
 import sys
 import threading
@@ -26,6 +28,7 @@ from typing import Any
 
 from vibeml.exceptions import ConfigurationError, ResourceError, TrainingError
 from vibeml.trainer.config import TrainerConfig
+from vibeml.trainer.cpushare import CpuShare
 from vibeml.trainer.data import load_training_dataset
 from vibeml.trainer.engine import Loaded, load_for_training
 from vibeml.trainer.events import EventWriter
@@ -82,7 +85,7 @@ class _Signals:
             signal.signal(sig, handler)
 
 
-def _make_callback(writer: EventWriter, flag: StopFlag, t0: float) -> Any:
+def _make_callback(writer: EventWriter, flag: StopFlag, t0: float, share: CpuShare | None = None) -> Any:
     """The TrainerCallback that writes step/checkpoint events and applies stop requests."""
     from transformers import TrainerCallback
 
@@ -102,6 +105,10 @@ def _make_callback(writer: EventWriter, flag: StopFlag, t0: float) -> Any:
             self._start_step = state.global_step
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+            if share is not None:
+                before = share.threads
+                if share.rebalance(force=False) != before:
+                    print(f"[vibeml] {share.describe()}", flush=True)
             reason = flag.check()
             if reason is not None and self.stopped_reason is None:
                 self.stopped_reason = reason
@@ -312,11 +319,13 @@ def train(config: TrainerConfig, writer: EventWriter) -> dict[str, Any]:
     t0 = time.monotonic()
     deadline = t0 + config.max_runtime_seconds if config.max_runtime_seconds else None
     flag = StopFlag(deadline)
-    with _Signals(flag):
-        return _train(config, writer, flag, t0)
+    with _Signals(flag), contextlib.ExitStack() as stack:
+        return _train(config, writer, flag, t0, stack)
 
 
-def _train(config: TrainerConfig, writer: EventWriter, flag: StopFlag, t0: float) -> dict[str, Any]:
+def _train(
+    config: TrainerConfig, writer: EventWriter, flag: StopFlag, t0: float, stack: contextlib.ExitStack
+) -> dict[str, Any]:
     hp = config.hyperparameters
     model_source = resolve_model_source(config.model)
     _check_writable_dirs(config)
@@ -334,6 +343,10 @@ def _train(config: TrainerConfig, writer: EventWriter, flag: StopFlag, t0: float
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     dev = resolve_device(config.device, config.method)
+    share: CpuShare | None = None
+    if dev.device == "cpu" and not config.torch_threads and not os.environ.get("OMP_NUM_THREADS"):
+        share = stack.enter_context(CpuShare())  # concurrent CPU runs split the cores, not fight over them
+        print(f"[vibeml] {share.describe()}", flush=True)
     print(f"[vibeml] loading {config.model} ({config.method}, {config.engine}, {dev.dtype_name} on {dev.device})",
           flush=True)
     if config.engine != "unsloth":  # Unsloth must be imported before transformers, so quiet them after it
@@ -363,7 +376,7 @@ def _train(config: TrainerConfig, writer: EventWriter, flag: StopFlag, t0: float
         return _stopped_early(writer, flag, resume_from, config, t0)
     planned = _planned_max_steps(config, prepared.num_rows)
     args = _sft_config(config, dev, loaded)
-    callback = _make_callback(writer, flag, t0)
+    callback = _make_callback(writer, flag, t0, share)
     print(f"[vibeml] preparing {prepared.num_rows} {prepared.format} examples", flush=True)
     try:
         trainer: Any = SFTTrainer(
