@@ -153,6 +153,21 @@ class VibeML:
 
     # ------------------------------------------------------------------------------- validation
 
+    def _hub_token(self) -> str | None:
+        """The Hugging Face token, as validation finds it: VibeML's credential store, then HF_TOKEN, then
+        `hf auth login`. Read only when a gated or private repo needs it."""
+        from vibeml.validation.hub import HubAccess
+
+        return HubAccess.resolve(self.settings.hf_endpoint).token
+
+    def _hub_secrets(self) -> dict[str, Any]:
+        """The token for the trainer, wherever it runs: a secret environment variable (never in the config),
+        absent when none is set."""
+        from pydantic import SecretStr
+
+        token = self._hub_token()
+        return {"HF_TOKEN": SecretStr(token)} if token else {}
+
     def _resolve_local_inputs(self, request: TrainingRequest) -> tuple[TrainingRequest, bool]:
         """Make local paths absolute (the trainer runs elsewhere) and reject missing ones early.
 
@@ -227,7 +242,7 @@ class VibeML:
             c = c.model_copy(update={"clouds": backend.clouds})
         if not backend.capabilities.multi_gpu.supported:
             c = c.model_copy(update={"gpu_counts": (1,)})
-        arch = resolve_architecture(request.model)
+        arch = resolve_architecture(request.model, token_provider=self._hub_token)
         prices = load_price_table()
         live = backend.live_quotes(request)
         if live:
@@ -243,7 +258,8 @@ class VibeML:
         from vibeml.catalog.prices import load_price_table
         from vibeml.estimate.report import estimate_report
 
-        return estimate_report(query, resolve_architecture(query.model), load_price_table())
+        arch = resolve_architecture(query.model, token_provider=self._hub_token)
+        return estimate_report(query, arch, load_price_table())
 
     def plan_report(self, query: PlanQuery) -> dict[str, Any]:
         """`vibeml plan` / MCP `plan_training`: every choice that fits, cheapest total cost first."""
@@ -251,7 +267,8 @@ class VibeML:
         from vibeml.catalog.prices import load_price_table
         from vibeml.estimate.report import plan_report
 
-        return plan_report(query, resolve_architecture(query.model), load_price_table())
+        arch = resolve_architecture(query.model, token_provider=self._hub_token)
+        return plan_report(query, arch, load_price_table())
 
     def gpu_report(self) -> dict[str, Any]:
         """`vibeml gpus` / MCP: GPU facts and the cheapest catalogued prices."""
@@ -427,6 +444,7 @@ class VibeML:
             checkpoint_dir=str(job_dir / "checkpoints"),
             events_path=str(job_dir / "events.jsonl"),
             env=env,
+            secrets=self._hub_secrets() if not all_local else None,
             max_runtime_seconds=trainer_runtime,
         )
         now = utcnow()

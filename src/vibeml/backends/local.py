@@ -106,6 +106,7 @@ class LocalBackend(Backend):
         log_path = job_dir / LOG_FILENAME
         env = dict(os.environ)
         env.update(program.env)
+        env.update(program.secret_env())  # in the process's environment only: never in a file
         env["PYTHONUNBUFFERED"] = "1"
         env["VIBEML_JOB_ID"] = job_id
         argv = program.argv(self.settings.python, config_path)

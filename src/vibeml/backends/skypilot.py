@@ -152,7 +152,7 @@ class SkyPilotBackend(Backend):
         spec = self.task_spec(program, job_id, choice)
         sky = self._sky()
         job_dir.mkdir(parents=True, exist_ok=True)
-        task = spec.to_task(sky)
+        task = spec.to_task(sky, secrets=program.secret_env())
         (job_dir / TASK_FILENAME).write_text(spec.to_yaml(sky), encoding="utf-8")
         idle = spec.resources[0].autostop_idle_minutes
         try:

@@ -285,14 +285,19 @@ class SkyTaskSpec(BaseModel):
             return None
         return f"{self.store.url}/{self.job_id}/output"
 
-    def to_task(self, sky: ModuleType | None = None) -> Any:
-        """Build the real ``sky.Task`` (imports SkyPilot)."""
+    def to_task(self, sky: ModuleType | None = None, secrets: dict[str, str] | None = None) -> Any:
+        """Build the real ``sky.Task`` (imports SkyPilot).
+
+        ``secrets`` (HF_TOKEN) go to SkyPilot's ``secrets``, which it keeps out of its logs and dashboard;
+        the YAML this spec writes (:meth:`to_yaml`) never holds them.
+        """
         sky = sky or import_sky()
         task = sky.Task(
             name=self.name,
             setup=self.setup,
             run=self.run,
             envs=dict(self.envs),
+            secrets=dict(secrets) if secrets else None,
             num_nodes=self.num_nodes,
             file_mounts=dict(self.file_mounts) or None,
         )

@@ -260,9 +260,13 @@ class VastBackend(VastJobMonitor, Backend):
             "setup": [str(c) for c in setup], "requirements": [str(r) for r in program.requirements],
         }  # fmt: skip
 
-    def _env(self, vast: VastAI, payload: dict[str, Any], budget_s: float) -> dict[str, str]:
+    def _env(self, vast: VastAI, payload: dict[str, Any], budget_s: float,
+             secrets: dict[str, str] | None = None) -> dict[str, str]:  # fmt: skip
+        """The instance's environment. Secrets (HF_TOKEN) ride as their own variables, outside the payload,
+        so the client masks them in --explain and in every instance listing."""
         o = self.options
         return {
+            **(secrets or {}),
             "VIBEML_JOB": encode_payload(payload),
             "VIBEML_INSTALL": self.settings.remote_install,
             "VIBEML_REMOTE_PYTHON": o.remote_python,
@@ -318,9 +322,9 @@ class VastBackend(VastJobMonitor, Backend):
             budget_s = self._budget_seconds(choice, pick)
             created_at = self._clock()
             try:
-                res = vast.create_instance(pick.id, image=self.options.image, disk=disk,
-                                           env=self._env(vast, payload, budget_s), onstart_cmd=ONSTART,
-                                           label=label, price=pick.bid, runtype="ssh")  # fmt: skip
+                env = self._env(vast, payload, budget_s, program.secret_env())
+                res = vast.create_instance(pick.id, image=self.options.image, disk=disk, env=env,
+                                           onstart_cmd=ONSTART, label=label, price=pick.bid, runtype="ssh")  # fmt: skip
             except VastAmbiguousCreateError as exc:
                 cleaned = self._destroy_label(vast, label)
                 raise BackendError(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -480,7 +480,8 @@ def fetch_hub_config(
         raise ModelNotFoundError(
             f"model {repo_id!r} is gated on the hub",
             {"model": repo_id},
-            "Accept the licence on the model page and set HF_TOKEN.",
+            "Accept the licence on the model page, then store a token that has access: "
+            "`vibeml config set-credential huggingface token` (or set HF_TOKEN).",
         ) from exc
     except LocalEntryNotFoundError as exc:  # a subclass of EntryNotFoundError: catch it first
         raise ModelNotFoundError(
@@ -501,8 +502,12 @@ def resolve_architecture(
     cache_dir: str | Path | None = None,
     token: str | None = None,
     env: Mapping[str, str] | None = None,
+    token_provider: Callable[[], str | None] | None = None,
 ) -> ModelArchitecture:
     """Resolve a model id or path to its architecture.
+
+    ``token_provider`` is asked for a hub token only when the hub is reached (gated or private repos);
+    the service passes VibeML's credential store, so local and built-in models never open it.
 
     Order: local directory/``config.json`` → built-in table (exact id) → hub ``config.json`` → built-in
     table by family name (when the hub is unreachable or offline).
@@ -519,6 +524,8 @@ def resolve_architecture(
     hub_error: Exception | None = None
     if use_hub and re.fullmatch(r"[\w.\-]+(/[\w.\-]+)?", model.strip()):
         try:
+            if token is None and token_provider is not None:
+                token = token_provider()
             cfg = fetch_hub_config(model, endpoint=endpoint, cache_dir=cache_dir, token=token, env=env)
             return architecture_from_config(cfg, name=model, source="hub")
         except ModelNotFoundError as exc:

@@ -269,12 +269,14 @@ class StdioFront:
                 self._stale("initialize")
             return
         if msg_id == self._verify_id:
+            # The real server is up: from now on it answers everything. This must hold before the client
+            # hears of a change, or its re-fetch could still be answered from the stale cache.
+            self._mode = "relay"
             result = msg.get("result")
             if self._served is not None and result != self._served["tools/list"]:
                 self._stale("tools/list")
                 if self._served_tools:
                     self._to_client(b'{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}\n')
-            self._mode = "relay"  # the real server is up and agrees: relay everything from now on
             return
         with self._ids_lock:
             watched = self._watch.pop(msg_id, None) if msg_id is not None and "method" not in msg else None

@@ -36,6 +36,27 @@ logger = logging.getLogger("vibeml.vast.client")
 DEFAULT_SERVER_URL = "https://console.vast.ai"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 SECRETISH = re.compile(r"(api[_-]?key|token|secret|password|passphrase|authorization)", re.IGNORECASE)
+
+
+def redact_instance(row: dict[str, Any]) -> dict[str, Any]:
+    """An instance row with the values of secret environment variables (HF_TOKEN, …) masked.
+
+    Vast returns an instance's environment as ``extra_env`` (``[[name, value], …]``); the client never
+    hands back or prints a secret it was given.
+    """
+    env = row.get("extra_env")
+    if isinstance(env, list):
+        row["extra_env"] = [
+            [pair[0], "****"] if isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], str)
+            and SECRETISH.search(pair[0]) and pair[1] else pair
+            for pair in env
+        ]
+    env = row.get("env")
+    if isinstance(env, dict):
+        row["env"] = {k: "****" if isinstance(k, str) and SECRETISH.search(k) and v else v for k, v in env.items()}
+    return row
+
+
 _KEY_IN_URL = re.compile(r"(api_key=)[^&\s'\"]+", re.IGNORECASE)
 _BEARER = re.compile(r"(Bearer\s+)(?!\$VAST_API_KEY)\S+", re.IGNORECASE)
 
@@ -220,9 +241,9 @@ class VastHTTP:
         parts = ["curl", "-sS", "-X", method, shlex.quote(url)]
         if auth:
             parts += ["-H", '"Authorization: Bearer $VAST_API_KEY"']
-        if body is not None:
+        if body is not None:  # secret values (an HF_TOKEN in env) are masked: fill them in to run it
             parts += ["-H", shlex.quote("Content-Type: application/json")]
-            parts += ["-d", shlex.quote(json.dumps(body, separators=(",", ":")))]
+            parts += ["-d", shlex.quote(json.dumps(self.masked_body(body), separators=(",", ":")))]
         return self.mask(" ".join(parts), replacement="$VAST_API_KEY")
 
     def explain(self, method: str, url: str, body: Any, auth: bool, attempt: int) -> None:

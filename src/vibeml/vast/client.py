@@ -33,6 +33,7 @@ from vibeml.vast._http import (
     Ambiguous,
     CurlShortCircuit,
     VastHTTP,
+    redact_instance,
     resolve_api_key,
 )
 from vibeml.vast.models import VastAmbiguousCreateError, VastAPIError, VastNotFoundError
@@ -418,10 +419,10 @@ class VastAI:
             if resp.status_code == 404 and token is None:
                 data = self._core.call("GET", "/instances", params={"owner": "me"})  # older servers: v0
                 rows = data.get("instances") if isinstance(data, Mapping) else None
-                return [dict(r) for r in rows or [] if isinstance(r, Mapping)]
+                return [redact_instance(dict(r)) for r in rows or [] if isinstance(r, Mapping)]
             data = self._core.decode(resp, "GET", "/api/v1/instances/")
             rows = data.get("instances") if isinstance(data, Mapping) else None
-            out.extend(dict(r) for r in rows or [] if isinstance(r, Mapping))
+            out.extend(redact_instance(dict(r)) for r in rows or [] if isinstance(r, Mapping))
             token = data.get("next_token") if isinstance(data, Mapping) else None
             if not token or token in seen:
                 return out
@@ -448,7 +449,7 @@ class VastAI:
                 f"Instance {id} not found.", status=404, error="not_found", method="GET",
                 path=f"/api/v0/instances/{int(id)}/",
             )  # fmt: skip
-        result = dict(row)
+        result = redact_instance(dict(row))
         self._show(result)
         return result
 

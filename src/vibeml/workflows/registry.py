@@ -21,7 +21,7 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from vibeml.exceptions import ConfigurationError
 from vibeml.models import TrainingRequest
@@ -70,6 +70,11 @@ class TrainingProgram(BaseModel):
     config_filename: str = CONFIG_FILENAME
     module: str = "vibeml.trainer"
     env: dict[str, str] = Field(default_factory=dict)
+    secrets: dict[str, SecretStr] = Field(
+        default_factory=dict, exclude=True, repr=False,
+        description="Secret environment variables (HF_TOKEN): handed to the trainer's process only, never "
+        "written to the config, the handle, the store or any log; excluded from every dump.",
+    )
     requirements: tuple[str, ...] = ()
     setup_commands: dict[str, tuple[str, ...]] = Field(
         default_factory=dict, description="Per backend (local, vast, skypilot): fixed shell commands to run first."
@@ -82,6 +87,10 @@ class TrainingProgram(BaseModel):
 
     def config_json(self) -> str:
         return self.config.model_dump_json(indent=2)
+
+    def secret_env(self) -> dict[str, str]:
+        """The secrets as plain environment variables, for the process (or machine) that runs the trainer."""
+        return {k: v.get_secret_value() for k, v in self.secrets.items() if v.get_secret_value()}
 
     def setup_for(self, backend: str) -> tuple[str, ...]:
         """Setup commands for ``backend`` (none when it has no entry)."""
@@ -272,6 +281,7 @@ def render_program(
     device: Literal["auto", "cpu", "cuda"] = "auto",
     max_runtime_seconds: float | None = None,
     env: dict[str, str] | None = None,
+    secrets: dict[str, SecretStr] | None = None,
 ) -> TrainingProgram:
     """Render the trainer program for a request. Paths are where the program will run."""
     workflow = get_workflow(request.workflow)
@@ -298,6 +308,7 @@ def render_program(
         workflow=workflow.name,
         config=config,
         env=dict(env or {}),
+        secrets=dict(secrets or {}),
         requirements=workflow.requirements,
         setup_commands=dict(workflow.setup_commands),
         requires_cuda=workflow.requires_cuda,

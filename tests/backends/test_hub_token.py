@@ -1,0 +1,133 @@
+"""A gated hub model trains wherever the job runs: the HF token reaches the trainer and nowhere else.
+
+The token lives only in VibeML's encrypted credential store (not in the environment). The service hands
+it to the trainer's process (local), the instance's environment (Vast) or SkyPilot's ``secrets``, never
+to the config, the handle, the store, a log, or a listing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_vast_backend_support as vast_support
+from pydantic import SecretStr
+
+from vibeml.client import VibeML
+from vibeml.config.credentials import CredentialManager
+from vibeml.models import JobStatus, TrainingRequest
+from vibeml.settings import Settings
+from vibeml.testing.fake_hub import FakeHub
+from vibeml.vast import VastAI
+
+TOKEN = "hf_" + "a" * 34  # the root conftest's "good" token: the fake hub knows it
+REPO = "acme/gated-tiny"
+fake = vast_support.fake
+vast_env = vast_support.vast_env
+
+
+@pytest.fixture
+def gated(hub: FakeHub, vibeml_env: Path, demo_assets_dir: Path, monkeypatch: pytest.MonkeyPatch,
+          tmp_path: Path, tokens: dict[str, str]) -> dict[str, Any]:
+    """The demo's tiny model as a gated repo on the fake hub; the token only in VibeML's store."""
+    assert tokens["good"] == TOKEN
+    files = {p.name: p.read_bytes() for p in (demo_assets_dir / "tiny-llama").iterdir() if p.is_file()}
+    hub.add_model(REPO, files, gated="manual")
+    hub.grant(REPO, TOKEN)
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "no-hf-login"))  # no `hf auth login` token either
+    monkeypatch.setenv("VIBEML_CREDENTIAL_BACKEND", "passphrase")
+    monkeypatch.setenv("VIBEML_PASSPHRASE", "correct horse battery staple")
+    CredentialManager.from_env().store_credential("huggingface", "token", SecretStr(TOKEN))
+    return {"dataset": str(demo_assets_dir / "demo_dataset.jsonl"), "hub": hub}
+
+
+def _wait(svc: VibeML, job_id: str, timeout: float = 240) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = svc.get_status_sync(job_id)
+        if record.status.is_terminal:
+            return record
+        time.sleep(0.3)
+    raise AssertionError(f"{job_id} did not finish")
+
+
+def _text_under(root: Path) -> str:
+    return "\n".join(p.read_bytes().decode("utf-8", "replace") for p in root.rglob("*") if p.is_file())
+
+
+@pytest.mark.slow
+def test_a_gated_model_trains_locally_with_the_stored_token(gated: dict[str, Any],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    svc = VibeML(Settings.from_env())
+    request = TrainingRequest(model=REPO, dataset=gated["dataset"], max_steps=2, batch_size=4,
+                              max_seq_length=64, sample_prompts=[])
+    record = asyncio.run(svc.launch(request))
+    final = _wait(svc, record.job_id)
+    assert final.status is JobStatus.COMPLETED, final.error
+    # The trainer downloaded the gated files itself, with the token.
+    assert any(r["path"].endswith("model.safetensors") and r["token"] == TOKEN for r in _downloads(gated["hub"]))
+    out = capsys.readouterr()
+    for text in (_text_under(svc.settings.home), final.model_dump_json(), out.out, out.err):
+        assert TOKEN not in text
+
+
+def _downloads(hub: FakeHub) -> list[dict[str, Any]]:
+    return [{"path": r.path, "token": (r.authorization or "").removeprefix("Bearer ")}
+            for r in hub.requests if "/resolve/" in r.path and r.server == "hub"]
+
+
+@pytest.mark.slow
+def test_a_gated_model_trains_on_vast_and_the_token_stays_masked(
+    gated: dict[str, Any], vast_env: Any, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    svc, _backend = vast_support.make_service(vast_env)
+    request = TrainingRequest(model=REPO, dataset=gated["dataset"], backend="vast", max_cost=1.0, max_steps=2,
+                              batch_size=4, max_seq_length=64, sample_prompts=[])
+    record = asyncio.run(svc.launch(request))
+    iid = int(record.handle.data["instance_id"])  # type: ignore[union-attr]
+    assert dict(vast_env.instance(iid)["extra_env"])["HF_TOKEN"] == TOKEN  # it reached the machine
+
+    # ...but no listing, explain or curl output shows it back.
+    client = VastAI(api_key=vast_support.SECRET_KEY, server_url=vast_env.url, explain=True)
+    shown = client.show_instance(iid)
+    assert dict(shown["extra_env"])["HF_TOKEN"] == "****"
+    assert all(dict(row["extra_env"]).get("HF_TOKEN") == "****" for row in client.show_instances())
+    curl = VastAI(api_key=vast_support.SECRET_KEY, server_url=vast_env.url, curl=True)
+    printed = curl.create_instance(1, image="x", disk=10, env={"HF_TOKEN": TOKEN})
+    assert TOKEN not in json.dumps(printed)
+
+    final = vast_support.wait_terminal(svc, record.job_id, timeout=240)
+    assert final.status is JobStatus.COMPLETED, final.error
+    assert any(r["token"] == TOKEN and r["path"].endswith("model.safetensors") for r in _downloads(gated["hub"]))
+    vast_support.assert_nothing_billing(vast_env)
+    out = capsys.readouterr()
+    for text in (_text_under(svc.settings.home), final.model_dump_json(), out.out, out.err, caplog.text):
+        assert TOKEN not in text
+
+
+def test_skypilot_gets_the_token_as_a_secret_never_in_its_yaml(gated: dict[str, Any], tmp_path: Path) -> None:
+    pytest.importorskip("sky")
+    from vibeml.backends.base import LaunchChoice
+    from vibeml.backends.skypilot_task import SkyOptions, build_task_spec
+    from vibeml.workflows.registry import render_program
+
+    svc = VibeML(Settings.from_env())
+    secrets = svc._hub_secrets()
+    assert secrets["HF_TOKEN"].get_secret_value() == TOKEN and TOKEN not in repr(secrets)
+    request = TrainingRequest(model=REPO, dataset="org/data", max_steps=5)
+    program = render_program(request, "vml-sec", output_dir=str(tmp_path / "o"), checkpoint_dir=str(tmp_path / "c"),
+                             events_path=str(tmp_path / "e.jsonl"), secrets=secrets)
+    assert TOKEN not in program.model_dump_json() and TOKEN not in repr(program)
+    choice = LaunchChoice(gpu_type="A10G", cloud="aws", region="us-east-1", hourly_rate=1.0, max_cost=5.0)
+    spec = build_task_spec(program, "vml-sec", choice, SkyOptions(install="vibeml[train]==0.1.0"))
+    task = spec.to_task(secrets=program.secret_env())
+    assert task.secrets["HF_TOKEN"].get_secret_value() == TOKEN
+    assert TOKEN not in spec.to_yaml() and "HF_TOKEN" not in json.dumps(task.envs)
