@@ -133,16 +133,29 @@ def test_killing_the_cli_loses_nothing(demo_home: Path) -> None:
     assert final["status"] == "completed", final.get("error")
 
 
-def test_corrupt_dataset_fails_cleanly(demo_home: Path, tmp_path: Path) -> None:
+def test_corrupt_dataset_is_refused_before_anything_starts(demo_home: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"instruction": "hi", "output": "ok"}\n{this is not json\n')
-    model = demo_home / "demo"
-    model_dir = next(p for p in model.rglob("config.json")).parent
+    model_dir = next((demo_home / "demo").rglob("config.json")).parent
+    res = cli("launch", "--model", str(model_dir), "--dataset", str(bad), "--max-steps", "3", check=False)
+    assert res.returncode == 3, res.stdout + res.stderr  # DatasetError
+    assert "line 2 is not valid JSON" in res.stderr and "Traceback" not in res.stderr + res.stdout
+    assert cli_json("jobs") == []
+
+
+def test_corrupt_weights_fail_the_job_cleanly(demo_home: Path, tmp_path: Path) -> None:
+    import shutil
+
+    model_dir = tmp_path / "broken-model"
+    shutil.copytree(next((demo_home / "demo").rglob("config.json")).parent, model_dir)
+    (model_dir / "model.safetensors").write_bytes(b"\x00" * 64)
+    data = next((demo_home / "demo").rglob("*.jsonl"))
     t0 = time.monotonic()
-    res = cli("launch", "--model", str(model_dir), "--dataset", str(bad), "--max-steps", "3", "--follow",
+    res = cli("launch", "--model", str(model_dir), "--dataset", str(data), "--max-steps", "3", "--follow",
               check=False, timeout=180)
     assert res.returncode == 9, res.stdout + res.stderr
     assert time.monotonic() - t0 < 120
     [job] = cli_json("jobs")
     assert job["status"] == "failed"
     assert job["error"] and "Traceback" not in job["error"]
+    assert "could not load the model in" in job["error"] and "offline" not in job["error"]

@@ -74,7 +74,8 @@ _FREE = CostEstimate(
 )
 
 
-def dataset_stats(dataset: str, max_bytes: int = 512 * 2**20) -> DatasetStats | None:
+def dataset_stats(dataset: str, max_bytes: int = 512 * 2**20, *, dataset_format: str = "auto",
+                  column_mapping: dict[str, str] | None = None) -> DatasetStats | None:
     """Usable rows and tokens per row of a local dataset (file or folder; ≈4 characters per token of the
     rows as the trainer renders them), from the dataset check.
 
@@ -94,7 +95,8 @@ def dataset_stats(dataset: str, max_bytes: int = 512 * 2**20) -> DatasetStats | 
     try:
         from vibeml.validation.dataset import DatasetValidator
 
-        report = DatasetValidator().validate_dataset(str(path))
+        report = DatasetValidator().validate_dataset(str(path), dataset_format=dataset_format,
+                                                     column_mapping=column_mapping)
         if report.stats is not None:
             return report.stats
     except VibeMLError:
@@ -168,6 +170,26 @@ class VibeML:
         token = self._hub_token()
         return {"HF_TOKEN": SecretStr(token)} if token else {}
 
+    @staticmethod
+    def _check_local_dataset(path: Path, request: TrainingRequest, max_bytes: int = 512 * 2**20) -> None:
+        """Refuse a local dataset the trainer could not use, before anything starts or is rented.
+
+        The check is the trainer's own format detection, with the request's format and column mapping.
+        Data that is not plain files (a save_to_disk folder), or files over ``max_bytes``, are left to the
+        trainer.
+
+        Raises:
+            DatasetError: Unreadable rows, no format matching the columns, or no usable row.
+        """
+        from vibeml.trainer.data import resolve_dataset_source
+        from vibeml.validation.dataset import DatasetValidator
+
+        source = resolve_dataset_source(str(path))
+        if source.kind != "files" or sum(Path(f).stat().st_size for f in source.files) > max_bytes:
+            return
+        DatasetValidator().validate_dataset(str(path), dataset_format=request.dataset_format,
+                                            column_mapping=request.column_mapping)
+
     def _resolve_local_inputs(self, request: TrainingRequest) -> tuple[TrainingRequest, bool]:
         """Make local paths absolute (the trainer runs elsewhere) and reject missing ones early.
 
@@ -201,6 +223,7 @@ class VibeML:
         data_path = Path(request.dataset).expanduser()
         if data_path.exists():
             updates["dataset"] = str(data_path.resolve())
+            self._check_local_dataset(data_path.resolve(), request)
         elif _looks_like_path(request.dataset):
             raise DatasetError(
                 f"dataset file not found: {request.dataset}",
@@ -248,7 +271,9 @@ class VibeML:
         if live:
             # A live marketplace search lists everything that cloud offers right now: it replaces the table.
             prices = prices.with_live(live, replace_cloud=True)
-        return plan_request(request, arch, prices, c, dataset=dataset_stats(request.dataset))
+        stats = dataset_stats(request.dataset, dataset_format=request.dataset_format,
+                              column_mapping=request.column_mapping)
+        return plan_request(request, arch, prices, c, dataset=stats)
 
     # ------------------------------------------------------------------ estimates without a request
 

@@ -135,6 +135,11 @@ class TrainingRequest(_UserModel):
     dataset_format: DatasetFormat = "auto"
     dataset_split: str = "train"
     dataset_config: str | None = None
+    column_mapping: dict[str, str] | None = Field(
+        None, max_length=64,
+        description="Rename dataset columns before format detection, {existing: new}, e.g. "
+        "{'question': 'instruction', 'answer': 'output'}.",
+    )
     output_dir: str | None = Field(None, description="Where the adapter/model is delivered (default: the job dir).")
     save_merged: bool = Field(False, description="Also save the LoRA adapter merged into the base weights.")
     sample_prompts: list[str] = Field(
@@ -175,6 +180,19 @@ class TrainingRequest(_UserModel):
     @classmethod
     def _plain_text(cls, v: str | None) -> str | None:
         return None if v is None else _check_identifier_text(v, "value", 4096)
+
+    @field_validator("column_mapping")
+    @classmethod
+    def _columns(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        if not v:
+            return None
+        for source, target in v.items():
+            for name in (source, target):
+                if not name.strip() or len(name) > 256 or any(ord(c) < 32 for c in name):
+                    raise ValueError("column names must be 1-256 printable characters")
+        if len(set(v.values())) != len(v):
+            raise ValueError("two columns cannot be renamed to the same name")
+        return v
 
     @field_validator("workflow", "backend")
     @classmethod

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from vibeml.cli import script as script_cli
 from vibeml.cli import validate as validate_cli
-from vibeml.cli.script import parse_column_mapping
+from vibeml.cli._output import parse_column_mapping
 from vibeml.exceptions import ValidationError
 from vibeml.workflows.script import decode_script_config
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from vibeml.exceptions import VibeMLError
+from vibeml.exceptions import ValidationError, VibeMLError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -127,3 +127,22 @@ STATUS_STYLE = {
     "failed": "bold red",
     "stopped": "yellow",
 }
+
+
+def parse_column_mapping(value: str | None) -> dict[str, str] | None:
+    """``"question=instruction,answer=output"`` → ``{"question": "instruction", "answer": "output"}``."""
+    if not value:
+        return None
+    mapping: dict[str, str] = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        source, sep, target = item.partition("=")
+        if not sep or not source.strip() or not target.strip():
+            raise ValidationError(
+                f"--column-mapping entries look like old=new, not {item!r}",
+                {"column_mapping": value},
+                "Example: --column-mapping question=instruction,answer=output",
+            )
+        mapping[source.strip()] = target.strip()
+    return mapping or None

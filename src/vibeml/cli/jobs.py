@@ -14,6 +14,7 @@ from vibeml.cli._output import (
     fmt_duration,
     fmt_loss,
     fmt_money,
+    parse_column_mapping,
     parse_target_modules,
 )
 from vibeml.exceptions import ConfigurationError, TrainingError
@@ -85,6 +86,9 @@ def launch(
         str, typer.Option(help="auto, alpaca, messages, sharegpt, prompt_completion or text.")
     ] = "auto",
     dataset_split: Annotated[str, typer.Option()] = "train",
+    column_mapping: Annotated[
+        str | None, typer.Option(help="Rename columns first: old=new,old2=new2 (e.g. question=instruction).")
+    ] = None,
     output_dir: Annotated[str | None, typer.Option(help="Where the adapter is delivered.")] = None,
     save_merged: Annotated[bool, typer.Option("--save-merged", help="Also save merged weights.")] = False,
     sample_prompt: Annotated[
@@ -124,6 +128,7 @@ def launch(
         "max_cost": max_cost,
         "dataset_format": dataset_format,
         "dataset_split": dataset_split,
+        "column_mapping": parse_column_mapping(column_mapping),
         "output_dir": output_dir,
         "save_merged": save_merged,
         "name": name,

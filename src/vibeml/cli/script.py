@@ -10,29 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-from vibeml.cli._output import console, emit_json, error_boundary, parse_target_modules
-from vibeml.exceptions import ValidationError
+from vibeml.cli._output import console, emit_json, error_boundary, parse_column_mapping, parse_target_modules
 
-__all__ = ["parse_column_mapping", "register"]
-
-
-def parse_column_mapping(value: str | None) -> dict[str, str] | None:
-    """``"question=instruction,answer=output"`` → ``{"question": "instruction", "answer": "output"}``."""
-    if not value:
-        return None
-    mapping: dict[str, str] = {}
-    for item in value.split(","):
-        if not item.strip():
-            continue
-        source, sep, target = item.partition("=")
-        if not sep or not source.strip() or not target.strip():
-            raise ValidationError(
-                f"--column-mapping entries look like old=new, not {item!r}",
-                {"column_mapping": value},
-                "Example: --column-mapping question=instruction,answer=output",
-            )
-        mapping[source.strip()] = target.strip()
-    return mapping or None
+__all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:

@@ -59,7 +59,7 @@ def validate_dataset(
     json_out: JsonOpt = False,
 ) -> None:
     """Format, rows, malformed rows and token statistics, read the way the trainer reads them."""
-    from vibeml.cli.script import parse_column_mapping
+    from vibeml.cli._output import parse_column_mapping
     from vibeml.client import VibeML
 
     report = VibeML().validate_dataset(

@@ -185,6 +185,11 @@ def create_server(service_factory: Callable[[], VibeML] | None = None) -> FastMC
         max_seq_length: Annotated[int | None, Field(ge=8)] = None,
         lora_r: Annotated[int | None, Field(ge=1)] = None,
         dataset_format: DatasetFormat = "auto",
+        column_mapping: Annotated[
+            dict[str, str] | None,
+            Field(description="Rename dataset columns first, {existing: new}, e.g. "
+                              "{'question': 'instruction', 'answer': 'output'} (see validate_dataset)."),
+        ] = None,
     ) -> LaunchResult:
         """Fine-tune a model. Validates, estimates, refuses past max_cost or the monthly budget, then starts
         the job and returns at once (poll get_job_status). dry_run=true starts nothing."""
@@ -193,6 +198,7 @@ def create_server(service_factory: Callable[[], VibeML] | None = None) -> FastMC
             "cloud": cloud, "use_spot": use_spot, "max_cost": max_cost, "dataset_format": dataset_format,
             "max_steps": max_steps, "num_epochs": num_epochs, "learning_rate": learning_rate,
             "batch_size": batch_size, "max_seq_length": max_seq_length, "lora_r": lora_r,
+            "column_mapping": column_mapping,
         }
         fields = {k: v for k, v in fields.items() if v is not None}
         service = svc()

@@ -144,11 +144,20 @@ def _hub_model_error(exc: BaseException, name: str) -> ModelNotFoundError | Conf
             ctx,
             "Pick a model whose architecture transformers supports natively.",
         )
+    unrecognized = re.search(r"Unrecognized model|model_type|not supported|does not recognize", text, re.I)
+    if os.path.isdir(name) and not unrecognized:  # a local directory: the hub is not involved
+        return ModelNotFoundError(
+            f"could not load the model in {name}: {type(exc).__name__}: {exc}",
+            ctx,
+            "Its files may be damaged or incomplete (an interrupted download or copy): save the model again "
+            "with save_pretrained(), or point --model at a complete model directory.",
+        )
     if re.search(r"GatedRepoError|gated|401|403|Unauthorized|access to model", text, re.I):
         return ModelNotFoundError(
             f"model {name!r} is gated or private and no valid token was given",
             ctx,
-            "Accept the model's licence on huggingface.co and set HF_TOKEN on the training machine.",
+            "Accept the model's licence on huggingface.co, then store a token that has access "
+            "(`vibeml config set-credential huggingface token`) or set HF_TOKEN.",
         )
     if re.search(r"RepositoryNotFoundError|404|not a valid model identifier|does not appear to have", text, re.I):
         return ModelNotFoundError(
@@ -164,7 +173,7 @@ def _hub_model_error(exc: BaseException, name: str) -> ModelNotFoundError | Conf
             ctx,
             "Download the model first (or give a local model directory), or enable network access to the hub.",
         )
-    if re.search(r"Unrecognized model|model_type|not supported|does not recognize", text, re.I):
+    if unrecognized:
         return ModelNotFoundError(
             f"{name!r} is not a causal language model transformers can load: {exc}",
             ctx,
