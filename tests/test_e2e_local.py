@@ -100,16 +100,29 @@ def test_two_launches_at_once_keep_the_store_whole(demo_home: Path) -> None:
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def _running_job() -> dict[str, Any] | None:
-    jobs = cli_json("jobs")
-    if jobs and jobs[0]["status"] == "running" and (jobs[0].get("progress") or {}).get("step", 0) > 0:
-        return jobs[0]  # type: ignore[no-any-return]
+def _events(home: Path, kinds: set[str]) -> str | None:
+    """The id of a job whose event stream has one of ``kinds`` (read from its file: polling through the
+    CLI would start a Python process every few hundred ms beside the trainer on a 2-core machine)."""
+    for path in (home / "jobs").glob("*/events.jsonl"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line).get("event") in kinds:
+                    return path.parent.name
+            except ValueError:
+                continue  # a line being written
     return None
+
+
+def _running_job(home: Path) -> dict[str, Any]:
+    job_id = wait_for(lambda: _events(home, {"step"}), every=0.2)
+    job = cli_json("status", job_id)
+    assert job["status"] == "running" and job["progress"]["step"] > 0, job
+    return job  # type: ignore[no-any-return]
 
 
 def test_stop_a_running_job_checkpoints_it(demo_home: Path) -> None:
     job = cli_json("launch", "--demo", "--max-steps", "2000", "--save-steps", "1000")
-    wait_for(_running_job)
+    _running_job(demo_home)
     stopped = cli_json("stop", job["job_id"], "--grace", "60")
     assert stopped["status"] == "stopped"
     assert stopped["progress"]["last_checkpoint"], stopped
@@ -123,13 +136,14 @@ def test_stop_a_running_job_checkpoints_it(demo_home: Path) -> None:
 def test_killing_the_cli_loses_nothing(demo_home: Path) -> None:
     cli_proc = subprocess.Popen([*VIBEML, "launch", "--demo", "--max-steps", "40", "--follow"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
-    job = wait_for(_running_job)
+    job = _running_job(demo_home)
     cli_proc.send_signal(signal.SIGKILL)
     cli_proc.wait(10)
     status = cli_json("status", job["job_id"])
     assert status["status"] == "running"
+    wait_for(lambda: _events(demo_home, {"done", "error"}), timeout=240, every=0.5)
     final = wait_for(lambda: (s := cli_json("status", job["job_id"]))["status"] in ("completed", "failed") and s,
-                     timeout=240)
+                     timeout=60, every=1.0)
     assert final["status"] == "completed", final.get("error")
 
 

@@ -64,18 +64,19 @@ def test_bad_mappings_are_request_errors(mapping: dict[str, str]) -> None:
         build_request(model="org/m", dataset="org/d", column_mapping=mapping)
 
 
-@pytest.mark.slow
-def test_cli_launch_trains_on_mapped_columns(vibeml_env: Path, model_dir: str, tmp_path: Path) -> None:
+def test_cli_launch_passes_the_mapping_to_the_trainer(vibeml_env: Path, model_dir: str, tmp_path: Path) -> None:
     data = _jsonl(tmp_path / "qa.jsonl", [{"question": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(16)])
     vibeml = [sys.executable, "-m", "vibeml"]
     res = subprocess.run(
-        [*vibeml, "launch", "--model", model_dir, "--dataset", data, "--max-steps", "2", "--batch-size", "4",
-         "--column-mapping", "question=instruction,answer=output", "--follow"],
-        capture_output=True, text=True, timeout=300,
+        [*vibeml, "launch", "--model", model_dir, "--dataset", data, "--max-steps", "2",
+         "--column-mapping", "question=instruction,answer=output", "--json"],
+        capture_output=True, text=True, timeout=120,
     )
     assert res.returncode == 0, res.stdout + res.stderr
-    [job] = json.loads(subprocess.run([*vibeml, "jobs", "--json"], capture_output=True, text=True,
-                                      timeout=60, check=True).stdout)
-    assert job["status"] == "completed" and job["request"]["column_mapping"] == MAPPING
-    config = json.loads((vibeml_env / "jobs" / job["job_id"] / "config.json").read_text())
-    assert config["column_mapping"] == MAPPING
+    job = json.loads(res.stdout)
+    try:
+        assert job["request"]["column_mapping"] == MAPPING
+        config = json.loads((vibeml_env / "jobs" / job["job_id"] / "config.json").read_text())
+        assert config["column_mapping"] == MAPPING  # what the trainer reads (it trains on it in tests/trainer)
+    finally:
+        subprocess.run([*vibeml, "stop", job["job_id"], "--grace", "5"], capture_output=True, timeout=60)

@@ -8,6 +8,7 @@ to the config, the handle, the store, a log, or a listing.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -18,12 +19,15 @@ import pytest
 import test_vast_backend_support as vast_support
 from pydantic import SecretStr
 
+from vibeml.backends.local import LocalBackend
+from vibeml.backends.registry import default_registry
 from vibeml.client import VibeML
 from vibeml.config.credentials import CredentialManager
 from vibeml.models import JobStatus, TrainingRequest
 from vibeml.settings import Settings
 from vibeml.testing.fake_hub import FakeHub
 from vibeml.vast import VastAI
+from vibeml.workflows.registry import TrainingProgram
 
 TOKEN = "hf_" + "a" * 34  # the root conftest's "good" token: the fake hub knows it
 REPO = "acme/gated-tiny"
@@ -62,17 +66,26 @@ def _text_under(root: Path) -> str:
     return "\n".join(p.read_bytes().decode("utf-8", "replace") for p in root.rglob("*") if p.is_file())
 
 
-@pytest.mark.slow
-def test_a_gated_model_trains_locally_with_the_stored_token(gated: dict[str, Any],
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    svc = VibeML(Settings.from_env())
-    request = TrainingRequest(model=REPO, dataset=gated["dataset"], max_steps=2, batch_size=4,
-                              max_seq_length=64, sample_prompts=[])
-    record = asyncio.run(svc.launch(request))
-    final = _wait(svc, record.job_id)
+class _FakeTrainerLocal(LocalBackend):
+    """The local backend, running the stand-in trainer (it reports a digest of the HF_TOKEN it was given)."""
+
+    def launch(self, program: TrainingProgram, job_id: str, job_dir: Path, choice: Any = None) -> Any:
+        program = program.model_copy(update={"module": "fake_program"})
+        program.env.update({"VIBEML_TEST_MODE": "complete", "PYTHONPATH": str(Path(__file__).parent)})
+        return super().launch(program, job_id, job_dir, choice)
+
+
+def test_the_local_trainer_process_gets_the_stored_token(gated: dict[str, Any],
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    settings = Settings.from_env()
+    registry = default_registry(settings)
+    registry.register("local", _FakeTrainerLocal)
+    svc = VibeML(settings, backends=registry)
+    record = asyncio.run(svc.launch(TrainingRequest(model=REPO, dataset=gated["dataset"], max_steps=2)))
+    final = _wait(svc, record.job_id, timeout=60)
     assert final.status is JobStatus.COMPLETED, final.error
-    # The trainer downloaded the gated files itself, with the token.
-    assert any(r["path"].endswith("model.safetensors") and r["token"] == TOKEN for r in _downloads(gated["hub"]))
+    events = [json.loads(line) for line in (svc.job_dir(record.job_id) / "events.jsonl").read_text().splitlines()]
+    assert events[0]["hf_token_sha256"] == hashlib.sha256(TOKEN.encode()).hexdigest()
     out = capsys.readouterr()
     for text in (_text_under(svc.settings.home), final.model_dump_json(), out.out, out.err):
         assert TOKEN not in text

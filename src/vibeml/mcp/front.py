@@ -129,6 +129,15 @@ class HandshakeCache:
             print(f"vibeml mcp: could not write the handshake cache {self.path}: {exc}", file=sys.stderr)
 
 
+def _message(line: bytes) -> dict[str, Any] | None:
+    """One JSON-RPC message (a JSON object), or None for anything else."""
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        return None
+    return msg if isinstance(msg, dict) else None
+
+
 def _only_progress_meta(params: Any) -> bool:
     """``tools/list`` params the cached answer is valid for: none, or a bare progress token."""
     if params is None or params == {}:
@@ -197,11 +206,8 @@ class StdioFront:
         if self._mode == "relay" or not line.strip():
             self._to_server(line)
             return
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            msg = None
-        if not isinstance(msg, dict):
+        msg = _message(line)
+        if msg is None:
             self._mode = self._mode or "relay"
             self._to_server(line)
             return
@@ -255,11 +261,8 @@ class StdioFront:
         if not watching and line.lstrip().startswith(b"{"):
             self._to_client(line)
             return
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            msg = None
-        if not isinstance(msg, dict):
+        msg = _message(line)
+        if msg is None:
             sys.stderr.write(f"vibeml mcp: dropped a non-protocol line from the server: {line[:200]!r}\n")
             sys.stderr.flush()
             return
