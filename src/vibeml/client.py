@@ -21,19 +21,17 @@ from vibeml.config.budget import BudgetCheck, BudgetStatus, check_budget
 from vibeml.config.preferences import PreferencesStore
 from vibeml.exceptions import (
     ConfigurationError,
-    DatasetError,
-    ModelNotFoundError,
     ResourceError,
     ValidationError,
     VibeMLError,
 )
+from vibeml.inputs import dataset_stats, hub_secrets, hub_token, resolve_local_inputs
 from vibeml.jobs.store import JobStore, utcnow
 from vibeml.models import CostEstimate, JobHandle, JobRecord, JobStatus, TrainingRequest
 from vibeml.settings import Settings
 from vibeml.workflows.registry import get_workflow, render_program
 
 if TYPE_CHECKING:
-    from vibeml.estimate.cost import DatasetStats
     from vibeml.estimate.planner import Plan, PlanConstraints, PlanOption
     from vibeml.estimate.report import EstimateQuery, PlanQuery
     from vibeml.validation.dataset import DatasetReport
@@ -41,8 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["VibeML", "build_request", "dataset_stats"]
 
-_DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 _LAUNCH_ADOPT_SECONDS = 120
 
 
@@ -72,50 +68,6 @@ _FREE = CostEstimate(
     max_cost=0.0,
     notes=("runs on this machine: no cloud charges",),
 )
-
-
-def dataset_stats(dataset: str, max_bytes: int = 512 * 2**20, *, dataset_format: str = "auto",
-                  column_mapping: dict[str, str] | None = None) -> DatasetStats | None:
-    """Usable rows and tokens per row of a local dataset (file or folder; ≈4 characters per token of the
-    rows as the trainer renders them), from the dataset check.
-
-    Hub datasets (no network while planning), datasets over ``max_bytes`` and unreadable ones return None
-    (the estimator then needs max_steps); a JSONL file the check rejects falls back to raw line lengths.
-    """
-    from vibeml.estimate.cost import DatasetStats
-    from vibeml.trainer.data import resolve_dataset_source
-
-    path = Path(dataset)
-    try:
-        source = resolve_dataset_source(dataset)  # refuses huge folders instead of walking them
-        if source.kind != "files" or sum(Path(f).stat().st_size for f in source.files) > max_bytes:
-            return None
-    except (VibeMLError, OSError):
-        return None
-    try:
-        from vibeml.validation.dataset import DatasetValidator
-
-        report = DatasetValidator().validate_dataset(str(path), dataset_format=dataset_format,
-                                                     column_mapping=column_mapping)
-        if report.stats is not None:
-            return report.stats
-    except VibeMLError:
-        pass
-    if path.suffix.lower() != ".jsonl" or not path.is_file():
-        return None
-    rows = chars = 0
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if line.strip():
-                rows += 1
-                chars += len(line)
-    if rows == 0:
-        return None
-    return DatasetStats(rows=rows, mean_tokens_per_row=max(1.0, chars / rows / 4))
-
-
-def _looks_like_path(value: str) -> bool:
-    return value.startswith(("/", "./", "../", "~")) or value.lower().endswith(_DATA_SUFFIXES)
 
 
 class VibeML:
@@ -156,92 +108,13 @@ class VibeML:
     # ------------------------------------------------------------------------------- validation
 
     def _hub_token(self) -> str | None:
-        """The Hugging Face token, as validation finds it: VibeML's credential store, then HF_TOKEN, then
-        `hf auth login`. Read only when a gated or private repo needs it."""
-        from vibeml.validation.hub import HubAccess
-
-        return HubAccess.resolve(self.settings.hf_endpoint).token
+        return hub_token(self.settings)
 
     def _hub_secrets(self) -> dict[str, Any]:
-        """The token for the trainer, wherever it runs: a secret environment variable (never in the config),
-        absent when none is set."""
-        from pydantic import SecretStr
-
-        token = self._hub_token()
-        return {"HF_TOKEN": SecretStr(token)} if token else {}
-
-    @staticmethod
-    def _check_local_dataset(path: Path, request: TrainingRequest, max_bytes: int = 512 * 2**20) -> None:
-        """Refuse a local dataset the trainer could not use, before anything starts or is rented.
-
-        The check is the trainer's own format detection, with the request's format and column mapping.
-        Data that is not plain files (a save_to_disk folder), or files over ``max_bytes``, are left to the
-        trainer.
-
-        Raises:
-            DatasetError: Unreadable rows, no format matching the columns, or no usable row.
-        """
-        from vibeml.trainer.data import resolve_dataset_source
-        from vibeml.validation.dataset import DatasetValidator
-
-        source = resolve_dataset_source(str(path))
-        if source.kind != "files" or sum(Path(f).stat().st_size for f in source.files) > max_bytes:
-            return
-        DatasetValidator().validate_dataset(str(path), dataset_format=request.dataset_format,
-                                            column_mapping=request.column_mapping)
+        return hub_secrets(self.settings)
 
     def _resolve_local_inputs(self, request: TrainingRequest) -> tuple[TrainingRequest, bool]:
-        """Make local paths absolute (the trainer runs elsewhere) and reject missing ones early.
-
-        Returns the request and whether everything it reads is local (so the hub can stay offline).
-        """
-        updates: dict[str, Any] = {}
-        local = True
-        model_path = Path(request.model).expanduser()
-        if model_path.exists():
-            if not (model_path / "config.json").exists():
-                raise ModelNotFoundError(
-                    f"{request.model} is a local path but not a model directory (no config.json)",
-                    {"model": request.model},
-                    "Point --model at a directory saved with save_pretrained(), or give a hub id.",
-                )
-            updates["model"] = str(model_path.resolve())
-        elif _looks_like_path(request.model):
-            raise ModelNotFoundError(
-                f"model directory not found: {request.model}",
-                {"model": request.model},
-                "Check the path, or give a hub id such as 'Qwen/Qwen2.5-0.5B'.",
-            )
-        elif not _HUB_ID.match(request.model):
-            raise ModelNotFoundError(
-                f"{request.model!r} is neither a local directory nor a hub id like 'org/name'",
-                {"model": request.model},
-                "Give a hub id such as 'Qwen/Qwen2.5-0.5B' or a local model directory.",
-            )
-        else:
-            local = False
-        data_path = Path(request.dataset).expanduser()
-        if data_path.exists():
-            updates["dataset"] = str(data_path.resolve())
-            self._check_local_dataset(data_path.resolve(), request)
-        elif _looks_like_path(request.dataset):
-            raise DatasetError(
-                f"dataset file not found: {request.dataset}",
-                {"dataset": request.dataset},
-                "Check the path (relative paths are from the current directory) or give a hub dataset id.",
-            )
-        elif not _HUB_ID.match(request.dataset):
-            raise DatasetError(
-                f"{request.dataset!r} is neither a local file nor a hub dataset id like 'org/name'",
-                {"dataset": request.dataset},
-            )
-        else:
-            local = False
-        if request.output_dir:
-            updates["output_dir"] = str(Path(request.output_dir).expanduser().resolve())
-        if updates:
-            request = request.model_copy(update=updates)
-        return request, local
+        return resolve_local_inputs(request)
 
     def estimate(self, request: TrainingRequest) -> CostEstimate:
         """Expected cost of a request on its backend (local runs are free; cloud runs are planned)."""
