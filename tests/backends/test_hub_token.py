@@ -119,7 +119,9 @@ def test_the_vast_instance_and_its_trainer_get_the_token_and_nothing_shows_it(
     assert started["hf_token_sha256"] == hashlib.sha256(TOKEN.encode()).hexdigest()
     vast_support.assert_nothing_billing(vast_env)
     out = capsys.readouterr()
-    for text in (_text_under(svc.settings.home), final.model_dump_json(), out.out, out.err, caplog.text):
+    machine = _text_under(vast_env.workdir(iid))  # the runner's onstart.log, the job dir on the instance
+    assert "started" in machine
+    for text in (_text_under(svc.settings.home), final.model_dump_json(), out.out, out.err, caplog.text, machine):
         assert TOKEN not in text
 
 
