@@ -188,3 +188,22 @@ def test_flat_writer_escapes() -> None:
         dump_flat_toml({"bad key": 1})
     with pytest.raises(ValueError):
         dump_flat_toml({"x": float("inf")})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("default_gpu", "H1OO", "H100"),  # the closest catalogued GPUs are suggested
+        ("default_backend", "aws", "local, vast, skypilot"),
+        ("default_workflow", "lora", "trl-lora"),
+    ],
+)
+def test_names_must_exist_and_nothing_changes(store: PreferencesStore, key: str, value: str, needle: str) -> None:
+    store.set("max_cost_per_job", "5")
+    before = store.path.read_bytes()
+    with pytest.raises(ConfigurationError) as info:
+        store.set(key, value)
+    assert needle in str(info.value) + (info.value.recovery_suggestion or "")
+    assert store.path.read_bytes() == before
+    assert store.set("default_gpu", "rtx4090").default_gpu == "rtx4090"  # any alias the catalogue knows
+    assert store.set("default_backend", "vast").default_backend == "vast"

@@ -9,7 +9,7 @@ from vibeml.backends.base import Backend
 from vibeml.exceptions import ConfigurationError
 from vibeml.settings import Settings
 
-__all__ = ["BackendRegistry", "default_registry"]
+__all__ = ["BUILTIN_BACKENDS", "BackendRegistry", "default_registry"]
 
 BackendFactory = Callable[[Settings], Backend]
 
@@ -51,9 +51,17 @@ class BackendRegistry:
         return self._instances[name]
 
 
+#: The backends VibeML ships: name -> (module, class), imported on first use.
+_BUILTIN: dict[str, tuple[str, str]] = {
+    "local": ("vibeml.backends.local", "LocalBackend"),
+    "vast": ("vibeml.backends.vast", "VastBackend"),
+    "skypilot": ("vibeml.backends.skypilot", "SkyPilotBackend"),
+}
+BUILTIN_BACKENDS: tuple[str, ...] = tuple(_BUILTIN)
+
+
 def default_registry(settings: Settings) -> BackendRegistry:
     registry = BackendRegistry(settings)
-    registry.register("local", _lazy("vibeml.backends.local", "LocalBackend"))
-    registry.register("vast", _lazy("vibeml.backends.vast", "VastBackend"))
-    registry.register("skypilot", _lazy("vibeml.backends.skypilot", "SkyPilotBackend"))
+    for name, (module, cls) in _BUILTIN.items():
+        registry.register(name, _lazy(module, cls))
     return registry

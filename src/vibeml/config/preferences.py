@@ -66,6 +66,33 @@ class Preferences(BaseModel):
         return self
 
 
+def _check_known_names(prefs: Preferences, keys: set[str]) -> None:
+    """Names being set must exist: a catalogued GPU, a registered backend and workflow.
+
+    Only checked when set, so a file written by another VibeML version still reads.
+
+    Raises:
+        ConfigurationError: An unknown name; the message lists the known ones (or the closest GPUs).
+    """
+    if "default_gpu" in keys and prefs.default_gpu:
+        from vibeml.catalog.gpus import resolve_gpu
+
+        resolve_gpu(prefs.default_gpu)
+    if "default_workflow" in keys:
+        from vibeml.workflows.registry import get_workflow
+
+        get_workflow(prefs.default_workflow)
+    if "default_backend" in keys:
+        from vibeml.backends.registry import BUILTIN_BACKENDS
+
+        if prefs.default_backend not in BUILTIN_BACKENDS:
+            raise ConfigurationError(
+                f"unknown backend {prefs.default_backend!r}",
+                {"backend": prefs.default_backend, "available": list(BUILTIN_BACKENDS)},
+                f"Use one of: {', '.join(BUILTIN_BACKENDS)}.",
+            )
+
+
 def _toml_string(value: str) -> str:
     out = ['"']
     for ch in value:
@@ -208,6 +235,7 @@ class PreferencesStore:
                     {"key": name},
                     f"See `vibeml config show` for the current settings; {self._describe(name)}.",
                 ) from None
+            _check_known_names(new, {name})
             self._write(new)
         log.info("preference %s set", name)
         return new
@@ -233,6 +261,7 @@ class PreferencesStore:
                     {"keys": sorted(names)},
                     "Nothing was changed; see `vibeml budget show` for the current settings.",
                 ) from None
+            _check_known_names(new, set(names))
             self._write(new)
         return new
 
