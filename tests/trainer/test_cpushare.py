@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from vibeml.trainer.cpushare import CpuShare, _start_time
 
 
@@ -63,3 +65,14 @@ def test_an_unwritable_registry_only_costs_the_sharing(tmp_path: Path) -> None:
     calls: list[int] = []
     with CpuShare(registry=blocker / "reg", cores=4, set_threads=calls.append) as share:
         assert share.threads is None and calls == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to chown")
+def test_a_registry_owned_by_someone_else_is_not_trusted(tmp_path: Path) -> None:
+    reg = tmp_path / "reg"
+    reg.mkdir()
+    os.chown(reg, 12345, 12345)  # planted in a shared /tmp by another user
+    calls: list[int] = []
+    with CpuShare(registry=reg, cores=4, set_threads=calls.append) as share:
+        assert share.threads is None and calls == []
+    assert list(reg.iterdir()) == []

@@ -59,6 +59,8 @@ class CpuShare:
     def __enter__(self) -> CpuShare:
         try:
             self.registry.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if hasattr(os, "getuid") and self.registry.stat().st_uid != os.getuid():
+                return self  # someone else's directory (in a shared /tmp): not trusted, no sharing
             (self.registry / str(self.pid)).write_text(_start_time(self.pid) or "", encoding="utf-8")
         except OSError:  # sharing is an optimisation: without the directory every run takes all cores
             return self
