@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from vibeml.cli._options import JsonOpt
 from vibeml.cli._output import console, emit_json, error_boundary
 from vibeml.exceptions import ConfigurationError, CredentialError
 
@@ -14,7 +15,6 @@ if TYPE_CHECKING:
     from vibeml.config.credentials import CredentialManager
     from vibeml.config.preferences import PreferencesStore
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 ProviderArg = Annotated[str, typer.Argument(help="Provider, e.g. vast, huggingface, wandb.")]
 TypeArg = Annotated[str, typer.Argument(help="Credential type, e.g. api_key (vast, wandb) or token (huggingface).")]
 

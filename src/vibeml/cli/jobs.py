@@ -5,6 +5,28 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from vibeml.cli._options import (
+    BatchSizeOpt,
+    ColumnMappingOpt,
+    DatasetFormatOpt,
+    DatasetSplitOpt,
+    EpochsOpt,
+    GradAccumOpt,
+    GradientCheckpointingOpt,
+    JsonOpt,
+    LearningRateOpt,
+    LoraAlphaOpt,
+    LoraDropoutOpt,
+    LoraROpt,
+    MaxSeqLengthOpt,
+    MaxStepsOpt,
+    PackingOpt,
+    SaveMergedOpt,
+    SaveStepsOpt,
+    SeedOpt,
+    TargetModulesOpt,
+    training_settings,
+)
 from vibeml.cli._output import (
     EXIT_INTERRUPTED,
     STATUS_STYLE,
@@ -14,8 +36,6 @@ from vibeml.cli._output import (
     fmt_duration,
     fmt_loss,
     fmt_money,
-    parse_column_mapping,
-    parse_target_modules,
 )
 from vibeml.exceptions import ConfigurationError, TrainingError
 
@@ -23,7 +43,6 @@ if TYPE_CHECKING:
     from vibeml.client import VibeML
     from vibeml.models import JobRecord
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
 def _run(coro: Any) -> Any:
@@ -63,34 +82,25 @@ def launch(
     cloud: Annotated[str | None, typer.Option(help="Cloud to use (cloud backends).")] = None,
     spot: Annotated[bool, typer.Option("--spot/--on-demand", help="Interruptible capacity.")] = False,
     max_cost: Annotated[float | None, typer.Option(help="Hard budget cap in USD.")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps (instead of epochs).")] = None,
-    epochs: Annotated[float | None, typer.Option(help="Passes over the data (default 1).")] = None,
-    learning_rate: Annotated[float | None, typer.Option("--learning-rate", "--lr")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Per-device batch size.")] = None,
-    grad_accum: Annotated[int | None, typer.Option(help="Gradient accumulation steps.")] = None,
-    max_seq_length: Annotated[int | None, typer.Option(help="Tokens per sequence.")] = None,
-    lora_r: Annotated[int | None, typer.Option(help="LoRA rank.")] = None,
-    lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha.")] = None,
-    lora_dropout: Annotated[float | None, typer.Option(help="LoRA dropout.")] = None,
-    target_modules: Annotated[
-        str | None, typer.Option(help="Comma-separated LoRA targets, or all-linear.")
-    ] = None,
-    gradient_checkpointing: Annotated[
-        bool | None,
-        typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Default: on for GPUs."),
-    ] = None,
-    packing: Annotated[bool | None, typer.Option("--packing/--no-packing")] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-    save_steps: Annotated[int | None, typer.Option(help="Checkpoint every N steps.")] = None,
-    dataset_format: Annotated[
-        str, typer.Option(help="auto, alpaca, messages, sharegpt, prompt_completion or text.")
-    ] = "auto",
-    dataset_split: Annotated[str, typer.Option()] = "train",
-    column_mapping: Annotated[
-        str | None, typer.Option(help="Rename columns first: old=new,old2=new2 (e.g. question=instruction).")
-    ] = None,
+    max_steps: MaxStepsOpt = None,
+    epochs: EpochsOpt = None,
+    learning_rate: LearningRateOpt = None,
+    batch_size: BatchSizeOpt = None,
+    grad_accum: GradAccumOpt = None,
+    max_seq_length: MaxSeqLengthOpt = None,
+    lora_r: LoraROpt = None,
+    lora_alpha: LoraAlphaOpt = None,
+    lora_dropout: LoraDropoutOpt = None,
+    target_modules: TargetModulesOpt = None,
+    gradient_checkpointing: GradientCheckpointingOpt = None,
+    packing: PackingOpt = None,
+    seed: SeedOpt = None,
+    save_steps: SaveStepsOpt = None,
+    dataset_format: DatasetFormatOpt = "auto",
+    dataset_split: DatasetSplitOpt = "train",
+    column_mapping: ColumnMappingOpt = None,
     output_dir: Annotated[str | None, typer.Option(help="Where the adapter is delivered.")] = None,
-    save_merged: Annotated[bool, typer.Option("--save-merged", help="Also save merged weights.")] = False,
+    save_merged: SaveMergedOpt = False,
     sample_prompt: Annotated[
         list[str] | None, typer.Option("--sample-prompt", help="Answered before and after training.")
     ] = None,
@@ -101,23 +111,12 @@ def launch(
     """Launch a fine-tune (validate → estimate → budget check → start). Returns at once unless --follow."""
     from vibeml.client import build_request
 
-    hyper: dict[str, Any] = {
-        "max_steps": max_steps,
-        "num_epochs": epochs,
-        "learning_rate": learning_rate,
-        "batch_size": batch_size,
-        "gradient_accumulation_steps": grad_accum,
-        "max_seq_length": max_seq_length,
-        "lora_r": lora_r,
-        "lora_alpha": lora_alpha,
-        "lora_dropout": lora_dropout,
-        "gradient_checkpointing": gradient_checkpointing,
-        "packing": packing,
-        "seed": seed,
-        "save_steps": save_steps,
-    }
-    hyper["lora_target_modules"] = parse_target_modules(target_modules)
-    hyper = {k: v for k, v in hyper.items() if v is not None}
+    hyper = training_settings(
+        max_steps=max_steps, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+        grad_accum=grad_accum, max_seq_length=max_seq_length, lora_r=lora_r, lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout, target_modules=target_modules, gradient_checkpointing=gradient_checkpointing,
+        packing=packing, seed=seed, save_steps=save_steps, column_mapping=column_mapping,
+    )  # fmt: skip
     other: dict[str, Any] = {
         "workflow": workflow,
         "backend": backend,
@@ -128,7 +127,6 @@ def launch(
         "max_cost": max_cost,
         "dataset_format": dataset_format,
         "dataset_split": dataset_split,
-        "column_mapping": parse_column_mapping(column_mapping),
         "output_dir": output_dir,
         "save_merged": save_merged,
         "name": name,

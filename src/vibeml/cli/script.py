@@ -6,11 +6,32 @@ script went (or the script itself with ``-o -``). Every value travels as data in
 
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from vibeml.cli._output import console, emit_json, error_boundary, parse_column_mapping, parse_target_modules
+from vibeml.cli._options import (
+    BatchSizeOpt,
+    ColumnMappingOpt,
+    DatasetFormatOpt,
+    DatasetSplitOpt,
+    EpochsOpt,
+    GradAccumOpt,
+    GradientCheckpointingOpt,
+    LearningRateOpt,
+    LoraAlphaOpt,
+    LoraDropoutOpt,
+    LoraROpt,
+    MaxSeqLengthOpt,
+    MaxStepsOpt,
+    PackingOpt,
+    SaveMergedOpt,
+    SaveStepsOpt,
+    SeedOpt,
+    TargetModulesOpt,
+    training_settings,
+)
+from vibeml.cli._output import console, emit_json, error_boundary
 
 __all__ = ["register"]
 
@@ -26,33 +47,26 @@ def script(
     workflow: Annotated[str, typer.Option("--workflow", "-w", help="trl-lora, qlora, full or unsloth.")] = "trl-lora",
     out: Annotated[str, typer.Option("--out", "-o", help="Where to write the script ('-' = stdout).")] = "train.py",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
-    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps (instead of epochs).")] = None,
-    epochs: Annotated[float | None, typer.Option(help="Passes over the data (default 1).")] = None,
-    learning_rate: Annotated[float | None, typer.Option("--learning-rate", "--lr")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Per-device batch size.")] = None,
-    grad_accum: Annotated[int | None, typer.Option(help="Gradient accumulation steps.")] = None,
-    max_seq_length: Annotated[int | None, typer.Option(help="Tokens per sequence.")] = None,
-    lora_r: Annotated[int | None, typer.Option(help="LoRA rank.")] = None,
-    lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha.")] = None,
-    lora_dropout: Annotated[float | None, typer.Option(help="LoRA dropout.")] = None,
-    target_modules: Annotated[str | None, typer.Option(help="Comma-separated LoRA targets, or all-linear.")] = None,
-    gradient_checkpointing: Annotated[
-        bool | None, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Default: on GPUs.")
-    ] = None,
-    packing: Annotated[bool | None, typer.Option("--packing/--no-packing", help="Pack rows into full sequences.")]
-    = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-    save_steps: Annotated[int | None, typer.Option(help="Checkpoint every N steps.")] = None,
-    dataset_format: Annotated[
-        str, typer.Option(help="auto, alpaca, messages, sharegpt, prompt_completion or text.")
-    ] = "auto",
-    dataset_split: Annotated[str, typer.Option()] = "train",
-    column_mapping: Annotated[
-        str | None, typer.Option(help="Rename columns first: old=new,old2=new2 (e.g. question=instruction).")
-    ] = None,
+    max_steps: MaxStepsOpt = None,
+    epochs: EpochsOpt = None,
+    learning_rate: LearningRateOpt = None,
+    batch_size: BatchSizeOpt = None,
+    grad_accum: GradAccumOpt = None,
+    max_seq_length: MaxSeqLengthOpt = None,
+    lora_r: LoraROpt = None,
+    lora_alpha: LoraAlphaOpt = None,
+    lora_dropout: LoraDropoutOpt = None,
+    target_modules: TargetModulesOpt = None,
+    gradient_checkpointing: GradientCheckpointingOpt = None,
+    packing: PackingOpt = None,
+    seed: SeedOpt = None,
+    save_steps: SaveStepsOpt = None,
+    dataset_format: DatasetFormatOpt = "auto",
+    dataset_split: DatasetSplitOpt = "train",
+    column_mapping: ColumnMappingOpt = None,
     output_dir: Annotated[str | None, typer.Option(help="Where the script saves the result (default ./output).")]
     = None,
-    save_merged: Annotated[bool, typer.Option("--save-merged", help="Also save merged weights.")] = False,
+    save_merged: SaveMergedOpt = False,
     sample_prompt: Annotated[
         list[str] | None, typer.Option("--sample-prompt", help="Answered after training.")
     ] = None,
@@ -61,16 +75,15 @@ def script(
     """Write a self-contained training script for a workflow (your settings are data inside it)."""
     from vibeml.workflows.script import ScriptGenerator
 
-    settings: dict[str, Any] = {
-        "max_steps": max_steps, "num_epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size,
-        "gradient_accumulation_steps": grad_accum, "max_seq_length": max_seq_length, "lora_r": lora_r,
-        "lora_alpha": lora_alpha, "lora_dropout": lora_dropout, "gradient_checkpointing": gradient_checkpointing,
-        "packing": packing, "seed": seed, "save_steps": save_steps, "dataset_format": dataset_format,
-        "dataset_split": dataset_split, "output_dir": output_dir, "save_merged": save_merged,
-        "sample_prompts": sample_prompt or None, "column_mapping": parse_column_mapping(column_mapping),
-    }
-    settings["lora_target_modules"] = parse_target_modules(target_modules)
-    settings = {k: v for k, v in settings.items() if v is not None}
+    settings = training_settings(
+        max_steps=max_steps, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+        grad_accum=grad_accum, max_seq_length=max_seq_length, lora_r=lora_r, lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout, target_modules=target_modules, gradient_checkpointing=gradient_checkpointing,
+        packing=packing, seed=seed, save_steps=save_steps, column_mapping=column_mapping,
+    )  # fmt: skip
+    extra = {"dataset_format": dataset_format, "dataset_split": dataset_split, "output_dir": output_dir,
+             "save_merged": save_merged, "sample_prompts": sample_prompt or None}  # fmt: skip
+    settings.update({k: v for k, v in extra.items() if v is not None})
     generator = ScriptGenerator()
     text = generator.generate_script(workflow, model, dataset, **settings)
     if out == "-":

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from vibeml.cli._options import JsonOpt
 from vibeml.cli._output import console, emit_json, error_boundary, fmt_money
 
 if TYPE_CHECKING:
     from vibeml.backends.vast import VastBackend
     from vibeml.client import VibeML
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
 def register(app: typer.Typer) -> None:
