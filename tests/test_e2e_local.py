@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.needs_train, pytest.mark.slow]
 
 VIBEML = [sys.executable, "-m", "vibeml"]
 

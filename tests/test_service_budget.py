@@ -19,6 +19,8 @@ from vibeml.models import JobHandle, JobProgress, JobStatus
 from vibeml.settings import Settings
 from vibeml.workflows.registry import TrainingProgram
 
+pytestmark = pytest.mark.needs_train  # the train extra: skipped by `make test-compat`
+
 HERE = Path(__file__).parent / "backends"
 
 

@@ -33,6 +33,7 @@ def _jsonl(path: Path, rows: list[object]) -> str:
     return str(path)
 
 
+@pytest.mark.needs_train
 def test_unreadable_data_is_refused_before_any_job_exists(svc: VibeML, model_dir: str, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VAST_API_KEY", "vk_test_never_used")
@@ -46,6 +47,7 @@ def test_unreadable_data_is_refused_before_any_job_exists(svc: VibeML, model_dir
     assert svc.store.list_jobs() == [] and not svc.settings.jobs_dir.exists()
 
 
+@pytest.mark.needs_train
 def test_custom_columns_need_a_mapping(svc: VibeML, model_dir: str, tmp_path: Path) -> None:
     data = _jsonl(tmp_path / "qa.jsonl", [{"question": f"q{i}", "answer": f"a{i}"} for i in range(8)])
     with pytest.raises(DatasetError) as err:
@@ -64,6 +66,7 @@ def test_bad_mappings_are_request_errors(mapping: dict[str, str]) -> None:
         build_request(model="org/m", dataset="org/d", column_mapping=mapping)
 
 
+@pytest.mark.needs_train
 def test_cli_launch_passes_the_mapping_to_the_trainer(vibeml_env: Path, model_dir: str, tmp_path: Path) -> None:
     data = _jsonl(tmp_path / "qa.jsonl", [{"question": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(16)])
     vibeml = [sys.executable, "-m", "vibeml"]

@@ -29,6 +29,8 @@ from vibeml.testing.fake_hub import FakeHub
 from vibeml.vast import VastAI
 from vibeml.workflows.registry import TrainingProgram
 
+pytestmark = pytest.mark.needs_train  # the train extra: skipped by `make test-compat`
+
 TOKEN = "hf_" + "a" * 34  # the root conftest's "good" token: the fake hub knows it
 REPO = "acme/gated-tiny"
 fake = vast_support.fake

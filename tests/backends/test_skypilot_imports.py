@@ -48,6 +48,7 @@ def test_cli_and_registry_do_not_import_sky(tmp_path: Path) -> None:
     assert "skypilot" in out["names"]  # type: ignore[operator]
 
 
+@pytest.mark.needs_train
 @pytest.mark.slow
 def test_local_launch_does_not_import_sky(tmp_path: Path, demo_assets_dir: Path) -> None:
     from vibeml.demo.assets import ensure_demo_assets

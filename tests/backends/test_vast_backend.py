@@ -47,6 +47,7 @@ demo_home = support.demo_home
 # ---------------------------------------------------------------------------------------- whole path
 
 
+@pytest.mark.needs_train
 @pytest.mark.slow
 def test_launch_train_fetch_destroy_over_real_http(
     vast_env: FakeVast, demo_home: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]

@@ -107,6 +107,7 @@ class WarpClock:
             self._real0, self._speed = real, speed
 
 
+@pytest.mark.needs_train
 @pytest.mark.slow
 def test_watchdog_destroys_when_accrued_cost_reaches_the_cap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_home: Path
@@ -200,6 +201,7 @@ def test_a_preempted_bid_that_stays_down_is_destroyed(vast_env: FakeVast, tmp_pa
     assert backend.status(handle) == final
 
 
+@pytest.mark.needs_train
 @pytest.mark.slow
 def test_a_preempted_training_resumes_from_its_checkpoint(vast_env: FakeVast, demo_home: Path) -> None:
     """The real trainer on a bid instance: outbid mid-run, re-bid, resumed from the last checkpoint."""

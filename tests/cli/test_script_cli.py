@@ -69,6 +69,7 @@ def test_column_mapping_parser() -> None:
         parse_column_mapping("a")
 
 
+@pytest.mark.needs_train
 def test_validate_dataset_and_model(app: typer.Typer, demo_assets_dir: Path, tmp_path: Path) -> None:
     data = str(demo_assets_dir / "demo_dataset.jsonl")
     result = runner.invoke(app, ["validate", "dataset", data, "--json", "--max-seq-length", "16"])

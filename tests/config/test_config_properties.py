@@ -4,7 +4,6 @@ ConfigurationError with the file unchanged; the fallback TOML writer round-trips
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from vibeml._compat import tomllib
 from vibeml.config.credentials import CredentialManager
 from vibeml.config.preferences import Preferences, PreferencesStore, dump_flat_toml
 from vibeml.exceptions import ConfigurationError

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pydantic
 import pytest
 
+from vibeml._compat import tomllib
 from vibeml.config.preferences import Preferences, PreferencesStore, dump_flat_toml
 from vibeml.exceptions import ConfigurationError
 

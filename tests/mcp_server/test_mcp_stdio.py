@@ -15,7 +15,7 @@ import pytest
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.needs_train, pytest.mark.slow]
 
 
 def _data(result: Any) -> Any:

@@ -86,6 +86,7 @@ def test_spending_and_empty_jobs() -> None:
     assert call("list_jobs")["result"] == []
 
 
+@pytest.mark.needs_train
 def test_dry_run_starts_nothing(vibeml_env: Path, demo_assets_dir: Path) -> None:
     import shutil
 
@@ -95,6 +96,7 @@ def test_dry_run_starts_nothing(vibeml_env: Path, demo_assets_dir: Path) -> None
     assert call("list_jobs")["result"] == []
 
 
+@pytest.mark.needs_train
 @pytest.mark.slow
 def test_demo_launch_status_logs_stop(vibeml_env: Path, demo_assets_dir: Path) -> None:
     import shutil

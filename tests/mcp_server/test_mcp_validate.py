@@ -22,6 +22,7 @@ def call(tool: str, args: dict[str, Any]) -> Any:
     return asyncio.run(go())
 
 
+@pytest.mark.needs_train
 def test_validate_model_and_dataset_tools(demo_assets_dir: Path) -> None:
     model = call("validate_model", {"model": str(demo_assets_dir / "tiny-llama")})
     assert model["source"] == "local" and model["architecture"] == "LlamaForCausalLM" and model["parameter_count"]

@@ -167,6 +167,7 @@ def test_datasets_info_tree_and_files(hub: FakeHub, tmp_path: Path) -> None:
         api.model_info("acme/data", token=False)
 
 
+@pytest.mark.needs_train
 def test_safetensors_helper_writes_a_valid_file(tmp_path: Path) -> None:
     from safetensors import safe_open
 

@@ -168,6 +168,7 @@ def _write(path: Path, rows: list[Any]) -> Path:
     return path
 
 
+@pytest.mark.needs_train
 @pytest.mark.parametrize(("rows", "fmt"), CORPUS)
 def test_load_jsonl_each_format(tmp_path: Path, rows: list[dict[str, Any]], fmt: str) -> None:
     prepared = load_training_dataset(str(_write(tmp_path / "d.jsonl", rows * 3)))
@@ -177,6 +178,7 @@ def test_load_jsonl_each_format(tmp_path: Path, rows: list[dict[str, Any]], fmt:
     assert prepared.dataset[0] == normalise_row(rows[0], fmt)
 
 
+@pytest.mark.needs_train
 def test_load_json_csv_parquet_and_folder(tmp_path: Path) -> None:
     import pandas as pd
 
@@ -196,6 +198,7 @@ def test_load_json_csv_parquet_and_folder(tmp_path: Path) -> None:
     assert explicit.num_rows == 2
 
 
+@pytest.mark.needs_train
 def test_skipped_rows_are_reported_and_all_bad_is_an_error(tmp_path: Path) -> None:
     prepared = load_training_dataset(str(_write(tmp_path / "d.jsonl", [*ALPACA, {"instruction": "x"}])))
     assert prepared.num_rows == 2 and prepared.skipped == 1
@@ -212,6 +215,7 @@ def test_missing_file(tmp_path: Path) -> None:
     assert info.value.recovery_suggestion
 
 
+@pytest.mark.needs_train
 def test_corrupt_json(tmp_path: Path) -> None:
     p = tmp_path / "broken.jsonl"
     p.write_text('{"text": "fine"}\n{"text": "trunc\n', encoding="utf-8")
@@ -220,6 +224,7 @@ def test_corrupt_json(tmp_path: Path) -> None:
     assert "cannot read" in info.value.message and "JSON" in info.value.message
 
 
+@pytest.mark.needs_train
 @pytest.mark.parametrize("content", ["", "\n\n  \n"])
 def test_empty_file(tmp_path: Path, content: str) -> None:
     p = tmp_path / "empty.jsonl"
@@ -229,6 +234,7 @@ def test_empty_file(tmp_path: Path, content: str) -> None:
     assert "empty" in info.value.message
 
 
+@pytest.mark.needs_train
 def test_wrong_columns_in_file(tmp_path: Path) -> None:
     p = _write(tmp_path / "qa.jsonl", [{"question": "q", "answer": "a"}])
     with pytest.raises(DatasetError) as info:
@@ -236,6 +242,7 @@ def test_wrong_columns_in_file(tmp_path: Path) -> None:
     assert "question" in info.value.message and "instruction" in info.value.message
 
 
+@pytest.mark.needs_train
 def test_other_local_problems(tmp_path: Path) -> None:
     (tmp_path / "data.txt").write_text("hello", encoding="utf-8")
     with pytest.raises(DatasetError, match="unsupported"):
@@ -248,6 +255,7 @@ def test_other_local_problems(tmp_path: Path) -> None:
         load_raw_dataset(str(tmp_path / "t.jsonl"), split="test")
 
 
+@pytest.mark.needs_train
 def test_saved_dataset_folder(tmp_path: Path) -> None:
     import datasets
 
@@ -257,6 +265,7 @@ def test_saved_dataset_folder(tmp_path: Path) -> None:
         load_raw_dataset(str(tmp_path / "saved"), split="validation")
 
 
+@pytest.mark.needs_train
 @pytest.mark.usefixtures("offline_hub")
 def test_hub_offline_is_a_clear_error() -> None:
     with pytest.raises(DatasetError) as info:

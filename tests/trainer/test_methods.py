@@ -39,6 +39,7 @@ def test_unsloth_needs_cuda_and_the_package(monkeypatch: pytest.MonkeyPatch) -> 
         load_unsloth("m", device="cuda", **kwargs)
 
 
+@pytest.mark.needs_train
 def test_sft_config_gets_the_speed_settings() -> None:
     from vibeml.trainer.run import _peft_config, _sft_config
 
@@ -56,6 +57,35 @@ def test_sft_config_gets_the_speed_settings() -> None:
     assert _peft_config(unsloth, applied) is None  # its adapters are already there
 
 
+@pytest.mark.needs_train
+def test_sft_config_on_transformers_without_activation_checkpointing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """transformers renamed ``gradient_checkpointing`` to ``activation_checkpointing`` (which adds partial,
+    every-n-layers checkpointing) after 5.20. Python 3.10's lock holds transformers 5.20.2 / trl 1.14.2: there the
+    trainer passes the old name and checkpoints every layer, rather than failing on an unknown field."""
+    import dataclasses
+
+    import trl
+
+    from vibeml.trainer.run import _sft_config
+
+    @dataclasses.dataclass
+    class OldSFTConfig:  # the fields of trl 1.14.2's SFTConfig that matter here
+        output_dir: str = ""
+        optim: str = "adamw_torch"
+        gradient_checkpointing: bool = False
+        gradient_checkpointing_kwargs: dict[str, Any] | None = None
+        warmup_ratio: float = 0.0
+
+    monkeypatch.setattr(trl, "SFTConfig", OldSFTConfig)
+    cfg = TrainerConfig(model="m", dataset="d", output_dir="o", checkpoint_dir="c", events_path="e")
+    cpu = DeviceSettings("cpu", "float32", bf16=False, fp16=False)
+    loaded = Loaded(None, None, CheckpointingChoice(True, 2, "test"), SpeedSettings("sdpa", "adamw_torch", False),
+                    peft_applied=False)
+    args = _sft_config(cfg, cpu, loaded)
+    assert isinstance(args, OldSFTConfig) and args.gradient_checkpointing is True
+    assert args.gradient_checkpointing_kwargs == {"use_reentrant": False}  # no every_n_layers there
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, cli: Any, format_rows: Any,
          write_jsonl: Any) -> dict[str, Any]:
@@ -71,6 +101,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, cli: An
     return {name: proc.wait(timeout=280) for name, proc in started.items()}
 
 
+@pytest.mark.needs_train
 @pytest.mark.slow
 def test_qlora_in_the_trainer(runs: dict[str, Any]) -> None:
     run = runs["qlora"]
@@ -84,6 +115,7 @@ def test_qlora_in_the_trainer(runs: dict[str, Any]) -> None:
     assert "Traceback" not in run.stderr
 
 
+@pytest.mark.needs_train
 @pytest.mark.slow
 def test_unsloth_on_a_cpu_is_a_clear_error(runs: dict[str, Any]) -> None:
     run = runs["unsloth"]
@@ -93,6 +125,7 @@ def test_unsloth_on_a_cpu_is_a_clear_error(runs: dict[str, Any]) -> None:
     assert error["recovery_suggestion"] and "Traceback" not in run.stderr
 
 
+@pytest.mark.needs_train
 @pytest.mark.slow
 def test_packing_and_the_start_event(runs: dict[str, Any]) -> None:
     run = runs["packed"]

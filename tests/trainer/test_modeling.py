@@ -19,6 +19,7 @@ from vibeml.trainer.modeling import (
 from vibeml.trainer.run import StopFlag
 
 
+@pytest.mark.needs_train
 def test_model_source_accepts_ids_and_model_dirs(tiny_model_dir: Path) -> None:
     assert resolve_model_source("Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B"
     assert resolve_model_source("gpt2") == "gpt2"
@@ -39,6 +40,7 @@ def test_model_dir_without_config(tmp_path: Path) -> None:
         resolve_model_source(str(tmp_path))
 
 
+@pytest.mark.needs_train
 @pytest.mark.usefixtures("offline_hub")
 def test_hub_model_offline_is_a_clear_error() -> None:
     with pytest.raises(ModelNotFoundError) as info:
@@ -57,6 +59,7 @@ def test_latest_checkpoint_skips_incomplete(tmp_path: Path) -> None:
     assert find_latest_checkpoint(tmp_path) == tmp_path / "checkpoint-20"
 
 
+@pytest.mark.needs_train
 def test_fallback_chat_template_and_pad(tiny_model_dir: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -85,6 +88,7 @@ def test_stop_flag_deadline() -> None:
     assert StopFlag().check() is None
 
 
+@pytest.mark.needs_train
 @pytest.mark.slow
 def test_max_runtime_checkpoints_and_stops(tmp_path: Path, tiny_model_dir: Path, cli: Any,
                                            dataset_file: Any) -> None:
@@ -108,6 +112,7 @@ def test_max_runtime_checkpoints_and_stops(tmp_path: Path, tiny_model_dir: Path,
     assert 0 <= stopped["step"] < 100000
 
 
+@pytest.mark.needs_train
 @pytest.mark.slow
 def test_unknown_lora_target_modules_is_a_configuration_error(tmp_path: Path, tiny_model_dir: Path, cli: Any,
                                                                dataset_file: Any) -> None:

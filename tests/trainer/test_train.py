@@ -56,6 +56,7 @@ def _kinds(run: Any) -> list[str]:
     return [e["event"] for e in run.events]
 
 
+@pytest.mark.needs_train
 @pytest.mark.slow
 def test_alpaca_event_stream(runs: dict[str, Any]) -> None:
     run = runs["alpaca"]
@@ -89,6 +90,7 @@ def test_alpaca_event_stream(runs: dict[str, Any]) -> None:
     assert "[vibeml] step 4/4" in run.stdout
 
 
+@pytest.mark.needs_train
 @pytest.mark.slow
 def test_adapter_loads_with_peft_and_generates(runs: dict[str, Any], tiny_model_dir: Path) -> None:
     import torch
@@ -109,6 +111,7 @@ def test_adapter_loads_with_peft_and_generates(runs: dict[str, Any], tiny_model_
     assert generated.shape[1] > enc["input_ids"].shape[1]
 
 
+@pytest.mark.needs_train
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["messages", "sharegpt", "prompt_completion", "text"])
 def test_each_format_trains(runs: dict[str, Any], fmt: str) -> None:
@@ -122,6 +125,7 @@ def test_each_format_trains(runs: dict[str, Any], fmt: str) -> None:
     assert all(math.isfinite(s["loss"]) for s in run.of("step"))
 
 
+@pytest.mark.needs_train
 @pytest.mark.slow
 def test_full_finetune_saves_whole_model(runs: dict[str, Any]) -> None:
     run = runs["text"]
@@ -133,6 +137,7 @@ def test_full_finetune_saves_whole_model(runs: dict[str, Any]) -> None:
     assert (out / "tokenizer.json").is_file()
 
 
+@pytest.mark.needs_train
 @pytest.mark.slow
 def test_save_merged_writes_plain_weights(runs: dict[str, Any]) -> None:
     done = runs["messages"].of("done")[0]
@@ -142,6 +147,7 @@ def test_save_merged_writes_plain_weights(runs: dict[str, Any]) -> None:
     assert not (merged / "adapter_config.json").exists()
 
 
+@pytest.mark.needs_train
 @pytest.mark.slow
 def test_sigterm_checkpoints_then_resume_continues(runs: dict[str, Any], cli: Any) -> None:
     first, info = runs["sharegpt"], runs["sigterm"]
@@ -188,6 +194,7 @@ def test_invalid_config_writes_error_event(tmp_path: Path, cli: Any) -> None:
     assert error["recovery_suggestion"]
 
 
+@pytest.mark.needs_train
 def test_missing_dataset_is_an_error_event(tmp_path: Path, cli: Any, tiny_model_dir: Path) -> None:
     run = cli.run(tmp_path, cli.config(tmp_path, tiny_model_dir, tmp_path / "missing.jsonl"), timeout=120)
     assert run.rc == 1, run.describe()
@@ -196,6 +203,7 @@ def test_missing_dataset_is_an_error_event(tmp_path: Path, cli: Any, tiny_model_
     assert error["recovery_suggestion"] and "Traceback" not in run.stderr
 
 
+@pytest.mark.needs_train
 def test_user_strings_never_execute(tmp_path: Path, cli: Any, tiny_model_dir: Path) -> None:
     canary = tmp_path / "pwned"
     payloads = [

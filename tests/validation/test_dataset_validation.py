@@ -72,6 +72,8 @@ def write(path: Path, rows: list[dict[str, Any]]) -> Path:
 @pytest.mark.parametrize("name", sorted(CORPUS))
 @pytest.mark.parametrize("suffix", [".jsonl", ".json", ".parquet"])
 def test_detects_every_format_in_every_file_type(tmp_path: Path, name: str, suffix: str) -> None:
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow", reason="parquet needs pyarrow (the train extra)")
     expected, rows = CORPUS[name]
     report = DatasetValidator().validate_dataset(str(write(tmp_path / f"{name}{suffix}", rows)))
     assert isinstance(report, DatasetReport)
@@ -87,6 +89,7 @@ def test_csv_alpaca(tmp_path: Path) -> None:
     assert report.format == "alpaca" and report.usable_rows == 3
 
 
+@pytest.mark.needs_train
 @pytest.mark.parametrize("name", sorted(CORPUS))
 def test_the_trainer_agrees(tmp_path: Path, name: str) -> None:
     from vibeml.trainer.data import load_training_dataset
@@ -184,6 +187,7 @@ def test_row_limits_and_long_rows(tmp_path: Path) -> None:
     assert any("checked the first 100 of 300" in w for w in report.warnings)
 
 
+@pytest.mark.needs_train
 def test_tokens_with_the_models_tokenizer(demo_assets_dir: Path) -> None:
     dataset = demo_assets_dir / "demo_dataset.jsonl"
     model = str(demo_assets_dir / "tiny-llama")
@@ -222,6 +226,7 @@ def test_hub_dataset(hub: FakeHub) -> None:
     assert test_split.format == "text" and test_split.num_rows == 1
 
 
+@pytest.mark.needs_train
 def test_hub_parquet_dataset_and_budget(hub: FakeHub) -> None:
     import io
 
@@ -272,6 +277,7 @@ def test_hub_dataset_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "HF_HUB_OFFLINE" in err.value.message
 
 
+@pytest.mark.needs_train
 def test_tokenizer_from_the_hub(hub: FakeHub, demo_assets_dir: Path, tmp_path: Path) -> None:
     model_dir = demo_assets_dir / "tiny-llama"
     hub.add_model("acme/tiny-llama", {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file()})

@@ -173,6 +173,7 @@ def test_malformed_ids_are_refused_before_the_hub(hub: FakeHub) -> None:
 # ------------------------------------------------------------------------------------------ local
 
 
+@pytest.mark.needs_train
 def test_local_model_directory(demo_assets_dir: Path, tmp_path: Path) -> None:
     model = tmp_path / "model"
     shutil.copytree(demo_assets_dir / "tiny-llama", model)

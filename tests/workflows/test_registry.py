@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.metadata import version
-
 import pytest
 
 from vibeml.catalog.architectures import builtin_architecture
@@ -50,22 +48,16 @@ def test_programs_carry_method_engine_requirements_and_setup(name: str) -> None:
     prog = program(name, max_steps=10)
     assert prog.workflow == name and prog.config.method == wf.method and prog.config.engine == wf.engine
     assert prog.argv("python", "/job/config.json") == ["python", "-m", "vibeml.trainer", "--config", "/job/config.json"]
-    assert prog.requirements == wf.requirements and prog.requires_cuda == wf.requires_cuda
+    assert prog.requirements == wf.remote_requirements() and prog.requires_cuda == wf.requires_cuda
     assert set(prog.setup_commands) == set(BACKENDS)
     for backend in ("vast", "skypilot"):
         assert prog.setup_for(backend)[0] == '"$PY" -m pip install --quiet -r requirements.txt'
     assert prog.setup_for("nowhere") == ()
-    assert all(req.count("==") == 1 for req in prog.requirements)  # pinned
+    assert all(req.split(";")[0].count("==") == 1 for req in prog.requirements)  # pinned (tests/test_lock.py)
     extra = {"qlora": "bitsandbytes==", "unsloth": "unsloth=="}.get(name)
     if extra:
         assert any(r.startswith(extra) for r in prog.requirements)
         assert any(extra.split("==")[0] in c for c in prog.setup_for("local"))
-
-
-def test_core_pins_are_the_tested_versions() -> None:
-    pins = dict(r.split("==") for r in get_workflow("trl-lora").requirements)
-    for package in ("transformers", "peft", "trl", "datasets", "accelerate"):
-        assert pins[package] == version(package), package
 
 
 def test_render_program_is_backward_compatible() -> None:
@@ -90,6 +82,7 @@ def test_register_a_plugin_workflow() -> None:
     register_workflow(wf)
     try:
         assert get_workflow("my-lora") is wf and program("my-lora").config.method == "lora"
+        assert program("my-lora").requirements[-1] == "peft==0.21.2"  # after the locked training set
         assert workflow_estimate("my-lora").relative_speed == 1.0
     finally:
         from vibeml.workflows import registry

@@ -130,6 +130,7 @@ def test_the_inlined_formats_match_the_trainers(scripts: dict[str, str], tmp_pat
     assert "columns" in str(err.value)
 
 
+@pytest.mark.needs_train
 def test_trl_calls_match_the_installed_signatures(scripts: dict[str, str]) -> None:
     from peft import LoraConfig, prepare_model_for_kbit_training
     from transformers import BitsAndBytesConfig

@@ -19,7 +19,7 @@ import pytest
 
 from vibeml.workflows.script import ScriptGenerator
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.needs_train, pytest.mark.slow]
 
 #: sys.modules["vibeml"] = None makes every `import vibeml...` fail: the script must not need VibeML.
 WITHOUT_VIBEML = ("import runpy, sys; sys.modules['vibeml'] = None; script = sys.argv.pop(1); "

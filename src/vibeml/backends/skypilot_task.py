@@ -140,7 +140,7 @@ exit "$CODE"
 
 _CLUSTER_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-\[\], <>=!~;:'\"@/+*]*$")
+_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-\[\](), <>=!~;:'\"@/+*]*$")
 _BUCKET = re.compile(r"^[a-z][a-z0-9]*://[A-Za-z0-9][A-Za-z0-9._\-/]*$")
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,12}$")
 _SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")

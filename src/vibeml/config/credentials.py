@@ -26,7 +26,7 @@ import secrets
 import stat
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
@@ -282,7 +282,7 @@ class CredentialManager:
                 f"To remove it use `vibeml config delete-credential {prov} {ctype}`.",
             )
         with self._transaction() as (creds, unlocked):
-            creds.setdefault(prov, {})[ctype] = {"value": secret, "updated_at": datetime.now(UTC).isoformat()}
+            creds.setdefault(prov, {})[ctype] = {"value": secret, "updated_at": datetime.now(timezone.utc).isoformat()}
             self._save(creds, unlocked)
         log.info("stored credential %s/%s", prov, ctype)
 

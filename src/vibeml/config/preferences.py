@@ -13,7 +13,6 @@ import difflib
 import logging
 import math
 import threading
-import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vibeml._compat import tomllib
 from vibeml.config._files import atomic_write_bytes, default_config_dir, ensure_private_dir
 from vibeml.exceptions import ConfigurationError, ValidationError
 

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 #: Bump when the dataset, tokenizer or model recipe changes: cached assets are then rebuilt.
-DEMO_ASSETS_VERSION = 1
+DEMO_ASSETS_VERSION = 2
 
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
@@ -48,6 +48,8 @@ CHAT_TEMPLATE = (
 )
 
 VOCAB_SIZE = 512
+#: The MLP width: a multiple of 256 like real models' (see :func:`build_tiny_model`).
+MLP_WIDTH = 768
 DATASET_FILE = "demo_dataset.jsonl"
 MODEL_DIR = "tiny-llama"
 _MARKER = "ASSETS_COMPLETE.json"
@@ -177,8 +179,10 @@ def _build_tokenizer(dataset_path: Path) -> Any:
 def build_tiny_model(model_dir: str | Path, dataset_path: str | Path, seed: int = 0) -> Path:
     """Train the tokenizer on ``dataset_path`` and save it with a random-init tiny Llama to ``model_dir``.
 
-    The model: vocab = tokenizer size (512), hidden 256, 4 layers, 4 heads, MLP 688, 512 positions,
-    weights drawn with ``seed`` (≈3.3 M parameters, initializer range 0.06).
+    The model: vocab = tokenizer size (512), hidden 256, 4 layers, 4 heads, MLP 768, 512 positions,
+    weights drawn with ``seed`` (≈3.5 M parameters, initializer range 0.06). Every linear layer's width is a
+    multiple of 256, as in real models (Llama rounds its MLP width to ``multiple_of=256``), so 4-bit kernels'
+    block constraints (bitsandbytes: 64-element quantisation blocks, 32-row packed CPU blocks) hold for it.
     """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
@@ -194,7 +198,7 @@ def build_tiny_model(model_dir: str | Path, dataset_path: str | Path, seed: int 
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=256,
-        intermediate_size=688,
+        intermediate_size=MLP_WIDTH,
         num_hidden_layers=4,
         num_attention_heads=4,
         num_key_value_heads=4,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vibeml.exceptions import ConfigurationError, ModelNotFoundError, ResourceError
+from vibeml.trainer.bnb_compat import guard_cpu_4bit_packing
 
 __all__ = [
     "CHATML_FALLBACK_TEMPLATE",
@@ -247,7 +248,10 @@ def load_model(source: str, dtype_name: str, *, attn_implementation: str | None 
             bnb_4bit_compute_dtype=dtype,
         )
     try:  # `dtype` (transformers >= 4.56; `torch_dtype` is its deprecated spelling)
-        return AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        if quantize_4bit:
+            guard_cpu_4bit_packing(model)  # sampling after training would crash on some layer widths
+        return model
     except Exception as exc:
         if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():
             raise

@@ -32,6 +32,9 @@ CONFIG_B64 = ""
 # ---- dataset formats: detection and normalisation (the same code VibeML's trainer uses) ----
 from vibeml.trainer.formats import DatasetError, RowProblem, check_column_mapping, detect_format, normalise_row, rename_row  # noqa: E402, E501, I001 @@FORMATS@@
 
+# ---- bitsandbytes' packed CPU kernel kept off 4-bit layers it cannot take (the code VibeML's trainer uses) ----
+from vibeml.trainer.bnb_compat import guard_cpu_4bit_packing  # noqa: E402 @@BNB@@
+
 # ---- the chat template used when a tokenizer has none ----
 from vibeml.trainer.modeling import CHATML_FALLBACK_TEMPLATE  # noqa: E402 @@CHATML@@
 
@@ -168,6 +171,8 @@ def load_model(cfg: dict[str, Any], device: str, dtype: Any) -> tuple[Any, Any, 
     model = AutoModelForCausalLM.from_pretrained(cfg["model"], **kwargs)
     if method == "qlora":
         from peft import prepare_model_for_kbit_training
+
+        guard_cpu_4bit_packing(model)
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     return model, tokenizer, False

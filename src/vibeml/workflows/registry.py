@@ -52,12 +52,27 @@ class Workflow(BaseModel):
     name: str
     method: Literal["lora", "qlora", "full"]
     description: str
-    requirements: tuple[str, ...] = Field(description="pip requirements the trainer needs remotely (pinned).")
+    extras: tuple[str, ...] = Field(
+        ("train",), description="VibeML's extras the trainer needs on a rented machine (names from pyproject.toml)."
+    )
+    lock: str = Field("main", description="The lock (vibeml.locks) whose versions a rented machine installs.")
+    requirements: tuple[str, ...] = Field(
+        (), description="Further pinned pip requirements (for plugins; built-ins need none beyond their extras)."
+    )
     engine: Literal["transformers", "unsloth"] = "transformers"
     requires_cuda: bool = Field(False, description="Runs only on an NVIDIA GPU.")
     setup_commands: dict[str, tuple[str, ...]] = Field(
         default_factory=dict, description="Per backend: fixed shell commands that prepare its machine."
     )
+
+    def remote_requirements(self) -> tuple[str, ...]:
+        """What a rented machine installs: VibeML's own dependencies with :attr:`extras` and everything they
+        need, each at its version in :attr:`lock` (with its environment marker), then :attr:`requirements`.
+
+        Raises:
+            ConfigurationError: The lock lacks one of the packages (run ``make lock``).
+        """
+        return (*_locked_requirements(self.extras, self.lock), *self.requirements)
 
 
 class TrainingProgram(BaseModel):
@@ -97,19 +112,12 @@ class TrainingProgram(BaseModel):
         return self.setup_commands.get(backend, ())
 
 
-# Pinned to the versions the trainer is tested with (tests/workflows checks them against the installed ones).
-_CORE_PINS = (
-    "transformers==5.23.0",
-    "peft==0.21.2",
-    "trl==1.16.0",
-    "datasets==5.2.0",
-    "accelerate==1.15.0",
-)
-#: Liger's Triton kernels (CUDA only; the trainer turns them on when installed). Measured +20 % tokens/s
-#: on an H100 (FACTS: TRL 7,093 → TRL + Liger 8,526 tok/s, liger-kernel 0.8.5).
-_LIGER_PIN = "liger-kernel==0.8.5"
-_BNB_PIN = "bitsandbytes==0.50.2"
-_UNSLOTH_PINS = ("unsloth==2026.10.9", "unsloth_zoo==2026.10.9")
+@functools.cache
+def _locked_requirements(extras: tuple[str, ...], lock: str) -> tuple[str, ...]:
+    from vibeml.locks import pinned, project_requirements
+
+    return pinned(project_requirements(extras), lock)
+
 
 _INSTALL = '"$PY" -m pip install --quiet -r requirements.txt'
 _CHECK_TRAINER = '"$PY" -c "import vibeml.trainer, transformers, peft, trl"'
@@ -236,7 +244,9 @@ register_workflow(
         name="trl-lora",
         method="lora",
         description="LoRA adapters on a bf16 base with TRL's SFTTrainer (default).",
-        requirements=(*_CORE_PINS, _LIGER_PIN),
+        # Liger's Triton kernels (CUDA only; the trainer turns them on when installed): +20 % tokens/s measured
+        # on an H100 (FACTS: TRL 7,093 → TRL + Liger 8,526 tok/s)
+        extras=("train", "speed"),
         setup_commands=_setup(),
     )
 )
@@ -245,7 +255,7 @@ register_workflow(
         name="qlora",
         method="qlora",
         description="LoRA on a 4-bit NF4 base (bitsandbytes) with TRL's SFTTrainer: the least GPU memory.",
-        requirements=(*_CORE_PINS, _LIGER_PIN, _BNB_PIN),
+        extras=("train", "speed", "qlora"),
         setup_commands=_setup('"$PY" -c "import bitsandbytes"'),
     )
 )
@@ -254,7 +264,9 @@ register_workflow(
         name="full",
         method="full",
         description="Full fine-tune of every weight with TRL's SFTTrainer.",
-        requirements=(*_CORE_PINS, _LIGER_PIN),
+        # Liger's Triton kernels (CUDA only; the trainer turns them on when installed): +20 % tokens/s measured
+        # on an H100 (FACTS: TRL 7,093 → TRL + Liger 8,526 tok/s)
+        extras=("train", "speed"),
         setup_commands=_setup(),
     )
 )
@@ -265,7 +277,9 @@ register_workflow(
         engine="unsloth",
         requires_cuda=True,
         description="LoRA through Unsloth's FastLanguageModel with TRL's SFTTrainer (NVIDIA GPUs only).",
-        requirements=(*_CORE_PINS, *_UNSLOTH_PINS),
+        # Unsloth caps transformers/trl/datasets below the main lock's versions: it has a lock of its own
+        extras=("train", "unsloth"),
+        lock="unsloth",
         setup_commands=_setup('"$PY" -c "import unsloth"'),
     )
 )
@@ -309,7 +323,7 @@ def render_program(
         config=config,
         env=dict(env or {}),
         secrets=dict(secrets or {}),
-        requirements=workflow.requirements,
+        requirements=workflow.remote_requirements(),
         setup_commands=dict(workflow.setup_commands),
         requires_cuda=workflow.requires_cuda,
     )

@@ -28,8 +28,9 @@ __all__ = ["ScriptGenerator", "decode_script_config", "encode_config"]
 
 _B64 = re.compile(r"^[A-Za-z0-9+/=]*$")
 _CONFIG_LINE = 'CONFIG_B64 = ""\n'
-_FORMATS_MARK = "@@FORMATS@@"
 _CHATML_MARK = "@@CHATML@@"
+#: Template lines marked so are replaced by the whole module (the script must not need VibeML installed).
+_INLINED = {"@@FORMATS@@": "vibeml.trainer.formats", "@@BNB@@": "vibeml.trainer.bnb_compat"}
 #: Script settings that are not hyperparameters (and are passed through to the trainer config).
 _REQUEST_FIELDS = ("dataset_format", "dataset_split", "dataset_config", "output_dir", "save_merged", "sample_prompts")
 _CONFIG_FIELDS = ("column_mapping", "checkpoint_dir", "device", "sample_max_new_tokens", "torch_threads",
@@ -70,9 +71,9 @@ def _source(module: str) -> str:
 
 
 @functools.cache
-def _inline_formats() -> str:
-    """``vibeml.trainer.formats`` as top-level code for the script (its ``__future__`` import removed)."""
-    text = _source("vibeml.trainer.formats")
+def _inline(module: str) -> str:
+    """One of our modules as top-level code for the script (its ``__future__`` import removed)."""
+    text = _source(module)
     lines = [ln for ln in text.splitlines() if ln.strip() != "from __future__ import annotations"]
     return "\n".join(lines).strip("\n") + "\n"
 
@@ -169,8 +170,8 @@ class ScriptGenerator:
         for line in template.splitlines(keepends=True):
             if line == _CONFIG_LINE:
                 out.append(_config_block(encode_config(config.model_dump(mode="json"))))
-            elif _FORMATS_MARK in line:
-                out.append(_inline_formats())
+            elif any(mark in line for mark in _INLINED):
+                out.append(_inline(next(m for k, m in _INLINED.items() if k in line)))
             elif _CHATML_MARK in line:
                 out.append(_chatml_line())
             else:
