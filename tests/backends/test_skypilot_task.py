@@ -295,7 +295,12 @@ def test_rejects_unsafe_requirements_and_env_names() -> None:
         build_task_spec(_program(**{"SKYPILOT_NODE_RANK": "0"}), "vml-env", None, OPTS)
     spec = build_task_spec(_program(HF_HUB_OFFLINE="1"), "vml-env", None, OPTS)
     assert spec.envs["HF_HUB_OFFLINE"] == "1"
-    assert spec.envs["VIBEML_REQUIREMENTS"].splitlines()[0] == "torch"
+    sent = spec.envs["VIBEML_REQUIREMENTS"].splitlines()
+    assert sent == list(_program().requirements)  # the lock's lines (tests/test_lock.py), torch's among them
+    assert any(r.startswith("torch==") for r in sent)
+    plugin = _program().model_copy(update={"requirements": ("peft==0.21.2",)})
+    assert build_task_spec(plugin, "vml-env", None, OPTS).envs["VIBEML_REQUIREMENTS"].splitlines() == [
+        "torch", "peft==0.21.2"]  # a requirement list without torch still gets one
 
 
 def test_cluster_names() -> None:

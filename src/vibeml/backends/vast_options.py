@@ -14,12 +14,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vibeml.exceptions import ConfigurationError
 
-__all__ = ["DEFAULT_IMAGE", "IMAGE_MIN_CUDA", "VastOptions"]
+__all__ = ["DEFAULT_IMAGE", "VastOptions"]
 
-#: The CUDA PyTorch image instances run. The remote install (``vibeml[train]``) pins VibeML's torch, whose
-#: default Linux wheels are built for CUDA 12.8, so hosts must support at least that (``IMAGE_MIN_CUDA``).
+#: The CUDA PyTorch image instances run. The machine then installs the lock's torch, whose Linux wheels bring
+#: their own CUDA runtime (13.0 for torch 2.13.0): the host's driver must support that version, which the
+#: default of ``min_cuda`` reads from the lock (:func:`vibeml.locks.cuda_floor`), never typed here.
 DEFAULT_IMAGE = "pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime"
-IMAGE_MIN_CUDA = 12.8
+
+
+def _lock_cuda_floor() -> float:
+    from vibeml.locks import cuda_floor
+
+    return cuda_floor()
 
 
 class VastOptions(BaseModel):
@@ -28,7 +34,10 @@ class VastOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     image: str = Field(DEFAULT_IMAGE, min_length=1, max_length=1024, description="Docker image.")
-    min_cuda: float = Field(IMAGE_MIN_CUDA, ge=0, description="Lowest cuda_max_good a host may report.")
+    min_cuda: float = Field(
+        default_factory=_lock_cuda_floor, ge=0,
+        description="Lowest cuda_max_good a host may report (default: the CUDA the locked torch is built for).",
+    )
     min_reliability: float = Field(0.98, ge=0, le=1, description="Reliability floor for offers.")
     search_limit: int = Field(500, ge=1, le=10_000, description="Offers fetched per search.")
     bid_margin: float = Field(1.05, ge=1.0, le=10.0, description="Bid = min_bid × this.")

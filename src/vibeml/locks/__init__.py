@@ -25,7 +25,7 @@ from importlib import resources
 
 from vibeml.exceptions import ConfigurationError
 
-__all__ = ["LOCKS", "Pin", "canonical", "closure", "load_lock", "pinned", "project_requirements"]
+__all__ = ["LOCKS", "Pin", "canonical", "closure", "cuda_floor", "load_lock", "pinned", "project_requirements"]
 
 #: The locks this package ships (name → file beside this module).
 LOCKS = {"main": "main.txt", "unsloth": "unsloth.txt"}
@@ -145,6 +145,25 @@ def closure(pins: Iterable[Pin], roots: Iterable[str]) -> tuple[Pin, ...]:
 def pinned(roots: Iterable[str], lock: str = "main") -> tuple[str, ...]:
     """Requirement lines for ``roots`` and all they need, from ``lock``: what a rented machine installs."""
     return tuple(p.requirement for p in closure(load_lock(lock), roots))
+
+
+@functools.cache
+def cuda_floor() -> float:
+    """The CUDA version the locked torch's Linux GPU wheels are built for (``13.0`` for torch 2.13.0), read from
+    the lock's ``nvidia-cuda-runtime`` pins: a rented host's driver must support at least that, or the machine
+    is paid for and cannot run the trainer.
+
+    Raises:
+        ConfigurationError: No lock names a CUDA runtime (a lock without torch's GPU wheels).
+    """
+    found = [p.version for lock in LOCKS for p in load_lock(lock) if p.name.startswith("nvidia-cuda-runtime")]
+    if not found:
+        raise ConfigurationError(
+            "no lock names torch's CUDA runtime (nvidia-cuda-runtime)",
+            {"locks": sorted(LOCKS)},
+            "Regenerate the locks with `make lock`.",
+        )
+    return max(float(".".join(v.split(".")[:2])) for v in found)
 
 
 _EXTRA = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
