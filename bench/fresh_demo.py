@@ -42,10 +42,11 @@ def one_run() -> dict[str, float | str]:
         stamp = clone / ".venv" / ".vibeml-demo-installed"
         install = stamp.stat().st_mtime - t0
         out = res.stdout + res.stderr
-        loss = re.search(r"loss[^\n]*?(\d+\.\d+)\s*→\s*(\d+\.\d+)", out)
+        summary = re.search(r"Loss:\s*(\d+\.\d+)\s*\S+\s*(\d+\.\d+)", out)  # the summary: first -> last step
+        losses = list(summary.groups()) if summary else re.findall(r"step\s+\d+/\d+\s+loss\s+(\d+\.\d+)", out)
         installer = "uv" if "with uv" in out else "pip"
         return {"wall": wall, "install": install, "demo": wall - install, "installer": installer,
-                "loss": f"{loss.group(1)} → {loss.group(2)}" if loss else "?"}
+                "loss": f"{losses[0]} -> {losses[-1]}" if losses else "?"}
 
 
 def main() -> int:

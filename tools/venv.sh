@@ -8,7 +8,8 @@
 # The installer is uv, bootstrapped into the environment with pip from the registry (its version from the
 # lock too); where uv can't be had, pip does the same installs. Either way the lock is a constraint file:
 # the resolver picks only locked versions, and only what the set needs on this platform (a CPU build of
-# torch needs none of the nvidia-* wheels a CUDA build pulls in).
+# torch needs none of the nvidia-* wheels a CUDA build pulls in). VIBEML_INSTALLER=pip uses pip even where uv
+# could be had.
 set -euo pipefail
 
 venv=$1 python=$2 set=$3
@@ -36,12 +37,19 @@ if [[ -z ${UV_FIND_LINKS:-} ]]; then
 fi
 export UV_PYTHON_DOWNLOADS=never
 
-if [[ -x $venv/bin/uv ]] || "$py" -m pip install --quiet --disable-pip-version-check -c "$lock" uv 2>/dev/null; then
+if [[ ${VIBEML_INSTALLER:-uv} == pip ]]; then
+  uv_ok=false  # asked for pip (to check the fallback)
+elif [[ -x $venv/bin/uv ]] || "$py" -m pip install --quiet --disable-pip-version-check -c "$lock" uv 2>/dev/null; then
+  uv_ok=true
+else
+  uv_ok=false
+fi
+if $uv_ok; then
   install=("$venv/bin/uv" pip install --quiet --python "$py")
   echo "installing the '$set' set with uv $("$venv/bin/uv" --version | cut -d' ' -f2) from the lock"
 else
   install=("$py" -m pip install --quiet --disable-pip-version-check)
-  echo "uv could not be installed; installing the '$set' set with pip from the lock"
+  echo "installing the '$set' set with pip from the lock$([[ ${VIBEML_INSTALLER:-uv} == pip ]] || echo " (uv could not be installed)")"
 fi
 
 # pip and setuptools are in the lock (SkyPilot and torch need them): the copies venv seeds are brought to it.
