@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from vibeml.client import VibeML, build_request
+from vibeml.client import VibeML
+from vibeml.exceptions import ValidationError
+from vibeml.jobs.store import check_job_id, check_limit
 from vibeml.models import JobRecord
 from vibeml.settings import Settings
 
@@ -16,6 +18,12 @@ __all__ = ["get_job_logs", "get_job_status", "launch_training", "list_jobs", "st
 
 
 def _service(settings: Settings | None) -> VibeML:
+    if settings is not None and not isinstance(settings, Settings):
+        raise ValidationError(
+            f"settings must be a vibeml.Settings, not {type(settings).__name__}",
+            {"settings": type(settings).__name__},
+            "Pass settings=Settings.from_env(...) (or leave it out to read the environment).",
+        )
     return VibeML(settings or Settings.from_env())
 
 
@@ -33,30 +41,33 @@ async def launch_training(
     ``demo=True`` uses the bundled tiny model and dataset.
     """
     svc = _service(settings)
-    if demo:
-        request = svc.demo_request(**fields)
-    else:
-        request = build_request(model=model, dataset=dataset, **fields)
-    return await svc.launch(request)
+    return await svc.launch(svc.request_from(model, dataset, demo=demo, **fields))
 
 
 async def get_job_status(job_id: str, *, settings: Settings | None = None) -> JobRecord:
     """A job with its current status, step, loss, ETA and cost so far."""
-    return await _service(settings).get_status(job_id)
+    return await _service(settings).get_status(check_job_id(job_id))
 
 
 async def list_jobs(limit: int = 50, *, settings: Settings | None = None) -> list[JobRecord]:
-    """Jobs, newest first."""
-    return await _service(settings).list_jobs(limit=limit)
+    """Jobs, newest first (``limit``: 1 to 100,000)."""
+    return await _service(settings).list_jobs(limit=check_limit(limit))
 
 
 async def get_job_logs(job_id: str, tail: int = 200, *, settings: Settings | None = None) -> list[str]:
     """The last ``tail`` lines of a job's log."""
-    return await _service(settings).get_logs(job_id, tail=tail)
+    if isinstance(tail, bool) or not isinstance(tail, int) or not 1 <= tail <= 1_000_000:
+        raise ValidationError(f"tail must be a whole number from 1 to 1,000,000, not {str(tail)[:40]!r}",
+                              {"tail": str(tail)[:40]}, "Give e.g. tail=200.")
+    return await _service(settings).get_logs(check_job_id(job_id), tail=tail)
 
 
 async def stop_job(
     job_id: str, *, grace_seconds: float | None = None, settings: Settings | None = None
 ) -> JobRecord:
     """Stop a job (checkpointing first); stopping a finished job changes nothing."""
-    return await _service(settings).stop(job_id, grace_seconds=grace_seconds)
+    if grace_seconds is not None and (isinstance(grace_seconds, bool) or not isinstance(grace_seconds, (int, float))
+                                      or not 0 <= grace_seconds <= 86_400):
+        raise ValidationError(f"grace_seconds must be a number of seconds from 0 to 86400, not {grace_seconds!r}"[:160],
+                              {"grace_seconds": str(grace_seconds)[:40]}, "Give e.g. grace_seconds=30.")
+    return await _service(settings).stop(check_job_id(job_id), grace_seconds=grace_seconds)

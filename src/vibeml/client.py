@@ -27,7 +27,8 @@ from vibeml.exceptions import (
 )
 from vibeml.inputs import dataset_stats, hub_secrets, hub_token, resolve_local_inputs
 from vibeml.jobs.store import JobStore, utcnow
-from vibeml.models import CostEstimate, JobHandle, JobRecord, JobStatus, TrainingRequest
+from vibeml.models import CostEstimate, Hyperparameters, JobHandle, JobRecord, JobStatus, TrainingRequest
+from vibeml.safe_paths import make_private_dir
 from vibeml.settings import Settings
 from vibeml.workflows.registry import get_workflow, render_program
 
@@ -47,15 +48,8 @@ def build_request(**fields: Any) -> TrainingRequest:
     try:
         return TrainingRequest.model_validate(fields)
     except PydanticValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in err["loc"] if x != "hyperparameters") or "request"
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{loc}: {msg}")
-        raise ValidationError(
-            "invalid training request: " + "; ".join(problems),
-            {"fields": [p.split(":", 1)[0] for p in problems]},
-            "Fix the named fields; `vibeml launch --help` lists every option and its range.",
+        raise ValidationError.from_pydantic(
+            exc, "training request", "Fix the named fields; `vibeml launch --help` lists every option and its range."
         ) from None
 
 
@@ -330,7 +324,9 @@ class VibeML:
 
         job_id = self._new_job_id()
         job_dir = self.job_dir(job_id)
-        job_dir.mkdir(parents=True, exist_ok=False)
+        if job_dir.exists():  # ids are random: a clash means something is badly wrong
+            raise ConfigurationError(f"job folder {job_dir} already exists", {"job_dir": str(job_dir)})
+        make_private_dir(job_dir)
         output_dir = request.output_dir or str(job_dir / "output")
         env = {"HF_HUB_OFFLINE": "1"} if all_local else {}
         if self.settings.hf_endpoint:
@@ -376,29 +372,67 @@ class VibeML:
         """Validate, estimate, check the budget, render and launch. Returns once the job has started."""
         return await asyncio.to_thread(self._launch_sync, request)
 
+    def request_from(self, model: str | None = None, dataset: str | None = None, *, demo: bool = False,
+                     **fields: Any) -> TrainingRequest:
+        """The one way a front end (CLI, MCP, the Python API) turns what a user gave into a request.
+
+        ``demo=True`` takes the bundled tiny model and dataset and excludes ``model``/``dataset``; otherwise
+        both are required. Every other field is a ``TrainingRequest`` field, flat or in ``hyperparameters``.
+
+        Raises:
+            ConfigurationError: ``demo`` with a model or dataset, or a model or dataset missing.
+            ValidationError: A field is unknown, of the wrong type or out of range.
+        """
+        if not isinstance(demo, bool):
+            raise ValidationError(f"demo must be true or false, not {demo!r}"[:120], {"demo": str(demo)[:40]})
+        if demo:
+            if model is not None or dataset is not None:
+                raise ConfigurationError(
+                    "demo (--demo) uses the bundled model and dataset; a model or dataset cannot be given with it",
+                    {"model": model, "dataset": dataset},
+                    "Drop demo to train your own model, or drop the model and dataset.",
+                )
+            return self.demo_request(**fields)
+        if not model or not dataset:
+            raise ConfigurationError(
+                "give --model and --dataset (model and dataset in Python and MCP), or --demo for the bundled example",
+                {"model": model, "dataset": dataset},
+                "Example: vibeml launch --model Qwen/Qwen2.5-0.5B --dataset ./data.jsonl --max-cost 5",
+            )
+        return build_request(model=model, dataset=dataset, **fields)
+
     def demo_request(self, **overrides: Any) -> TrainingRequest:
-        """The bundled demo: a tiny model and dataset built offline on first use."""
+        """The bundled demo: a tiny model and dataset built offline on first use. ``overrides`` are request
+        fields (flat or in ``hyperparameters``) laid over the demo's; each is validated like any request's.
+
+        Raises:
+            ValidationError: A field is unknown or out of range, or max_steps and num_epochs are both given.
+        """
         from vibeml.demo.assets import DEMO_SAMPLE_PROMPTS, demo_hyperparameters, ensure_demo_assets
 
+        overrides = dict(overrides)
+        nested = overrides.pop("hyperparameters", None)
+        if isinstance(nested, Hyperparameters):
+            nested = nested.model_dump(exclude_unset=True)
+        if nested is not None and not isinstance(nested, dict):
+            raise ValidationError(f"hyperparameters must be a mapping of field to value, not {type(nested).__name__}",
+                                  {"hyperparameters": type(nested).__name__})
+        given = {k: v for k, v in {**(nested or {}), **overrides}.items()
+                 if v is not None and (k in Hyperparameters.model_fields or k in (nested or {}))}
+        fields = {k: v for k, v in overrides.items() if k not in Hyperparameters.model_fields}
+        if given.get("max_steps") is not None and given.get("num_epochs") is not None:
+            raise ValidationError("give max_steps or num_epochs, not both", {"fields": ["max_steps", "num_epochs"]},
+                                  "Drop one of them (CLI: --max-steps or --epochs).")
+        hyper = dict(demo_hyperparameters())
+        if given.get("max_steps") is not None or given.get("num_epochs") is not None:
+            hyper.pop("max_steps", None)
+            hyper.pop("num_epochs", None)
+        hyper.update(given)  # unknown names stay in, so validation names them
+        base: dict[str, Any] = {"model": "vibeml/demo", "dataset": "vibeml/demo", "name": "demo",
+                                "sample_prompts": list(DEMO_SAMPLE_PROMPTS)}
+        request = build_request(**{**base, **fields, "hyperparameters": hyper})  # before building anything
         assets = ensure_demo_assets(self.settings.demo_dir)
-        fields: dict[str, Any] = {
-            "model": str(assets.model_dir),
-            "dataset": str(assets.dataset_path),
-            "name": "demo",
-            "sample_prompts": list(DEMO_SAMPLE_PROMPTS),
-            "hyperparameters": demo_hyperparameters(),
-        }
-        hyper = dict(fields["hyperparameters"])
-        for key, value in overrides.items():
-            if key in ("max_steps", "num_epochs") and value is not None:
-                hyper.pop("max_steps", None)
-                hyper.pop("num_epochs", None)
-            if key in hyper or key in ("max_steps", "num_epochs"):
-                hyper[key] = value
-            else:
-                fields[key] = value
-        fields["hyperparameters"] = hyper
-        return build_request(**fields)
+        return request.model_copy(update={"model": str(assets.model_dir), "dataset": str(assets.dataset_path)})
 
     # ----------------------------------------------------------------------------------- track
 

@@ -95,6 +95,27 @@ class ConfigurationError(VibeMLError):
 class ValidationError(ConfigurationError):
     """User input failed validation (a field, a range, a combination)."""
 
+    @classmethod
+    def from_pydantic(
+        cls,
+        exc: Any,
+        what: str = "request",
+        recovery_suggestion: str | None = None,
+        skip_loc: tuple[str, ...] = ("hyperparameters",),
+    ) -> ValidationError:
+        """One clear error from a pydantic ``ValidationError``: every bad field with pydantic's reason
+        (the input itself is left out: it may be huge, binary or a secret)."""
+        problems = []
+        for err in exc.errors(include_url=False, include_input=False):
+            loc = ".".join(str(x) for x in err["loc"] if x not in skip_loc) or what
+            problems.append(f"{loc}: {str(err['msg']).removeprefix('Value error, ')}")
+        return cls(
+            f"invalid {what}: " + "; ".join(problems[:20]) + (f"; and {len(problems) - 20} more"
+                                                              if len(problems) > 20 else ""),
+            {"fields": [p.split(":", 1)[0] for p in problems]},
+            recovery_suggestion or "Fix the named fields; `vibeml COMMAND --help` lists every option and its range.",
+        )
+
 
 class ModelNotFoundError(VibeMLError):
     """The model id or path does not resolve to a usable model."""

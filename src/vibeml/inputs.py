@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from vibeml.exceptions import DatasetError, ModelNotFoundError, VibeMLError
 from vibeml.models import TrainingRequest
+from vibeml.safe_paths import exists, is_file
 from vibeml.settings import Settings
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def dataset_stats(dataset: str, max_bytes: int = CHECK_MAX_BYTES, *, dataset_for
             return report.stats
     except VibeMLError:
         pass
-    if path.suffix.lower() != ".jsonl" or not path.is_file():
+    if path.suffix.lower() != ".jsonl" or not is_file(path):
         return None
     rows = chars = 0
     with open(path, encoding="utf-8", errors="replace") as fh:
@@ -123,8 +124,8 @@ def resolve_local_inputs(request: TrainingRequest) -> tuple[TrainingRequest, boo
     updates: dict[str, Any] = {}
     local = True
     model_path = Path(request.model).expanduser()
-    if model_path.exists():
-        if not (model_path / "config.json").exists():
+    if exists(model_path):
+        if not exists(model_path / "config.json"):
             raise ModelNotFoundError(
                 f"{request.model} is a local path but not a model directory (no config.json)",
                 {"model": request.model},
@@ -146,7 +147,7 @@ def resolve_local_inputs(request: TrainingRequest) -> tuple[TrainingRequest, boo
     else:
         local = False
     data_path = Path(request.dataset).expanduser()
-    if data_path.exists():
+    if exists(data_path):
         updates["dataset"] = str(data_path.resolve())
         check_local_dataset(data_path.resolve(), request)
     elif looks_like_path(request.dataset):

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 import re
+import typing
 import unicodedata
 from datetime import datetime
 from enum import Enum
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 __all__ = [
     "CostEstimate",
@@ -30,6 +31,7 @@ DatasetFormat = Literal["auto", "alpaca", "messages", "sharegpt", "prompt_comple
 
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_CLOUD = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,31}$")
 
 
 def _check_identifier_text(value: str, what: str, max_len: int = 1024) -> str:
@@ -50,8 +52,30 @@ def _check_identifier_text(value: str, what: str, max_len: int = 1024) -> str:
     return value
 
 
-class _UserModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, str_strip_whitespace=False)
+def _is_number_field(annotation: Any) -> bool:
+    """A field typed as a number (int/float, maybe optional) that does not also accept a bool."""
+    args = set(typing.get_args(annotation)) or {annotation}
+    return bool(args & {int, float}) and bool not in args
+
+
+class StrictNumbers(BaseModel):
+    """Numbers are numbers: ``True`` is not 1 (pydantic's lax mode would take it), and inf/nan are refused."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name is not None:
+            field = cls.model_fields.get(info.field_name)
+            if field is not None and _is_number_field(field.annotation):
+                raise ValueError("must be a number, not true/false")
+        return value
+
+
+class _UserModel(StrictNumbers):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, str_strip_whitespace=False,
+                              allow_inf_nan=False)
 
 
 class Hyperparameters(_UserModel):
@@ -180,6 +204,13 @@ class TrainingRequest(_UserModel):
     @classmethod
     def _plain_text(cls, v: str | None) -> str | None:
         return None if v is None else _check_identifier_text(v, "value", 4096)
+
+    @field_validator("cloud")
+    @classmethod
+    def _cloud_name(cls, v: str | None) -> str | None:
+        if v is not None and not _CLOUD.match(v):
+            raise ValueError("must be a cloud name like 'aws', 'gcp', 'runpod' or 'vast' (letters, digits, '-')")
+        return v
 
     @field_validator("column_mapping")
     @classmethod

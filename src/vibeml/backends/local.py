@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from vibeml.backends.base import Backend, Capabilities, Capability, LaunchChoice
+from vibeml.config._files import atomic_write_bytes
 from vibeml.exceptions import BackendError
 from vibeml.jobs.progress import progress_from_events
 from vibeml.models import JobHandle, JobProgress
+from vibeml.safe_paths import make_private_dir
 from vibeml.settings import Settings
 from vibeml.trainer.events import read_events
 from vibeml.workflows.registry import TrainingProgram
@@ -98,11 +100,9 @@ class LocalBackend(Backend):
     def launch(
         self, program: TrainingProgram, job_id: str, job_dir: Path, choice: LaunchChoice | None = None
     ) -> JobHandle:
-        job_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(job_dir)
         config_path = job_dir / program.config_filename
-        tmp = config_path.with_suffix(".tmp")
-        tmp.write_text(program.config_json(), encoding="utf-8")
-        os.replace(tmp, config_path)
+        atomic_write_bytes(config_path, program.config_json().encode("utf-8"))  # 0600
         log_path = job_dir / LOG_FILENAME
         env = dict(os.environ)
         env.update(program.env)
@@ -111,7 +111,7 @@ class LocalBackend(Backend):
         env["VIBEML_JOB_ID"] = job_id
         argv = program.argv(self.settings.python, config_path)
         try:
-            with open(log_path, "ab") as log:
+            with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
                 proc = subprocess.Popen(
                     argv,
                     cwd=job_dir,
@@ -121,6 +121,7 @@ class LocalBackend(Backend):
                     env=env,
                     start_new_session=True,
                     close_fds=True,
+                    umask=0o077 if os.name == "posix" else -1,  # checkpoints and outputs: private
                 )
         except OSError as exc:
             raise BackendError(

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vibeml.backends.base import LaunchChoice
 from vibeml.backends.skypilot_catalog import sky_accelerator_name
-from vibeml.exceptions import ConfigurationError
+from vibeml.exceptions import ConfigurationError, ValidationError
 from vibeml.models import TrainingRequest
 from vibeml.settings import Settings
 from vibeml.trainer.config import TrainerConfig
@@ -560,8 +560,17 @@ def choice_from_flags(
     use_spot: bool = False,
     max_cost: float | None = None,
 ) -> LaunchChoice:
-    """A choice from explicit flags, priced from the catalogue (SkyPilot's cached one laid over ours)."""
+    """A choice from explicit flags, priced from the catalogue (SkyPilot's cached one laid over ours).
+
+    Raises:
+        ValidationError: A count of GPUs or nodes below 1 or absurdly large.
+    """
     from vibeml.catalog.gpus import resolve_gpu
+
+    for what, value, most in (("gpu_count", gpu_count, 512), ("nodes", num_nodes, 1024)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+            raise ValidationError(f"{what} must be a whole number from 1 to {most}, not {value!r}",
+                                  {what: str(value)[:40]}, f"Give e.g. --{what.replace('_', '-')} 1.")
     from vibeml.catalog.prices import load_price_table, read_sky_catalogs
 
     table = load_price_table(read_sky_catalogs() or None)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vibeml.exceptions import ConfigurationError, ModelNotFoundError
+from vibeml.safe_paths import is_dir, is_file
 
 __all__ = [
     "BUILTIN_CONFIGS",
@@ -283,7 +284,7 @@ def architecture_from_config(
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a ``config.json`` (or the one inside a model directory)."""
     p = Path(path)
-    if p.is_dir():
+    if is_dir(p):
         p = p / "config.json"
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
@@ -516,7 +517,7 @@ def resolve_architecture(
         ModelNotFoundError: nothing resolves the model.
     """
     path = Path(model).expanduser()
-    if path.is_dir() or (path.is_file() and path.name.endswith(".json")):
+    if is_dir(path) or (is_file(path) and path.name.endswith(".json")):
         return architecture_from_config(load_config_file(path), name=str(model), source="local")
     exact = builtin_architecture(model, fuzzy=False)
     if exact is not None:

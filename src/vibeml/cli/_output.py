@@ -45,6 +45,19 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+#: Characters never sent to a terminal raw: C0/C1 controls but newline and tab (escape sequences could move
+#: the cursor, retitle the window or hide text) and the bidirectional overrides (they reorder what is shown).
+_UNSAFE = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0))}
+_UNSAFE.update({c: f"\\u{c:04x}" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))})
+
+
+def printable(text: object, limit: int = 2000) -> str:
+    """``text`` safe to print on a terminal: control characters escaped (``\\x1b``), at most ``limit``
+    characters (a 100,000-character value is cut, saying so)."""
+    out = str(text).translate(_UNSAFE)
+    return out if len(out) <= limit else f"{out[:limit]}… ({len(out) - limit} more characters)"
+
+
 def report_error(exc: VibeMLError, as_json: bool) -> None:
     if as_json:
         emit_json(exc.to_dict())
@@ -52,13 +65,22 @@ def report_error(exc: VibeMLError, as_json: bool) -> None:
     from rich.markup import escape
 
     err = console(stderr=True)
-    err.print(f"[bold red]Error:[/] {escape(exc.message)}")
+    err.print(f"[bold red]Error:[/] {escape(printable(exc.message))}")
     for key, value in exc.context.items():
         if key in ("fields",):
             continue
-        err.print(f"  [dim]{escape(str(key))}:[/] {escape(str(value))}")
+        err.print(f"  [dim]{escape(printable(key))}:[/] {escape(printable(value, 500))}")
     if exc.recovery_suggestion:
-        err.print(f"[yellow]What to do:[/] {escape(exc.recovery_suggestion)}")
+        err.print(f"[yellow]What to do:[/] {escape(printable(exc.recovery_suggestion))}")
+
+
+def _invalid_values(exc: Exception) -> VibeMLError | None:
+    """A pydantic validation error that escaped a model (values out of range): a clear error, not exit 70."""
+    if type(exc).__module__.split(".")[0] not in ("pydantic", "pydantic_core"):
+        return None
+    from pydantic import ValidationError as PydanticValidationError
+
+    return ValidationError.from_pydantic(exc, "values") if isinstance(exc, PydanticValidationError) else None
 
 
 def error_boundary(fn: F) -> F:
@@ -83,6 +105,10 @@ def error_boundary(fn: F) -> F:
         except Exception as exc:
             if STATE["debug"]:
                 raise
+            invalid = _invalid_values(exc)
+            if invalid is not None:
+                report_error(invalid, as_json)
+                raise typer.Exit(invalid.exit_code) from None
             wrapped = VibeMLError(
                 f"internal error: {type(exc).__name__}: {exc}",
                 recovery_suggestion="Run the command again with --debug for the traceback, and report it.",

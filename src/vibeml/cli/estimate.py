@@ -137,8 +137,7 @@ def _query(cls: type[Q], **fields: Any) -> Q:
     try:
         return cls.model_validate(fields)
     except PydanticValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ValidationError(f"invalid options: {problems}", recovery_suggestion="See --help.") from None
+        raise ValidationError.from_pydantic(exc, "options", "See --help for each option's range.") from None
 
 
 def register(app: typer.Typer) -> None:

@@ -37,7 +37,7 @@ from vibeml.cli._output import (
     fmt_loss,
     fmt_money,
 )
-from vibeml.exceptions import ConfigurationError, TrainingError
+from vibeml.exceptions import TrainingError
 
 if TYPE_CHECKING:
     from vibeml.client import VibeML
@@ -109,7 +109,6 @@ def launch(
     json_out: JsonOpt = False,
 ) -> None:
     """Launch a fine-tune (validate → estimate → budget check → start). Returns at once unless --follow."""
-    from vibeml.client import build_request
 
     hyper = training_settings(
         max_steps=max_steps, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
@@ -136,23 +135,11 @@ def launch(
     other = {k: v for k, v in other.items() if v is not None}
 
     svc = _service()
-    if demo:
-        if model or dataset:
-            raise ConfigurationError(
-                "--demo uses the bundled model and dataset; do not give --model or --dataset with it",
-                recovery_suggestion="Drop --demo to train your own model, or drop --model/--dataset.",
-            )
-        err = console(stderr=True)
-        with err.status("Preparing the bundled demo model and dataset (built offline, cached)…"):
-            request = svc.demo_request(**other, **hyper)
-    else:
-        if not model or not dataset:
-            raise ConfigurationError(
-                "give --model and --dataset (or --demo for the bundled example)",
-                {"model": model, "dataset": dataset},
-                "Example: vibeml launch --model Qwen/Qwen2.5-0.5B --dataset ./data.jsonl --max-cost 5",
-            )
-        request = build_request(model=model, dataset=dataset, **other, **hyper)
+    if demo and not (model or dataset):
+        with console(stderr=True).status("Preparing the bundled demo model and dataset (built offline, cached)…"):
+            request = svc.request_from(demo=True, **other, **hyper)
+    else:  # the service says what is wrong with --demo plus --model, or a missing --model/--dataset
+        request = svc.request_from(model, dataset, demo=demo, **other, **hyper)
 
     record = _run(svc.launch(request))
     for warning in record.warnings:

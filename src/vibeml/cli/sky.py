@@ -28,8 +28,8 @@ def export(
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Hub dataset id or a local data file.")],
     workflow: Annotated[str, typer.Option(help="trl-lora (default) or full.")] = "trl-lora",
     gpu: Annotated[str | None, typer.Option("--gpu", help="GPU type (default: the planner's cheapest).")] = None,
-    gpu_count: Annotated[int, typer.Option(help="GPUs per node (with --gpu).")] = 1,
-    nodes: Annotated[int, typer.Option(help="Nodes (with --gpu).")] = 1,
+    gpu_count: Annotated[int, typer.Option(min=1, max=512, help="GPUs per node (with --gpu).")] = 1,
+    nodes: Annotated[int, typer.Option(min=1, max=1024, help="Nodes (with --gpu).")] = 1,
     cloud: Annotated[str | None, typer.Option(help="Cloud, e.g. aws, gcp, runpod.")] = None,
     spot: Annotated[bool, typer.Option("--spot/--on-demand", help="Spot capacity (a managed job).")] = False,
     max_cost: Annotated[float | None, typer.Option(help="Budget in USD: sets max_hourly_cost and a timeout.")] = None,
@@ -47,14 +47,17 @@ def export(
     }
     if max_steps is not None:
         fields["max_steps"] = max_steps
+    from vibeml.safe_paths import check_output_path, write_text_atomic
+
+    target = check_output_path(output, what="output") if output is not None else None
     request = build_request(**fields)
     choice = None
     if gpu:
         choice = choice_from_flags(gpu, gpu_count=gpu_count, num_nodes=nodes, cloud=cloud, use_spot=spot,
                                    max_cost=max_cost)
     text = export_task_yaml(request, choice=choice)
-    if output is not None:
-        output.write_text(text, encoding="utf-8")
+    if target is not None:
+        write_text_atomic(target, text)
     if json_out:
         emit_json({"path": str(output) if output else None, "yaml": text})
     elif output is None:

@@ -7,6 +7,7 @@ imported on the CLI's launch path, which must stay fast.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vibeml.exceptions import ConfigurationError
 from vibeml.models import Hyperparameters
 
 __all__ = [
@@ -252,6 +254,14 @@ def ensure_demo_assets(demo_dir: str | Path) -> DemoAssets:
     assets = DemoAssets(model_dir=root / MODEL_DIR, dataset_path=root / DATASET_FILE)
     if _complete(root):
         return assets
+    missing = [m for m in ("torch", "transformers", "tokenizers") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigurationError(
+            f"the demo builds and trains a tiny model, which needs the training libraries ({', '.join(missing)} "
+            "not installed)",
+            {"missing": missing},
+            "Run `make demo` in a clone of VibeML, or install the train extra: pip install 'vibeml[train]'.",
+        )
     with FileLock(str(root / ".build.lock")):
         if _complete(root):  # another process built them while we waited
             return assets

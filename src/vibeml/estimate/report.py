@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from vibeml.catalog.architectures import ModelArchitecture
 from vibeml.catalog.gpus import list_gpus, resolve_gpu
@@ -17,6 +17,7 @@ from vibeml.estimate.cost import CostEstimator, JobEstimate, estimate_job
 from vibeml.estimate.memory import TrainingShape
 from vibeml.estimate.planner import Plan, PlanConstraints, plan_training
 from vibeml.estimate.throughput import Workload
+from vibeml.models import StrictNumbers
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -36,8 +37,8 @@ def _money(x: float) -> float:
     return round(float(x), 4)
 
 
-class _ShapeQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _ShapeQuery(StrictNumbers):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str = Field(min_length=1, max_length=1024, description="Hub id, local model dir or built-in name.")
     method: Literal["lora", "qlora", "full"] = "lora"
@@ -50,10 +51,10 @@ class _ShapeQuery(BaseModel):
         "fused", description="fused = VibeML's trainer (TRL fused LM head); standard = plain model(labels=…)."
     )
     optimizer: Literal["adamw", "adamw_8bit"] = "adamw"
-    max_steps: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(None, ge=1, le=10_000_000)
     epochs: float | None = Field(None, gt=0, le=1000)
-    dataset_rows: int | None = Field(None, ge=1)
-    mean_tokens: float | None = Field(None, ge=1.0)
+    dataset_rows: int | None = Field(None, ge=1, le=10**12)
+    mean_tokens: float | None = Field(None, ge=1.0, le=4_194_304)
     grad_accum: int = Field(1, ge=1, le=4096)
 
     def shape(self, gpu_count: int = 1, parallelism: Literal["ddp", "fsdp"] = "ddp") -> TrainingShape:
@@ -99,8 +100,8 @@ class EstimateQuery(_ShapeQuery):
 class PlanQuery(_ShapeQuery):
     """Every allowed choice, ranked by expected total cost."""
 
-    max_cost: float | None = Field(None, gt=0)
-    max_hours: float | None = Field(None, gt=0)
+    max_cost: float | None = Field(None, gt=0, le=1_000_000)
+    max_hours: float | None = Field(None, gt=0, le=100_000)
     clouds: list[str] | None = None
     gpus: list[str] | None = None
     gpu_counts: list[int] | None = None

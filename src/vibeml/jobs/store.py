@@ -7,6 +7,8 @@ trainers' watchers can share one database without corrupting it.
 from __future__ import annotations
 
 import json
+import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -15,13 +17,49 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from vibeml.exceptions import ConfigurationError, JobNotFoundError
+from vibeml.exceptions import ConfigurationError, JobNotFoundError, ValidationError
 from vibeml.jobs.migrations import MIGRATIONS
 from vibeml.models import CostEstimate, JobHandle, JobProgress, JobRecord, JobStatus, TrainingRequest
 
-__all__ = ["JobStore", "utcnow"]
+__all__ = ["MAX_LIST_LIMIT", "JobStore", "check_job_id", "check_limit", "utcnow"]
 
 _BUSY_TIMEOUT_MS = 30_000
+#: Job ids are "vml-" and 8 hex digits; anything else that reaches SQL is letters, digits, '.', '_', '-'.
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MAX_LIST_LIMIT = 100_000
+
+
+def check_job_id(job_id: object) -> str:
+    """``job_id`` if it can name a job (an id or a prefix of one), before it reaches SQL.
+
+    Raises:
+        JobNotFoundError: Not a string, empty, longer than 64 characters, or holding other characters.
+    """
+    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+        shown = repr(job_id)
+        if isinstance(job_id, str) and len(job_id) > 80:
+            shown = f"{job_id[:80]!r}… ({len(job_id)} characters)"
+        raise JobNotFoundError(
+            f"{shown} is not a job id",
+            {"job_id": shown},
+            "Job ids look like 'vml-0b2fcda3' (a unique prefix such as 'vml-0b' works too); `vibeml jobs` lists them.",
+        )
+    return job_id
+
+
+def check_limit(limit: object, what: str = "limit") -> int:
+    """A row limit: a whole number from 1 to ``MAX_LIST_LIMIT``.
+
+    Raises:
+        ValidationError: Anything else (a bool, a string, 0, a negative or a huge number).
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+        raise ValidationError(
+            f"{what} must be a whole number from 1 to {MAX_LIST_LIMIT:,}, not {str(limit)[:40]!r}",
+            {what: str(limit)[:40]},
+            f"Give e.g. {what}=50.",
+        )
+    return limit
 
 
 def utcnow() -> datetime:
@@ -40,8 +78,20 @@ class JobStore:
     """
 
     def __init__(self, path: str | Path) -> None:
+        from vibeml.safe_paths import make_private_dir
+
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            make_private_dir(self.path.parent)
+            self.path.touch(mode=0o600, exist_ok=True)
+            if os.name == "posix":
+                os.chmod(self.path, 0o600)  # job history names users' data: never world-readable
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the jobs database {self.path}: {exc.strerror or exc}",
+                {"path": str(self.path)},
+                "Check the folder's permissions, or point VIBEML_HOME at a writable folder.",
+            ) from exc
         self._local = threading.local()
         self._migrate()
 
@@ -169,6 +219,7 @@ class JobStore:
         return record
 
     def get(self, job_id: str) -> JobRecord:
+        check_job_id(job_id)
         row = self._conn().execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         if row is None:
             raise JobNotFoundError(f"no job {job_id!r}", {"job_id": job_id})
@@ -176,6 +227,7 @@ class JobStore:
 
     def find(self, prefix: str) -> JobRecord:
         """Get a job by its id or a unique prefix of it."""
+        check_job_id(prefix)
         try:
             return self.get(prefix)
         except JobNotFoundError:
@@ -197,14 +249,15 @@ class JobStore:
         )
 
     def list_jobs(self, limit: int = 50, statuses: set[JobStatus] | None = None) -> list[JobRecord]:
-        """Newest first."""
+        """Newest first (``limit``: 1 to ``MAX_LIST_LIMIT``)."""
+        check_limit(limit)
         sql = "SELECT * FROM jobs"
         args: list[Any] = []
         if statuses:
             sql += f" WHERE status IN ({','.join('?' * len(statuses))})"
             args.extend(s.value for s in statuses)
         sql += " ORDER BY created_at DESC, job_id DESC LIMIT ?"
-        args.append(max(1, limit))
+        args.append(limit)
         return [self._row_to_record(r) for r in self._conn().execute(sql, args).fetchall()]
 
     _UPDATABLE = frozenset(

@@ -11,6 +11,8 @@ import asyncio
 import functools
 import json
 import logging
+import re
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
@@ -19,10 +21,10 @@ from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from pydantic import BaseModel, ConfigDict, Field
 
-from vibeml.client import VibeML, build_request
+from vibeml.client import VibeML
 from vibeml.config.budget import BudgetStatus
 from vibeml.estimate.report import EstimateQuery, PlanQuery
-from vibeml.exceptions import VibeMLError
+from vibeml.exceptions import ConfigurationError, VibeMLError
 from vibeml.models import CostEstimate, DatasetFormat, JobRecord
 from vibeml.validation.dataset import DatasetReport
 from vibeml.validation.model import ModelInfo
@@ -203,12 +205,7 @@ def create_server(service_factory: Callable[[], VibeML] | None = None) -> FastMC
         fields = {k: v for k, v in fields.items() if v is not None}
         service = svc()
 
-        def prepare() -> Any:
-            if demo:
-                return service.demo_request(**fields)
-            return build_request(model=model, dataset=dataset, **fields)
-
-        request = await asyncio.to_thread(prepare)
+        request = await asyncio.to_thread(lambda: service.request_from(model, dataset, demo=demo, **fields))
         if dry_run:
             preview = await asyncio.to_thread(service.preview_launch, request)
             plan = None if preview["plan"] is None else PlanReport.model_validate(preview["plan"])
@@ -333,12 +330,46 @@ def create_server(service_factory: Callable[[], VibeML] | None = None) -> FastMC
     return mcp
 
 
+def parse_http_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``:PORT``, or ``[::1]:PORT``) → (host, port), checked before anything starts.
+
+    Raises:
+        ConfigurationError: No port, a port that is not a number from 1 to 65535, or a malformed host.
+    """
+    host, sep, port_text = text.strip().rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    port = int(port_text) if sep and port_text.isdigit() and len(port_text) <= 5 else 0
+    if not 1 <= port <= 65535 or not re.fullmatch(r"[A-Za-z0-9.:_-]{1,253}", host):
+        raise ConfigurationError(
+            f"--http takes HOST:PORT with a port from 1 to 65535, not {text[:80]!r}",
+            {"http": text[:80]},
+            "Example: vibeml mcp --http 127.0.0.1:8765 (or :8765 for localhost).",
+        )
+    return host, port
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Bind once to say "address in use" or "unknown host" as an error, not as a server traceback."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, _, _, _, address = infos[0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot serve MCP on {host}:{port}: {exc.strerror or exc}",
+            {"host": host, "port": port},
+            "Choose a free port (or stop what is using it), and a host name or address of this machine.",
+        ) from None
+
+
 def main(http: str | None = None) -> None:
     """Run the server: stdio (default) or HTTP on ``host:port``."""
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    server = create_server()
     if http:
-        host, _, port = http.rpartition(":")
-        server.run(transport="http", host=host or "127.0.0.1", port=int(port), show_banner=False)
+        host, port = parse_http_address(http)
+        _check_can_listen(host, port)
+        create_server().run(transport="http", host=host, port=port, show_banner=False)
     else:
-        server.run(transport="stdio", show_banner=False)
+        create_server().run(transport="stdio", show_banner=False)

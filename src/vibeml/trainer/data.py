@@ -132,7 +132,8 @@ def resolve_dataset_source(name: str) -> DatasetSource:
 
     Raises:
         DatasetError: A path that does not exist, a folder with nothing loadable, an unsupported file
-            type, or a name that is neither a path nor a valid hub id.
+            type, a path that is not a regular file (a FIFO, a device), or a name that is neither a path
+            nor a valid hub id.
     """
     if not isinstance(name, str) or not name.strip():
         raise DatasetError("no dataset given", {"dataset": str(name)})
@@ -160,6 +161,9 @@ def resolve_dataset_source(name: str) -> DatasetSource:
                     "Keep one file type per dataset folder.",
                 )
             return DatasetSource("files", str(path), builders.pop(), tuple(files))
+        from vibeml.safe_paths import check_input_file
+
+        check_input_file(path, "dataset")  # a FIFO or /dev/zero would block or never end
         builder = SUFFIX_BUILDERS.get(path.suffix.lower())
         if builder is None:
             raise DatasetError(

@@ -41,6 +41,11 @@ TOKEN_SAMPLE_ROWS = 1_000
 #: Hub data downloaded at most (bytes); beyond it the row count is extrapolated by size.
 HUB_DOWNLOAD_BUDGET = 256 * 2**20
 CHARS_PER_TOKEN = 4.0
+#: Largest whole-file JSON read into memory (JSON Lines are streamed, each line at most MAX_LINE_CHARS).
+MAX_JSON_BYTES = 512 * 2**20
+MAX_LINE_CHARS = 64 * 2**20
+#: Deepest nesting of a row (messages with content parts need about 4; JSON from elsewhere rarely 20).
+MAX_NESTING = 64
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
                    "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json",
                    "config.json")
@@ -94,11 +99,53 @@ class DatasetReport(BaseModel):
 # ------------------------------------------------------------------------------------------- reading
 
 
+def _not_utf8(path: Path, exc: UnicodeDecodeError, line: int | None = None) -> DatasetError:
+    where = f" (line {line})" if line else f" (byte {exc.start})"
+    return DatasetError(
+        f"{path} is not UTF-8 text{where}: it looks binary or uses another encoding",
+        {"dataset": str(path), **({"line": line} if line else {"byte": exc.start})},
+        "Save the file as UTF-8 text (e.g. `iconv -f latin1 -t utf-8`), or give a .parquet file.",
+    )
+
+
+def _too_deep(path: Path, line: int | None = None) -> DatasetError:
+    return DatasetError(
+        f"{path}{f' line {line}' if line else ''} is nested more than {MAX_NESTING} levels deep",
+        {"dataset": str(path), "max_nesting": MAX_NESTING, **({"line": line} if line else {})},
+        "Training rows are flat records or lists of messages; check that the file is the dataset you meant.",
+    )
+
+
+def _nesting_over(value: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether ``value`` nests lists/dicts more than ``limit`` deep (iterative: no recursion limit)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
 def _json_rows(path: Path) -> Iterator[Any]:
     """Rows of a .json/.jsonl file: JSON Lines, a JSON list of objects, or a dict of equal-length columns."""
     with open(path, "rb") as fh:
         head = fh.read(4096).lstrip()
     if path.suffix.lower() == ".json" and head[:1] in (b"[", b"{"):
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise DatasetError(
+                f"{path} is one JSON document of {size / 2**20:,.0f} MiB; VibeML reads whole-file JSON up to "
+                f"{MAX_JSON_BYTES // 2**20} MiB",
+                {"dataset": str(path), "size_bytes": size},
+                "Convert it to JSON Lines (one object a line, .jsonl), which is read as a stream.",
+            )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
@@ -106,8 +153,12 @@ def _json_rows(path: Path) -> Iterator[Any]:
                 raise DatasetError(f"{path} is not valid JSON: {exc}", {"dataset": str(path)},
                                    "Fix the JSON (or write one object per line, JSONL).") from exc
         except UnicodeDecodeError as exc:
-            raise DatasetError(f"{path} is not UTF-8 text: {exc}", {"dataset": str(path)}) from exc
+            raise _not_utf8(path, exc) from None
+        except RecursionError:
+            raise _too_deep(path) from None
         else:
+            if _nesting_over(data, MAX_NESTING + 2):  # the list (or column dict) and its rows add a level
+                raise _too_deep(path)
             if isinstance(data, list):
                 yield from data
                 return
@@ -124,30 +175,57 @@ def _json_rows(path: Path) -> Iterator[Any]:
                 "Give a JSON list of objects, or one JSON object per line (JSONL).",
             )
     with open(path, encoding="utf-8", errors="strict") as fh:
+        number = 0
         try:
-            for number, line in enumerate(fh, 1):
+            while True:
+                line = fh.readline(MAX_LINE_CHARS + 1)
+                if not line:
+                    return
+                number += 1
+                if len(line) > MAX_LINE_CHARS:
+                    raise DatasetError(
+                        f"{path} line {number} is longer than {MAX_LINE_CHARS // 2**20} Mi characters",
+                        {"dataset": str(path), "line": number},
+                        "One JSON object a line; a training row is far shorter. Check the file is a dataset.",
+                    )
                 if not line.strip():
                     continue
                 try:
-                    yield json.loads(line)
+                    row = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise DatasetError(
                         f"{path} line {number} is not valid JSON: {exc.msg}",
                         {"dataset": str(path), "line": number},
                         "Each line of a JSONL file must be one complete JSON object.",
                     ) from exc
+                except RecursionError:
+                    raise _too_deep(path, number) from None
+                if _nesting_over(row):
+                    raise _too_deep(path, number)
+                yield row
         except UnicodeDecodeError as exc:
-            raise DatasetError(f"{path} is not UTF-8 text: {exc}", {"dataset": str(path)}) from exc
+            raise _not_utf8(path, exc, number + 1) from None
 
 
 def _csv_rows(path: Path) -> Iterator[Any]:
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames:
-            raise DatasetError(f"{path} has no header row", {"dataset": str(path)},
-                               "Add a header row naming the columns.")
-        for row in reader:
-            yield {k: v for k, v in row.items() if k is not None}
+    reader: Any = None
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames:
+                raise DatasetError(f"{path} has no header row", {"dataset": str(path)},
+                                   "Add a header row naming the columns.")
+            for row in reader:
+                yield {k: v for k, v in row.items() if k is not None}
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc) from None
+    except csv.Error as exc:  # a NUL byte, a field over the size limit, a broken quote
+        line = getattr(reader, "line_num", 0) or 1
+        raise DatasetError(
+            f"{path} is not a readable CSV file (line {line}): {exc}",
+            {"dataset": str(path), "line": line},
+            "Save it as UTF-8 CSV with a header row (binary data or NUL bytes cannot be read), or use JSONL.",
+        ) from None
 
 
 def _parquet_rows(path: Path) -> Iterator[Any]:

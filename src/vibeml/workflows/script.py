@@ -189,23 +189,15 @@ class ScriptGenerator:
         return self.render(self.build_config(workflow, model, dataset, **hyperparameters))
 
     def write_script(self, path: str | Path, script: str, *, overwrite: bool = False) -> Path:
-        """Write ``script`` to ``path`` (executable; refuses to replace a file unless ``overwrite``).
+        """Write ``script`` to ``path`` atomically (executable; refuses to replace a file unless ``overwrite``,
+        and never replaces anything but a regular file).
 
         Raises:
-            ConfigurationError: The file exists (without ``overwrite``) or cannot be written.
+            ConfigurationError: The file exists (without ``overwrite``), is a directory, device or pipe, or
+                cannot be written.
         """
-        target = Path(path).expanduser()
-        if target.exists() and not overwrite:
-            raise ConfigurationError(
-                f"{target} already exists", {"path": str(target)}, "Choose another -o path, or add --force."
-            )
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_text(script, encoding="utf-8")
-            tmp.chmod(0o755)
-            tmp.replace(target)
-        except OSError as exc:
-            raise ConfigurationError(f"cannot write {target}: {exc.strerror or exc}", {"path": str(target)},
-                                     "Choose a writable path.") from exc
+        from vibeml.safe_paths import check_output_path, write_text_atomic
+
+        target = check_output_path(path, overwrite=overwrite, what="script")
+        write_text_atomic(target, script, mode=0o755)
         return target
