@@ -56,9 +56,7 @@ async def list_jobs(limit: int = 50, *, settings: Settings | None = None) -> lis
 
 async def get_job_logs(job_id: str, tail: int = 200, *, settings: Settings | None = None) -> list[str]:
     """The last ``tail`` lines of a job's log."""
-    if isinstance(tail, bool) or not isinstance(tail, int) or not 1 <= tail <= 1_000_000:
-        raise ValidationError(f"tail must be a whole number from 1 to 1,000,000, not {str(tail)[:40]!r}",
-                              {"tail": str(tail)[:40]}, "Give e.g. tail=200.")
+    tail = check_limit(tail, "tail", 1_000_000)
     return await _service(settings).get_logs(check_job_id(job_id), tail=tail)
 
 

@@ -39,9 +39,9 @@ def ensure_private_dir(path: Path) -> Path:
     """
     try:
         if not path.is_dir():
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if POSIX:
-                os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
+            from vibeml.safe_paths import make_private_dir
+
+            make_private_dir(path)  # 0700 whatever the umask, parents VibeML creates too
         elif POSIX and stat.S_IMODE(path.stat().st_mode) & 0o077:
             log.warning("config directory %s is accessible to other users; `chmod 700` it", path)
     except OSError as exc:

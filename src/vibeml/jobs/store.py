@@ -47,15 +47,15 @@ def check_job_id(job_id: object) -> str:
     return job_id
 
 
-def check_limit(limit: object, what: str = "limit") -> int:
-    """A row limit: a whole number from 1 to ``MAX_LIST_LIMIT``.
+def check_limit(limit: object, what: str = "limit", most: int = MAX_LIST_LIMIT) -> int:
+    """A row limit: a whole number from 1 to ``most`` (``MAX_LIST_LIMIT`` by default).
 
     Raises:
         ValidationError: Anything else (a bool, a string, 0, a negative or a huge number).
     """
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= most:
         raise ValidationError(
-            f"{what} must be a whole number from 1 to {MAX_LIST_LIMIT:,}, not {str(limit)[:40]!r}",
+            f"{what} must be a whole number from 1 to {most:,}, not {str(limit)[:40]!r}",
             {what: str(limit)[:40]},
             f"Give e.g. {what}=50.",
         )
