@@ -34,6 +34,7 @@ demo: $(STAMP)
 ## What CI runs: the linters, the type checker, then the whole test suite (slow tests included).
 test: $(TSTAMP)
 	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
@@ -46,6 +47,7 @@ test-compat:
 
 lint: $(TSTAMP)
 	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/mypy
 
 ## Re-resolve the lock within pyproject.toml's ranges (newest versions), for every Python from 3.10.

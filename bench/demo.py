@@ -21,14 +21,22 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "VIBEML_HOME": home, "HF_HUB_OFFLINE": "1"}
         t0 = time.perf_counter()
-        res = subprocess.run([sys.executable, "-m", "vibeml", "launch", "--demo", "--follow", "--json"],
-                             env=env, capture_output=True, text=True, timeout=900)
+        res = subprocess.run(
+            [sys.executable, "-m", "vibeml", "launch", "--demo", "--follow", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         wall = time.perf_counter() - t0
         if res.returncode != 0:
             print(res.stdout[-2000:], res.stderr[-2000:])
             return 1
-        jobs = json.loads(subprocess.run([sys.executable, "-m", "vibeml", "jobs", "--json"], env=env,
-                                         capture_output=True, text=True, check=True).stdout)
+        jobs = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "vibeml", "jobs", "--json"], env=env, capture_output=True, text=True, check=True
+            ).stdout
+        )
     p = jobs[0]["progress"]
     drop = 1 - p["loss"] / p["first_loss"]
     cores = os.cpu_count()
@@ -44,8 +52,9 @@ def main() -> int:
     print(text)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "demo.txt").write_text(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}  python bench/demo.py\n{text}\n",
-                                  encoding="utf-8")
+    (out / "demo.txt").write_text(
+        f"# {time.strftime('%Y-%m-%d %H:%M:%S')}  python bench/demo.py\n{text}\n", encoding="utf-8"
+    )
     return 0 if wall <= 120 and drop >= 0.3 else 1
 
 

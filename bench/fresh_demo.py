@@ -31,8 +31,13 @@ def one_run() -> dict[str, float | str]:
     with tempfile.TemporaryDirectory(prefix="vibeml-fresh-") as tmp:
         clone = Path(tmp) / "vibeml"
         subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
-        env = {**os.environ, "UV_CACHE_DIR": f"{tmp}/uv-cache", "PIP_NO_CACHE_DIR": "1",
-               "VIBEML_HOME": f"{tmp}/home", "NO_COLOR": "1"}
+        env = {
+            **os.environ,
+            "UV_CACHE_DIR": f"{tmp}/uv-cache",
+            "PIP_NO_CACHE_DIR": "1",
+            "VIBEML_HOME": f"{tmp}/home",
+            "NO_COLOR": "1",
+        }
         t0 = time.time()
         res = subprocess.run(["make", "demo"], cwd=clone, env=env, capture_output=True, text=True, timeout=900)
         wall = time.time() - t0
@@ -45,8 +50,13 @@ def one_run() -> dict[str, float | str]:
         summary = re.search(r"Loss:\s*(\d+\.\d+)\s*\S+\s*(\d+\.\d+)", out)  # the summary: first -> last step
         losses = list(summary.groups()) if summary else re.findall(r"step\s+\d+/\d+\s+loss\s+(\d+\.\d+)", out)
         installer = "uv" if "with uv" in out else "pip"
-        return {"wall": wall, "install": install, "demo": wall - install, "installer": installer,
-                "loss": f"{losses[0]} -> {losses[-1]}" if losses else "?"}
+        return {
+            "wall": wall,
+            "install": install,
+            "demo": wall - install,
+            "installer": installer,
+            "loss": f"{losses[0]} -> {losses[-1]}" if losses else "?",
+        }
 
 
 def main() -> int:
@@ -64,8 +74,10 @@ def main() -> int:
         "fresh VIBEML_HOME, `make demo`",
     ]
     for i, r in enumerate(runs, 1):
-        lines.append(f"run {i}: wall {float(r['wall']):.1f} s = install {float(r['install']):.1f} s ({r['installer']})"
-                     f" + demo {float(r['demo']):.1f} s; loss {r['loss']}")
+        lines.append(
+            f"run {i}: wall {float(r['wall']):.1f} s = install {float(r['install']):.1f} s ({r['installer']})"
+            f" + demo {float(r['demo']):.1f} s; loss {r['loss']}"
+        )
     lines.append(f"median wall: {median:.1f} s (goal {GOAL_S:.0f} s) -> {'OK' if median <= GOAL_S else 'OVER'}")
     text = "\n".join(lines)
     print(text)

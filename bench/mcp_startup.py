@@ -42,8 +42,10 @@ async def once(env: dict[str, str]) -> tuple[float, float, int]:
 
 
 def _line(name: str, xs: list[float]) -> str:
-    return (f"{name}: median {statistics.median(xs) * 1000:.0f} ms  min {min(xs) * 1000:.0f} ms  "
-            f"max {max(xs) * 1000:.0f} ms  (n={len(xs)})")
+    return (
+        f"{name}: median {statistics.median(xs) * 1000:.0f} ms  min {min(xs) * 1000:.0f} ms  "
+        f"max {max(xs) * 1000:.0f} ms  (n={len(xs)})"
+    )
 
 
 def main() -> int:
@@ -57,15 +59,17 @@ def main() -> int:
         asyncio.run(once(env))  # fills the cache, as any first start does
         warm = [asyncio.run(once(env)) for _ in range(WARM_RUNS)]
     med = statistics.median(t for t, _, _ in warm)
-    text = "\n".join([
-        f"command: {sys.executable} -m vibeml mcp  (spawn -> initialize -> tools/list, then one tools/call)",
-        f"tools listed: {warm[0][2]}   load average: {os.getloadavg()[0]:.2f}   cores: {os.cpu_count()}",
-        _line("warm  tools listed     ", [t for t, _, _ in warm]),
-        _line("warm  first call done  ", [c for _, c, _ in warm]),
-        _line("cold  tools listed     ", [t for t, _, _ in cold]),
-        _line("cold  first call done  ", [c for _, c, _ in cold]),
-        f"budget: tools listed (warm) <= 1000 ms -> {'OK' if med <= 1.0 else 'OVER BUDGET'}",
-    ])
+    text = "\n".join(
+        [
+            f"command: {sys.executable} -m vibeml mcp  (spawn -> initialize -> tools/list, then one tools/call)",
+            f"tools listed: {warm[0][2]}   load average: {os.getloadavg()[0]:.2f}   cores: {os.cpu_count()}",
+            _line("warm  tools listed     ", [t for t, _, _ in warm]),
+            _line("warm  first call done  ", [c for _, c, _ in warm]),
+            _line("cold  tools listed     ", [t for t, _, _ in cold]),
+            _line("cold  first call done  ", [c for _, c, _ in cold]),
+            f"budget: tools listed (warm) <= 1000 ms -> {'OK' if med <= 1.0 else 'OVER BUDGET'}",
+        ]
+    )
     print(text)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)

@@ -75,19 +75,26 @@ def test_demo_trains_and_the_adapter_answers(demo_home: Path) -> None:
     model = AutoPeftModelForCausalLM.from_pretrained(str(out))
     tok = AutoTokenizer.from_pretrained(str(out))
     ids = tok.apply_chat_template(
-        [{"role": "user", "content": "What is 3 + 4?"}], add_generation_prompt=True, return_tensors="pt",
+        [{"role": "user", "content": "What is 3 + 4?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
         return_dict=True,
     )
     with torch.no_grad():
         gen = model.generate(**ids, max_new_tokens=8, do_sample=False)
-    answer = tok.decode(gen[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    answer = tok.decode(gen[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
     assert isinstance(answer, str) and answer.strip()
 
 
 def test_two_launches_at_once_keep_the_store_whole(demo_home: Path) -> None:
     procs = [
-        subprocess.Popen([*VIBEML, "launch", "--demo", "--max-steps", "8", "--follow", "--json"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+        subprocess.Popen(
+            [*VIBEML, "launch", "--demo", "--max-steps", "8", "--follow", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
         for _ in range(2)
     ]
     for p in procs:
@@ -134,16 +141,23 @@ def test_stop_a_running_job_checkpoints_it(demo_home: Path) -> None:
 
 
 def test_killing_the_cli_loses_nothing(demo_home: Path) -> None:
-    cli_proc = subprocess.Popen([*VIBEML, "launch", "--demo", "--max-steps", "40", "--follow"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+    cli_proc = subprocess.Popen(
+        [*VIBEML, "launch", "--demo", "--max-steps", "40", "--follow"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=_env(),
+    )
     job = _running_job(demo_home)
     cli_proc.send_signal(signal.SIGKILL)
     cli_proc.wait(10)
     status = cli_json("status", job["job_id"])
     assert status["status"] == "running"
     wait_for(lambda: _events(demo_home, {"done", "error"}), timeout=240, every=0.5)
-    final = wait_for(lambda: (s := cli_json("status", job["job_id"]))["status"] in ("completed", "failed") and s,
-                     timeout=60, every=1.0)
+    final = wait_for(
+        lambda: (s := cli_json("status", job["job_id"]))["status"] in ("completed", "failed") and s,
+        timeout=60,
+        every=1.0,
+    )
     assert final["status"] == "completed", final.get("error")
 
 
@@ -165,8 +179,18 @@ def test_corrupt_weights_fail_the_job_cleanly(demo_home: Path, tmp_path: Path) -
     (model_dir / "model.safetensors").write_bytes(b"\x00" * 64)
     data = next((demo_home / "demo").rglob("*.jsonl"))
     t0 = time.monotonic()
-    res = cli("launch", "--model", str(model_dir), "--dataset", str(data), "--max-steps", "3", "--follow",
-              check=False, timeout=180)
+    res = cli(
+        "launch",
+        "--model",
+        str(model_dir),
+        "--dataset",
+        str(data),
+        "--max-steps",
+        "3",
+        "--follow",
+        check=False,
+        timeout=180,
+    )
     assert res.returncode == 9, res.stdout + res.stderr
     assert time.monotonic() - t0 < 120
     [job] = cli_json("jobs")

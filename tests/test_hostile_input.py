@@ -150,8 +150,9 @@ def test_sky_export_to_a_directory_or_a_new_folder(tmp_path: Path) -> None:
     assert code == 2 and "is a directory" in out
     _suggests(out)
     target = tmp_path / "missing" / "parent" / "task.yaml"
-    code, out = cli("sky", "export", "--model", "Qwen/Qwen2.5-0.5B", "--dataset", "d/x", "--max-steps", "5",
-                    "-o", str(target))
+    code, out = cli(
+        "sky", "export", "--model", "Qwen/Qwen2.5-0.5B", "--dataset", "d/x", "--max-steps", "5", "-o", str(target)
+    )
     assert code == 0, out
     assert "run:" in target.read_text()
 
@@ -270,4 +271,3 @@ def test_vibeml_home_is_private_whatever_the_umask(tmp_path: Path) -> None:
     for folder in (home, home / "jobs", job):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
     assert stat.S_IMODE((home / "vibeml.db").stat().st_mode) == 0o600
-

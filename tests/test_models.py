@@ -61,9 +61,7 @@ _values = st.one_of(
     st.lists(st.text(max_size=10), max_size=3),
     st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
 )
-_keys = st.sampled_from(
-    [*TrainingRequest.model_fields, *Hyperparameters.model_fields, "bogus", "max_seq_len"]
-)
+_keys = st.sampled_from([*TrainingRequest.model_fields, *Hyperparameters.model_fields, "bogus", "max_seq_len"])
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -82,27 +80,35 @@ def test_any_input_is_a_request_or_a_clear_error(fields: dict[str, Any]) -> None
 
 def test_cost_estimate_is_ordered_and_frozen() -> None:
     est = CostEstimate(
-        gpu_type="H100", hourly_rate=2.0, estimated_duration_hours=1.5,
-        min_cost=2.5, expected_cost=3.0, max_cost=4.0,
+        gpu_type="H100",
+        hourly_rate=2.0,
+        estimated_duration_hours=1.5,
+        min_cost=2.5,
+        expected_cost=3.0,
+        max_cost=4.0,
     )
     with pytest.raises(PydanticValidationError):
         est.expected_cost = 1.0  # type: ignore[misc]
     with pytest.raises(PydanticValidationError, match="min_cost <= expected_cost <= max_cost"):
         CostEstimate(
-            gpu_type="H100", hourly_rate=2.0, estimated_duration_hours=1.5,
-            min_cost=3.5, expected_cost=3.0, max_cost=4.0,
+            gpu_type="H100",
+            hourly_rate=2.0,
+            estimated_duration_hours=1.5,
+            min_cost=3.5,
+            expected_cost=3.0,
+            max_cost=4.0,
         )
 
 
 @given(st.floats(0, 1e6), st.floats(0, 1e6), st.floats(0, 1e6))
 def test_cost_estimate_accepts_exactly_ordered_triples(a: float, b: float, c: float) -> None:
     lo, mid, hi = sorted((a, b, c))
-    CostEstimate(gpu_type="T4", hourly_rate=1, estimated_duration_hours=1, min_cost=lo, expected_cost=mid,
-                 max_cost=hi)
+    CostEstimate(gpu_type="T4", hourly_rate=1, estimated_duration_hours=1, min_cost=lo, expected_cost=mid, max_cost=hi)
     if lo < mid:
         with pytest.raises(PydanticValidationError):
-            CostEstimate(gpu_type="T4", hourly_rate=1, estimated_duration_hours=1, min_cost=mid,
-                         expected_cost=lo, max_cost=hi)
+            CostEstimate(
+                gpu_type="T4", hourly_rate=1, estimated_duration_hours=1, min_cost=mid, expected_cost=lo, max_cost=hi
+            )
 
 
 def test_job_status_terminal_set() -> None:

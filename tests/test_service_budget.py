@@ -35,8 +35,9 @@ class MeteredBackend(LocalBackend):
     rate_multiplier: ClassVar[float] = 1.0
     launched: ClassVar[list[LaunchChoice | None]] = []
 
-    def launch(self, program: TrainingProgram, job_id: str, job_dir: Path,
-               choice: LaunchChoice | None = None) -> JobHandle:
+    def launch(
+        self, program: TrainingProgram, job_id: str, job_dir: Path, choice: LaunchChoice | None = None
+    ) -> JobHandle:
         MeteredBackend.launched.append(choice)
         program = program.model_copy(update={"module": "fake_program"})
         program.env.update({"VIBEML_TEST_MODE": "graceful", "PYTHONPATH": str(HERE)})
@@ -114,8 +115,14 @@ def _done_record() -> Any:
     from vibeml.models import JobRecord, TrainingRequest
 
     now = utcnow()
-    return JobRecord(job_id="vml-old00001", status=JobStatus.COMPLETED, backend="metered", created_at=now,
-                     updated_at=now, request=TrainingRequest(model="m/x", dataset="d/x"))
+    return JobRecord(
+        job_id="vml-old00001",
+        status=JobStatus.COMPLETED,
+        backend="metered",
+        created_at=now,
+        updated_at=now,
+        request=TrainingRequest(model="m/x", dataset="d/x"),
+    )
 
 
 def test_launch_gets_the_planners_choice_and_a_runtime_cap(svc: VibeML, demo_assets_dir: Path) -> None:

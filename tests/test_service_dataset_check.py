@@ -34,8 +34,9 @@ def _jsonl(path: Path, rows: list[object]) -> str:
 
 
 @pytest.mark.needs_train
-def test_unreadable_data_is_refused_before_any_job_exists(svc: VibeML, model_dir: str, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_data_is_refused_before_any_job_exists(
+    svc: VibeML, model_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("VAST_API_KEY", "vk_test_never_used")
     monkeypatch.setenv("VIBEML_VAST_URL", "http://127.0.0.1:9")  # nothing listens: any call would fail
     bad = tmp_path / "bad.jsonl"
@@ -71,9 +72,22 @@ def test_cli_launch_passes_the_mapping_to_the_trainer(vibeml_env: Path, model_di
     data = _jsonl(tmp_path / "qa.jsonl", [{"question": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(16)])
     vibeml = [sys.executable, "-m", "vibeml"]
     res = subprocess.run(
-        [*vibeml, "launch", "--model", model_dir, "--dataset", data, "--max-steps", "2",
-         "--column-mapping", "question=instruction,answer=output", "--json"],
-        capture_output=True, text=True, timeout=120,
+        [
+            *vibeml,
+            "launch",
+            "--model",
+            model_dir,
+            "--dataset",
+            data,
+            "--max-steps",
+            "2",
+            "--column-mapping",
+            "question=instruction,answer=output",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert res.returncode == 0, res.stdout + res.stderr
     job = json.loads(res.stdout)

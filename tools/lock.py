@@ -40,16 +40,42 @@ RESOLUTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 #: Configuration that would point uv at another index or a local folder: never part of a lock.
-_UV_ENV = ("UV_INDEX", "UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS", "UV_NO_INDEX",
-           "UV_CONFIG_FILE", "UV_CONSTRAINT", "UV_OVERRIDE", "UV_PYTHON")
+_UV_ENV = (
+    "UV_INDEX",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_FIND_LINKS",
+    "UV_NO_INDEX",
+    "UV_CONFIG_FILE",
+    "UV_CONSTRAINT",
+    "UV_OVERRIDE",
+    "UV_PYTHON",
+)
 
 
 def compile_lock(uv: str, name: str, out: Path, *, upgrade: bool) -> None:
     extras, inputs = RESOLUTIONS[name]
-    cmd = [uv, "pip", "compile", "pyproject.toml", *inputs, "--quiet", "--no-config", "--universal",
-           "--python-version", LOWEST_PYTHON,
-           "--constraint", "requirements/holds.in", "--override", "requirements/overrides.in",
-           "--custom-compile-command", "make lock", "--output-file", str(out)]
+    cmd = [
+        uv,
+        "pip",
+        "compile",
+        "pyproject.toml",
+        *inputs,
+        "--quiet",
+        "--no-config",
+        "--universal",
+        "--python-version",
+        LOWEST_PYTHON,
+        "--constraint",
+        "requirements/holds.in",
+        "--override",
+        "requirements/overrides.in",
+        "--custom-compile-command",
+        "make lock",
+        "--output-file",
+        str(out),
+    ]
     for extra in extras:
         cmd += ["--extra", extra]
     if upgrade:

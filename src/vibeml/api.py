@@ -1,7 +1,7 @@
 """The async Python API (the seed's): one awaitable function per service call.
 
-    from vibeml import launch_training, get_job_status
-    job = await launch_training(model="Qwen/Qwen2.5-0.5B", dataset="./data.jsonl", max_steps=200)
+from vibeml import launch_training, get_job_status
+job = await launch_training(model="Qwen/Qwen2.5-0.5B", dataset="./data.jsonl", max_steps=200)
 """
 
 from __future__ import annotations
@@ -60,12 +60,16 @@ async def get_job_logs(job_id: str, tail: int = 200, *, settings: Settings | Non
     return await _service(settings).get_logs(check_job_id(job_id), tail=tail)
 
 
-async def stop_job(
-    job_id: str, *, grace_seconds: float | None = None, settings: Settings | None = None
-) -> JobRecord:
+async def stop_job(job_id: str, *, grace_seconds: float | None = None, settings: Settings | None = None) -> JobRecord:
     """Stop a job (checkpointing first); stopping a finished job changes nothing."""
-    if grace_seconds is not None and (isinstance(grace_seconds, bool) or not isinstance(grace_seconds, (int, float))
-                                      or not 0 <= grace_seconds <= 86_400):
-        raise ValidationError(f"grace_seconds must be a number of seconds from 0 to 86400, not {grace_seconds!r}"[:160],
-                              {"grace_seconds": str(grace_seconds)[:40]}, "Give e.g. grace_seconds=30.")
+    if grace_seconds is not None and (
+        isinstance(grace_seconds, bool)
+        or not isinstance(grace_seconds, (int, float))
+        or not 0 <= grace_seconds <= 86_400
+    ):
+        raise ValidationError(
+            f"grace_seconds must be a number of seconds from 0 to 86400, not {grace_seconds!r}"[:160],
+            {"grace_seconds": str(grace_seconds)[:40]},
+            "Give e.g. grace_seconds=30.",
+        )
     return await _service(settings).stop(check_job_id(job_id), grace_seconds=grace_seconds)

@@ -138,8 +138,9 @@ class VibeML:
         if live:
             # A live marketplace search lists everything that cloud offers right now: it replaces the table.
             prices = prices.with_live(live, replace_cloud=True)
-        stats = dataset_stats(request.dataset, dataset_format=request.dataset_format,
-                              column_mapping=request.column_mapping)
+        stats = dataset_stats(
+            request.dataset, dataset_format=request.dataset_format, column_mapping=request.column_mapping
+        )
         return plan_request(request, arch, prices, c, dataset=stats)
 
     # ------------------------------------------------------------------ estimates without a request
@@ -190,8 +191,14 @@ class VibeML:
         cap = request.max_cost
         runtime = None if cap is None or best.hourly_rate <= 0 else cap / best.hourly_rate * 3600
         candidates = tuple(
-            LaunchCandidate(gpu_type=o.gpu, gpu_count=o.gpu_count, cloud=o.cloud, region=o.region,
-                            use_spot=o.spot, hourly_rate=o.hourly_rate)
+            LaunchCandidate(
+                gpu_type=o.gpu,
+                gpu_count=o.gpu_count,
+                cloud=o.cloud,
+                region=o.region,
+                use_spot=o.spot,
+                hourly_rate=o.hourly_rate,
+            )
             for o in plan.options[1:6]
             if o.gpu == best.gpu and o.gpu_count == best.gpu_count and o.expected_cost <= best.expected_cost * 1.05
         )
@@ -242,8 +249,9 @@ class VibeML:
         budget = self.check_budget(request, estimate)
         return {"estimate": estimate, "plan": plan_json, "warnings": list(budget.warnings)}
 
-    def search_offers(self, query: str = "", type: str = "on-demand", order: str = "dph_total",
-                      limit: int = 20) -> list[dict[str, Any]]:
+    def search_offers(
+        self, query: str = "", type: str = "on-demand", order: str = "dph_total", limit: int = 20
+    ) -> list[dict[str, Any]]:
         """Live Vast.ai offers (the key comes from the environment or the credential store)."""
         from vibeml.config.credentials import CredentialManager
         from vibeml.vast import VastAI
@@ -372,8 +380,9 @@ class VibeML:
         """Validate, estimate, check the budget, render and launch. Returns once the job has started."""
         return await asyncio.to_thread(self._launch_sync, request)
 
-    def request_from(self, model: str | None = None, dataset: str | None = None, *, demo: bool = False,
-                     **fields: Any) -> TrainingRequest:
+    def request_from(
+        self, model: str | None = None, dataset: str | None = None, *, demo: bool = False, **fields: Any
+    ) -> TrainingRequest:
         """The one way a front end (CLI, MCP, the Python API) turns what a user gave into a request.
 
         ``demo=True`` takes the bundled tiny model and dataset and excludes ``model``/``dataset``; otherwise
@@ -415,21 +424,33 @@ class VibeML:
         if isinstance(nested, Hyperparameters):
             nested = nested.model_dump(exclude_unset=True)
         if nested is not None and not isinstance(nested, dict):
-            raise ValidationError(f"hyperparameters must be a mapping of field to value, not {type(nested).__name__}",
-                                  {"hyperparameters": type(nested).__name__})
-        given = {k: v for k, v in {**(nested or {}), **overrides}.items()
-                 if v is not None and (k in Hyperparameters.model_fields or k in (nested or {}))}
+            raise ValidationError(
+                f"hyperparameters must be a mapping of field to value, not {type(nested).__name__}",
+                {"hyperparameters": type(nested).__name__},
+            )
+        given = {
+            k: v
+            for k, v in {**(nested or {}), **overrides}.items()
+            if v is not None and (k in Hyperparameters.model_fields or k in (nested or {}))
+        }
         fields = {k: v for k, v in overrides.items() if k not in Hyperparameters.model_fields}
         if given.get("max_steps") is not None and given.get("num_epochs") is not None:
-            raise ValidationError("give max_steps or num_epochs, not both", {"fields": ["max_steps", "num_epochs"]},
-                                  "Drop one of them (CLI: --max-steps or --epochs).")
+            raise ValidationError(
+                "give max_steps or num_epochs, not both",
+                {"fields": ["max_steps", "num_epochs"]},
+                "Drop one of them (CLI: --max-steps or --epochs).",
+            )
         hyper = dict(demo_hyperparameters())
         if given.get("max_steps") is not None or given.get("num_epochs") is not None:
             hyper.pop("max_steps", None)
             hyper.pop("num_epochs", None)
         hyper.update(given)  # unknown names stay in, so validation names them
-        base: dict[str, Any] = {"model": "vibeml/demo", "dataset": "vibeml/demo", "name": "demo",
-                                "sample_prompts": list(DEMO_SAMPLE_PROMPTS)}
+        base: dict[str, Any] = {
+            "model": "vibeml/demo",
+            "dataset": "vibeml/demo",
+            "name": "demo",
+            "sample_prompts": list(DEMO_SAMPLE_PROMPTS),
+        }
         request = build_request(**{**base, **fields, "hyperparameters": hyper})  # before building anything
         assets = ensure_demo_assets(self.settings.demo_dir)
         return request.model_copy(update={"model": str(assets.model_dir), "dataset": str(assets.dataset_path)})
@@ -579,6 +600,10 @@ class VibeML:
         from vibeml.validation.dataset import DatasetValidator
 
         return DatasetValidator(endpoint=self.settings.hf_endpoint).validate_dataset(
-            dataset, model=model, dataset_format=dataset_format, column_mapping=column_mapping, split=split,
+            dataset,
+            model=model,
+            dataset_format=dataset_format,
+            column_mapping=column_mapping,
+            split=split,
             max_seq_length=max_seq_length,
         )

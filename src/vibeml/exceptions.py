@@ -110,8 +110,9 @@ class ValidationError(ConfigurationError):
             loc = ".".join(str(x) for x in err["loc"] if x not in skip_loc) or what
             problems.append(f"{loc}: {str(err['msg']).removeprefix('Value error, ')}")
         return cls(
-            f"invalid {what}: " + "; ".join(problems[:20]) + (f"; and {len(problems) - 20} more"
-                                                              if len(problems) > 20 else ""),
+            f"invalid {what}: "
+            + "; ".join(problems[:20])
+            + (f"; and {len(problems) - 20} more" if len(problems) > 20 else ""),
             {"fields": [p.split(":", 1)[0] for p in problems]},
             recovery_suggestion or "Fix the named fields; `vibeml COMMAND --help` lists every option and its range.",
         )

@@ -36,8 +36,13 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?
 CHECK_MAX_BYTES = 512 * 2**20
 
 
-def dataset_stats(dataset: str, max_bytes: int = CHECK_MAX_BYTES, *, dataset_format: str = "auto",
-                  column_mapping: dict[str, str] | None = None) -> DatasetStats | None:
+def dataset_stats(
+    dataset: str,
+    max_bytes: int = CHECK_MAX_BYTES,
+    *,
+    dataset_format: str = "auto",
+    column_mapping: dict[str, str] | None = None,
+) -> DatasetStats | None:
     """Usable rows and tokens per row of a local dataset (file or folder; ≈4 characters per token of the
     rows as the trainer renders them), from the dataset check.
 
@@ -57,8 +62,9 @@ def dataset_stats(dataset: str, max_bytes: int = CHECK_MAX_BYTES, *, dataset_for
     try:
         from vibeml.validation.dataset import DatasetValidator
 
-        report = DatasetValidator().validate_dataset(str(path), dataset_format=dataset_format,
-                                                     column_mapping=column_mapping)
+        report = DatasetValidator().validate_dataset(
+            str(path), dataset_format=dataset_format, column_mapping=column_mapping
+        )
         if report.stats is not None:
             return report.stats
     except VibeMLError:
@@ -112,8 +118,9 @@ def check_local_dataset(path: Path, request: TrainingRequest, max_bytes: int = C
     source = resolve_dataset_source(str(path))
     if source.kind != "files" or sum(Path(f).stat().st_size for f in source.files) > max_bytes:
         return
-    DatasetValidator().validate_dataset(str(path), dataset_format=request.dataset_format,
-                                        column_mapping=request.column_mapping)
+    DatasetValidator().validate_dataset(
+        str(path), dataset_format=request.dataset_format, column_mapping=request.column_mapping
+    )
 
 
 def resolve_local_inputs(request: TrainingRequest) -> tuple[TrainingRequest, bool]:

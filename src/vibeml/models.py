@@ -74,8 +74,7 @@ class StrictNumbers(BaseModel):
 
 
 class _UserModel(StrictNumbers):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, str_strip_whitespace=False,
-                              allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, str_strip_whitespace=False, allow_inf_nan=False)
 
 
 class Hyperparameters(_UserModel):
@@ -93,9 +92,7 @@ class Hyperparameters(_UserModel):
     lora_alpha: int = Field(32, ge=1, le=65536)
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
     lora_target_modules: list[str] | Literal["all-linear"] = "all-linear"
-    gradient_checkpointing: bool | None = Field(
-        None, description="None = automatic (on for GPUs, off on CPU)."
-    )
+    gradient_checkpointing: bool | None = Field(None, description="None = automatic (on for GPUs, off on CPU).")
     packing: bool = False
     seed: int = Field(42, ge=0, le=2**32 - 1)
     warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
@@ -160,7 +157,8 @@ class TrainingRequest(_UserModel):
     dataset_split: str = "train"
     dataset_config: str | None = None
     column_mapping: dict[str, str] | None = Field(
-        None, max_length=64,
+        None,
+        max_length=64,
         description="Rename dataset columns before format detection, {existing: new}, e.g. "
         "{'question': 'instruction', 'answer': 'output'}.",
     )

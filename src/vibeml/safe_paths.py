@@ -16,7 +16,13 @@ from pathlib import Path
 from vibeml.exceptions import ConfigurationError, DatasetError, VibeMLError
 
 __all__ = [
-    "check_input_file", "check_output_path", "exists", "file_kind", "is_dir", "is_file", "make_private_dir",
+    "check_input_file",
+    "check_output_path",
+    "exists",
+    "file_kind",
+    "is_dir",
+    "is_file",
+    "make_private_dir",
     "write_text_atomic",
 ]
 
@@ -69,8 +75,11 @@ def check_input_file(path: Path, what: str = "dataset", error: type[VibeMLError]
     try:
         st = path.stat()
     except OSError as exc:
-        raise error(f"cannot read {what} {path}: {exc.strerror or exc}", {what: str(path)},
-                    "Check the path and its permissions.") from exc
+        raise error(
+            f"cannot read {what} {path}: {exc.strerror or exc}",
+            {what: str(path)},
+            "Check the path and its permissions.",
+        ) from exc
     if not stat.S_ISREG(st.st_mode):
         raise error(
             f"{what} {path} is {file_kind(st.st_mode)}, not a regular file",
@@ -96,12 +105,16 @@ def check_output_path(path: str | Path, *, overwrite: bool = True, what: str = "
     except FileNotFoundError:
         st = None
     except OSError as exc:
-        raise ConfigurationError(f"cannot use {target} as the {what}: {exc.strerror or exc}", {what: str(target)},
-                                 "Choose another path.") from exc
+        raise ConfigurationError(
+            f"cannot use {target} as the {what}: {exc.strerror or exc}", {what: str(target)}, "Choose another path."
+        ) from exc
     if st is not None:
         if stat.S_ISDIR(st.st_mode):
-            raise ConfigurationError(f"{target} is a directory", {what: str(target)},
-                                     f"Give a file path inside it, e.g. {target / 'task.yaml'}.")
+            raise ConfigurationError(
+                f"{target} is a directory",
+                {what: str(target)},
+                f"Give a file path inside it, e.g. {target / 'task.yaml'}.",
+            )
         if not stat.S_ISREG(st.st_mode):
             raise ConfigurationError(
                 f"{target} is {file_kind(st.st_mode)}: VibeML writes only regular files",
@@ -109,13 +122,17 @@ def check_output_path(path: str | Path, *, overwrite: bool = True, what: str = "
                 "Choose a file path, or '-' to print to stdout where the command offers it.",
             )
         if not overwrite:
-            raise ConfigurationError(f"{target} already exists", {what: str(target)},
-                                     "Choose another path, or add --force to replace it.")
+            raise ConfigurationError(
+                f"{target} already exists", {what: str(target)}, "Choose another path, or add --force to replace it."
+            )
     for parent in target.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise ConfigurationError(f"{parent} is not a folder, so {target} cannot be written",
-                                         {what: str(target)}, "Choose a path inside a folder.")
+                raise ConfigurationError(
+                    f"{parent} is not a folder, so {target} cannot be written",
+                    {what: str(target)},
+                    "Choose a path inside a folder.",
+                )
             break
     return target
 
@@ -132,8 +149,9 @@ def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
     except OSError as exc:
-        raise ConfigurationError(f"cannot write {path}: {exc.strerror or exc}", {"path": str(path)},
-                                 "Choose a writable path.") from exc
+        raise ConfigurationError(
+            f"cannot write {path}: {exc.strerror or exc}", {"path": str(path)}, "Choose a writable path."
+        ) from exc
     return path
 
 

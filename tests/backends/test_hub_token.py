@@ -38,8 +38,14 @@ vast_env = vast_support.vast_env
 
 
 @pytest.fixture
-def gated(hub: FakeHub, vibeml_env: Path, demo_assets_dir: Path, monkeypatch: pytest.MonkeyPatch,
-          tmp_path: Path, tokens: dict[str, str]) -> dict[str, Any]:
+def gated(
+    hub: FakeHub,
+    vibeml_env: Path,
+    demo_assets_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    tokens: dict[str, str],
+) -> dict[str, Any]:
     """The demo's tiny model as a gated repo on the fake hub; the token only in VibeML's store."""
     assert tokens["good"] == TOKEN
     files = {p.name: p.read_bytes() for p in (demo_assets_dir / "tiny-llama").iterdir() if p.is_file()}
@@ -77,8 +83,9 @@ class _FakeTrainerLocal(LocalBackend):
         return super().launch(program, job_id, job_dir, choice)
 
 
-def test_the_local_trainer_process_gets_the_stored_token(gated: dict[str, Any],
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_local_trainer_process_gets_the_stored_token(
+    gated: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     settings = Settings.from_env()
     registry = default_registry(settings)
     registry.register("local", _FakeTrainerLocal)
@@ -116,8 +123,9 @@ def test_the_vast_instance_and_its_trainer_get_the_token_and_nothing_shows_it(
 
     final = vast_support.wait_terminal(svc, record.job_id, timeout=120)
     assert final.status is JobStatus.COMPLETED, final.error
-    started = next(json.loads(line) for line in (vast_env.workdir(iid) / "vibeml-job" / "events.jsonl")
-               .read_text().splitlines())  # fmt: skip
+    started = next(
+        json.loads(line) for line in (vast_env.workdir(iid) / "vibeml-job" / "events.jsonl").read_text().splitlines()
+    )
     assert started["hf_token_sha256"] == hashlib.sha256(TOKEN.encode()).hexdigest()
     vast_support.assert_nothing_billing(vast_env)
     out = capsys.readouterr()
@@ -137,8 +145,14 @@ def test_skypilot_gets_the_token_as_a_secret_never_in_its_yaml(gated: dict[str, 
     secrets = svc._hub_secrets()
     assert secrets["HF_TOKEN"].get_secret_value() == TOKEN and TOKEN not in repr(secrets)
     request = TrainingRequest(model=REPO, dataset="org/data", max_steps=5)
-    program = render_program(request, "vml-sec", output_dir=str(tmp_path / "o"), checkpoint_dir=str(tmp_path / "c"),
-                             events_path=str(tmp_path / "e.jsonl"), secrets=secrets)
+    program = render_program(
+        request,
+        "vml-sec",
+        output_dir=str(tmp_path / "o"),
+        checkpoint_dir=str(tmp_path / "c"),
+        events_path=str(tmp_path / "e.jsonl"),
+        secrets=secrets,
+    )
     assert TOKEN not in program.model_dump_json() and TOKEN not in repr(program)
     choice = LaunchChoice(gpu_type="A10G", cloud="aws", region="us-east-1", hourly_rate=1.0, max_cost=5.0)
     spec = build_task_spec(program, "vml-sec", choice, SkyOptions(install="vibeml[train]==0.1.0"))

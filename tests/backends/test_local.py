@@ -115,6 +115,11 @@ def test_stop_of_vanished_process_group(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", ["", "relative/x"])
 def test_missing_log_reads_empty(tmp_path: Path, bad: str) -> None:
-    handle = JobHandle(job_id="j", backend="local", backend_job_id="0", job_dir=str(tmp_path),
-                       data={"pid": 0, "log_path": str(tmp_path / bad / "none.log")})
+    handle = JobHandle(
+        job_id="j",
+        backend="local",
+        backend_job_id="0",
+        job_dir=str(tmp_path),
+        data={"pid": 0, "log_path": str(tmp_path / bad / "none.log")},
+    )
     assert list(LocalBackend(Settings.from_env()).logs(handle)) == []

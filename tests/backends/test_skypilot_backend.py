@@ -125,8 +125,12 @@ class FakeSky:
         return result
 
     def down(self, cluster_name: str, **kwargs: Any) -> str:
-        return self._req("down", self._gone_unless(cluster_name, lambda: self.clusters.pop(cluster_name) and None),
-                         cluster_name=cluster_name, **kwargs)
+        return self._req(
+            "down",
+            self._gone_unless(cluster_name, lambda: self.clusters.pop(cluster_name) and None),
+            cluster_name=cluster_name,
+            **kwargs,
+        )
 
     def cancel(self, cluster_name: str, **kwargs: Any) -> str:
         def then() -> None:
@@ -145,7 +149,7 @@ class FakeSky:
 
     def _chunks(self) -> Iterator[str | None]:
         text = "".join(line + "\n" for line in self.logs)
-        yield from (text[i:i + 7] for i in range(0, len(text), 7))  # lines arrive split across chunks
+        yield from (text[i : i + 7] for i in range(0, len(text), 7))  # lines arrive split across chunks
         yield None
 
     def tail_logs(self, cluster_name: str, job_id: Any, follow: bool, tail: int = 0, **kwargs: Any) -> Any:
@@ -171,8 +175,9 @@ class FakeSky:
 
     def managed_job(self, name: str, status: Any, **fields: Any) -> None:
         if not self.managed:
-            self.managed.append({"job_id": 7, "job_name": name, "recovery_count": 0, "failure_reason": None,
-                                 "job_duration": 0.0})
+            self.managed.append(
+                {"job_id": 7, "job_name": name, "recovery_count": 0, "failure_reason": None, "job_duration": 0.0}
+            )
         self.managed[0].update(status=status, **fields)
 
 
@@ -190,11 +195,27 @@ def fake(sky: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     monkeypatch.setattr(server_common, "check_server_healthy_or_start_fn", refuse)
     monkeypatch.setattr(server_common, "make_authenticated_request", refuse)
     f = FakeSky(sky)
-    for name in ("get", "stream_and_get", "api_status", "api_cancel", "launch", "status", "job_status", "down",
-                 "cancel", "tail_logs", "cost_report", "storage_ls"):
+    for name in (
+        "get",
+        "stream_and_get",
+        "api_status",
+        "api_cancel",
+        "launch",
+        "status",
+        "job_status",
+        "down",
+        "cancel",
+        "tail_logs",
+        "cost_report",
+        "storage_ls",
+    ):
         monkeypatch.setattr(sky, name, getattr(f, name))
-    for name, attr in (("launch", "jobs_launch"), ("queue", "queue"), ("cancel", "jobs_cancel"),
-                       ("tail_logs", "jobs_tail_logs")):
+    for name, attr in (
+        ("launch", "jobs_launch"),
+        ("queue", "queue"),
+        ("cancel", "jobs_cancel"),
+        ("tail_logs", "jobs_tail_logs"),
+    ):
         monkeypatch.setattr(sky.jobs, name, getattr(f, attr))
     yield f
     assert not (home / ".sky" / "api_server").exists()
@@ -215,8 +236,13 @@ class Runner:
 
 def _program(job_dir: Path) -> TrainingProgram:
     request = TrainingRequest(model="Qwen/Qwen2.5-0.5B", dataset="tatsu-lab/alpaca", max_steps=30)
-    return render_program(request, "vml-sky1", output_dir=str(job_dir / "output"),
-                          checkpoint_dir=str(job_dir / "checkpoints"), events_path=str(job_dir / "events.jsonl"))
+    return render_program(
+        request,
+        "vml-sky1",
+        output_dir=str(job_dir / "output"),
+        checkpoint_dir=str(job_dir / "checkpoints"),
+        events_path=str(job_dir / "events.jsonl"),
+    )
 
 
 def _backend(runner: Runner, **opts: Any) -> SkyPilotBackend:
@@ -228,8 +254,9 @@ ON_DEMAND = LaunchChoice(gpu_type="A10G", cloud="aws", region="us-east-1", hourl
 SPOT = LaunchChoice(gpu_type="A10G", cloud="aws", region="us-east-1", use_spot=True, hourly_rate=0.45, max_cost=5.0)
 
 
-def _launch(fake: FakeSky, tmp_path: Path, choice: LaunchChoice, **opts: Any) -> tuple[SkyPilotBackend, JobHandle,
-                                                                                         Runner]:
+def _launch(
+    fake: FakeSky, tmp_path: Path, choice: LaunchChoice, **opts: Any
+) -> tuple[SkyPilotBackend, JobHandle, Runner]:
     runner = Runner()
     backend = _backend(runner, **opts)
     job_dir = tmp_path / "jobs" / "vml-sky1"
@@ -246,21 +273,41 @@ def test_every_skypilot_status_is_mapped(sky: ModuleType) -> None:
     assert set(REQUEST_STATUS) >= {"PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"}
 
 
-@pytest.mark.parametrize(("raw", "want"), [
-    ("PENDING", S.PROVISIONING), ("STARTING", S.PROVISIONING), ("RUNNING", S.RUNNING),
-    ("RECOVERING", S.PROVISIONING), ("CANCELLING", S.STOPPING), ("CANCELLED", S.STOPPED),
-    ("SUCCEEDED", S.COMPLETED), ("FAILED", S.FAILED), ("FAILED_SETUP", S.FAILED),
-    ("FAILED_NO_RESOURCE", S.FAILED), ("FAILED_CONTROLLER", S.FAILED), ("FAILED_PRECHECKS", S.FAILED),
-])
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ("PENDING", S.PROVISIONING),
+        ("STARTING", S.PROVISIONING),
+        ("RUNNING", S.RUNNING),
+        ("RECOVERING", S.PROVISIONING),
+        ("CANCELLING", S.STOPPING),
+        ("CANCELLED", S.STOPPED),
+        ("SUCCEEDED", S.COMPLETED),
+        ("FAILED", S.FAILED),
+        ("FAILED_SETUP", S.FAILED),
+        ("FAILED_NO_RESOURCE", S.FAILED),
+        ("FAILED_CONTROLLER", S.FAILED),
+        ("FAILED_PRECHECKS", S.FAILED),
+    ],
+)
 def test_managed_status_table(raw: str, want: JobStatus) -> None:
     assert MANAGED_JOB_STATUS[raw] is want
 
 
-@pytest.mark.parametrize(("raw", "want"), [
-    ("INIT", S.PROVISIONING), ("PENDING", S.PROVISIONING), ("SETTING_UP", S.PROVISIONING),
-    ("RUNNING", S.RUNNING), ("SUCCEEDED", S.COMPLETED), ("FAILED", S.FAILED), ("FAILED_DRIVER", S.FAILED),
-    ("FAILED_SETUP", S.FAILED), ("CANCELLED", S.STOPPED),
-])
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ("INIT", S.PROVISIONING),
+        ("PENDING", S.PROVISIONING),
+        ("SETTING_UP", S.PROVISIONING),
+        ("RUNNING", S.RUNNING),
+        ("SUCCEEDED", S.COMPLETED),
+        ("FAILED", S.FAILED),
+        ("FAILED_DRIVER", S.FAILED),
+        ("FAILED_SETUP", S.FAILED),
+        ("CANCELLED", S.STOPPED),
+    ],
+)
 def test_cluster_job_status_table(raw: str, want: JobStatus) -> None:
     assert CLUSTER_JOB_STATUS[raw] is want
 
@@ -271,20 +318,24 @@ STOPPED = {"event": "stopped", "step": 5, "reason": "max_runtime"}
 ERROR = {"event": "error", "message": "CUDA out of memory"}
 
 
-@pytest.mark.parametrize(("sky_status", "events", "want", "error"), [
-    (S.RUNNING, [STEP], S.RUNNING, None),
-    (S.PROVISIONING, [STEP], S.PROVISIONING, None),  # recovering after a preemption
-    (S.COMPLETED, [STEP, DONE], S.COMPLETED, None),
-    (S.COMPLETED, [STEP, STOPPED], S.STOPPED, "stopped: max_runtime"),  # budget stop exits 0
-    (S.COMPLETED, [], S.COMPLETED, None),
-    (S.FAILED, [STEP, ERROR], S.FAILED, "CUDA out of memory"),
-    (S.FAILED, [STEP], S.FAILED, "no capacity"),
-    (S.FAILED, [STEP, STOPPED], S.STOPPED, "stopped: max_runtime"),  # killed after the TERM grace
-    (S.STOPPED, [STEP], S.STOPPED, "cancelled"),
-    (None, [], S.PROVISIONING, None),
-])
-def test_reconcile(sky_status: JobStatus | None, events: list[dict[str, Any]], want: JobStatus,
-                   error: str | None) -> None:
+@pytest.mark.parametrize(
+    ("sky_status", "events", "want", "error"),
+    [
+        (S.RUNNING, [STEP], S.RUNNING, None),
+        (S.PROVISIONING, [STEP], S.PROVISIONING, None),  # recovering after a preemption
+        (S.COMPLETED, [STEP, DONE], S.COMPLETED, None),
+        (S.COMPLETED, [STEP, STOPPED], S.STOPPED, "stopped: max_runtime"),  # budget stop exits 0
+        (S.COMPLETED, [], S.COMPLETED, None),
+        (S.FAILED, [STEP, ERROR], S.FAILED, "CUDA out of memory"),
+        (S.FAILED, [STEP], S.FAILED, "no capacity"),
+        (S.FAILED, [STEP, STOPPED], S.STOPPED, "stopped: max_runtime"),  # killed after the TERM grace
+        (S.STOPPED, [STEP], S.STOPPED, "cancelled"),
+        (None, [], S.PROVISIONING, None),
+    ],
+)
+def test_reconcile(
+    sky_status: JobStatus | None, events: list[dict[str, Any]], want: JobStatus, error: str | None
+) -> None:
     p = reconcile(sky_status, events, "no capacity" if sky_status is S.FAILED else None)
     assert p.status is want
     assert p.error == error
@@ -311,7 +362,9 @@ def test_on_demand_cluster_lifecycle(fake: FakeSky, sky: ModuleType, tmp_path: P
     p = backend.status(handle)
     assert (p.status, p.step, p.loss, p.cost_so_far) == (S.RUNNING, 4, 2.5, 0.3)
     assert [e["event"] for e in map(json.loads, Path(handle.data["events_path"]).read_text().splitlines())] == [
-        "start", "step"]
+        "start",
+        "step",
+    ]
 
     fake.cluster_job = sky.JobStatus.SUCCEEDED
     fake.logs += [ev("step", step=10, max_steps=10, loss=1.1), ev("done", step=10, final_loss=1.1)]
@@ -319,8 +372,9 @@ def test_on_demand_cluster_lifecycle(fake: FakeSky, sky: ModuleType, tmp_path: P
     p = backend.status(handle)
     assert p.status is S.COMPLETED and p.cost_so_far == 0.52
     assert p.output_dir == handle.data["local_output_dir"]
-    assert runner.commands == [["rsync", "-a", "--partial", f"{name}:vibeml-job/output/",
-                                f"{handle.data['local_output_dir']}/"]]
+    assert runner.commands == [
+        ["rsync", "-a", "--partial", f"{name}:vibeml-job/output/", f"{handle.data['local_output_dir']}/"]
+    ]
     names = fake.names()
     last_cost = len(names) - 1 - names[::-1].index("cost_report")
     assert last_cost > names.index("down")  # copied back, torn down, then costed
@@ -416,8 +470,9 @@ def test_logs(fake: FakeSky, sky: ModuleType, tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------ managed spot
 
 
-def test_spot_runs_as_a_managed_job_and_resumes_after_preemption(fake: FakeSky, sky: ModuleType,
-                                                                  tmp_path: Path) -> None:
+def test_spot_runs_as_a_managed_job_and_resumes_after_preemption(
+    fake: FakeSky, sky: ModuleType, tmp_path: Path
+) -> None:
     backend, handle, runner = _launch(fake, tmp_path, SPOT)
     name = handle.data["cluster_name"]
     (call,) = [kw for n, kw in fake.calls if n == "jobs.launch"]
@@ -432,8 +487,11 @@ def test_spot_runs_as_a_managed_job_and_resumes_after_preemption(fake: FakeSky, 
 
     fake.request_status[handle.data["request_id"]] = "SUCCEEDED"
     fake.managed_job(name, sky.ManagedJobStatus.RUNNING, job_duration=600.0)
-    fake.logs = [ev("start", max_steps=30), ev("checkpoint", step=10, path=config.checkpoint_dir + "/checkpoint-10"),
-                 ev("step", step=12, max_steps=30, loss=2.0)]
+    fake.logs = [
+        ev("start", max_steps=30),
+        ev("checkpoint", step=10, path=config.checkpoint_dir + "/checkpoint-10"),
+        ev("step", step=12, max_steps=30, loss=2.0),
+    ]
     p = backend.status(handle)
     assert (p.status, p.step, p.cost_so_far) == (S.RUNNING, 12, round(600 / 3600 * 0.45, 4))
 
@@ -445,22 +503,27 @@ def test_spot_runs_as_a_managed_job_and_resumes_after_preemption(fake: FakeSky, 
     assert p.last_checkpoint == config.checkpoint_dir + "/checkpoint-10"
 
     fake.managed_job(name, sky.ManagedJobStatus.RUNNING, job_duration=900.0)
-    fake.logs = [ev("start", max_steps=30, resumed_from=config.checkpoint_dir + "/checkpoint-10"),
-                 ev("step", step=20, max_steps=30, loss=1.5)]
+    fake.logs = [
+        ev("start", max_steps=30, resumed_from=config.checkpoint_dir + "/checkpoint-10"),
+        ev("step", step=20, max_steps=30, loss=1.5),
+    ]
     p = backend.status(handle)
     assert (p.status, p.step, p.loss) == (S.RUNNING, 20, 1.5)
     # Same task, same checkpoint dir: the recovered run resumes from the bucket.
     assert TrainerConfig.model_validate_json(task.envs[CONFIG_ENV]).checkpoint_dir == config.checkpoint_dir
-    assert sorted(p.name for p in (Path(handle.job_dir) / "sky_logs").iterdir()) == ["attempt-000.log",
-                                                                                      "attempt-001.log"]
+    assert sorted(p.name for p in (Path(handle.job_dir) / "sky_logs").iterdir()) == [
+        "attempt-000.log",
+        "attempt-001.log",
+    ]
 
     fake.managed_job(name, sky.ManagedJobStatus.SUCCEEDED, job_duration=1200.0)
     fake.logs.append(ev("done", step=30, final_loss=1.2))
     fake.storages = [{"name": name, "store": [sky.StoreType.S3]}]
     p = backend.status(handle)
     assert p.status is S.COMPLETED and p.cost_so_far == round(1200 / 3600 * 0.45, 4)
-    assert runner.commands == [["aws", "s3", "sync", "--no-follow-symlinks", f"s3://{name}/vml-sky1/output",
-                                handle.data["local_output_dir"]]]
+    assert runner.commands == [
+        ["aws", "s3", "sync", "--no-follow-symlinks", f"s3://{name}/vml-sky1/output", handle.data["local_output_dir"]]
+    ]
     assert "down" not in fake.names()  # the jobs controller tears managed clusters down itself
 
 
@@ -477,8 +540,14 @@ def test_managed_stop_is_idempotent(fake: FakeSky, sky: ModuleType, tmp_path: Pa
 
 
 def test_bucket_downloads() -> None:
-    assert bucket_download_argv("gs://b/x/output", Path("/tmp/a b")) == ["gsutil", "-m", "rsync", "-r",
-                                                                         "gs://b/x/output", "/tmp/a b"]
+    assert bucket_download_argv("gs://b/x/output", Path("/tmp/a b")) == [
+        "gsutil",
+        "-m",
+        "rsync",
+        "-r",
+        "gs://b/x/output",
+        "/tmp/a b",
+    ]
     with pytest.raises(BackendError, match="cannot download"):
         bucket_download_argv("cos://b/x", Path("/tmp/x"))
 
@@ -505,14 +574,17 @@ def test_registered_and_declared(sky: ModuleType) -> None:
     backend.check(TrainingRequest(model="m/x", dataset="d/x", use_spot=True, gpu_count=4, gpu_type="H100"))
 
 
-def test_live_quotes_come_from_skypilots_catalogue(sky: ModuleType, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_live_quotes_come_from_skypilots_catalogue(
+    sky: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     backend = _backend(Runner())
     monkeypatch.setenv("SKY_RUNTIME_DIR", str(tmp_path))
     assert backend.live_quotes(TrainingRequest(model="m/x", dataset="d/x")) is None
     vms = tmp_path / ".sky" / "catalogs" / "v8" / "runpod" / "vms.csv"
     vms.parent.mkdir(parents=True)
-    vms.write_text("InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,GpuInfo,Price,SpotPrice,Region\n"
-                   "1x_H100_SECURE,H100,1,16,64,H100,2.39,1.99,CA\n")
+    vms.write_text(
+        "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,GpuInfo,Price,SpotPrice,Region\n"
+        "1x_H100_SECURE,H100,1,16,64,H100,2.39,1.99,CA\n"
+    )
     quotes = backend.live_quotes(TrainingRequest(model="m/x", dataset="d/x")) or []
     assert {(q.gpu, q.spot, q.usd_per_gpu_hour) for q in quotes} == {("H100", False, 2.39), ("H100", True, 1.99)}

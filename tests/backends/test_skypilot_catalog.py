@@ -29,7 +29,13 @@ SKY_REASON = "SkyPilot is an optional extra (pip install 'vibeml[sky]'); `make i
 
 def test_accelerator_names() -> None:
     assert [sky_accelerator_name(g) for g in ("H100", "A100-40GB", "A100 80GB", "RTX 4090", "RTX A6000", "T4")] == [
-        "H100", "A100", "A100-80GB", "RTX4090", "RTXA6000", "T4"]
+        "H100",
+        "A100",
+        "A100-80GB",
+        "RTX4090",
+        "RTXA6000",
+        "T4",
+    ]
 
 
 def test_catalog_root_follows_sky_runtime_dir(tmp_path: Path) -> None:
@@ -93,8 +99,9 @@ def test_skypilot_reads_the_seeded_catalogues_offline(tmp_path: Path) -> None:
         print(json.dumps(out, default=str))
     """)
     env = {"SKY_RUNTIME_DIR": str(tmp_path), "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240, check=False
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["cost"] == [pytest.approx(6.88 * 8), pytest.approx(0.18)]
@@ -139,8 +146,26 @@ def test_cli_export_writes_a_task_skypilot_accepts(tmp_path: Path, monkeypatch: 
     data = tmp_path / "data.jsonl"
     data.write_text('{"instruction": "hi", "output": "hello"}\n')
     out = tmp_path / "task.yaml"
-    args = ["sky", "export", "-m", "Qwen/Qwen2.5-0.5B", "-d", str(data), "--gpu", "H100", "--gpu-count", "8",
-            "--nodes", "2", "--spot", "--max-cost", "100", "-o", str(out), "--json"]
+    args = [
+        "sky",
+        "export",
+        "-m",
+        "Qwen/Qwen2.5-0.5B",
+        "-d",
+        str(data),
+        "--gpu",
+        "H100",
+        "--gpu-count",
+        "8",
+        "--nodes",
+        "2",
+        "--spot",
+        "--max-cost",
+        "100",
+        "-o",
+        str(out),
+        "--json",
+    ]
     handlers, level = logging.root.handlers[:], logging.root.level
     try:
         result = CliRunner().invoke(_app(), args)

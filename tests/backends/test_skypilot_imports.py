@@ -15,17 +15,24 @@ from vibeml.exceptions import ConfigurationError
 
 
 def _run(code: str, tmp_path: Path) -> dict[str, object]:
-    env = {"VIBEML_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path),
-           "PATH": "/usr/bin:/bin", "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
-                          timeout=240, check=False)
+    env = {
+        "VIBEML_HOME": str(tmp_path / "home"),
+        "HF_HUB_OFFLINE": "1",
+        "HOME": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=240, check=False
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 
 
 def test_cli_and_registry_do_not_import_sky(tmp_path: Path) -> None:
-    out = _run("""
+    out = _run(
+        """
         import json, sys
         import vibeml.cli.main
         import vibeml.cli.sky
@@ -43,7 +50,9 @@ def test_cli_and_registry_do_not_import_sky(tmp_path: Path) -> None:
             pass
         print(json.dumps({"sky": sorted(m for m in sys.modules if m == "sky" or m.startswith("sky.")),
                           "names": names, "mcp": mcp}))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert out["sky"] == []
     assert "skypilot" in out["names"]  # type: ignore[operator]
 
@@ -54,7 +63,8 @@ def test_local_launch_does_not_import_sky(tmp_path: Path, demo_assets_dir: Path)
     from vibeml.demo.assets import ensure_demo_assets
 
     assets = ensure_demo_assets(demo_assets_dir)
-    out = _run(f"""
+    out = _run(
+        f"""
         import json, sys, time
         from vibeml.client import VibeML, build_request
         svc = VibeML()
@@ -65,7 +75,9 @@ def test_local_launch_does_not_import_sky(tmp_path: Path, demo_assets_dir: Path)
         list(svc.iter_logs(rec.job_id, tail=5))
         svc._stop_sync(rec.job_id, 5.0)
         print(json.dumps({{"sky": sorted(m for m in sys.modules if m == "sky" or m.startswith("sky."))}}))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert out["sky"] == []
 
 
@@ -86,8 +98,13 @@ def test_backend_without_sky_fails_on_use_not_on_import(monkeypatch: pytest.Monk
 
     monkeypatch.setitem(sys.modules, "sky", None)
     backend = SkyPilotBackend(Settings.from_env())
-    handle = JobHandle(job_id="vml-x", backend="skypilot", backend_job_id="vibeml-vml-x", job_dir=str(tmp_path),
-                       data={"cluster_name": "vibeml-vml-x", "mode": "cluster"})
+    handle = JobHandle(
+        job_id="vml-x",
+        backend="skypilot",
+        backend_job_id="vibeml-vml-x",
+        job_dir=str(tmp_path),
+        data={"cluster_name": "vibeml-vml-x", "mode": "cluster"},
+    )
     with pytest.raises(ConfigurationError, match="SkyPilot"):
         backend.status(handle)
 

@@ -56,8 +56,14 @@ def no_api_server(sky: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def _program(model: str = "Qwen/Qwen2.5-0.5B", dataset: str = "tatsu-lab/alpaca", **env: str) -> TrainingProgram:
     request = TrainingRequest(model="m/x", dataset="d/x", max_steps=20)
-    program = render_program(request, "vml-t1", output_dir="/local/out", checkpoint_dir="/local/ckpt",
-                             events_path="/local/events.jsonl", env=env)
+    program = render_program(
+        request,
+        "vml-t1",
+        output_dir="/local/out",
+        checkpoint_dir="/local/ckpt",
+        events_path="/local/events.jsonl",
+        env=env,
+    )
     config = program.config.model_copy(update={"model": model, "dataset": dataset})
     return program.model_copy(update={"config": config})
 
@@ -65,14 +71,16 @@ def _program(model: str = "Qwen/Qwen2.5-0.5B", dataset: str = "tatsu-lab/alpaca"
 OPTS = SkyOptions(install="vibeml[train]==0.1.0", stop_grace_seconds=60, autodown_idle_minutes=20)
 
 CASES: dict[str, LaunchChoice] = {
-    "single-gpu": LaunchChoice(gpu_type="L4", gpu_count=1, cloud="aws", region="us-east-1", hourly_rate=0.8,
-                               max_cost=4.0, disk_gb=60),
-    "multi-gpu": LaunchChoice(gpu_type="A100-80GB", gpu_count=4, cloud="gcp", region="us-central1",
-                              hourly_rate=20.28),
-    "multi-node": LaunchChoice(gpu_type="H100", gpu_count=8, num_nodes=2, cloud="aws", hourly_rate=55.04,
-                               max_cost=500.0),
-    "spot": LaunchChoice(gpu_type="RTX 4090", gpu_count=1, cloud="runpod", region="global", use_spot=True,
-                         hourly_rate=0.34, max_cost=3.0),
+    "single-gpu": LaunchChoice(
+        gpu_type="L4", gpu_count=1, cloud="aws", region="us-east-1", hourly_rate=0.8, max_cost=4.0, disk_gb=60
+    ),
+    "multi-gpu": LaunchChoice(gpu_type="A100-80GB", gpu_count=4, cloud="gcp", region="us-central1", hourly_rate=20.28),
+    "multi-node": LaunchChoice(
+        gpu_type="H100", gpu_count=8, num_nodes=2, cloud="aws", hourly_rate=55.04, max_cost=500.0
+    ),
+    "spot": LaunchChoice(
+        gpu_type="RTX 4090", gpu_count=1, cloud="runpod", region="global", use_spot=True, hourly_rate=0.34, max_cost=3.0
+    ),
 }
 
 
@@ -128,9 +136,14 @@ def test_real_task_and_yaml_round_trip(sky: ModuleType, case: str) -> None:
 
 def test_candidates_become_any_of(sky: ModuleType) -> None:
     choice = LaunchChoice(
-        gpu_type="H100", cloud="runpod", hourly_rate=2.69, max_cost=10.0,
-        candidates=(LaunchCandidate(gpu_type="H100", cloud="lambda", region="us-east-1", hourly_rate=2.99),
-                    LaunchCandidate(gpu_type="H100", cloud="nebius", region="eu-north1", hourly_rate=2.95)),
+        gpu_type="H100",
+        cloud="runpod",
+        hourly_rate=2.69,
+        max_cost=10.0,
+        candidates=(
+            LaunchCandidate(gpu_type="H100", cloud="lambda", region="us-east-1", hourly_rate=2.99),
+            LaunchCandidate(gpu_type="H100", cloud="nebius", region="eu-north1", hourly_rate=2.95),
+        ),
     )
     spec = build_task_spec(_program(), "vml-any", choice, OPTS)
     task = spec.to_task(sky)
@@ -159,7 +172,7 @@ def test_budget_plan_table() -> None:
 
 
 NASTY = [
-    "org/model\"; rm -rf / #",
+    'org/model"; rm -rf / #',
     "$(touch PWNED)",
     "`touch PWNED`",
     "evil'\nnewline $HOME ${PATH} \\ ; | & > <",
@@ -202,8 +215,9 @@ def _stub_python(bin_dir: Path, record: Path) -> str:
     return str(script)
 
 
-def _run_script(tmp_path: Path, envs: dict[str, str], extra: dict[str, str] | None = None,
-                timeout_stub: bool = False) -> dict[str, Any]:
+def _run_script(
+    tmp_path: Path, envs: dict[str, str], extra: dict[str, str] | None = None, timeout_stub: bool = False
+) -> dict[str, Any]:
     home = tmp_path / "node-home"
     bin_dir = tmp_path / "bin"
     home.mkdir(exist_ok=True)
@@ -212,17 +226,19 @@ def _run_script(tmp_path: Path, envs: dict[str, str], extra: dict[str, str] | No
     record.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIBEML_", "SKYPILOT_"))}
     env.update(envs)
-    env.update(HOME=str(home), VIBEML_REMOTE_PYTHON=_stub_python(bin_dir, record),
-               VIBEML_STATE_DIR=str(home / "state"))
+    env.update(HOME=str(home), VIBEML_REMOTE_PYTHON=_stub_python(bin_dir, record), VIBEML_STATE_DIR=str(home / "state"))
     if timeout_stub:
         stub = bin_dir / "timeout"
-        stub.write_text(f"#!/bin/sh\necho \"TIMEOUT $*\" > {tmp_path / 'timeout.txt'}\n"
-                        "while [ \"${1#-}\" != \"$1\" ]; do shift; done\nshift\nexec \"$@\"\n")
+        stub.write_text(
+            f'#!/bin/sh\necho "TIMEOUT $*" > {tmp_path / "timeout.txt"}\n'
+            'while [ "${1#-}" != "$1" ]; do shift; done\nshift\nexec "$@"\n'
+        )
         stub.chmod(0o755)
         env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
     env.update(extra or {})
-    proc = subprocess.run(["bash", "-c", RUN_SCRIPT], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60, check=False)
+    proc = subprocess.run(
+        ["bash", "-c", RUN_SCRIPT], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
     out: dict[str, Any] = {"code": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
     if record.exists():
         out.update(json.loads(record.read_text()))
@@ -237,11 +253,25 @@ def test_run_script_launchers(sky: ModuleType, tmp_path: Path) -> None:
     multi = _run_script(tmp_path, envs, {"SKYPILOT_NUM_GPUS_PER_NODE": "4"})
     assert multi["argv"][:4] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
     assert multi["argv"][4:] == ["-m", "vibeml.trainer", "--config", "vibeml-job/config.json"]
-    nodes = _run_script(tmp_path, envs, {"SKYPILOT_NUM_NODES": "2", "SKYPILOT_NODE_RANK": "1",
-                                         "SKYPILOT_NUM_GPUS_PER_NODE": "8",
-                                         "SKYPILOT_NODE_IPS": "10.0.0.1\n10.0.0.2"})
-    assert nodes["argv"][:7] == ["-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=8",
-                                 "--node_rank=1", "--master_addr=10.0.0.1", "--master_port=29500"]
+    nodes = _run_script(
+        tmp_path,
+        envs,
+        {
+            "SKYPILOT_NUM_NODES": "2",
+            "SKYPILOT_NODE_RANK": "1",
+            "SKYPILOT_NUM_GPUS_PER_NODE": "8",
+            "SKYPILOT_NODE_IPS": "10.0.0.1\n10.0.0.2",
+        },
+    )
+    assert nodes["argv"][:7] == [
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=2",
+        "--nproc_per_node=8",
+        "--node_rank=1",
+        "--master_addr=10.0.0.1",
+        "--master_port=29500",
+    ]
     assert json.loads(nodes["config"]) == json.loads(envs[CONFIG_ENV])
 
 
@@ -300,7 +330,9 @@ def test_rejects_unsafe_requirements_and_env_names() -> None:
     assert any(r.startswith("torch==") for r in sent)
     plugin = _program().model_copy(update={"requirements": ("peft==0.21.2",)})
     assert build_task_spec(plugin, "vml-env", None, OPTS).envs["VIBEML_REQUIREMENTS"].splitlines() == [
-        "torch", "peft==0.21.2"]  # a requirement list without torch still gets one
+        "torch",
+        "peft==0.21.2",
+    ]  # a requirement list without torch still gets one
 
 
 def test_cluster_names() -> None:

@@ -99,8 +99,15 @@ def test_launch_train_fetch_destroy_over_real_http(
     # The key went nowhere: not in logs, output, files, the store, the instance's env or log.
     out_err = capsys.readouterr()
     workdir_text = all_text_under(fake.workdir(iid)) if fake.workdir(iid).exists() else ""
-    for text in (caplog.text, out_err.out, out_err.err, all_text_under(svc.settings.home), json.dumps(inst),
-                 final.model_dump_json(), workdir_text):  # fmt: skip
+    for text in (
+        caplog.text,
+        out_err.out,
+        out_err.err,
+        all_text_under(svc.settings.home),
+        json.dumps(inst),
+        final.model_dump_json(),
+        workdir_text,
+    ):
         assert SECRET_KEY not in text
 
 
@@ -108,8 +115,14 @@ def test_launch_train_fetch_destroy_over_real_http(
 
 
 def _choice(**kw: Any) -> LaunchChoice:
-    values: dict[str, Any] = {"gpu_type": "RTX 3090", "hourly_rate": 0.2, "max_cost": 1.0, "estimated_hours": 0.01,
-                              "required_memory_gib": 1.0, "disk_gb": 10.0}  # fmt: skip
+    values: dict[str, Any] = {
+        "gpu_type": "RTX 3090",
+        "hourly_rate": 0.2,
+        "max_cost": 1.0,
+        "estimated_hours": 0.01,
+        "required_memory_gib": 1.0,
+        "disk_gb": 10.0,
+    }
     values.update(kw)
     return LaunchChoice(**values)
 
@@ -119,8 +132,13 @@ def _program(tmp_path: Path, **kw: Any) -> Any:
 
     job_dir = tmp_path / "job"
     request = TrainingRequest(model="org/model", dataset="org/data", max_steps=5, **kw)
-    return render_program(request, "vml-test", output_dir=str(job_dir / "output"),
-                          checkpoint_dir=str(job_dir / "ckpt"), events_path=str(job_dir / "events.jsonl"))  # fmt: skip
+    return render_program(
+        request,
+        "vml-test",
+        output_dir=str(job_dir / "output"),
+        checkpoint_dir=str(job_dir / "ckpt"),
+        events_path=str(job_dir / "events.jsonl"),
+    )
 
 
 def test_an_instance_that_never_starts_is_destroyed(vast_env: FakeVast, tmp_path: Path) -> None:
@@ -167,8 +185,9 @@ def test_multi_gpu_plans_are_refused_before_renting(vast_env: FakeVast, tmp_path
     assert vast_env.count("create") == 0
 
 
-def test_no_key_is_a_clear_error_before_anything(fake: FakeVast, monkeypatch: pytest.MonkeyPatch,
-                                                 tmp_path: Path) -> None:  # fmt: skip
+def test_no_key_is_a_clear_error_before_anything(
+    fake: FakeVast, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("VIBEML_VAST_URL", fake.url)
     monkeypatch.setenv("HOME", str(tmp_path))
     backend = VastBackend(Settings.from_env(), options=options(), transport=WorkdirTransport(fake))
@@ -203,26 +222,56 @@ def test_orphans_are_listed_and_cleanup_destroys_only_them(vast_env: FakeVast, t
 
 
 def test_ranking_is_by_total_job_cost_not_hourly_price() -> None:
-    slow_cheap = {"id": 1, "num_gpus": 1, "gpu_name": "RTX 4090", "gpu_ram": 24564, "reliability": 0.99,
-                  "cuda_max_good": 12.8, "disk_space": 100, "dph_total": 0.30, "total_flops": 82.5, "rentable": True}
+    slow_cheap = {
+        "id": 1,
+        "num_gpus": 1,
+        "gpu_name": "RTX 4090",
+        "gpu_ram": 24564,
+        "reliability": 0.99,
+        "cuda_max_good": 12.8,
+        "disk_space": 100,
+        "dph_total": 0.30,
+        "total_flops": 82.5,
+        "rentable": True,
+    }
     fast_pricier = dict(slow_cheap, id=2, dph_total=0.40, total_flops=165.0)  # 2x faster, 1.33x the price
     unreliable = dict(slow_cheap, id=3, dph_total=0.10, reliability=0.9)
     wrong_gpu = dict(slow_cheap, id=4, gpu_name="RTX 3090", dph_total=0.05)
-    ranked = rank_offers([slow_cheap, fast_pricier, unreliable, wrong_gpu], gpu="RTX 4090", gpu_count=1,
-                         estimated_hours=2.0, min_reliability=0.98, min_cuda=12.4, disk_gb=50,
-                         reference_tflops=165.0)  # fmt: skip
+    ranked = rank_offers(
+        [slow_cheap, fast_pricier, unreliable, wrong_gpu],
+        gpu="RTX 4090",
+        gpu_count=1,
+        estimated_hours=2.0,
+        min_reliability=0.98,
+        min_cuda=12.4,
+        disk_gb=50,
+        reference_tflops=165.0,
+    )
     assert [r.id for r in ranked] == [2, 1]
     assert ranked[0].hours == pytest.approx(2.0) and ranked[1].hours == pytest.approx(4.0)
     assert ranked[0].total_cost == pytest.approx(0.8)
-    assert rank_offers([slow_cheap], gpu="RTX 4090", gpu_count=1, estimated_hours=2.0, max_cost=1.0,
-                       reference_tflops=165.0) == []  # fmt: skip
+    assert (
+        rank_offers(
+            [slow_cheap], gpu="RTX 4090", gpu_count=1, estimated_hours=2.0, max_cost=1.0, reference_tflops=165.0
+        )
+        == []
+    )
 
 
 def test_bids_rank_at_bid_plus_storage() -> None:
-    offer = {"id": 7, "num_gpus": 1, "gpu_name": "RTX 4090", "gpu_ram": 24564, "reliability": 0.99,
-             "cuda_max_good": 12.8, "disk_space": 100, "dph_total": 0.2, "min_bid": 0.2, "storage_cost": 0.144}
-    [r] = rank_offers([offer], gpu="RTX 4090", gpu_count=1, estimated_hours=1.0, disk_gb=50, spot=True,
-                      bid_margin=1.1)  # fmt: skip
+    offer = {
+        "id": 7,
+        "num_gpus": 1,
+        "gpu_name": "RTX 4090",
+        "gpu_ram": 24564,
+        "reliability": 0.99,
+        "cuda_max_good": 12.8,
+        "disk_space": 100,
+        "dph_total": 0.2,
+        "min_bid": 0.2,
+        "storage_cost": 0.144,
+    }
+    [r] = rank_offers([offer], gpu="RTX 4090", gpu_count=1, estimated_hours=1.0, disk_gb=50, spot=True, bid_margin=1.1)
     assert r.bid == pytest.approx(0.22) and r.price_per_hour == pytest.approx(0.22 + 0.01)
 
 
@@ -231,14 +280,25 @@ def test_ranking_matches_the_fake_server_search_and_is_fast() -> None:
     from vibeml.vast.query import build_search_query
 
     offers = generate_offers(10_000, seed=1)
-    filters = offer_filters(gpu="RTX 4090", gpu_count=1, min_gpu_ram_gb=20, min_reliability=0.98, min_cuda=12.4,
-                            min_disk_gb=50)  # fmt: skip
+    filters = offer_filters(
+        gpu="RTX 4090", gpu_count=1, min_gpu_ram_gb=20, min_reliability=0.98, min_cuda=12.4, min_disk_gb=50
+    )
     body = build_search_query(offer_query(filters), order="dph_total", limit=10_000, storage=50)
     server = {o["id"] for o in search(offers, body)}
     priced = [price_offer(o, 50) for o in offers]
     t0 = time.perf_counter()
-    ranked = rank_offers(priced, gpu="RTX 4090", gpu_count=1, estimated_hours=1.0, min_gpu_ram_mb=20 * 1024,
-                         min_reliability=0.98, min_cuda=12.4, disk_gb=50, reference_tflops=165.0, top=None)
+    ranked = rank_offers(
+        priced,
+        gpu="RTX 4090",
+        gpu_count=1,
+        estimated_hours=1.0,
+        min_gpu_ram_mb=20 * 1024,
+        min_reliability=0.98,
+        min_cuda=12.4,
+        disk_gb=50,
+        reference_tflops=165.0,
+        top=None,
+    )
     elapsed = time.perf_counter() - t0
     assert server and server <= {r.id for r in ranked}  # the server also drops unverified/external hosts
     assert elapsed < 0.5  # the benchmark's budget is 100 ms; generous here for slow CI machines
@@ -258,8 +318,9 @@ def test_payload_round_trips_and_user_strings_stay_data(tmp_path: Path) -> None:
 
 
 def test_options_from_env() -> None:
-    opts = VastOptions.from_env({"VIBEML_VAST_POLL_INTERVAL": "0.5", "VIBEML_VAST_LOG_MIRROR": "",
-                                 "VIBEML_VAST_IMAGE": ""})  # fmt: skip
+    opts = VastOptions.from_env(
+        {"VIBEML_VAST_POLL_INTERVAL": "0.5", "VIBEML_VAST_LOG_MIRROR": "", "VIBEML_VAST_IMAGE": ""}
+    )
     assert opts.poll_interval == 0.5 and opts.log_mirror == "" and opts.image == DEFAULT_IMAGE
     with pytest.raises(ConfigurationError, match="VIBEML_VAST_MIN_RELIABILITY"):
         VastOptions.from_env({"VIBEML_VAST_MIN_RELIABILITY": "2"})
@@ -269,18 +330,22 @@ def test_run_info_follows_the_current_run_only() -> None:
     ev = "@@vibeml-event "
     rn = "@@vibeml-runner "
     lines = [
-        rn + '{"phase":"start","run":1}', ev + '{"event":"start","time":1}',
+        rn + '{"phase":"start","run":1}',
+        ev + '{"event":"start","time":1}',
         ev + '{"event":"step","time":2,"step":1,"loss":5.0}',
-        ev + '{"event":"stopped","time":3,"step":1,"reason":"sigterm"}', rn + '{"phase":"interrupted","run":1}',
-        rn + '{"phase":"start","run":2}', ev + '{"event":"start","time":4}',
+        ev + '{"event":"stopped","time":3,"step":1,"reason":"sigterm"}',
+        rn + '{"phase":"interrupted","run":1}',
+        rn + '{"phase":"start","run":2}',
+        ev + '{"event":"start","time":4}',
         ev + '{"event":"step","time":5,"step":2,"loss":4.0}',
-    ]  # fmt: skip
+    ]
     info = RunInfo.from_records(lines)
     assert info.finished is None and info.outcome is None
     p = info.interim()
     assert p.status is JobStatus.RUNNING and p.step == 2 and p.first_loss == 5.0
-    done = RunInfo.from_records([*lines, ev + '{"event":"done","time":6,"step":3}',
-                                 rn + '{"phase":"finished","run":2,"rc":0}'])  # fmt: skip
+    done = RunInfo.from_records(
+        [*lines, ev + '{"event":"done","time":6,"step":3}', rn + '{"phase":"finished","run":2,"rc":0}']
+    )
     assert done.finished and done.outcome == "done"
     assert done.interim().status is JobStatus.RUNNING  # done only once the adapter is back
 

@@ -36,13 +36,24 @@ demo_home = support.demo_home
 def _program(tmp_path: Path) -> Any:
     job_dir = tmp_path / "job"
     request = TrainingRequest(model="org/model", dataset="org/data", max_steps=5)
-    return render_program(request, "vml-budget", output_dir=str(job_dir / "output"),
-                          checkpoint_dir=str(job_dir / "ckpt"), events_path=str(job_dir / "events.jsonl"))  # fmt: skip
+    return render_program(
+        request,
+        "vml-budget",
+        output_dir=str(job_dir / "output"),
+        checkpoint_dir=str(job_dir / "ckpt"),
+        events_path=str(job_dir / "events.jsonl"),
+    )
 
 
 def _choice(**kw: Any) -> LaunchChoice:
-    values: dict[str, Any] = {"gpu_type": "RTX 3090", "hourly_rate": 0.2, "max_cost": 1.0, "estimated_hours": 1e-4,
-                              "required_memory_gib": 1.0, "disk_gb": 10.0}  # fmt: skip
+    values: dict[str, Any] = {
+        "gpu_type": "RTX 3090",
+        "hourly_rate": 0.2,
+        "max_cost": 1.0,
+        "estimated_hours": 1e-4,
+        "required_memory_gib": 1.0,
+        "disk_gb": 10.0,
+    }
     values.update(kw)
     return LaunchChoice(**values)
 
@@ -62,13 +73,13 @@ def _wait(predicate: Any, timeout: float = 60.0, every: float = 0.05) -> Any:
 
 
 @pytest.mark.slow
-def test_the_machine_stops_and_destroys_itself_at_its_budget_with_no_client(vast_env: FakeVast,
-                                                                            tmp_path: Path) -> None:  # fmt: skip
+def test_the_machine_stops_and_destroys_itself_at_its_budget_with_no_client(vast_env: FakeVast, tmp_path: Path) -> None:
     """A trainer that would run forever, and no client polling: the instance's runner SIGTERMs it before
     max_cost / dph_total is reached and destroys its own instance through the API."""
     fake = vast_env
-    backend = FakeProgramVast(Settings.from_env(), mode="graceful", options=options(term_grace=1.0),
-                              transport=WorkdirTransport(fake))  # fmt: skip
+    backend = FakeProgramVast(
+        Settings.from_env(), mode="graceful", options=options(term_grace=1.0), transport=WorkdirTransport(fake)
+    )
     max_cost = 0.00025
     handle = backend.launch(_program(tmp_path), "vml-budget", tmp_path / "job", _choice(max_cost=max_cost))
     iid = int(handle.data["instance_id"])
@@ -115,14 +126,26 @@ def test_watchdog_destroys_when_accrued_cost_reaches_the_cap(
     """The estimate was wrong (billing runs thousands of times faster than planned): the service's
     watchdog destroys the instance when the cost reaches max_cost, at most one poll interval over."""
     clock = WarpClock()
-    fake = FakeVast(api_key=support.SECRET_KEY, clock=clock, created_delay=0.01, loading_delay=0.02, logs_delay=0.01,
-                    kill_grace=1.0, tick_interval=0.01, workdir_root=tmp_path / "fake-warp").start()  # fmt: skip
+    fake = FakeVast(
+        api_key=support.SECRET_KEY,
+        clock=clock,
+        created_delay=0.01,
+        loading_delay=0.02,
+        logs_delay=0.01,
+        kill_grace=1.0,
+        tick_interval=0.01,
+        workdir_root=tmp_path / "fake-warp",
+    ).start()
     try:
         monkeypatch.setenv("VIBEML_VAST_URL", fake.url)
         monkeypatch.setenv("VAST_API_KEY", support.SECRET_KEY)
         monkeypatch.setenv("VIBEML_REMOTE_INSTALL", "")
-        svc, _ = make_service(fake, backend_cls=FakeProgramVast, backend_kwargs={"mode": "graceful"},
-                              clock=lambda: fake.state.wall(fake.clock()))  # fmt: skip
+        svc, _ = make_service(
+            fake,
+            backend_cls=FakeProgramVast,
+            backend_kwargs={"mode": "graceful"},
+            clock=lambda: fake.state.wall(fake.clock()),
+        )
         max_cost = 0.5
         record = asyncio.run(svc.launch(svc.demo_request(backend="vast", max_cost=max_cost, max_steps=20)))
         assert record.handle is not None
@@ -132,8 +155,9 @@ def test_watchdog_destroys_when_accrued_cost_reaches_the_cap(
         speed = max_cost / price * 3600 / 3.0  # the cap is reached ~3 s (real) from now
         polls: list[float] = []
         clock.set_speed(speed)
-        final = wait_terminal(svc, record.job_id, timeout=60, every=0.2,
-                              on_poll=lambda _r: polls.append(time.monotonic()))  # fmt: skip
+        final = wait_terminal(
+            svc, record.job_id, timeout=60, every=0.2, on_poll=lambda _r: polls.append(time.monotonic())
+        )
         billed = fake.accrued_cost(iid)
     finally:
         clock.set_speed(1.0)
@@ -155,8 +179,9 @@ def test_watchdog_destroys_when_accrued_cost_reaches_the_cap(
 
 
 def _spot_launch(fake: FakeVast, tmp_path: Path, **opts: Any) -> tuple[FakeProgramVast, JobHandle]:
-    backend = FakeProgramVast(Settings.from_env(), mode="graceful", options=options(**opts),
-                              transport=WorkdirTransport(fake))  # fmt: skip
+    backend = FakeProgramVast(
+        Settings.from_env(), mode="graceful", options=options(**opts), transport=WorkdirTransport(fake)
+    )
     handle = backend.launch(_program(tmp_path), "vml-spot", tmp_path / "job", _choice(use_spot=True))
     assert handle.data["bid"] is not None and fake.instance(int(handle.data["instance_id"]))["is_bid"]
     _wait(lambda: backend.status(handle).step >= 1, timeout=60)
@@ -174,8 +199,12 @@ def test_a_preempted_bid_is_rebid_and_its_runner_restarts(vast_env: FakeVast, tm
     assert p.status is JobStatus.PROVISIONING and "re-bid" in (p.error or "")
     assert fake.instance(iid)["dph_base"] > bid  # the new bid
     started_again = re.compile(r'"phase":"trainer-start","time":[0-9.]+,"run":2')
-    _wait(lambda: started_again.search((fake.workdir(iid) / "onstart.log").read_text())
-          and backend.status(handle).status is JobStatus.RUNNING)  # fmt: skip
+    _wait(
+        lambda: (
+            started_again.search((fake.workdir(iid) / "onstart.log").read_text())
+            and backend.status(handle).status is JobStatus.RUNNING
+        )
+    )
     assert fake.status(iid) == "running"
     log = (fake.workdir(iid) / "onstart.log").read_text()
     assert '"phase":"interrupted"' in log and '"run":2' in log  # the runner was stopped, then ran again
@@ -211,8 +240,7 @@ def test_a_preempted_training_resumes_from_its_checkpoint(vast_env: FakeVast, de
     record = asyncio.run(svc.launch(request))
     assert record.handle is not None and record.handle.data["bid"] is not None, "the plan chose a bid"
     iid = int(record.handle.data["instance_id"])
-    _wait(lambda: (svc.get_status_sync(record.job_id).progress or _no_ckpt).last_checkpoint, timeout=180,
-          every=0.1)  # fmt: skip
+    _wait(lambda: (svc.get_status_sync(record.job_id).progress or _no_ckpt).last_checkpoint, timeout=180, every=0.1)
     fake.set_min_bid(int(record.handle.data["offer_id"]), round(float(record.handle.data["bid"]) * 1.1, 4))
     _wait(lambda: fake.process(iid).poll() is not None)  # a stopped container runs nothing any more
     final = wait_terminal(svc, record.job_id, timeout=240)

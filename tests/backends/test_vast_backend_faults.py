@@ -119,12 +119,21 @@ def test_fault_matrix_persistent(vast_env: FakeVast, endpoint: str) -> None:
 
 def _cli_env(fake: FakeVast) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "VIBEML_VAST_URL": fake.url, "VAST_API_KEY": SECRET_KEY, "VIBEML_REMOTE_INSTALL": "",
-        "VIBEML_VAST_POLL_INTERVAL": "0.05", "VIBEML_VAST_START_TIMEOUT": "120", "VIBEML_VAST_REMOTE_DIR": "vibeml-job",
-        "VIBEML_VAST_REMOTE_PYTHON": sys.executable, "VIBEML_VAST_LOG_MIRROR": "", "VIBEML_VAST_LOGS_POLL": "0.02",
-        "PYTHONUNBUFFERED": "1", "COLUMNS": "200",
-    })  # fmt: skip
+    env.update(
+        {
+            "VIBEML_VAST_URL": fake.url,
+            "VAST_API_KEY": SECRET_KEY,
+            "VIBEML_REMOTE_INSTALL": "",
+            "VIBEML_VAST_POLL_INTERVAL": "0.05",
+            "VIBEML_VAST_START_TIMEOUT": "120",
+            "VIBEML_VAST_REMOTE_DIR": "vibeml-job",
+            "VIBEML_VAST_REMOTE_PYTHON": sys.executable,
+            "VIBEML_VAST_LOG_MIRROR": "",
+            "VIBEML_VAST_LOGS_POLL": "0.02",
+            "PYTHONUNBUFFERED": "1",
+            "COLUMNS": "200",
+        }
+    )
     return env
 
 
@@ -143,9 +152,27 @@ def _vibeml(fake: FakeVast, *args: str, vast_group: bool = False) -> subprocess.
 def _kill_mid_launch(fake: FakeVast, home: Path) -> str:
     """Start `vibeml launch --backend vast`, SIGKILL it once it has rented an instance; returns the job id."""
     fake.faults.never_start(1)  # the launcher sits in "wait until running" with a rented instance
-    proc = subprocess.Popen([sys.executable, "-m", "vibeml", "launch", "--backend", "vast", "--model", MODEL,
-                             "--dataset", "org/data", "--max-steps", "5", "--max-cost", "5"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_cli_env(fake))  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vibeml",
+            "launch",
+            "--backend",
+            "vast",
+            "--model",
+            MODEL,
+            "--dataset",
+            "org/data",
+            "--max-steps",
+            "5",
+            "--max-cost",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_cli_env(fake),
+    )
     deadline = time.monotonic() + 60
     handle: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -214,18 +241,25 @@ def _app() -> typer.Typer:
     return app
 
 
-def test_the_key_never_appears_in_cli_output(vast_env: FakeVast, monkeypatch: pytest.MonkeyPatch,
-                                              caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_the_key_never_appears_in_cli_output(
+    vast_env: FakeVast, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     import logging
 
     caplog.set_level(logging.DEBUG)
     runner = CliRunner()
     app = _app()
     outputs = []
-    for args in (["vast", "offers", "gpu_name=RTX_4090", "--limit", "3"], ["vast", "offers", "--json"],
-                 ["vast", "offers", "--type", "bid", "--order", "dph_total"], ["vast", "instances"],
-                 ["vast", "instances", "--json"], ["vast", "cleanup", "--yes"], ["vast", "destroy", "12345"],
-                 ["vast", "offers", "gpu_name=="]):  # fmt: skip
+    for args in (
+        ["vast", "offers", "gpu_name=RTX_4090", "--limit", "3"],
+        ["vast", "offers", "--json"],
+        ["vast", "offers", "--type", "bid", "--order", "dph_total"],
+        ["vast", "instances"],
+        ["vast", "instances", "--json"],
+        ["vast", "cleanup", "--yes"],
+        ["vast", "destroy", "12345"],
+        ["vast", "offers", "gpu_name=="],
+    ):
         res = runner.invoke(app, args, env={"COLUMNS": "200"})
         outputs.append(res.output)
         assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
@@ -247,8 +281,9 @@ def test_errors_from_the_backend_never_carry_the_key(vast_env: FakeVast) -> None
 
     vast_env.faults.server_error(50, endpoint="create")
     with pytest.raises(VibeMLError) as info:
-        asyncio.run(svc.launch(build_request(model=MODEL, dataset="org/data", backend="vast", max_cost=5.0,
-                                             max_steps=5)))  # fmt: skip
+        asyncio.run(
+            svc.launch(build_request(model=MODEL, dataset="org/data", backend="vast", max_cost=5.0, max_steps=5))
+        )
     err = info.value
     for text in (str(err), repr(err), json.dumps(err.to_dict(), default=str), str(err.__cause__)):
         assert SECRET_KEY not in text

@@ -89,8 +89,9 @@ class FakeProgramVast(VastBackend):
         super().__init__(settings, **kwargs)
         self.mode = mode
 
-    def launch(self, program: TrainingProgram, job_id: str, job_dir: Path,
-               choice: LaunchChoice | None = None) -> JobHandle:  # fmt: skip
+    def launch(
+        self, program: TrainingProgram, job_id: str, job_dir: Path, choice: LaunchChoice | None = None
+    ) -> JobHandle:
         env = {**program.env, "VIBEML_TEST_MODE": self.mode, "PYTHONPATH": str(HERE)}
         # fake_program needs no setup (the workflow's import checks would only add seconds to each case)
         program = program.model_copy(update={"module": "fake_program", "env": env, "setup_commands": {}})
@@ -100,11 +101,21 @@ class FakeProgramVast(VastBackend):
 def options(**overrides: Any) -> VastOptions:
     """Tiny timings; the instance runs this venv's Python; the job dir sits in the fake's instance dir."""
     values: dict[str, Any] = {
-        "poll_interval": 0.05, "start_timeout": 30.0, "boot_timeout": 60.0, "remote_dir": "vibeml-job",
-        "remote_python": sys.executable, "log_mirror": "", "logs_poll": 0.02, "logs_timeout": 5.0,
-        "linger": 30.0, "term_grace": 1.0, "http_timeout": 5.0, "create_lookup_grace": 0.5,
-        "spot_wait": 30.0, "input_wait": 30.0,
-    }  # fmt: skip
+        "poll_interval": 0.05,
+        "start_timeout": 30.0,
+        "boot_timeout": 60.0,
+        "remote_dir": "vibeml-job",
+        "remote_python": sys.executable,
+        "log_mirror": "",
+        "logs_poll": 0.02,
+        "logs_timeout": 5.0,
+        "linger": 30.0,
+        "term_grace": 1.0,
+        "http_timeout": 5.0,
+        "create_lookup_grace": 0.5,
+        "spot_wait": 30.0,
+        "input_wait": 30.0,
+    }
     values.update(overrides)
     return VastOptions(**values)
 
@@ -119,8 +130,9 @@ def make_service(
 ) -> tuple[VibeML, VastBackend]:
     """The real service with the real Vast backend pointed at ``fake`` (via VIBEML_VAST_URL)."""
     settings = Settings.from_env()
-    backend = backend_cls(settings, options=options(**opts), transport=WorkdirTransport(fake), clock=clock,
-                          **dict(backend_kwargs or {}))  # fmt: skip
+    backend = backend_cls(
+        settings, options=options(**opts), transport=WorkdirTransport(fake), clock=clock, **dict(backend_kwargs or {})
+    )
     registry = default_registry(settings)
     registry.register("vast", lambda _s: backend)
     return VibeML(settings, backends=registry), backend
@@ -128,8 +140,15 @@ def make_service(
 
 @pytest.fixture
 def fake(tmp_path: Path) -> Iterator[FakeVast]:
-    server = FakeVast(api_key=SECRET_KEY, created_delay=0.01, loading_delay=0.02, logs_delay=0.01, kill_grace=1.0,
-                      tick_interval=0.01, workdir_root=tmp_path / "fake-vast").start()  # fmt: skip
+    server = FakeVast(
+        api_key=SECRET_KEY,
+        created_delay=0.01,
+        loading_delay=0.02,
+        logs_delay=0.01,
+        kill_grace=1.0,
+        tick_interval=0.01,
+        workdir_root=tmp_path / "fake-vast",
+    ).start()
     yield server
     server.close()
 
@@ -153,8 +172,13 @@ def demo_home(vibeml_env: Path, demo_assets_dir: Path) -> Path:
     return vibeml_env
 
 
-def wait_terminal(svc: VibeML, job_id: str, timeout: float = 120.0, every: float = 0.2,
-                  on_poll: Callable[[JobRecord], None] | None = None) -> JobRecord:  # fmt: skip
+def wait_terminal(
+    svc: VibeML,
+    job_id: str,
+    timeout: float = 120.0,
+    every: float = 0.2,
+    on_poll: Callable[[JobRecord], None] | None = None,
+) -> JobRecord:
     """Poll the service (the client-side watchdog runs on each poll) until the job ends."""
     deadline = time.monotonic() + timeout
     while True:

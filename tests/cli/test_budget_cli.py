@@ -26,8 +26,16 @@ def test_budget_set_show_and_invalid_changes_nothing() -> None:
 def test_spending_lists_the_ledger() -> None:
     store = JobStore(Settings.from_env().db_path)
     now = utcnow()
-    store.create(JobRecord(job_id="vml-led1", status=JobStatus.COMPLETED, backend="vast", created_at=now,
-                           updated_at=now, request=TrainingRequest(model="m/x", dataset="d/x")))
+    store.create(
+        JobRecord(
+            job_id="vml-led1",
+            status=JobStatus.COMPLETED,
+            backend="vast",
+            created_at=now,
+            updated_at=now,
+            request=TrainingRequest(model="m/x", dataset="d/x"),
+        )
+    )
     store.record_estimate("vml-led1", "vast", 1.5, 3.0)
     store.record_spend("vml-led1", 1.25, final=True)
     res = runner.invoke(app, ["spending", "--json"])

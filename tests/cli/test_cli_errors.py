@@ -72,8 +72,7 @@ def test_budget_is_checked_before_anything_starts(tmp_path: Path, vibeml_env: Pa
     model.mkdir()
     (model / "config.json").write_text("{}")
     # Local runs cost nothing, so any positive budget holds and the job is created.
-    code, out, err = _invoke("launch", "--model", str(model), "--dataset", str(data), "--max-cost", "0.01",
-                             "--json")
+    code, out, err = _invoke("launch", "--model", str(model), "--dataset", str(data), "--max-cost", "0.01", "--json")
     assert code == 0, err
     job = json.loads(out)
     assert job["estimate"]["expected_cost"] == 0.0

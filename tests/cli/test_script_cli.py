@@ -35,11 +35,33 @@ def app() -> typer.Typer:
 
 def test_script_writes_a_runnable_file(app: typer.Typer, tmp_path: Path) -> None:
     out = tmp_path / "train.py"
-    result = runner.invoke(app, [
-        "script", "--workflow", "qlora", "--model", "Qwen/Qwen2.5-0.5B", "--dataset", "data.jsonl",
-        "--max-steps", "7", "--lora-r", "4", "--target-modules", "q_proj,v_proj", "--sample-prompt", "$(id)",
-        "--sample-prompt", "'''", "--column-mapping", "q=instruction,a=output", "-o", str(out), "--json",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "script",
+            "--workflow",
+            "qlora",
+            "--model",
+            "Qwen/Qwen2.5-0.5B",
+            "--dataset",
+            "data.jsonl",
+            "--max-steps",
+            "7",
+            "--lora-r",
+            "4",
+            "--target-modules",
+            "q_proj,v_proj",
+            "--sample-prompt",
+            "$(id)",
+            "--sample-prompt",
+            "'''",
+            "--column-mapping",
+            "q=instruction,a=output",
+            "-o",
+            str(out),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["path"] == str(out)
     cfg = decode_script_config(out.read_text())
@@ -91,15 +113,18 @@ def test_validate_errors_explain_what_to_do(app: typer.Typer, tmp_path: Path) ->
     assert result.exit_code == 3
     err = json.loads(result.stdout)
     assert err["error"] == "DatasetError" and err["context"]["columns_found"] == ["answer", "question"]
-    mapped = runner.invoke(app, ["validate", "dataset", str(qa), "--column-mapping", "question=instruction,"
-                                 "answer=output", "--json"])
+    mapped = runner.invoke(
+        app, ["validate", "dataset", str(qa), "--column-mapping", "question=instruction,answer=output", "--json"]
+    )
     assert mapped.exit_code == 0 and json.loads(mapped.stdout)["format"] == "alpaca"
     offline = runner.invoke(app, ["validate", "model", "acme/some-model"])
     assert offline.exit_code == 3 and "HF_HUB_OFFLINE" in offline.output
 
 
 def test_cli_modules_import_no_torch() -> None:
-    code = ("import sys, vibeml.cli.script, vibeml.cli.validate; "
-            "print(any(m in sys.modules for m in ('torch', 'transformers', 'trl', 'datasets')))")
+    code = (
+        "import sys, vibeml.cli.script, vibeml.cli.validate; "
+        "print(any(m in sys.modules for m in ('torch', 'transformers', 'trl', 'datasets')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr

@@ -11,8 +11,14 @@ from vibeml.models import CostEstimate
 
 
 def _est(cost: float) -> CostEstimate:
-    return CostEstimate(gpu_type="H100", hourly_rate=2.0, estimated_duration_hours=cost / 2,
-                        min_cost=cost * 0.8, expected_cost=cost, max_cost=cost * 1.3)
+    return CostEstimate(
+        gpu_type="H100",
+        hourly_rate=2.0,
+        estimated_duration_hours=cost / 2,
+        min_cost=cost * 0.8,
+        expected_cost=cost,
+        max_cost=cost * 1.3,
+    )
 
 
 def test_per_job_cap_from_request_then_preferences() -> None:
@@ -37,8 +43,9 @@ def test_monthly_budget_counts_spent_and_committed() -> None:
 
 
 def test_warning_past_threshold() -> None:
-    check = check_budget(_est(5), None, Preferences(monthly_budget=20, budget_warning_threshold=0.5),
-                         spent_this_month=6)
+    check = check_budget(
+        _est(5), None, Preferences(monthly_budget=20, budget_warning_threshold=0.5), spent_this_month=6
+    )
     assert check.warnings and "55%" in check.warnings[0]
 
 
@@ -53,6 +60,7 @@ def test_gate_never_lets_the_month_overflow(cost: float, spent: float, committed
 
 
 def test_free_runs_are_never_refused() -> None:
-    free = CostEstimate(gpu_type="local", hourly_rate=0, estimated_duration_hours=0, min_cost=0,
-                        expected_cost=0, max_cost=0)
+    free = CostEstimate(
+        gpu_type="local", hourly_rate=0, estimated_duration_hours=0, min_cost=0, expected_cost=0, max_cost=0
+    )
     assert check_budget(free, None, Preferences(monthly_budget=1), spent_this_month=5).warnings == ()

@@ -83,8 +83,9 @@ def test_model_matches_the_recipe_and_generates(demo_assets: Any) -> None:
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     assert linears and all(m.in_features % 64 == 0 and m.out_features % 64 == 0 for m in linears)
     assert cfg.eos_token_id == tok.eos_token_id
-    enc = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
-                                  return_dict=True, return_tensors="pt")
+    enc = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, return_dict=True, return_tensors="pt"
+    )
     with torch.no_grad():
         out = model.generate(**enc, max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
     assert out.shape[1] > enc["input_ids"].shape[1]
@@ -134,8 +135,13 @@ def test_ensure_is_safe_across_processes(tmp_path: Path) -> None:
         "print(json.dumps({'model': str(a.model_dir), 'data': str(a.dataset_path), 'pid': marker['built_by_pid']}))\n"
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env=_subprocess_env(tmp_path))
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(root)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_subprocess_env(tmp_path),
+        )
         for _ in range(2)
     ]
     outs = []
@@ -163,8 +169,13 @@ def test_demo_import_stays_light() -> None:
         "heavy = [m for m in ('torch', 'transformers', 'tokenizers', 'datasets') if m in sys.modules]\n"
         "print(heavy)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PYTHONPATH": str(SRC)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
@@ -176,17 +187,25 @@ def test_demo_trains_fast_with_a_clear_loss_drop(tmp_path: Path, demo_assets: An
     from vibeml.trainer.events import read_events
 
     cfg = {
-        "model": str(demo_assets.model_dir), "dataset": str(demo_assets.dataset_path),
-        "output_dir": str(tmp_path / "out"), "checkpoint_dir": str(tmp_path / "ckpt"),
+        "model": str(demo_assets.model_dir),
+        "dataset": str(demo_assets.dataset_path),
+        "output_dir": str(tmp_path / "out"),
+        "checkpoint_dir": str(tmp_path / "ckpt"),
         "events_path": str(tmp_path / "events.jsonl"),
-        "hyperparameters": demo_hyperparameters().model_dump(), "sample_prompts": list(DEMO_SAMPLE_PROMPTS),
+        "hyperparameters": demo_hyperparameters().model_dump(),
+        "sample_prompts": list(DEMO_SAMPLE_PROMPTS),
     }
     (tmp_path / "run.json").write_text(json.dumps(cfg))
     env = _subprocess_env(tmp_path)
     env.pop("OMP_NUM_THREADS")
     t = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "vibeml.trainer", "--config", str(tmp_path / "run.json")],
-                          capture_output=True, text=True, timeout=180, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vibeml.trainer", "--config", str(tmp_path / "run.json")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     wall = time.monotonic() - t
     assert proc.returncode == 0, proc.stderr
     events = list(read_events(tmp_path / "events.jsonl"))

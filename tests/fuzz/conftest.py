@@ -118,15 +118,57 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 # Values a user (or an assistant) might send, hostile ones first.
-HOSTILE_TEXT = st.sampled_from([
-    "", " ", "-", "--", "\x00", "\x1b[2J\x1b]0;owned\x07", "\u202egnp.exe", "{{7*7}}", "${HOME}", "$(touch PWNED)",
-    "`touch PWNED`", "'; DROP TABLE jobs; --", "%s%n", "../../../../etc/passwd", "/etc/shadow", "~", "a" * 10_000,
-    "NaN", "inf", "-inf", "1e400", "-1", "0", "99999999999999999999999", "3.5", "true", "null", "[]", "{}",
-    "vml-", "vml-%", "vml-_", "m/x", "Qwen/Qwen2.5-0.5B", "H100", "aws", "local", "trl-lora", "\n", "é" * 300,
-])
-NUMBERISH = st.one_of(st.sampled_from(["inf", "-inf", "nan", "1e400", "-1", "0", "1", "99999999999999999999999",
-                                       "2.5", "abc", "", "0x10", "1_000"]),
-                      st.integers(-(2**70), 2**70).map(str), st.floats().map(str))
+HOSTILE_TEXT = st.sampled_from(
+    [
+        "",
+        " ",
+        "-",
+        "--",
+        "\x00",
+        "\x1b[2J\x1b]0;owned\x07",
+        "\u202egnp.exe",
+        "{{7*7}}",
+        "${HOME}",
+        "$(touch PWNED)",
+        "`touch PWNED`",
+        "'; DROP TABLE jobs; --",
+        "%s%n",
+        "../../../../etc/passwd",
+        "/etc/shadow",
+        "~",
+        "a" * 10_000,
+        "NaN",
+        "inf",
+        "-inf",
+        "1e400",
+        "-1",
+        "0",
+        "99999999999999999999999",
+        "3.5",
+        "true",
+        "null",
+        "[]",
+        "{}",
+        "vml-",
+        "vml-%",
+        "vml-_",
+        "m/x",
+        "Qwen/Qwen2.5-0.5B",
+        "H100",
+        "aws",
+        "local",
+        "trl-lora",
+        "\n",
+        "é" * 300,
+    ]
+)
+NUMBERISH = st.one_of(
+    st.sampled_from(
+        ["inf", "-inf", "nan", "1e400", "-1", "0", "1", "99999999999999999999999", "2.5", "abc", "", "0x10", "1_000"]
+    ),
+    st.integers(-(2**70), 2**70).map(str),
+    st.floats().map(str),
+)
 TEXT = st.one_of(HOSTILE_TEXT, st.text(max_size=40))
 
 

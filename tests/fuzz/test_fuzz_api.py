@@ -14,15 +14,31 @@ import vibeml
 from vibeml.exceptions import VibeMLError
 from vibeml.models import Hyperparameters, TrainingRequest
 
-FIELDS = [*sorted({*TrainingRequest.model_fields, *Hyperparameters.model_fields} - {"model", "dataset"}),
-          "nope", "settings", "__class__", "demo"]
+FIELDS = [
+    *sorted({*TrainingRequest.model_fields, *Hyperparameters.model_fields} - {"model", "dataset"}),
+    "nope",
+    "settings",
+    "__class__",
+    "demo",
+]
 
 
 def _values(fuzz: Any) -> st.SearchStrategy[Any]:
-    scalar = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), fuzz.text,
-                       st.binary(max_size=8), st.just(object()), st.just(float("inf")))
-    return st.recursive(scalar, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                        st.dictionaries(fuzz.text, inner, max_size=3)), max_leaves=6)
+    scalar = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**70), 2**70),
+        st.floats(),
+        fuzz.text,
+        st.binary(max_size=8),
+        st.just(object()),
+        st.just(float("inf")),
+    )
+    return st.recursive(
+        scalar,
+        lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(fuzz.text, inner, max_size=3)),
+        max_leaves=6,
+    )
 
 
 @pytest.mark.timeout(600)
@@ -31,19 +47,30 @@ def test_fuzz_the_python_api(corpus: dict[str, Path], sandbox: Path, vibeml_env:
     paths = st.sampled_from(sorted(str(p) for p in corpus.values()))
     calls = st.one_of(
         # Only corpus files as data (none is usable) and never demo without a model: nothing may start.
-        st.tuples(st.just("launch_training"), st.fixed_dictionaries(
-            {"model": st.one_of(fuzz.text, values), "dataset": paths},
-            optional={name: values for name in FIELDS})),
+        st.tuples(
+            st.just("launch_training"),
+            st.fixed_dictionaries(
+                {"model": st.one_of(fuzz.text, values), "dataset": paths}, optional={name: values for name in FIELDS}
+            ),
+        ),
         st.tuples(st.just("get_job_status"), st.fixed_dictionaries({"job_id": st.one_of(fuzz.text, values)})),
-        st.tuples(st.just("get_job_logs"), st.fixed_dictionaries({"job_id": st.one_of(fuzz.text, values)},
-                                                                 optional={"tail": values})),
-        st.tuples(st.just("stop_job"), st.fixed_dictionaries({"job_id": st.one_of(fuzz.text, values)},
-                                                             optional={"grace_seconds": values})),
+        st.tuples(
+            st.just("get_job_logs"),
+            st.fixed_dictionaries({"job_id": st.one_of(fuzz.text, values)}, optional={"tail": values}),
+        ),
+        st.tuples(
+            st.just("stop_job"),
+            st.fixed_dictionaries({"job_id": st.one_of(fuzz.text, values)}, optional={"grace_seconds": values}),
+        ),
         st.tuples(st.just("list_jobs"), st.fixed_dictionaries({}, optional={"limit": values, "settings": values})),
     )
 
-    @settings(max_examples=200, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=200,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
     @given(call=calls)
     def case(call: tuple[str, dict[str, Any]]) -> None:
         name, kwargs = call

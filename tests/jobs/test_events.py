@@ -24,13 +24,13 @@ def test_write_read_and_torn_lines(tmp_path: Path) -> None:
 
 def test_echo_and_parse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     w = EventWriter(tmp_path / "events.jsonl", echo=True)
-    w.emit("step", step=4, loss=1.5, note="quote \" and\nnewline")
+    w.emit("step", step=4, loss=1.5, note='quote " and\nnewline')
     out = capsys.readouterr().out
     assert out.startswith(ECHO_PREFIX)
     log = ["pip noise", "2026-11-23 10:00:00 " + out.strip(), ECHO_PREFIX + "{broken", "other"]
     [ev] = list(parse_event_lines(log))
-    assert ev["step"] == 4 and ev["note"] == "quote \" and\nnewline"
-    assert json.loads(out[len(ECHO_PREFIX):])["event"] == "step"
+    assert ev["step"] == 4 and ev["note"] == 'quote " and\nnewline'
+    assert json.loads(out[len(ECHO_PREFIX) :])["event"] == "step"
 
 
 def test_only_rank_zero_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -46,10 +46,17 @@ class Wire:
         os.write(self.server_w, data)
 
 
-INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
-INIT_RESULT = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {"listChanged": True}},
-               "serverInfo": {"name": "vibeml", "version": "x"}}
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+INIT_RESULT = {
+    "protocolVersion": "2025-11-25",
+    "capabilities": {"tools": {"listChanged": True}},
+    "serverInfo": {"name": "vibeml", "version": "x"},
+}
 TOOLS = {"tools": [{"name": "estimate_training_cost", "inputSchema": {"type": "object"}}]}
 
 
@@ -72,8 +79,9 @@ def test_cold_start_relays_and_records_the_handshake(tmp_path: Path) -> None:
 
 def test_warm_start_answers_at_once_then_hands_over(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
-    path.write_text(json.dumps({"key": "k1", "versions": {
-        "2025-11-25": {"initialize": INIT_RESULT, "tools/list": TOOLS}}}))
+    path.write_text(
+        json.dumps({"key": "k1", "versions": {"2025-11-25": {"initialize": INIT_RESULT, "tools/list": TOOLS}}})
+    )
     w = Wire(HandshakeCache(path, "k1"))
     w.client_send(INIT)
     assert w.client_recv() == {"jsonrpc": "2.0", "id": 0, "result": INIT_RESULT}  # no server needed
@@ -105,8 +113,9 @@ def test_warm_start_answers_at_once_then_hands_over(tmp_path: Path) -> None:
 def test_a_stale_cache_is_cleared_and_the_client_told_to_refetch(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     old = {"tools": [{"name": "gone", "inputSchema": {"type": "object"}}]}
-    path.write_text(json.dumps({"key": "k1", "versions": {"2025-11-25": {"initialize": INIT_RESULT,
-                                                                          "tools/list": old}}}))
+    path.write_text(
+        json.dumps({"key": "k1", "versions": {"2025-11-25": {"initialize": INIT_RESULT, "tools/list": old}}})
+    )
     w = Wire(HandshakeCache(path, "k1"))
     w.client_send(INIT)
     w.client_recv()
@@ -120,16 +129,32 @@ def test_a_stale_cache_is_cleared_and_the_client_told_to_refetch(tmp_path: Path)
     assert not path.exists()
 
 
-@pytest.mark.parametrize("first", [
-    {"jsonrpc": "2.0", "id": 0, "method": "initialize",
-     "params": {"protocolVersion": "1999-01-01", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
-    {"jsonrpc": "2.0", "id": 0, "method": "tools/list",
-     "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}},
-])
+@pytest.mark.parametrize(
+    "first",
+    [
+        {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "1999-01-01",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "tools/list",
+            "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}},
+        },
+    ],
+)
 def test_unknown_versions_and_modern_envelopes_go_to_the_real_server(tmp_path: Path, first: dict) -> None:
     path = tmp_path / "c.json"
-    path.write_text(json.dumps({"key": "k1", "versions": {
-        "2025-11-25": {"initialize": INIT_RESULT, "tools/list": TOOLS}}}))
+    path.write_text(
+        json.dumps({"key": "k1", "versions": {"2025-11-25": {"initialize": INIT_RESULT, "tools/list": TOOLS}}})
+    )
     w = Wire(HandshakeCache(path, "k1"))
     w.client_send(first)
     assert w.server_recv() == first
@@ -181,8 +206,13 @@ async def _session(env: dict[str, str], errlog: Any, stale_check: bool = False) 
             await asyncio.wait_for(changed.wait(), 60)
         after = sorted(t.name for t in (await s.list_tools()).tools)
         call = await s.call_tool("list_workflows", {})
-        return {"server": init.server_info.name, "first": first, "after": after, "error": call.is_error,
-                "text": call.content[0].text if call.content else ""}
+        return {
+            "server": init.server_info.name,
+            "first": first,
+            "after": after,
+            "error": call.is_error,
+            "text": call.content[0].text if call.content else "",
+        }
 
 
 @pytest.mark.slow
@@ -194,7 +224,7 @@ def test_vibeml_mcp_fills_then_uses_the_cache_and_corrects_a_stale_one(vibeml_en
     assert not cold["error"] and "trl-lora" in cold["text"]
     assert cold["first"] == cold["after"] and "launch_training" in cold["first"]
     saved = json.loads(cache_file.read_text())
-    (version, entry), = saved["versions"].items()
+    ((version, entry),) = saved["versions"].items()
     assert version == "2025-11-25"  # what the mcp client offers
     assert sorted(t["name"] for t in entry["tools/list"]["tools"]) == cold["first"]
 

@@ -25,8 +25,9 @@ def _data(result: Any) -> Any:
     return json.loads(result.content[0].text)
 
 
-def test_stdio_server_lists_estimates_and_trains_the_demo(vibeml_env: Path, demo_assets_dir: Path,
-                                                          tmp_path: Path) -> None:
+def test_stdio_server_lists_estimates_and_trains_the_demo(
+    vibeml_env: Path, demo_assets_dir: Path, tmp_path: Path
+) -> None:
     shutil.copytree(demo_assets_dir, vibeml_env / "demo")
     errlog = open(tmp_path / "server-stderr.log", "w")
     params = StdioServerParameters(command=sys.executable, args=["-m", "vibeml", "mcp"], env=dict(os.environ))
@@ -36,11 +37,13 @@ def test_stdio_server_lists_estimates_and_trains_the_demo(vibeml_env: Path, demo
             await session.initialize()
             tools = {t.name for t in (await session.list_tools()).tools}
             assert {"launch_training", "estimate_training_cost", "get_job_status"} <= tools
-            est = _data(await session.call_tool(
-                "estimate_training_cost", {"query": {"model": "Qwen/Qwen2.5-0.5B", "gpu": "L4", "max_steps": 50}}))
+            est = _data(
+                await session.call_tool(
+                    "estimate_training_cost", {"query": {"model": "Qwen/Qwen2.5-0.5B", "gpu": "L4", "max_steps": 50}}
+                )
+            )
             assert est["fits"] and est["expected_cost"] > 0
-            launched = _data(await session.call_tool("launch_training",
-                                                     {"demo": True, "max_cost": 1, "max_steps": 12}))
+            launched = _data(await session.call_tool("launch_training", {"demo": True, "max_cost": 1, "max_steps": 12}))
             job_id = launched["job"]["job_id"]
             deadline = time.monotonic() + 180
             status: dict[str, Any] = {}

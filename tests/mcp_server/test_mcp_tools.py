@@ -17,8 +17,17 @@ from hypothesis import strategies as st
 from vibeml.mcp.server import create_server
 
 EXPECTED_TOOLS = {
-    "launch_training", "estimate_training_cost", "plan_training", "recommend_gpu", "search_gpu_offers",
-    "list_jobs", "get_job_status", "get_job_logs", "stop_job", "list_workflows", "get_spending",
+    "launch_training",
+    "estimate_training_cost",
+    "plan_training",
+    "recommend_gpu",
+    "search_gpu_offers",
+    "list_jobs",
+    "get_job_status",
+    "get_job_logs",
+    "stop_job",
+    "list_workflows",
+    "get_spending",
 }
 
 
@@ -46,7 +55,7 @@ def test_lists_every_tool_with_descriptions() -> None:
     assert {t.name for t in tools} >= EXPECTED_TOOLS
     assert all(t.description and len(t.description) > 20 for t in tools)
     for t in tools:
-        for prop in (t.inputSchema.get("properties") or {}):
+        for prop in t.inputSchema.get("properties") or {}:
             assert not any(s in prop.lower() for s in ("api_key", "token", "password", "credential")), prop
 
 
@@ -121,16 +130,26 @@ def test_demo_launch_status_logs_stop(vibeml_env: Path, demo_assets_dir: Path) -
     assert job["job_id"] == job_id
 
 
-_junk = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=30),
-                  st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+_junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=30),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
 
 
 @settings(
     max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
-@given(tool=st.sampled_from(sorted(EXPECTED_TOOLS - {"launch_training"})),
-       args=st.dictionaries(st.sampled_from(["job_id", "query", "tail", "limit", "model", "month", "type", "x"]),
-                            _junk, max_size=3))
+@given(
+    tool=st.sampled_from(sorted(EXPECTED_TOOLS - {"launch_training"})),
+    args=st.dictionaries(
+        st.sampled_from(["job_id", "query", "tail", "limit", "model", "month", "type", "x"]), _junk, max_size=3
+    ),
+)
 def test_bad_arguments_are_tool_errors_never_crashes(tool: str, args: dict[str, Any]) -> None:
     async def go() -> None:
         async with Client(create_server()) as client:
@@ -145,8 +164,15 @@ def test_bad_arguments_are_tool_errors_never_crashes(tool: str, args: dict[str, 
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(args=st.dictionaries(st.sampled_from(["model", "dataset", "max_cost", "max_steps", "backend", "workflow",
-                                              "learning_rate", "lora_r", "gpu_count"]), _junk, max_size=5))
+@given(
+    args=st.dictionaries(
+        st.sampled_from(
+            ["model", "dataset", "max_cost", "max_steps", "backend", "workflow", "learning_rate", "lora_r", "gpu_count"]
+        ),
+        _junk,
+        max_size=5,
+    )
+)
 def test_bad_launch_arguments_never_launch_or_crash(args: dict[str, Any]) -> None:
     args = {**args, "dry_run": True}
 

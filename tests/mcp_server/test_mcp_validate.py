@@ -26,8 +26,7 @@ def call(tool: str, args: dict[str, Any]) -> Any:
 def test_validate_model_and_dataset_tools(demo_assets_dir: Path) -> None:
     model = call("validate_model", {"model": str(demo_assets_dir / "tiny-llama")})
     assert model["source"] == "local" and model["architecture"] == "LlamaForCausalLM" and model["parameter_count"]
-    report = call("validate_dataset", {"dataset": str(demo_assets_dir / "demo_dataset.jsonl"),
-                                       "max_seq_length": 32})
+    report = call("validate_dataset", {"dataset": str(demo_assets_dir / "demo_dataset.jsonl"), "max_seq_length": 32})
     assert report["format"] == "alpaca" and report["token_stats"]["method"] == "estimate"
     assert report["stats"]["rows"] == report["usable_rows"]
 
@@ -38,8 +37,9 @@ def test_tool_errors_carry_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ToolError) as err:
         call("validate_dataset", {"dataset": str(qa)})
     assert "DatasetError" in str(err.value) and "What to do:" in str(err.value) and "question" in str(err.value)
-    mapped = call("validate_dataset", {"dataset": str(qa), "column_mapping": {"question": "instruction",
-                                                                             "answer": "output"}})
+    mapped = call(
+        "validate_dataset", {"dataset": str(qa), "column_mapping": {"question": "instruction", "answer": "output"}}
+    )
     assert mapped["format"] == "alpaca"
     with pytest.raises(ToolError) as offline:
         call("validate_model", {"model": "acme/some-model"})

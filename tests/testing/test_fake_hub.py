@@ -26,8 +26,13 @@ WEIGHTS = safetensors_bytes({"embed": ("BF16", (128, 64)), "norm": ("F32", (64,)
 
 
 def add_tiny(hub: FakeHub, repo: str = "acme/tiny", **options: object) -> None:
-    hub.add_model(repo, {"config.json": CONFIG, "model.safetensors": WEIGHTS, "tokenizer.json": "{}"},
-                  license="apache-2.0", pipeline_tag="text-generation", **options)
+    hub.add_model(
+        repo,
+        {"config.json": CONFIG, "model.safetensors": WEIGHTS, "tokenizer.json": "{}"},
+        license="apache-2.0",
+        pipeline_tag="text-generation",
+        **options,
+    )
 
 
 def test_tokens_match_the_fixture(tokens: dict[str, str]) -> None:
@@ -41,8 +46,9 @@ def test_model_info_siblings_safetensors_and_card(hub: FakeHub) -> None:
     assert info.safetensors is not None and info.safetensors.parameters == {"BF16": 128 * 64, "F32": 64}
     assert info.safetensors.total == 128 * 64 + 64
     assert info.card_data is not None and info.card_data.license == "apache-2.0"
-    assert info.pipeline_tag == "text-generation" and info.config == {k: CONFIG[k] for k in ("architectures",
-                                                                                             "model_type")}
+    assert info.pipeline_tag == "text-generation" and info.config == {
+        k: CONFIG[k] for k in ("architectures", "model_type")
+    }
     sizes = {s.rfilename: s.size for s in info.siblings or []}
     assert sizes == {"config.json": len(json.dumps(CONFIG)), "model.safetensors": len(WEIGHTS), "tokenizer.json": 2}
     lfs = {s.rfilename: s.lfs for s in info.siblings or []}
@@ -92,11 +98,14 @@ def test_missing_repo_file_and_revision(hub: FakeHub, tmp_path: Path) -> None:
         api.model_info("acme/tiny", revision="v9", token=False)
 
 
-@pytest.mark.parametrize(("token", "status", "error"), [
-    (None, 401, GatedRepoError),
-    (OTHER, 403, GatedRepoError),
-    (GOOD, 200, None),
-])
+@pytest.mark.parametrize(
+    ("token", "status", "error"),
+    [
+        (None, 401, GatedRepoError),
+        (OTHER, 403, GatedRepoError),
+        (GOOD, 200, None),
+    ],
+)
 def test_gated_files(hub: FakeHub, tmp_path: Path, token: str | None, status: int, error: type | None) -> None:
     add_tiny(hub, gated="manual", allowed_tokens={GOOD})
     info = HfApi(endpoint=hub.url).model_info("acme/tiny", token=token or False)
@@ -155,10 +164,13 @@ def test_datasets_info_tree_and_files(hub: FakeHub, tmp_path: Path) -> None:
     info = api.dataset_info("acme/data", files_metadata=True, token=False)
     assert info.card_data is not None and info.card_data.license == "mit"
     assert sorted(s.rfilename for s in info.siblings or []) == ["README.md", "data/train.jsonl"]
-    assert sorted(api.list_repo_files("acme/data", repo_type="dataset", token=False)) == ["README.md",
-                                                                                          "data/train.jsonl"]
-    path = hf_hub_download("acme/data", "data/train.jsonl", repo_type="dataset", endpoint=hub.url,
-                           cache_dir=tmp_path, token=False)
+    assert sorted(api.list_repo_files("acme/data", repo_type="dataset", token=False)) == [
+        "README.md",
+        "data/train.jsonl",
+    ]
+    path = hf_hub_download(
+        "acme/data", "data/train.jsonl", repo_type="dataset", endpoint=hub.url, cache_dir=tmp_path, token=False
+    )
     assert Path(path).read_text() == rows
     with pytest.raises(RepositoryNotFoundError):
         api.dataset_info("acme/missing", token=False)

@@ -57,16 +57,24 @@ def _format_rows(fmt: str, n: int = 48) -> list[dict[str, Any]]:
         if fmt == "alpaca":
             out.append(dict(r))
         elif fmt == "messages":
-            out.append({"messages": [
-                {"role": "system", "content": "You are terse."},
-                {"role": "user", "content": user},
-                {"role": "assistant", "content": r["output"]},
-            ]})
+            out.append(
+                {
+                    "messages": [
+                        {"role": "system", "content": "You are terse."},
+                        {"role": "user", "content": user},
+                        {"role": "assistant", "content": r["output"]},
+                    ]
+                }
+            )
         elif fmt == "sharegpt":
-            out.append({"conversations": [
-                {"from": "human", "value": user},
-                {"from": "gpt", "value": r["output"]},
-            ]})
+            out.append(
+                {
+                    "conversations": [
+                        {"from": "human", "value": user},
+                        {"from": "gpt", "value": r["output"]},
+                    ]
+                }
+            )
         elif fmt == "prompt_completion":
             out.append({"prompt": user, "completion": r["output"]})
         elif fmt == "text":
@@ -103,9 +111,7 @@ def dataset_file(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
-def _trainer_config(
-    workdir: Path, model: str | Path, dataset: str | Path, **overrides: Any
-) -> dict[str, Any]:
+def _trainer_config(workdir: Path, model: str | Path, dataset: str | Path, **overrides: Any) -> dict[str, Any]:
     """A small, fast trainer config as the JSON dict a workflow would write."""
     hp = {
         "max_steps": 3,

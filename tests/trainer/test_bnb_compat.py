@@ -23,8 +23,9 @@ def _layer(in_features: int, out_features: int) -> Any:
     """A bitsandbytes 4-bit NF4 layer on the CPU, quantised, in eval mode (as when sampling after training)."""
     torch.manual_seed(0)
     layer = bnb.nn.Linear4bit(in_features, out_features, bias=False, compute_dtype=torch.float32, quant_type="nf4")
-    layer.weight = bnb.nn.Params4bit(torch.randn(out_features, in_features) * 0.02, requires_grad=False,
-                                     quant_type="nf4")
+    layer.weight = bnb.nn.Params4bit(
+        torch.randn(out_features, in_features) * 0.02, requires_grad=False, quant_type="nf4"
+    )
     layer = layer.to("cpu")
     layer.weight = layer.weight.to("cpu")  # quantises
     return layer.eval()

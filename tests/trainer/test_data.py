@@ -24,32 +24,42 @@ from vibeml.trainer.data import (
 
 # Real-shaped rows, as the public datasets hold them.
 ALPACA = [
-    {"instruction": "Give three tips for staying healthy.", "input": "",
-     "output": "1. Eat a balanced diet.\n2. Exercise.\n3. Sleep."},
+    {
+        "instruction": "Give three tips for staying healthy.",
+        "input": "",
+        "output": "1. Eat a balanced diet.\n2. Exercise.\n3. Sleep.",
+    },
     {"instruction": "Translate to French.", "input": "Good morning", "output": "Bonjour"},
 ]
 DOLLY = [{"instruction": "Who wrote Hamlet?", "context": "", "response": "Shakespeare", "category": "qa"}]
 MESSAGES = [
-    {"messages": [
-        {"role": "system", "content": "You are helpful."},
-        {"role": "user", "content": "Hi!"},
-        {"role": "assistant", "content": "Hello, how can I help?"},
-        {"role": "user", "content": "2+2?"},
-        {"role": "assistant", "content": "4"},
-    ]},
+    {
+        "messages": [
+            {"role": "system", "content": "You are helpful."},
+            {"role": "user", "content": "Hi!"},
+            {"role": "assistant", "content": "Hello, how can I help?"},
+            {"role": "user", "content": "2+2?"},
+            {"role": "assistant", "content": "4"},
+        ]
+    },
 ]
 SHAREGPT = [
-    {"id": "x1", "conversations": [
-        {"from": "system", "value": "Be brief."},
-        {"from": "human", "value": "What's the capital of France?"},
-        {"from": "gpt", "value": "Paris."},
-    ]},
+    {
+        "id": "x1",
+        "conversations": [
+            {"from": "system", "value": "Be brief."},
+            {"from": "human", "value": "What's the capital of France?"},
+            {"from": "gpt", "value": "Paris."},
+        ],
+    },
 ]
 PROMPT_COMPLETION = [{"prompt": "The sky is", "completion": " blue."}]
-PROMPT_COMPLETION_CHAT = [{
-    "prompt": [{"role": "user", "content": "Name a colour."}],
-    "completion": [{"role": "assistant", "content": "Green."}],
-}]
+PROMPT_COMPLETION_CHAT = [
+    {
+        "prompt": [{"role": "user", "content": "Name a colour."}],
+        "completion": [{"role": "assistant", "content": "Green."}],
+    }
+]
 TEXT = [{"text": "Once upon a time there was a tiny model."}]
 
 CORPUS = [
@@ -100,10 +110,12 @@ def test_prompt_completion_strings_become_chat() -> None:
 
 
 def test_messages_drop_extra_keys_and_accept_text_parts() -> None:
-    row = {"messages": [
-        {"role": "user", "content": [{"type": "text", "text": "Hi"}], "name": "bob"},
-        {"role": "assistant", "content": "Hey", "weight": 1},
-    ]}
+    row = {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Hi"}], "name": "bob"},
+            {"role": "assistant", "content": "Hey", "weight": 1},
+        ]
+    }
     assert normalise_row(row, "messages") == {
         "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hey"}]
     }
@@ -151,9 +163,11 @@ def test_malformed_rows_are_skipped_and_counted() -> None:
     assert result.problems[0].startswith("row 2:")
     assert result.rows[1]["completion"][0]["content"] == "5"
     conv = normalise_rows(
-        [{"messages": [{"role": "user", "content": "hi"}]},  # no assistant turn
-         {"messages": [{"role": "wizard", "content": "hi"}, {"role": "assistant", "content": "x"}]},
-         {"messages": "hello"}],
+        [
+            {"messages": [{"role": "user", "content": "hi"}]},  # no assistant turn
+            {"messages": [{"role": "wizard", "content": "hi"}, {"role": "assistant", "content": "x"}]},
+            {"messages": "hello"},
+        ],
         "messages",
     )
     assert conv.skipped == 3 and not conv.rows
@@ -290,8 +304,24 @@ _json = st.recursive(
     max_leaves=20,
 )
 _keys = st.sampled_from(
-    ["instruction", "input", "output", "response", "context", "system", "messages", "conversations",
-     "prompt", "completion", "text", "role", "content", "from", "value", "other"]
+    [
+        "instruction",
+        "input",
+        "output",
+        "response",
+        "context",
+        "system",
+        "messages",
+        "conversations",
+        "prompt",
+        "completion",
+        "text",
+        "role",
+        "content",
+        "from",
+        "value",
+        "other",
+    ]
 )
 _message = st.dictionaries(st.sampled_from(["role", "content", "from", "value", "type"]), _json, max_size=3)
 _row = st.dictionaries(_keys, _json | st.lists(_message, max_size=3), max_size=5)

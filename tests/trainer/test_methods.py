@@ -28,9 +28,16 @@ def test_qlora_without_bitsandbytes_is_a_resource_error(monkeypatch: pytest.Monk
 
 
 def test_unsloth_needs_cuda_and_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    kwargs: dict[str, Any] = {"method": "lora", "max_seq_length": 64, "lora_r": 8, "lora_alpha": 16,
-                              "lora_dropout": 0.0, "target_modules": "all-linear", "gradient_checkpointing": True,
-                              "seed": 1}
+    kwargs: dict[str, Any] = {
+        "method": "lora",
+        "max_seq_length": 64,
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "lora_dropout": 0.0,
+        "target_modules": "all-linear",
+        "gradient_checkpointing": True,
+        "seed": 1,
+    }
     with pytest.raises(ResourceError, match="NVIDIA GPU") as err:
         load_unsloth("m", device="cpu", **kwargs)
     assert "trl-lora" in (err.value.recovery_suggestion or "")
@@ -45,8 +52,13 @@ def test_sft_config_gets_the_speed_settings() -> None:
 
     cfg = TrainerConfig(model="m", dataset="d", output_dir="o", checkpoint_dir="c", events_path="e")
     cpu = DeviceSettings("cpu", "float32", bf16=False, fp16=False)
-    loaded = Loaded(None, None, CheckpointingChoice(True, 2, "test"), SpeedSettings("sdpa", "adamw_torch", False),
-                    peft_applied=False)
+    loaded = Loaded(
+        None,
+        None,
+        CheckpointingChoice(True, 2, "test"),
+        SpeedSettings("sdpa", "adamw_torch", False),
+        peft_applied=False,
+    )
     args = _sft_config(cfg, cpu, loaded)
     assert args.activation_checkpointing is True and args.optim == "adamw_torch"
     assert args.activation_checkpointing_kwargs == {"use_reentrant": False, "every_n_layers": 2}
@@ -79,23 +91,34 @@ def test_sft_config_on_transformers_without_activation_checkpointing(monkeypatch
     monkeypatch.setattr(trl, "SFTConfig", OldSFTConfig)
     cfg = TrainerConfig(model="m", dataset="d", output_dir="o", checkpoint_dir="c", events_path="e")
     cpu = DeviceSettings("cpu", "float32", bf16=False, fp16=False)
-    loaded = Loaded(None, None, CheckpointingChoice(True, 2, "test"), SpeedSettings("sdpa", "adamw_torch", False),
-                    peft_applied=False)
+    loaded = Loaded(
+        None,
+        None,
+        CheckpointingChoice(True, 2, "test"),
+        SpeedSettings("sdpa", "adamw_torch", False),
+        peft_applied=False,
+    )
     args = _sft_config(cfg, cpu, loaded)
     assert isinstance(args, OldSFTConfig) and args.gradient_checkpointing is True
     assert args.gradient_checkpointing_kwargs == {"use_reentrant": False}  # no every_n_layers there
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, cli: Any, format_rows: Any,
-         write_jsonl: Any) -> dict[str, Any]:
+def runs(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, cli: Any, format_rows: Any, write_jsonl: Any
+) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("methods")
     data = write_jsonl(root / "alpaca.jsonl", format_rows("alpaca", 40))
     scenarios = {
         "qlora": cli.config(root / "qlora", tiny_model_dir, data, method="qlora"),
         "unsloth": cli.config(root / "unsloth", tiny_model_dir, data, engine="unsloth"),
-        "packed": cli.config(root / "packed", tiny_model_dir, data,
-                             hyperparameters={"packing": True, "max_steps": 3}, column_mapping={"input": "context"}),
+        "packed": cli.config(
+            root / "packed",
+            tiny_model_dir,
+            data,
+            hyperparameters={"packing": True, "max_steps": 3},
+            column_mapping={"input": "context"},
+        ),
     }
     started = {name: cli.start(Path(c["output_dir"]).parent, c) for name, c in scenarios.items()}
     return {name: proc.wait(timeout=280) for name, proc in started.items()}

@@ -75,8 +75,9 @@ def test_fallback_chat_template_and_pad(tiny_model_dir: Path) -> None:
         [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], tokenize=False
     )
     assert text == f"<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo<|im_end|>{tokenizer.eos_token}\n"
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
-                                           add_generation_prompt=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert text.startswith(prompt)
 
 
@@ -90,16 +91,21 @@ def test_stop_flag_deadline() -> None:
 
 @pytest.mark.needs_train
 @pytest.mark.slow
-def test_max_runtime_checkpoints_and_stops(tmp_path: Path, tiny_model_dir: Path, cli: Any,
-                                           dataset_file: Any) -> None:
+def test_max_runtime_checkpoints_and_stops(tmp_path: Path, tiny_model_dir: Path, cli: Any, dataset_file: Any) -> None:
     from vibeml.trainer.config import TrainerConfig
     from vibeml.trainer.events import EventWriter, read_events
     from vibeml.trainer.run import train
 
-    config = TrainerConfig.model_validate(cli.config(
-        tmp_path, tiny_model_dir, dataset_file("alpaca", 32), max_runtime_seconds=3, torch_threads=2,
-        hyperparameters={"max_steps": 100000, "save_steps": 100000},
-    ))
+    config = TrainerConfig.model_validate(
+        cli.config(
+            tmp_path,
+            tiny_model_dir,
+            dataset_file("alpaca", 32),
+            max_runtime_seconds=3,
+            torch_threads=2,
+            hyperparameters={"max_steps": 100000, "save_steps": 100000},
+        )
+    )
     result = train(config, EventWriter(config.events_path))
     events = list(read_events(config.events_path))
     assert result["status"] == "stopped" and result["reason"] == "max_runtime"
@@ -114,17 +120,22 @@ def test_max_runtime_checkpoints_and_stops(tmp_path: Path, tiny_model_dir: Path,
 
 @pytest.mark.needs_train
 @pytest.mark.slow
-def test_unknown_lora_target_modules_is_a_configuration_error(tmp_path: Path, tiny_model_dir: Path, cli: Any,
-                                                               dataset_file: Any) -> None:
+def test_unknown_lora_target_modules_is_a_configuration_error(
+    tmp_path: Path, tiny_model_dir: Path, cli: Any, dataset_file: Any
+) -> None:
     from vibeml.exceptions import ConfigurationError
     from vibeml.trainer.config import TrainerConfig
     from vibeml.trainer.events import EventWriter
     from vibeml.trainer.run import train
 
-    config = TrainerConfig.model_validate(cli.config(
-        tmp_path, tiny_model_dir, dataset_file("text", 8),
-        hyperparameters={"lora_target_modules": ["no_such_proj"]},
-    ))
+    config = TrainerConfig.model_validate(
+        cli.config(
+            tmp_path,
+            tiny_model_dir,
+            dataset_file("text", 8),
+            hyperparameters={"lora_target_modules": ["no_such_proj"]},
+        )
+    )
     with pytest.raises(ConfigurationError) as info:
         train(config, EventWriter(config.events_path))
     assert "no_such_proj" in info.value.message and info.value.recovery_suggestion

@@ -65,8 +65,15 @@ def test_the_choice_always_fits_or_is_the_most_frugal(capacity: float) -> None:
 
 def test_auto_checkpointing_policy() -> None:
     cfg = TrainerConfig(model="m", dataset="d", output_dir="o", checkpoint_dir="c", events_path="e")
-    llama = {"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
-             "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 128256}
+    llama = {
+        "model_type": "llama",
+        "hidden_size": 4096,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "intermediate_size": 14336,
+        "vocab_size": 128256,
+    }
     assert auto_checkpointing(cfg, CPU, llama, None) == CheckpointingChoice(False, 1, "off on CPU")
     assert auto_checkpointing(cfg, CUDA, None, 80.0).enabled  # unknown shape: the safe choice
     assert auto_checkpointing(cfg, CUDA, {"model_type": "weird"}, 80.0).enabled
@@ -81,21 +88,30 @@ def test_speed_settings() -> None:
     cpu = resolve_speed_settings("cpu", has_flash_attn=True, has_liger=True)
     assert (cpu.attn_implementation, cpu.optim, cpu.use_liger_kernel) == ("sdpa", None, False)
     gpu = resolve_speed_settings("cuda", has_flash_attn=True, has_liger=True)
-    assert (gpu.attn_implementation, gpu.optim, gpu.use_liger_kernel) == ("flash_attention_2", "adamw_torch_fused",
-                                                                          True)
+    assert (gpu.attn_implementation, gpu.optim, gpu.use_liger_kernel) == (
+        "flash_attention_2",
+        "adamw_torch_fused",
+        True,
+    )
     plain = resolve_speed_settings("cuda")
     assert (plain.attn_implementation, plain.use_liger_kernel) == ("sdpa", False) and not plain.notes
     asked = resolve_speed_settings("cuda", attn_implementation="flash_attention_2", use_liger_kernel=True)
     assert asked.attn_implementation == "sdpa" and asked.use_liger_kernel is False and len(asked.notes) == 2
-    kept = resolve_speed_settings("cuda", attn_implementation="eager", optim="adamw_torch", use_liger_kernel=False,
-                                  has_liger=True)
+    kept = resolve_speed_settings(
+        "cuda", attn_implementation="eager", optim="adamw_torch", use_liger_kernel=False, has_liger=True
+    )
     assert (kept.attn_implementation, kept.optim, kept.use_liger_kernel) == ("eager", "adamw_torch", False)
 
 
 def test_config_validates_speed_fields() -> None:
     base = {"model": "m", "dataset": "d", "output_dir": "o", "checkpoint_dir": "c", "events_path": "e"}
     assert TrainerConfig.model_validate({**base, "method": "qlora", "engine": "unsloth"}).method == "qlora"
-    for bad in ({"attn_implementation": "flash; rm -rf /"}, {"optim": "Adam W"}, {"method": "dora"},
-                {"engine": "vllm"}, {"memory_headroom": 1.5}):
+    for bad in (
+        {"attn_implementation": "flash; rm -rf /"},
+        {"optim": "Adam W"},
+        {"method": "dora"},
+        {"engine": "vllm"},
+        {"memory_headroom": 1.5},
+    ):
         with pytest.raises(ValueError):
             TrainerConfig.model_validate({**base, **bad})

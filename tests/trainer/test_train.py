@@ -13,42 +13,55 @@ from typing import Any
 
 import pytest
 
-STEP_FIELDS = {"step", "max_steps", "epoch", "loss", "learning_rate", "tokens_per_s", "eta_seconds",
-               "elapsed_seconds"}
+STEP_FIELDS = {"step", "max_steps", "epoch", "loss", "learning_rate", "tokens_per_s", "eta_seconds", "elapsed_seconds"}
 START_FIELDS = {"model", "dataset", "method", "num_examples", "max_steps", "device", "resumed_from"}
 DONE_FIELDS = {"output_dir", "step", "first_loss", "final_loss", "elapsed_seconds"}
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, cli: Any, format_rows: Any,
-         write_jsonl: Any) -> dict[str, Any]:
+def runs(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, cli: Any, format_rows: Any, write_jsonl: Any
+) -> dict[str, Any]:
     """Start every independent scenario at once, then collect them all."""
     root = tmp_path_factory.mktemp("runs")
-    data = {fmt: write_jsonl(root / f"{fmt}.jsonl", format_rows(fmt, 40))
-            for fmt in ("alpaca", "messages", "sharegpt", "prompt_completion", "text")}
+    data = {
+        fmt: write_jsonl(root / f"{fmt}.jsonl", format_rows(fmt, 40))
+        for fmt in ("alpaca", "messages", "sharegpt", "prompt_completion", "text")
+    }
     cfg = cli.config
     scenarios = {
-        "alpaca": cfg(root / "alpaca", tiny_model_dir, data["alpaca"],
-                      hyperparameters={"max_steps": 4, "save_steps": 2},
-                      sample_prompts=["What is 2 + 3?"], sample_max_new_tokens=4),
+        "alpaca": cfg(
+            root / "alpaca",
+            tiny_model_dir,
+            data["alpaca"],
+            hyperparameters={"max_steps": 4, "save_steps": 2},
+            sample_prompts=["What is 2 + 3?"],
+            sample_max_new_tokens=4,
+        ),
         "messages": cfg(root / "messages", tiny_model_dir, data["messages"], save_merged=True),
         # runs until SIGTERM; test_sigterm_checkpoints_then_resume_continues resumes it
-        "sharegpt": cfg(root / "sharegpt", tiny_model_dir, data["sharegpt"],
-                        hyperparameters={"max_steps": 500, "save_steps": 1000}),
+        "sharegpt": cfg(
+            root / "sharegpt", tiny_model_dir, data["sharegpt"], hyperparameters={"max_steps": 500, "save_steps": 1000}
+        ),
         "prompt_completion": cfg(root / "pc", tiny_model_dir, data["prompt_completion"]),
-        "text": cfg(root / "text", tiny_model_dir, data["text"], method="full",
-                    hyperparameters={"learning_rate": 1e-4}),
+        "text": cfg(
+            root / "text", tiny_model_dir, data["text"], method="full", hyperparameters={"learning_rate": 1e-4}
+        ),
     }
     started = {name: cli.start(Path(c["output_dir"]).parent, c) for name, c in scenarios.items()}
     victim = started["sharegpt"]
     reached = cli.wait_for(
-        lambda: victim.proc.poll() is not None or any(e["event"] == "step" and e["step"] >= 2
-                                                     for e in victim.events()), 200)
+        lambda: victim.proc.poll() is not None or any(e["event"] == "step" and e["step"] >= 2 for e in victim.events()),
+        200,
+    )
     victim.proc.send_signal(signal.SIGTERM)
     signalled = time.monotonic()
     results = {name: proc.wait(timeout=280) for name, proc in started.items()}
-    results["sigterm"] = {"reached": reached, "exit_after_s": time.monotonic() - signalled,
-                          "config": scenarios["sharegpt"]}
+    results["sigterm"] = {
+        "reached": reached,
+        "exit_after_s": time.monotonic() - signalled,
+        "config": scenarios["sharegpt"],
+    }
     return results
 
 
@@ -61,8 +74,18 @@ def _kinds(run: Any) -> list[str]:
 def test_alpaca_event_stream(runs: dict[str, Any]) -> None:
     run = runs["alpaca"]
     assert run.rc == 0, run.describe()
-    assert _kinds(run) == ["start", "sample", "step", "step", "checkpoint", "step", "step", "checkpoint",
-                           "sample", "done"], run.describe()
+    assert _kinds(run) == [
+        "start",
+        "sample",
+        "step",
+        "step",
+        "checkpoint",
+        "step",
+        "step",
+        "checkpoint",
+        "sample",
+        "done",
+    ], run.describe()
     start = run.of("start")[0]
     assert START_FIELDS <= set(start)
     assert start["method"] == "lora" and start["device"] == "cpu" and start["max_steps"] == 4
@@ -103,8 +126,10 @@ def test_adapter_loads_with_peft_and_generates(runs: dict[str, Any], tiny_model_
     tokenizer = AutoTokenizer.from_pretrained(out)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), out)
     enc = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is 1 + 1?"}], add_generation_prompt=True,
-        return_dict=True, return_tensors="pt",
+        [{"role": "user", "content": "What is 1 + 1?"}],
+        add_generation_prompt=True,
+        return_dict=True,
+        return_tensors="pt",
     )
     with torch.no_grad():
         generated = model.generate(**enc, max_new_tokens=3, do_sample=False)
@@ -184,8 +209,10 @@ def test_corrupt_config_exits_2_without_traceback(tmp_path: Path, cli: Any) -> N
 
 
 def test_invalid_config_writes_error_event(tmp_path: Path, cli: Any) -> None:
-    raw = ('{"dataset": "d.jsonl", "output_dir": "o", "checkpoint_dir": "c", "method": "magic", '
-           f'"events_path": "{tmp_path / "events.jsonl"}"}}')
+    raw = (
+        '{"dataset": "d.jsonl", "output_dir": "o", "checkpoint_dir": "c", "method": "magic", '
+        f'"events_path": "{tmp_path / "events.jsonl"}"}}'
+    )
     run = cli.run(tmp_path, raw, timeout=60)
     assert run.rc == 2, run.describe()
     (error,) = run.of("error")

@@ -16,35 +16,81 @@ from vibeml.validation import DatasetReport, DatasetValidator
 
 # Rows shaped like the public datasets people fine-tune on.
 CORPUS: dict[str, tuple[str, list[dict[str, Any]]]] = {
-    "alpaca": ("alpaca", [
-        {"instruction": "Give three tips for staying healthy.", "input": "",
-         "output": "1. Eat a balanced diet.\n2. Exercise regularly.\n3. Sleep well."},
-        {"instruction": "Translate to French.", "input": "Good morning", "output": "Bonjour"},
-        {"instruction": "What is 7 * 6?", "input": "", "output": "42"},
-    ]),
-    "dolly": ("alpaca", [  # databricks-dolly-15k: instruction/context/response/category
-        {"instruction": "Who wrote Hamlet?", "context": "", "response": "William Shakespeare.", "category": "open_qa"},
-        {"instruction": "Summarise the text.", "context": "Paris is the capital of France.",
-         "response": "Paris is France's capital.", "category": "summarization"},
-    ]),
-    "openai_messages": ("messages", [
-        {"messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi"},
-                      {"role": "assistant", "content": "Hello."}]},
-        {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]},
-    ]),
-    "sharegpt": ("sharegpt", [
-        {"id": "a1", "conversations": [{"from": "human", "value": "Name a colour."}, {"from": "gpt", "value": "Red."}]},
-        {"id": "a2", "conversations": [{"from": "system", "value": "Be kind."}, {"from": "human", "value": "Hi"},
-                                       {"from": "gpt", "value": "Hello!"}]},
-    ]),
-    "prompt_completion": ("prompt_completion", [
-        {"prompt": "The capital of Italy is", "completion": " Rome."},
-        {"prompt": "The capital of Spain is", "completion": " Madrid."},
-    ]),
-    "conversational_prompt_completion": ("prompt_completion", [
-        {"prompt": [{"role": "user", "content": "Capital of Spain?"}],
-         "completion": [{"role": "assistant", "content": "Madrid."}]},
-    ]),
+    "alpaca": (
+        "alpaca",
+        [
+            {
+                "instruction": "Give three tips for staying healthy.",
+                "input": "",
+                "output": "1. Eat a balanced diet.\n2. Exercise regularly.\n3. Sleep well.",
+            },
+            {"instruction": "Translate to French.", "input": "Good morning", "output": "Bonjour"},
+            {"instruction": "What is 7 * 6?", "input": "", "output": "42"},
+        ],
+    ),
+    "dolly": (
+        "alpaca",
+        [  # databricks-dolly-15k: instruction/context/response/category
+            {
+                "instruction": "Who wrote Hamlet?",
+                "context": "",
+                "response": "William Shakespeare.",
+                "category": "open_qa",
+            },
+            {
+                "instruction": "Summarise the text.",
+                "context": "Paris is the capital of France.",
+                "response": "Paris is France's capital.",
+                "category": "summarization",
+            },
+        ],
+    ),
+    "openai_messages": (
+        "messages",
+        [
+            {
+                "messages": [
+                    {"role": "system", "content": "You are terse."},
+                    {"role": "user", "content": "Hi"},
+                    {"role": "assistant", "content": "Hello."},
+                ]
+            },
+            {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]},
+        ],
+    ),
+    "sharegpt": (
+        "sharegpt",
+        [
+            {
+                "id": "a1",
+                "conversations": [{"from": "human", "value": "Name a colour."}, {"from": "gpt", "value": "Red."}],
+            },
+            {
+                "id": "a2",
+                "conversations": [
+                    {"from": "system", "value": "Be kind."},
+                    {"from": "human", "value": "Hi"},
+                    {"from": "gpt", "value": "Hello!"},
+                ],
+            },
+        ],
+    ),
+    "prompt_completion": (
+        "prompt_completion",
+        [
+            {"prompt": "The capital of Italy is", "completion": " Rome."},
+            {"prompt": "The capital of Spain is", "completion": " Madrid."},
+        ],
+    ),
+    "conversational_prompt_completion": (
+        "prompt_completion",
+        [
+            {
+                "prompt": [{"role": "user", "content": "Capital of Spain?"}],
+                "completion": [{"role": "assistant", "content": "Madrid."}],
+            },
+        ],
+    ),
     "text": ("text", [{"text": "Once upon a time there was a tiny model."}, {"text": "It learned fast."}]),
 }
 
@@ -97,8 +143,11 @@ def test_the_trainer_agrees(tmp_path: Path, name: str) -> None:
     path = write(tmp_path / f"{name}.jsonl", CORPUS[name][1])
     report = DatasetValidator().validate_dataset(str(path))
     prepared = load_training_dataset(str(path))
-    assert (prepared.format, prepared.num_rows, prepared.skipped) == (report.format, report.usable_rows,
-                                                                     report.skipped_rows)
+    assert (prepared.format, prepared.num_rows, prepared.skipped) == (
+        report.format,
+        report.usable_rows,
+        report.skipped_rows,
+    )
 
 
 def test_wrong_columns_name_found_and_expected(tmp_path: Path) -> None:
@@ -106,12 +155,12 @@ def test_wrong_columns_name_found_and_expected(tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as err:
         DatasetValidator().validate_dataset(str(path))
     assert err.value.context["columns_found"] == ["answer", "question"]
-    assert set(err.value.context["columns_expected"]) == {"alpaca", "messages", "sharegpt", "prompt_completion",
-                                                          "text"}
+    assert set(err.value.context["columns_expected"]) == {"alpaca", "messages", "sharegpt", "prompt_completion", "text"}
     assert "question" in err.value.message and "instruction" in err.value.message
     assert "--column-mapping question=instruction,answer=output" in (err.value.recovery_suggestion or "")
-    report = DatasetValidator().validate_dataset(str(path), column_mapping={"question": "instruction",
-                                                                            "answer": "output"})
+    report = DatasetValidator().validate_dataset(
+        str(path), column_mapping={"question": "instruction", "answer": "output"}
+    )
     assert report.format == "alpaca" and report.usable_rows == 2
     assert report.column_mapping == {"question": "instruction", "answer": "output"}
 
@@ -180,7 +229,8 @@ def test_json_variants_and_folders(tmp_path: Path) -> None:
 def test_row_limits_and_long_rows(tmp_path: Path) -> None:
     rows = [{"text": "word " * (i % 50 + 1)} for i in range(300)]
     report = DatasetValidator(max_rows=100, token_sample=40).validate_dataset(
-        str(write(tmp_path / "big.jsonl", rows)), max_seq_length=20)
+        str(write(tmp_path / "big.jsonl", rows)), max_seq_length=20
+    )
     assert report.num_rows == 300 and report.rows_checked == 100 and report.token_stats is not None
     assert report.token_stats.rows_counted == 40 and report.token_stats.rows_over_max_seq_length
     assert report.stats is not None and report.stats.rows == 300 and report.stats.total_tokens is None
@@ -213,11 +263,15 @@ def test_service_dataset_stats_reads_every_format(tmp_path: Path) -> None:
 
 
 def test_hub_dataset(hub: FakeHub) -> None:
-    hub.add_dataset("acme/chat", {
-        "README.md": "---\nlicense: cc-by-4.0\n---\n",
-        "data/train-00000-of-00001.jsonl": "".join(json.dumps(r) + "\n" for r in CORPUS["openai_messages"][1] * 5),
-        "data/test-00000-of-00001.jsonl": json.dumps(CORPUS["text"][1][0]) + "\n",
-    }, license="cc-by-4.0")
+    hub.add_dataset(
+        "acme/chat",
+        {
+            "README.md": "---\nlicense: cc-by-4.0\n---\n",
+            "data/train-00000-of-00001.jsonl": "".join(json.dumps(r) + "\n" for r in CORPUS["openai_messages"][1] * 5),
+            "data/test-00000-of-00001.jsonl": json.dumps(CORPUS["text"][1][0]) + "\n",
+        },
+        license="cc-by-4.0",
+    )
     report = DatasetValidator(endpoint=hub.url).validate_dataset("acme/chat")
     assert report.source == "hub" and report.format == "messages" and report.num_rows == 10
     assert report.files == ["data/train-00000-of-00001.jsonl"] and report.license == "cc-by-4.0"
@@ -248,10 +302,12 @@ def test_hub_parquet_dataset_and_budget(hub: FakeHub) -> None:
 
 
 def test_hub_dataset_errors(hub: FakeHub, tokens: dict[str, str]) -> None:
-    hub.add_dataset("acme/gated", {"train.jsonl": json.dumps({"text": "x"}) + "\n"}, gated="manual",
-                    allowed_tokens={tokens["good"]})
-    hub.add_dataset("acme/private", {"train.jsonl": json.dumps({"text": "x"}) + "\n"}, private=True,
-                    allowed_tokens={tokens["good"]})
+    hub.add_dataset(
+        "acme/gated", {"train.jsonl": json.dumps({"text": "x"}) + "\n"}, gated="manual", allowed_tokens={tokens["good"]}
+    )
+    hub.add_dataset(
+        "acme/private", {"train.jsonl": json.dumps({"text": "x"}) + "\n"}, private=True, allowed_tokens={tokens["good"]}
+    )
     hub.add_dataset("acme/script", {"script.py": "print(1)", "README.md": "hi"})
     with pytest.raises(DatasetError) as missing:
         DatasetValidator(endpoint=hub.url).validate_dataset("acme/nothing")

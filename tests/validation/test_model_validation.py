@@ -14,8 +14,14 @@ from vibeml.validation import ModelInfo, ModelValidator
 from vibeml.validation.model import read_safetensors_parameters
 
 CONFIG = {
-    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2,
-    "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 256,
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 128,
+    "vocab_size": 256,
     "tie_word_embeddings": False,
 }
 WEIGHTS = {
@@ -27,8 +33,7 @@ STORE_HINT = "vibeml config set-credential huggingface token"
 
 
 def publish(hub: FakeHub, repo: str, **options: object) -> None:
-    files: dict[str, object] = {"config.json": CONFIG, "tokenizer.json": "{}", "tokenizer_config.json": "{}",
-                                **WEIGHTS}
+    files: dict[str, object] = {"config.json": CONFIG, "tokenizer.json": "{}", "tokenizer_config.json": "{}", **WEIGHTS}
     hub.add_model(repo, files, pipeline_tag="text-generation", **options)
 
 
@@ -96,8 +101,11 @@ def test_gated_model_with_access(hub: FakeHub, tokens: dict[str, str]) -> None:
     info = ModelValidator(endpoint=hub.url, token=tokens["good"]).validate_model("meta/gated-llama")
     assert info.gated and info.has_access and info.token_used and info.token_source == "argument"
     assert info.architecture == "LlamaForCausalLM"
-    assert any(r.path.endswith("/resolve/" + info.revision + "/config.json") or r.path.endswith("config.json")
-               for r in hub.requests if r.authorization == f"Bearer {tokens['good']}")
+    assert any(
+        r.path.endswith("/resolve/" + info.revision + "/config.json") or r.path.endswith("config.json")
+        for r in hub.requests
+        if r.authorization == f"Bearer {tokens['good']}"
+    )
 
 
 def test_private_model(hub: FakeHub, tokens: dict[str, str]) -> None:
@@ -125,8 +133,9 @@ def test_token_from_hf_token_env(hub: FakeHub, tokens: dict[str, str], monkeypat
     assert info.token_source == "HF_TOKEN" and info.has_access
 
 
-def test_token_from_the_credential_store(hub: FakeHub, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch,
-                                         tmp_path: Path) -> None:
+def test_token_from_the_credential_store(
+    hub: FakeHub, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from vibeml.config.credentials import CredentialManager
 
     monkeypatch.setenv("VIBEML_CONFIG_DIR", str(tmp_path / "cfg"))

@@ -62,8 +62,14 @@ def test_search_offers_bad_query_sends_nothing(client: VastAI, fake: FakeVast) -
 
 def test_instance_lifecycle_through_every_method(client: VastAI, fake: FakeVast) -> None:
     offer = first_offer(client)
-    created = client.create_instance(offer["id"], image="pytorch/pytorch:2.5.1", disk=16, label="job-1",
-                                     env={"A": "1"}, onstart_cmd="echo started; sleep 30")  # fmt: skip
+    created = client.create_instance(
+        offer["id"],
+        image="pytorch/pytorch:2.5.1",
+        disk=16,
+        label="job-1",
+        env={"A": "1"},
+        onstart_cmd="echo started; sleep 30",
+    )
     assert created["success"] is True and created["label"] == "job-1" and "recovered" not in created
     iid = created["new_contract"]
     fake.wait_for_status(iid, "running")
@@ -218,8 +224,9 @@ def test_user_and_ssh_keys(client: VastAI, fake: FakeVast) -> None:
 # ------------------------------------------------------------------------------------ output modes
 
 
-def test_raw_false_prints_tables_and_returns_data(make_client: Callable[..., VastAI],
-                                                  capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_raw_false_prints_tables_and_returns_data(
+    make_client: Callable[..., VastAI], capsys: pytest.CaptureFixture[str]
+) -> None:
     client = make_client(raw=False)
     offers = client.search_offers("gpu_name=H100_SXM", limit=3)
     out = capsys.readouterr().out
@@ -231,8 +238,9 @@ def test_raw_false_prints_tables_and_returns_data(make_client: Callable[..., Vas
     assert capsys.readouterr().out == ""
 
 
-def test_curl_mode_sends_nothing(make_client: Callable[..., VastAI], fake: FakeVast,
-                                 capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_curl_mode_sends_nothing(
+    make_client: Callable[..., VastAI], fake: FakeVast, capsys: pytest.CaptureFixture[str]
+) -> None:
     client = make_client(curl=True)
     cmd = client.create_instance(5, image="img", label="x", onstart_cmd="echo 'hi'")
     assert isinstance(cmd, str) and cmd.startswith("curl -sS -X PUT")

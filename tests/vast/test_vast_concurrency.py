@@ -28,8 +28,9 @@ def test_64_threads_share_one_client(make_fake: Callable[..., FakeVast]) -> None
         def work(i: int) -> tuple[int, int, str, str, str]:
             barrier.wait()
             label = f"thread-{i}"
-            created = client.create_instance(offers[i]["id"], image=f"image-{i}", label=label,
-                                             onstart_cmd=f"echo worker-{i}")  # fmt: skip
+            created = client.create_instance(
+                offers[i]["id"], image=f"image-{i}", label=label, onstart_cmd=f"echo worker-{i}"
+            )
             iid = created["new_contract"]
             client.label_instance(iid, f"{label}-renamed")
             shown = client.show_instance(iid)

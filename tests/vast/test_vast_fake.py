@@ -72,10 +72,17 @@ def test_market_is_seeded_realistic_and_consistent() -> None:
 def test_search_filters_orders_limits(fake: FakeVast) -> None:
     rows = search(
         fake,
-        verified={"eq": True}, external={"eq": False}, rentable={"eq": True},
-        gpu_name={"eq": "RTX 4090"}, num_gpus={"gte": "2"}, reliability={"gt": "0.99"},
-        order=[["dph_total", "asc"]], type="on-demand", allocated_storage=5.0, limit=500,
-    )  # fmt: skip
+        verified={"eq": True},
+        external={"eq": False},
+        rentable={"eq": True},
+        gpu_name={"eq": "RTX 4090"},
+        num_gpus={"gte": "2"},
+        reliability={"gt": "0.99"},
+        order=[["dph_total", "asc"]],
+        type="on-demand",
+        allocated_storage=5.0,
+        limit=500,
+    )
     assert rows
     for r in rows:
         assert r["gpu_name"] == "RTX 4090" and r["num_gpus"] >= 2 and r["reliability"] > 0.99
@@ -87,8 +94,13 @@ def test_search_filters_orders_limits(fake: FakeVast) -> None:
 
 
 def test_search_in_notin_geolocation_and_multi_key_order(fake: FakeVast) -> None:
-    rows = search(fake, gpu_name={"in": ["H100 SXM", "H200"]}, geolocation={"notin": ["US"]}, limit=500,
-                  order=[["num_gpus", "desc"], ["dph_total", "asc"]])  # fmt: skip
+    rows = search(
+        fake,
+        gpu_name={"in": ["H100 SXM", "H200"]},
+        geolocation={"notin": ["US"]},
+        limit=500,
+        order=[["num_gpus", "desc"], ["dph_total", "asc"]],
+    )
     assert rows and all(r["gpu_name"] in ("H100 SXM", "H200") for r in rows)
     assert not any(r["geolocation"].endswith(", US") for r in rows)
     keys = [(-r["num_gpus"], r["dph_total"]) for r in rows]
@@ -106,8 +118,14 @@ def test_search_get_with_q_and_bad_queries(fake: FakeVast) -> None:
     q = json.dumps({"num_gpus": {"eq": "8"}, "limit": 5})
     resp = api(fake, "GET", "/api/v0/bundles/", params={"q": q})
     assert resp.status_code == 200 and all(r["num_gpus"] == 8 for r in resp.json()["offers"])
-    for bad in ({"num_gpus": {"gte": "many"}}, {"num_gpus": {"like": "2"}}, {"num_gpus": 2}, {"type": "spot"},
-                {"order": "dph"}, {"limit": "x"}):  # fmt: skip
+    for bad in (
+        {"num_gpus": {"gte": "many"}},
+        {"num_gpus": {"like": "2"}},
+        {"num_gpus": 2},
+        {"type": "spot"},
+        {"order": "dph"},
+        {"limit": "x"},
+    ):
         resp = api(fake, "POST", "/api/v0/bundles/", bad)
         assert resp.status_code == 400
         assert resp.json()["success"] is False and resp.json()["error"] == "invalid_args"
@@ -156,8 +174,7 @@ def test_create_validates_body(fake: FakeVast, body: dict[str, Any], status: int
 
 def test_create_limits_are_inclusive(fake: FakeVast) -> None:
     offer = rentable_offer(fake, disk_space={"gte": 8})
-    resp = create(fake, offer["id"], disk=8, label="x" * 256, image="i" * 1024, onstart="a" * 4000,
-                  args=["b" * 95])  # fmt: skip
+    resp = create(fake, offer["id"], disk=8, label="x" * 256, image="i" * 1024, onstart="a" * 4000, args=["b" * 95])
     assert resp.status_code == 200, resp.text
 
 

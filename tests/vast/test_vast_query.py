@@ -329,8 +329,13 @@ def test_render_round_trips(terms: list[tuple[str, str, Any]]) -> None:
 def test_order_round_trips(parts: list[tuple[str, str]]) -> None:
     text = ",".join(f + d for f, d in parts)
     parsed = parse_order(text)
-    aliases = {"dph": "dph_total", "cuda_vers": "cuda_max_good", "dlperf_usd": "dlperf_per_dphtotal",
-               "flops_usd": "flops_per_dphtotal", "display_active": "gpu_display_active"}  # fmt: skip
+    aliases = {
+        "dph": "dph_total",
+        "cuda_vers": "cuda_max_good",
+        "dlperf_usd": "dlperf_per_dphtotal",
+        "flops_usd": "flops_per_dphtotal",
+        "display_active": "gpu_display_active",
+    }
     assert parsed == [[aliases.get(f, f), "desc" if d == "-" else "asc"] for f, d in parts]
 
 

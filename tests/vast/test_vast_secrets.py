@@ -31,16 +31,20 @@ def _error_texts(err: BaseException) -> list[str]:
 
 
 def test_explain_prints_requests_with_the_key_masked(
-    make_client: Callable[..., VastAI], fake: FakeVast, capsys: pytest.CaptureFixture[str],
+    make_client: Callable[..., VastAI],
+    fake: FakeVast,
+    capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+) -> None:
     caplog.set_level(logging.DEBUG)
     client = make_client(explain=True, raw=False)
     offer = first_offer(client)
     iid = client.create_instance(
-        offer["id"], image="img", env={"VAST_API_KEY": SECRET_KEY, "HF_TOKEN": "hf_secret_value", "PLAIN": "ok"},
+        offer["id"],
+        image="img",
+        env={"VAST_API_KEY": SECRET_KEY, "HF_TOKEN": "hf_secret_value", "PLAIN": "ok"},
         onstart_cmd=f"echo {SECRET_KEY}",
-    )["new_contract"]  # fmt: skip
+    )["new_contract"]
     fake.wait_for_status(iid, "exited")
     log_text = client.logs(iid)
     assert SECRET_KEY in log_text  # the data is the instance's own; only what is printed is masked

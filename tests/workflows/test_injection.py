@@ -27,17 +27,39 @@ WORKFLOWS = ("trl-lora", "qlora", "full", "unsloth")
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 RAW_CORPUS = [
-    'say "hi"', "it's", '"""', "'''", "back\\slash", "\\", "ends with \\", "\\x00 \\u202e \\n",
-    "line1\nline2", "cr\r\nlf", "tab\there",
+    'say "hi"',
+    "it's",
+    '"""',
+    "'''",
+    "back\\slash",
+    "\\",
+    "ends with \\",
+    "\\x00 \\u202e \\n",
+    "line1\nline2",
+    "cr\r\nlf",
+    "tab\there",
     "__import__('os').system('touch CANARY')",
     '"); __import__("os").system("touch CANARY"); ("',
     "'''); __import__('os').system('touch CANARY'); ('''",
     '"""+__import__("os").system("touch CANARY")+"""',
-    "$(touch CANARY)", "`touch CANARY`", "; touch CANARY #", "&& touch CANARY", "| touch CANARY",
+    "$(touch CANARY)",
+    "`touch CANARY`",
+    "; touch CANARY #",
+    "&& touch CANARY",
+    "| touch CANARY",
     "{{ cycler.__init__.__globals__.os.popen('touch CANARY').read() }}",
-    "{% for x in [1] %}{{ x }}{% endfor %}", "${HOME}", "%(x)s %s", "{0} {}", "#!/bin/sh",
-    "\u202eevil\u202c reversed", "zero\u200bwidth\u200d", "\u0397\u0435\u006c\u006c\u043e homoglyphs",
-    "nul\x00byte", "sep\u2028\u2029", "emoji 😀", "a" * 3000,
+    "{% for x in [1] %}{{ x }}{% endfor %}",
+    "${HOME}",
+    "%(x)s %s",
+    "{0} {}",
+    "#!/bin/sh",
+    "\u202eevil\u202c reversed",
+    "zero\u200bwidth\u200d",
+    "\u0397\u0435\u006c\u006c\u043e homoglyphs",
+    "nul\x00byte",
+    "sep\u2028\u2029",
+    "emoji 😀",
+    "a" * 3000,
 ]
 
 
@@ -69,8 +91,11 @@ def field_cases(corpus: list[str]) -> list[tuple[str, dict[str, Any], Any]]:
             ("dataset_split", {"dataset_split": p}, lambda c: c["dataset_split"]),
             ("dataset_config", {"dataset_config": p}, lambda c: c["dataset_config"]),
             ("sample_prompts", {"sample_prompts": [p]}, lambda c: c["sample_prompts"][0]),
-            ("lora_target_modules", {"lora_target_modules": [p]}, lambda c: c["hyperparameters"]
-             ["lora_target_modules"][0]),
+            (
+                "lora_target_modules",
+                {"lora_target_modules": [p]},
+                lambda c: c["hyperparameters"]["lora_target_modules"][0],
+            ),
         ]
     return cases
 
@@ -124,8 +149,9 @@ def _accepted(corpus: list[str], field: str) -> list[str]:
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS)
-def test_generated_scripts_print_the_same_strings(workflow: str, corpus: list[str], canary: Path,
-                                                  tmp_path: Path) -> None:
+def test_generated_scripts_print_the_same_strings(
+    workflow: str, corpus: list[str], canary: Path, tmp_path: Path
+) -> None:
     """The real script, as a process: ``--print-config`` shows every value unchanged; no payload runs."""
     prompts = _accepted(corpus, "sample_prompts")
     paths = _accepted(corpus, "output_dir")
@@ -133,12 +159,20 @@ def test_generated_scripts_print_the_same_strings(workflow: str, corpus: list[st
     for i in range(0, len(prompts), 16):  # a request holds at most 16 prompts
         chunk = prompts[i : i + 16]
         dangerous = paths[(i // 16) % len(paths)]
-        script = gen.generate_script(workflow, dangerous, dangerous, output_dir=dangerous, dataset_split=dangerous,
-                                     sample_prompts=chunk, column_mapping={dangerous: "text"})
+        script = gen.generate_script(
+            workflow,
+            dangerous,
+            dangerous,
+            output_dir=dangerous,
+            dataset_split=dangerous,
+            sample_prompts=chunk,
+            column_mapping={dangerous: "text"},
+        )
         path = tmp_path / f"train-{i}.py"
         path.write_text(script, encoding="utf-8")
-        out = subprocess.run([sys.executable, str(path), "--print-config"], capture_output=True, timeout=60,
-                             cwd=tmp_path)
+        out = subprocess.run(
+            [sys.executable, str(path), "--print-config"], capture_output=True, timeout=60, cwd=tmp_path
+        )
         assert out.returncode == 0, out.stderr.decode()
         cfg = json.loads(out.stdout.decode("utf-8"))
         assert cfg["sample_prompts"] == chunk
@@ -155,12 +189,23 @@ def test_the_trainer_receives_the_same_strings(corpus: list[str], canary: Path, 
     for i, payload in enumerate(payloads[:6]):
         request = TrainingRequest(model=payload, dataset=payload, sample_prompts=[payload])
         work = tmp_path / f"job{i}"
-        prog = render_program(request, "job", output_dir=str(work / "out"), checkpoint_dir=str(work / "ckpt"),
-                              events_path=str(work / "events.jsonl"))
+        prog = render_program(
+            request,
+            "job",
+            output_dir=str(work / "out"),
+            checkpoint_dir=str(work / "ckpt"),
+            events_path=str(work / "events.jsonl"),
+        )
         work.mkdir()
         (work / "config.json").write_text(prog.config_json(), encoding="utf-8")
-        out = subprocess.run(prog.argv(sys.executable, work / "config.json"), capture_output=True, text=True,
-                             timeout=120, cwd=work, env=env)
+        out = subprocess.run(
+            prog.argv(sys.executable, work / "config.json"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=work,
+            env=env,
+        )
         assert out.returncode == 1, out.stderr
         event = json.loads((work / "events.jsonl").read_text().splitlines()[-1])
         assert event["event"] == "error" and event["error_type"] == "ModelNotFoundError"

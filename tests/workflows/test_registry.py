@@ -25,15 +25,19 @@ NAMES = ("full", "qlora", "trl-lora", "unsloth")
 
 
 def program(workflow: str, **fields: object) -> TrainingProgram:
-    request = TrainingRequest.model_validate({"model": "Qwen/Qwen2.5-0.5B", "dataset": "data.jsonl",
-                                              "workflow": workflow, **fields})
+    request = TrainingRequest.model_validate(
+        {"model": "Qwen/Qwen2.5-0.5B", "dataset": "data.jsonl", "workflow": workflow, **fields}
+    )
     return render_program(request, "job-1", output_dir="/out", checkpoint_dir="/ckpt", events_path="/ev.jsonl")
 
 
 def test_the_four_workflows() -> None:
     assert {w.name for w in list_workflows()} >= set(NAMES)
     assert (get_workflow("trl-lora").method, get_workflow("qlora").method, get_workflow("full").method) == (
-        "lora", "qlora", "full")
+        "lora",
+        "qlora",
+        "full",
+    )
     unsloth = get_workflow("unsloth")
     assert unsloth.engine == "unsloth" and unsloth.requires_cuda and unsloth.method == "lora"
     assert all(not get_workflow(n).requires_cuda for n in ("trl-lora", "qlora", "full"))
@@ -62,8 +66,16 @@ def test_programs_carry_method_engine_requirements_and_setup(name: str) -> None:
 
 def test_render_program_is_backward_compatible() -> None:
     request = TrainingRequest(model="m/x", dataset="d.jsonl")
-    prog = render_program(request, "j", output_dir="o", checkpoint_dir="c", events_path="e",
-                          device="cpu", max_runtime_seconds=60.0, env={"A": "1"})
+    prog = render_program(
+        request,
+        "j",
+        output_dir="o",
+        checkpoint_dir="c",
+        events_path="e",
+        device="cpu",
+        max_runtime_seconds=60.0,
+        env={"A": "1"},
+    )
     assert prog.workflow == "trl-lora" and prog.env == {"A": "1"} and prog.config.max_runtime_seconds == 60.0
     assert prog.config_filename == "config.json" and prog.module == "vibeml.trainer"
     assert TrainerConfig.model_validate_json(prog.config_json()) == prog.config
@@ -98,8 +110,9 @@ def test_figures_come_from_the_estimator() -> None:
     for name in NAMES:
         est = workflow_estimate(name)
         method = get_workflow(name).method
-        shape = TrainingShape(method=method, batch_size=REFERENCE_BATCH, seq_len=REFERENCE_SEQ,
-                              gradient_checkpointing=True)
+        shape = TrainingShape(
+            method=method, batch_size=REFERENCE_BATCH, seq_len=REFERENCE_SEQ, gradient_checkpointing=True
+        )
         assert est.memory_gib == round(estimate_memory(arch, shape, gpu).total_gib, 1)
         assert est.tokens_per_s > 0 and est.smallest_gpu is not None
     lora, qlora, full, unsloth = (workflow_estimate(n) for n in ("trl-lora", "qlora", "full", "unsloth"))

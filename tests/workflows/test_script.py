@@ -27,25 +27,65 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 #: Keyword arguments of unsloth 2026.10.x (unsloth/models/loader.py FastLanguageModel.from_pretrained and
 #: unsloth/models/llama.py FastLlamaModel.get_peft_model), as published in its source and docs.
 UNSLOTH_FROM_PRETRAINED = {
-    "model_name", "max_seq_length", "dtype", "load_in_4bit", "load_in_8bit", "load_in_16bit", "full_finetuning",
-    "token", "device_map", "rope_scaling", "fix_tokenizer", "trust_remote_code", "use_gradient_checkpointing",
-    "resize_model_vocab", "revision", "use_exact_model_name", "offload_embedding", "float32_mixed_precision",
-    "fast_inference", "gpu_memory_utilization", "float8_kv_cache", "random_state", "max_lora_rank",
-    "disable_log_stats", "qat_scheme", "load_in_fp8", "unsloth_tiled_mlp", "text_only",
+    "model_name",
+    "max_seq_length",
+    "dtype",
+    "load_in_4bit",
+    "load_in_8bit",
+    "load_in_16bit",
+    "full_finetuning",
+    "token",
+    "device_map",
+    "rope_scaling",
+    "fix_tokenizer",
+    "trust_remote_code",
+    "use_gradient_checkpointing",
+    "resize_model_vocab",
+    "revision",
+    "use_exact_model_name",
+    "offload_embedding",
+    "float32_mixed_precision",
+    "fast_inference",
+    "gpu_memory_utilization",
+    "float8_kv_cache",
+    "random_state",
+    "max_lora_rank",
+    "disable_log_stats",
+    "qat_scheme",
+    "load_in_fp8",
+    "unsloth_tiled_mlp",
+    "text_only",
 }
 UNSLOTH_GET_PEFT_MODEL = {
-    "r", "target_modules", "lora_alpha", "lora_dropout", "bias", "layers_to_transform", "layers_pattern",
-    "finetune_last_n_layers", "use_gradient_checkpointing", "random_state", "max_seq_length", "use_rslora",
-    "modules_to_save", "init_lora_weights", "loftq_config", "temporary_location", "qat_scheme",
-    "target_parameters", "ensure_weight_tying",
+    "r",
+    "target_modules",
+    "lora_alpha",
+    "lora_dropout",
+    "bias",
+    "layers_to_transform",
+    "layers_pattern",
+    "finetune_last_n_layers",
+    "use_gradient_checkpointing",
+    "random_state",
+    "max_seq_length",
+    "use_rslora",
+    "modules_to_save",
+    "init_lora_weights",
+    "loftq_config",
+    "temporary_location",
+    "qat_scheme",
+    "target_parameters",
+    "ensure_weight_tying",
 }
 
 
 @pytest.fixture(scope="module")
 def scripts() -> dict[str, str]:
     gen = ScriptGenerator()
-    return {w: gen.generate_script(w, "Qwen/Qwen2.5-0.5B", "data.jsonl", max_steps=5, lora_r=8,
-                                   sample_prompts=["Hello?"]) for w in WORKFLOWS}
+    return {
+        w: gen.generate_script(w, "Qwen/Qwen2.5-0.5B", "data.jsonl", max_steps=5, lora_r=8, sample_prompts=["Hello?"])
+        for w in WORKFLOWS
+    }
 
 
 def calls(tree: ast.AST, attr: str) -> list[ast.Call]:
@@ -79,8 +119,7 @@ def test_every_workflow_compiles_and_carries_its_config(scripts: dict[str, str],
     assert cfg["engine"] == ("unsloth" if workflow == "unsloth" else "transformers")
     # the only difference between two workflows' scripts is the CONFIG block
     strip = [ln for ln in text.splitlines() if not ln.startswith('    "') and "CONFIG_B64 = (" not in ln]
-    other = [ln for ln in scripts["trl-lora"].splitlines() if not ln.startswith('    "')
-             and "CONFIG_B64 = (" not in ln]
+    other = [ln for ln in scripts["trl-lora"].splitlines() if not ln.startswith('    "') and "CONFIG_B64 = (" not in ln]
     assert strip == other
 
 
@@ -98,17 +137,21 @@ def test_print_config_runs_without_vibeml(scripts: dict[str, str], tmp_path: Pat
     path = tmp_path / "train.py"
     path.write_text(scripts["qlora"], encoding="utf-8")
     # sys.modules["vibeml"] = None makes every `import vibeml...` fail, as on a machine without VibeML
-    runner = ("import runpy, sys; sys.modules['vibeml'] = None; sys.argv = [sys.argv[1], '--print-config']; "
-              "runpy.run_path(sys.argv[0], run_name='__main__')")
-    out = subprocess.run([sys.executable, "-c", runner, str(path)], capture_output=True, text=True, timeout=60,
-                         cwd=tmp_path)
+    runner = (
+        "import runpy, sys; sys.modules['vibeml'] = None; sys.argv = [sys.argv[1], '--print-config']; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", runner, str(path)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == decode_script_config(scripts["qlora"])
     assert "torch" not in out.stderr
 
 
-def test_the_inlined_formats_match_the_trainers(scripts: dict[str, str], tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_inlined_formats_match_the_trainers(
+    scripts: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import importlib.util
 
     path = tmp_path / "generated_train.py"
@@ -160,8 +203,13 @@ def test_unsloth_calls_match_its_published_api(scripts: dict[str, str], source: 
     text = scripts["unsloth"] if source == "script" else (SRC / "vibeml/trainer/modeling.py").read_text()
     tree = ast.parse(text)
     loads = calls(tree, "from_pretrained")
-    unsloth_loads = [c for c in loads if isinstance(c.func, ast.Attribute) and isinstance(c.func.value, ast.Name)
-                     and c.func.value.id == "FastLanguageModel"]
+    unsloth_loads = [
+        c
+        for c in loads
+        if isinstance(c.func, ast.Attribute)
+        and isinstance(c.func.value, ast.Name)
+        and c.func.value.id == "FastLanguageModel"
+    ]
     peft = calls(tree, "get_peft_model")
     assert len(unsloth_loads) == 1 and len(peft) == 1
     assert keywords(unsloth_loads[0]) <= UNSLOTH_FROM_PRETRAINED
@@ -193,8 +241,11 @@ def test_settings_are_validated(tmp_path: Path) -> None:
         gen.generate_script("trl-lora", "m/x", "d.jsonl", learning_rate=-1)
     with pytest.raises(ValidationError, match="model"):
         gen.generate_script("trl-lora", "m/x\n", "d.jsonl")
-    cfg = decode_script_config(gen.generate_script("qlora", "m/x", "d.jsonl", output_dir="runs/a",
-                                                   column_mapping={"q": "instruction"}, device="cpu"))
+    cfg = decode_script_config(
+        gen.generate_script(
+            "qlora", "m/x", "d.jsonl", output_dir="runs/a", column_mapping={"q": "instruction"}, device="cpu"
+        )
+    )
     assert cfg["output_dir"] == "runs/a" and cfg["checkpoint_dir"] == "runs/a/checkpoints"
     assert cfg["column_mapping"] == {"q": "instruction"} and cfg["device"] == "cpu"
     path = gen.write_script(tmp_path / "sub" / "train.py", "print(1)\n")

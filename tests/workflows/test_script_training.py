@@ -22,24 +22,33 @@ from vibeml.workflows.script import ScriptGenerator
 pytestmark = [pytest.mark.needs_train, pytest.mark.slow]
 
 #: sys.modules["vibeml"] = None makes every `import vibeml...` fail: the script must not need VibeML.
-WITHOUT_VIBEML = ("import runpy, sys; sys.modules['vibeml'] = None; script = sys.argv.pop(1); "
-                  "runpy.run_path(script, run_name='__main__')")
+WITHOUT_VIBEML = (
+    "import runpy, sys; sys.modules['vibeml'] = None; script = sys.argv.pop(1); "
+    "runpy.run_path(script, run_name='__main__')"
+)
 PROMPTS = ["What is 2 + 3?", "'''); __import__('os').system('touch CANARY'); ('''", "$(touch CANARY) `id`"]
 
 
 def _bnb_cpu_reason() -> str | None:
     if importlib.util.find_spec("bitsandbytes") is None:
         return "bitsandbytes is not installed (QLoRA on a CPU needs bitsandbytes >= 0.48)"
-    probe = ("import torch, bitsandbytes.functional as F; "
-             "F.quantize_4bit(torch.zeros(64, dtype=torch.float32), quant_type='nf4')")
+    probe = (
+        "import torch, bitsandbytes.functional as F; "
+        "F.quantize_4bit(torch.zeros(64, dtype=torch.float32), quant_type='nf4')"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     return None if out.returncode == 0 else f"this bitsandbytes cannot quantise on the CPU: {out.stderr[-300:]}"
 
 
 def _env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIBEML_", "HF_", "HUGGING_FACE"))}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp / "hf-home"), TOKENIZERS_PARALLELISM="false",
-               OMP_NUM_THREADS="1", HF_HUB_DISABLE_TELEMETRY="1")
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_HOME=str(tmp / "hf-home"),
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+    )
     return env
 
 
@@ -56,18 +65,39 @@ def runs(tmp_path_factory: pytest.TempPathFactory, demo_assets_dir: Path) -> dic
         work = root / wf
         work.mkdir()
         out_dir = work / "out $(touch CANARY) 'q' \"d\"".replace("CANARY", str(canary))
-        hp = {"max_steps": 8, "learning_rate": 4e-3 if wf != "full" else 1e-3, "batch_size": 8,
-              "max_seq_length": 64, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "warmup_ratio": 0.0,
-              "save_steps": 4, "save_total_limit": 1, "logging_steps": 1}
+        hp = {
+            "max_steps": 8,
+            "learning_rate": 4e-3 if wf != "full" else 1e-3,
+            "batch_size": 8,
+            "max_seq_length": 64,
+            "lora_r": 8,
+            "lora_alpha": 16,
+            "lora_dropout": 0.0,
+            "warmup_ratio": 0.0,
+            "save_steps": 4,
+            "save_total_limit": 1,
+            "logging_steps": 1,
+        }
         script = ScriptGenerator().generate_script(
-            wf, str(demo_assets_dir / "tiny-llama"), str(demo_assets_dir / "demo_dataset.jsonl"),
-            output_dir=str(out_dir), sample_prompts=[p.replace("CANARY", str(canary)) for p in PROMPTS],
-            torch_threads=1, device="cpu", **hp,
+            wf,
+            str(demo_assets_dir / "tiny-llama"),
+            str(demo_assets_dir / "demo_dataset.jsonl"),
+            output_dir=str(out_dir),
+            sample_prompts=[p.replace("CANARY", str(canary)) for p in PROMPTS],
+            torch_threads=1,
+            device="cpu",
+            **hp,
         )
         path = work / "train.py"
         path.write_text(script, encoding="utf-8")
-        proc = subprocess.Popen([sys.executable, "-c", WITHOUT_VIBEML, str(path)], cwd=work, env=_env(work),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WITHOUT_VIBEML, str(path)],
+            cwd=work,
+            env=_env(work),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         started[wf] = (proc, out_dir)
     results: dict[str, Any] = {"canary": canary, "qlora_skip": skip}
     for wf, (proc, out_dir) in started.items():
@@ -82,7 +112,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, demo_assets_dir: Path) -> dic
 
 def _summary(run: dict[str, Any]) -> dict[str, Any]:
     assert run["rc"] == 0, f"rc={run['rc']}\nstdout={run['stdout'][-2000:]}\nstderr={run['stderr'][-3000:]}"
-    lines = [json.loads(ln) for ln in run["stdout"].splitlines() if ln.startswith("{\"")]
+    lines = [json.loads(ln) for ln in run["stdout"].splitlines() if ln.startswith('{"')]
     done = next(x["done"] for x in lines if "done" in x)
     samples = [x for x in lines if "prompt" in x]
     return {"done": done, "samples": samples}

@@ -230,9 +230,7 @@ class LocalBackend(Backend):
         except ProcessLookupError:
             return
         except PermissionError as exc:
-            raise BackendError(
-                f"not allowed to stop process group {pgid}: {exc}", {"job_id": handle.job_id}
-            ) from exc
+            raise BackendError(f"not allowed to stop process group {pgid}: {exc}", {"job_id": handle.job_id}) from exc
         deadline = time.monotonic() + grace_seconds
         while time.monotonic() < deadline:
             if not self._alive(handle):

@@ -60,6 +60,7 @@ STATE_FILENAME = "sky_state.json"
 TASK_FILENAME = "sky_task.yaml"
 LOG_DIRNAME = "sky_logs"
 
+
 class SkyPilotBackend(Backend):
     """Runs the trainer through SkyPilot on any cloud it has credentials for (``sky check``).
 
@@ -291,25 +292,31 @@ class SkyPilotBackend(Backend):
                 sky_status, failure = S.STOPPED, "stopped by request"
             else:
                 sky_status = S.FAILED
-                failure = ("SkyPilot no longer knows the managed job" if handle.data.get("mode") == "managed"
-                           else "the cluster went away before the job finished (torn down or preempted)")
+                failure = (
+                    "SkyPilot no longer knows the managed job"
+                    if handle.data.get("mode") == "managed"
+                    else "the cluster went away before the job finished (torn down or preempted)"
+                )
         progress = reconcile(sky_status, events, failure)
         if progress.status is S.STOPPED and state.get("stop_requested") and progress.error in (None, "cancelled"):
             progress = progress.model_copy(update={"error": "stopped by request"})
         state["status"] = progress.status.value
         if progress.status.is_terminal:
             self._finalize(handle, state, progress)  # output home, then teardown: cost is counted after
-        progress = progress.model_copy(update={
-            "cost_so_far": self._cost(sky, handle, state, progress.status, duration),
-            "output_dir": state.get("artifacts"),
-        })
+        progress = progress.model_copy(
+            update={
+                "cost_so_far": self._cost(sky, handle, state, progress.status, duration),
+                "output_dir": state.get("artifacts"),
+            }
+        )
         if progress.status.is_terminal:
             state.update(final=True, progress=progress.model_dump(mode="json"))
         self._save_state(handle, state)
         return progress
 
-    def _cost(self, sky: ModuleType, handle: JobHandle, state: dict[str, Any], status: JobStatus,
-              duration: float | None) -> float:
+    def _cost(
+        self, sky: ModuleType, handle: JobHandle, state: dict[str, Any], status: JobStatus, duration: float | None
+    ) -> float:
         """SkyPilot's reported cost (clusters) or job time × the planned rate (managed jobs)."""
         previous = float(state.get("cost", 0.0))
         rate = float(handle.data.get("hourly_rate") or 0.0)
@@ -360,16 +367,26 @@ class SkyPilotBackend(Backend):
         if pending:
             yield pending
 
-    def _remote_chunks(self, sky: ModuleType, handle: JobHandle, state: dict[str, Any], follow: bool,
-                       tail: int | None) -> Iterable[str | None]:
+    def _remote_chunks(
+        self, sky: ModuleType, handle: JobHandle, state: dict[str, Any], follow: bool, tail: int | None
+    ) -> Iterable[str | None]:
         if handle.data.get("mode") == "managed":
             job_id = state.get("sky_job_id")
-            return sky.jobs.tail_logs(name=None if job_id else handle.data["cluster_name"], job_id=job_id,
-                                      follow=follow, tail=tail or None, preload_content=False) or []
+            return (
+                sky.jobs.tail_logs(
+                    name=None if job_id else handle.data["cluster_name"],
+                    job_id=job_id,
+                    follow=follow,
+                    tail=tail or None,
+                    preload_content=False,
+                )
+                or []
+            )
         return sky.tail_logs(handle.data["cluster_name"], None, follow, tail=tail or 0, preload_content=False)
 
-    def _refresh_logs(self, sky: ModuleType, handle: JobHandle, state: dict[str, Any],
-                      sky_status: JobStatus | None) -> list[str]:
+    def _refresh_logs(
+        self, sky: ModuleType, handle: JobHandle, state: dict[str, Any], sky_status: JobStatus | None
+    ) -> list[str]:
         """Copy the current attempt's log into the mirror (when reachable); all attempts' lines."""
         if sky_status in (S.RUNNING, S.STOPPING) or (sky_status is not None and sky_status.is_terminal):
             try:
@@ -512,8 +529,11 @@ class SkyPilotBackend(Backend):
                 for store in field(record, "store") or []:
                     with contextlib.suppress(Exception):
                         return f"{store.store_prefix()}{store_name}/{job}/output"
-        raise BackendError(f"bucket {store_name} was not found", {"bucket": store_name},
-                           "Check `sky storage ls`; the job may not have started.")
+        raise BackendError(
+            f"bucket {store_name} was not found",
+            {"bucket": store_name},
+            "Check `sky storage ls`; the job may not have started.",
+        )
 
     @staticmethod
     def _default_dest(handle: JobHandle) -> Path:

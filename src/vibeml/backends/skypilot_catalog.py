@@ -48,8 +48,17 @@ __all__ = [
 CATALOG_SCHEMA_VERSION = "v8"
 MARKER = ".vibeml-seeded.json"
 
-_COMMON = ["InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "GpuInfo", "Price",
-           "SpotPrice", "Region"]
+_COMMON = [
+    "InstanceType",
+    "AcceleratorName",
+    "AcceleratorCount",
+    "vCPUs",
+    "MemoryGiB",
+    "GpuInfo",
+    "Price",
+    "SpotPrice",
+    "Region",
+]
 _WITH_ZONE = frozenset({"aws", "gcp", "runpod"})
 _NO_SPOT = frozenset({"lambda"})
 #: Where SkyPilot's accelerator name differs from "the canonical name without spaces".
@@ -77,10 +86,12 @@ def _gpu_info(gpu: str, count: int) -> str:
     spec = resolve_gpu(gpu)
     mib = round(spec.memory_gib * 1024)
     name = sky_accelerator_name(gpu)
-    return str({
-        "Gpus": [{"Name": name, "Manufacturer": "NVIDIA", "Count": count, "MemoryInfo": {"SizeInMiB": mib}}],
-        "TotalGpuMemoryInMiB": mib * count,
-    })
+    return str(
+        {
+            "Gpus": [{"Name": name, "Manufacturer": "NVIDIA", "Count": count, "MemoryInfo": {"SizeInMiB": mib}}],
+            "TotalGpuMemoryInMiB": mib * count,
+        }
+    )
 
 
 def _instances(quote: PriceQuote) -> list[tuple[str, int]]:
@@ -117,8 +128,18 @@ def render_vms_csv(cloud: str, quotes: Iterable[PriceQuote]) -> tuple[str, list[
             prices["SpotPrice" if q.spot else "Price"] = q.usd_per_gpu_hour * count
     columns = [*_COMMON, "AvailabilityZone"] if cloud in _WITH_ZONE else list(_COMMON)
     if cloud == "gcp":  # the order SkyPilot's GCP fetcher writes
-        columns = ["InstanceType", "vCPUs", "MemoryGiB", "AcceleratorName", "AcceleratorCount", "GpuInfo",
-                   "Region", "AvailabilityZone", "Price", "SpotPrice"]
+        columns = [
+            "InstanceType",
+            "vCPUs",
+            "MemoryGiB",
+            "AcceleratorName",
+            "AcceleratorCount",
+            "GpuInfo",
+            "Region",
+            "AvailabilityZone",
+            "Price",
+            "SpotPrice",
+        ]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -144,8 +165,15 @@ def render_vms_csv(cloud: str, quotes: Iterable[PriceQuote]) -> tuple[str, list[
         if cloud == "gcp":
             # The GPU row carries the price; the host VM row (no accelerator) costs nothing extra.
             writer.writerow({**row, "InstanceType": ""})
-            writer.writerow({"InstanceType": instance, "Region": region, "AvailabilityZone": zone,
-                             "Price": "0.0", "SpotPrice": "0.0"})
+            writer.writerow(
+                {
+                    "InstanceType": instance,
+                    "Region": region,
+                    "AvailabilityZone": zone,
+                    "Price": "0.0",
+                    "SpotPrice": "0.0",
+                }
+            )
         else:
             writer.writerow(row)
     return out.getvalue(), list(dict.fromkeys(skipped))

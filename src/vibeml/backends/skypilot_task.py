@@ -144,11 +144,21 @@ _REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-\[\](), <>=!~;:'\"@/+*]*$"
 _BUCKET = re.compile(r"^[a-z][a-z0-9]*://[A-Za-z0-9][A-Za-z0-9._\-/]*$")
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,12}$")
 _SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
-_RESERVED_ENVS = frozenset({
-    CONFIG_ENV, "VIBEML_JOB_ID", "VIBEML_INSTALL", "VIBEML_REQUIREMENTS", "VIBEML_MAX_RUNTIME_SECONDS",
-    "VIBEML_STOP_GRACE_SECONDS", "VIBEML_RESERVE_SECONDS", "VIBEML_STATE_DIR", "VIBEML_ECHO_EVENTS",
-    "VIBEML_REMOTE_PYTHON", "VIBEML_MASTER_PORT",
-})
+_RESERVED_ENVS = frozenset(
+    {
+        CONFIG_ENV,
+        "VIBEML_JOB_ID",
+        "VIBEML_INSTALL",
+        "VIBEML_REQUIREMENTS",
+        "VIBEML_MAX_RUNTIME_SECONDS",
+        "VIBEML_STOP_GRACE_SECONDS",
+        "VIBEML_RESERVE_SECONDS",
+        "VIBEML_STATE_DIR",
+        "VIBEML_ECHO_EVENTS",
+        "VIBEML_REMOTE_PYTHON",
+        "VIBEML_MASTER_PORT",
+    }
+)
 
 
 def import_sky() -> ModuleType:
@@ -330,8 +340,7 @@ class SkyTaskSpec(BaseModel):
             return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
         _Dumper.add_representer(str, _str)
-        return str(yaml.dump(self.to_yaml_config(sky), Dumper=_Dumper, sort_keys=False, allow_unicode=True,
-                             width=1000))
+        return str(yaml.dump(self.to_yaml_config(sky), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000))
 
 
 # ------------------------------------------------------------------------------------------ budget
@@ -494,19 +503,21 @@ def build_task_spec(
         if not _ENV_NAME.match(key) or key.startswith("SKYPILOT") or key in _RESERVED_ENVS:
             raise ConfigurationError(f"environment variable name {key!r} cannot be passed to SkyPilot", {"env": key})
         envs[key] = str(value)
-    envs.update({
-        CONFIG_ENV: config.model_dump_json(),
-        "VIBEML_JOB_ID": job_id,
-        "VIBEML_ECHO_EVENTS": "1",
-        "VIBEML_INSTALL": install,
-        "VIBEML_REQUIREMENTS": "\n".join(_requirements(program)),
-        "VIBEML_MAX_RUNTIME_SECONDS": str(budget.runtime_limit_seconds or 0),
-        "VIBEML_STOP_GRACE_SECONDS": str(options.stop_grace_seconds),
-        "VIBEML_RESERVE_SECONDS": str(budget.reserve_seconds),
-        "VIBEML_STATE_DIR": state,
-        "VIBEML_MASTER_PORT": str(MASTER_PORT),
-        "PYTHONUNBUFFERED": "1",
-    })
+    envs.update(
+        {
+            CONFIG_ENV: config.model_dump_json(),
+            "VIBEML_JOB_ID": job_id,
+            "VIBEML_ECHO_EVENTS": "1",
+            "VIBEML_INSTALL": install,
+            "VIBEML_REQUIREMENTS": "\n".join(_requirements(program)),
+            "VIBEML_MAX_RUNTIME_SECONDS": str(budget.runtime_limit_seconds or 0),
+            "VIBEML_STOP_GRACE_SECONDS": str(options.stop_grace_seconds),
+            "VIBEML_RESERVE_SECONDS": str(budget.reserve_seconds),
+            "VIBEML_STATE_DIR": state,
+            "VIBEML_MASTER_PORT": str(MASTER_PORT),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     if options.remote_python:
         envs["VIBEML_REMOTE_PYTHON"] = options.remote_python
 
@@ -569,8 +580,11 @@ def choice_from_flags(
 
     for what, value, most in (("gpu_count", gpu_count, 512), ("nodes", num_nodes, 1024)):
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
-            raise ValidationError(f"{what} must be a whole number from 1 to {most}, not {value!r}",
-                                  {what: str(value)[:40]}, f"Give e.g. --{what.replace('_', '-')} 1.")
+            raise ValidationError(
+                f"{what} must be a whole number from 1 to {most}, not {value!r}",
+                {what: str(value)[:40]},
+                f"Give e.g. --{what.replace('_', '-')} 1.",
+            )
     from vibeml.catalog.prices import load_price_table, read_sky_catalogs
 
     table = load_price_table(read_sky_catalogs() or None)

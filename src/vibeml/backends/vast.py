@@ -139,10 +139,13 @@ class VastBackend(VastJobMonitor, Backend):
 
                 o = self.options
                 self._vast = VastAI(
-                    server_url=self.settings.vast_url, retry=o.retry, quiet=True, timeout=o.http_timeout,
+                    server_url=self.settings.vast_url,
+                    retry=o.retry,
+                    quiet=True,
+                    timeout=o.http_timeout,
                     create_lookup_grace=o.create_lookup_grace,
                     credential_lookup=CredentialManager.from_env().credential_lookup("vast", "api_key"),
-                )  # fmt: skip
+                )
             return self._vast
 
     def check(self, request: TrainingRequest) -> None:
@@ -157,9 +160,14 @@ class VastBackend(VastJobMonitor, Backend):
 
             vast = self.client()
             gpu = resolve_gpu(request.gpu_type).name if request.gpu_type else None
-            filters = offer_filters(gpu=gpu, gpu_count=request.gpu_count, min_gpu_ram_gb=None,
-                                    min_reliability=o.min_reliability, min_cuda=o.min_cuda,
-                                    min_disk_gb=None)  # fmt: skip
+            filters = offer_filters(
+                gpu=gpu,
+                gpu_count=request.gpu_count,
+                min_gpu_ram_gb=None,
+                min_reliability=o.min_reliability,
+                min_cuda=o.min_cuda,
+                min_disk_gb=None,
+            )
             quotes: list[PriceQuote] = []
             for kind in ("on-demand", "bid") if request.use_spot else ("on-demand",):
                 offers = vast.search_offers(offer_query(filters), type=kind, order="dph_total", limit=o.search_limit)
@@ -196,18 +204,35 @@ class VastBackend(VastJobMonitor, Backend):
         mem = choice.required_memory_gib
 
         def search(gpu_filter: str | None) -> list[dict[str, Any]]:
-            filters = offer_filters(gpu=gpu_filter, gpu_count=choice.gpu_count, min_gpu_ram_gb=mem,
-                                    min_reliability=o.min_reliability, min_cuda=o.min_cuda,
-                                    min_disk_gb=disk)  # fmt: skip
-            return vast.search_offers(offer_query(filters), type="bid" if choice.use_spot else "on-demand",
-                                      order="dph_total", limit=o.search_limit, storage=disk)  # fmt: skip
+            filters = offer_filters(
+                gpu=gpu_filter,
+                gpu_count=choice.gpu_count,
+                min_gpu_ram_gb=mem,
+                min_reliability=o.min_reliability,
+                min_cuda=o.min_cuda,
+                min_disk_gb=disk,
+            )
+            return vast.search_offers(
+                offer_query(filters),
+                type="bid" if choice.use_spot else "on-demand",
+                order="dph_total",
+                limit=o.search_limit,
+                storage=disk,
+            )
 
         spec = GPUS.get(gpu or "")
         kwargs: dict[str, Any] = dict(
-            gpu_count=choice.gpu_count, estimated_hours=choice.estimated_hours, min_gpu_ram_mb=(mem or 0) * 1024,
-            min_reliability=o.min_reliability, min_cuda=o.min_cuda, disk_gb=disk, spot=choice.use_spot,
-            bid_margin=o.bid_margin, reference_tflops=spec.bf16_tflops * choice.gpu_count if spec else None, top=None,
-        )  # fmt: skip
+            gpu_count=choice.gpu_count,
+            estimated_hours=choice.estimated_hours,
+            min_gpu_ram_mb=(mem or 0) * 1024,
+            min_reliability=o.min_reliability,
+            min_cuda=o.min_cuda,
+            disk_gb=disk,
+            spot=choice.use_spot,
+            bid_margin=o.bid_margin,
+            reference_tflops=spec.bf16_tflops * choice.gpu_count if spec else None,
+            top=None,
+        )
         ranked = rank_offers(search(gpu), gpu=gpu, **kwargs)
         if not ranked and gpu:
             # The plan may name a table price with no live offer behind it: take any GPU that fits.
@@ -225,7 +250,11 @@ class VastBackend(VastJobMonitor, Backend):
                 best = ranked[0]
                 raise BudgetExceededError(
                     f"at current Vast.ai prices the job would cost ${best.total_cost:.4f}, over the "
-                    f"${choice.max_cost:.4f} cap", best.total_cost, choice.max_cost, {"offer_id": best.id})  # fmt: skip
+                    f"${choice.max_cost:.4f} cap",
+                    best.total_cost,
+                    choice.max_cost,
+                    {"offer_id": best.id},
+                )
             ranked = within
         return ranked
 
@@ -238,12 +267,14 @@ class VastBackend(VastJobMonitor, Backend):
             return choice.max_cost / price * 3600.0 * self.options.cap_safety
         if choice.max_runtime_seconds is not None:
             return choice.max_runtime_seconds * self.options.cap_safety
-        raise ConfigurationError("a Vast launch needs a budget cap (max_cost)",
-                                 recovery_suggestion="Add --max-cost USD.")  # fmt: skip
+        raise ConfigurationError(
+            "a Vast launch needs a budget cap (max_cost)", recovery_suggestion="Add --max-cost USD."
+        )
 
     @staticmethod
-    def _payload(program: TrainingProgram, inputs: list[tuple[str, Path, str]],
-                 setup_for: str = "vast") -> dict[str, Any]:  # fmt: skip
+    def _payload(
+        program: TrainingProgram, inputs: list[tuple[str, Path, str]], setup_for: str = "vast"
+    ) -> dict[str, Any]:
         """The job as data: trainer module + config (paths relative to the job dir), env, inputs, and the
         workflow's fixed setup steps for ``setup_for`` (``"local"`` = checks only, when VibeML and the
         training packages are already on the image)."""
@@ -255,13 +286,19 @@ class VastBackend(VastJobMonitor, Backend):
             config[field] = remote
             relative.append(field)
         return {
-            "job_id": program.config.job_id, "module": program.module, "config": config,
-            "relative_fields": relative, "env": dict(program.env), "inputs": [r for _, _, r in inputs],
-            "setup": [str(c) for c in setup], "requirements": [str(r) for r in program.requirements],
-        }  # fmt: skip
+            "job_id": program.config.job_id,
+            "module": program.module,
+            "config": config,
+            "relative_fields": relative,
+            "env": dict(program.env),
+            "inputs": [r for _, _, r in inputs],
+            "setup": [str(c) for c in setup],
+            "requirements": [str(r) for r in program.requirements],
+        }
 
-    def _env(self, vast: VastAI, payload: dict[str, Any], budget_s: float,
-             secrets: dict[str, str] | None = None) -> dict[str, str]:  # fmt: skip
+    def _env(
+        self, vast: VastAI, payload: dict[str, Any], budget_s: float, secrets: dict[str, str] | None = None
+    ) -> dict[str, str]:
         """The instance's environment. Secrets (HF_TOKEN) ride as their own variables, outside the payload,
         so the client masks them in --explain and in every instance listing."""
         o = self.options
@@ -282,8 +319,13 @@ class VastBackend(VastJobMonitor, Backend):
         }
 
     def _write_handle(self, job_id: str, job_dir: Path, data: dict[str, Any]) -> JobHandle:
-        handle = JobHandle(job_id=job_id, backend=self.name, job_dir=str(job_dir), data=data,
-                           backend_job_id=str(data.get("instance_id") or data["label"]))  # fmt: skip
+        handle = JobHandle(
+            job_id=job_id,
+            backend=self.name,
+            job_dir=str(job_dir),
+            data=data,
+            backend_job_id=str(data.get("instance_id") or data["label"]),
+        )
         tmp = job_dir / f".{HANDLE_FILENAME}.tmp"
         tmp.write_text(handle.model_dump_json(indent=2), encoding="utf-8")
         os.replace(tmp, job_dir / HANDLE_FILENAME)
@@ -300,9 +342,10 @@ class VastBackend(VastJobMonitor, Backend):
         if choice.gpu_count > 1 or choice.num_nodes > 1:
             raise ConfigurationError(
                 f"the plan needs {choice.gpu_count} GPUs on {choice.num_nodes} machine(s); the vast backend "
-                "runs one GPU per job for now", {"gpu_count": choice.gpu_count},
+                "runs one GPU per job for now",
+                {"gpu_count": choice.gpu_count},
                 "Use LoRA/QLoRA or a smaller batch so one GPU fits, or a backend with multi-GPU support.",
-            )  # fmt: skip
+            )
         job_dir.mkdir(parents=True, exist_ok=True)
         vast = self.client()
         inputs = self._inputs(program.config)
@@ -312,10 +355,16 @@ class VastBackend(VastJobMonitor, Backend):
         label = LABEL_PREFIX + job_id
         pid = os.getpid()
         data: dict[str, Any] = {
-            "label": label, "launched": False, "launcher_pid": pid, "launcher_start": _start_time(pid),
-            "remote_dir": self.options.remote_dir, "output_dir": program.config.output_dir,
-            "checkpoint_dir": program.config.checkpoint_dir, "max_cost": choice.max_cost, "disk_gb": disk,
-        }  # fmt: skip
+            "label": label,
+            "launched": False,
+            "launcher_pid": pid,
+            "launcher_start": _start_time(pid),
+            "remote_dir": self.options.remote_dir,
+            "output_dir": program.config.output_dir,
+            "checkpoint_dir": program.config.checkpoint_dir,
+            "max_cost": choice.max_cost,
+            "disk_gb": disk,
+        }
         self._write_handle(job_id, job_dir, data)  # before the create: a killed launcher leaves the label
         last: VastAPIError | None = None
         for pick in ranked[:3]:
@@ -323,8 +372,16 @@ class VastBackend(VastJobMonitor, Backend):
             created_at = self._clock()
             try:
                 env = self._env(vast, payload, budget_s, program.secret_env())
-                res = vast.create_instance(pick.id, image=self.options.image, disk=disk, env=env,
-                                           onstart_cmd=ONSTART, label=label, price=pick.bid, runtype="ssh")  # fmt: skip
+                res = vast.create_instance(
+                    pick.id,
+                    image=self.options.image,
+                    disk=disk,
+                    env=env,
+                    onstart_cmd=ONSTART,
+                    label=label,
+                    price=pick.bid,
+                    runtype="ssh",
+                )
             except VastAmbiguousCreateError as exc:
                 cleaned = self._destroy_label(vast, label)
                 raise BackendError(
@@ -338,13 +395,24 @@ class VastBackend(VastJobMonitor, Backend):
             iid = int(res["new_contract"])
             storage = float(pick.offer.get("storage_cost") or 0.0) * disk / 720.0
             gpu_rate = pick.bid if pick.bid is not None else max(0.0, pick.price_per_hour - storage)
-            data.update(instance_id=iid, offer_id=pick.id, created_at=created_at, storage_rate=storage,
-                        gpu_rate=gpu_rate, bid=pick.bid, budget_seconds=round(budget_s, 1),
-                        gpu_name=pick.offer.get("gpu_name"), price_per_hour=round(pick.price_per_hour, 6))  # fmt: skip
+            data.update(
+                instance_id=iid,
+                offer_id=pick.id,
+                created_at=created_at,
+                storage_rate=storage,
+                gpu_rate=gpu_rate,
+                bid=pick.bid,
+                budget_seconds=round(budget_s, 1),
+                gpu_name=pick.offer.get("gpu_name"),
+                price_per_hour=round(pick.price_per_hour, 6),
+            )
             break
         else:
-            raise ResourceError("every matching Vast.ai offer was taken before it could be rented",
-                                {"tried": [r.id for r in ranked[:3]]}, "Retry in a minute.") from last  # fmt: skip
+            raise ResourceError(
+                "every matching Vast.ai offer was taken before it could be rented",
+                {"tried": [r.id for r in ranked[:3]]},
+                "Retry in a minute.",
+            ) from last
         self._write_handle(job_id, job_dir, data)
         try:
             inst, running_from = self._wait_running(vast, iid)
@@ -361,13 +429,19 @@ class VastBackend(VastJobMonitor, Backend):
             if isinstance(exc, VibeMLError):
                 note = "the instance was destroyed" if gone else f"instance {iid} could NOT be destroyed"
                 raise BackendError(
-                    f"the Vast launch failed: {exc.message} ({note})", {"instance_id": iid, **exc.context},
+                    f"the Vast launch failed: {exc.message} ({note})",
+                    {"instance_id": iid, **exc.context},
                     exc.recovery_suggestion if gone else f"Run `vibeml vast destroy {iid}` now.",
                 ) from exc
             raise
         state = JobState(job_dir)
-        state.data.update(segments=[[running_from, data["gpu_rate"]]], gpu_rate=data["gpu_rate"], gpu_on=True,
-                          last_seen=self._clock(), running_seen=self._clock())  # fmt: skip
+        state.data.update(
+            segments=[[running_from, data["gpu_rate"]]],
+            gpu_rate=data["gpu_rate"],
+            gpu_on=True,
+            last_seen=self._clock(),
+            running_seen=self._clock(),
+        )
         state.save()
         data.update(launched=True, running_from=running_from)
         return self._write_handle(job_id, job_dir, data)
@@ -392,13 +466,18 @@ class VastBackend(VastJobMonitor, Backend):
             if status == "running":
                 return inst, last_not_running
             if status in ("exited", "offline", "stopped") or FAILED_MSG.search(msg):
-                raise BackendError(f"instance {iid} did not start: it is {status} ({msg or 'no message'})",
-                                   {"instance_id": iid, "status": status},
-                                   "Retry: VibeML picks another offer; add --spot/--on-demand to widen the market.")
+                raise BackendError(
+                    f"instance {iid} did not start: it is {status} ({msg or 'no message'})",
+                    {"instance_id": iid, "status": status},
+                    "Retry: VibeML picks another offer; add --spot/--on-demand to widen the market.",
+                )
             last_not_running = asked
             if time.monotonic() >= deadline:
-                raise BackendError(f"instance {iid} did not start within {o.start_timeout:g} s (still {status})",
-                                   {"instance_id": iid, "status": status}, "Retry; this host is slow to start.")
+                raise BackendError(
+                    f"instance {iid} did not start within {o.start_timeout:g} s (still {status})",
+                    {"instance_id": iid, "status": status},
+                    "Retry; this host is slow to start.",
+                )
             self._sleep(o.poll_interval)
 
     # ------------------------------------------------------------------------------ logs / stop
@@ -414,8 +493,12 @@ class VastBackend(VastJobMonitor, Backend):
         if JobState(Path(handle.job_dir)).final is not None or not handle.data.get("instance_id"):
             return self._saved_log(handle)
         try:
-            text = self.client().logs(int(handle.data["instance_id"]), tail=self.options.logs_tail,
-                                      timeout=self.options.logs_timeout, poll_interval=self.options.logs_poll)
+            text = self.client().logs(
+                int(handle.data["instance_id"]),
+                tail=self.options.logs_tail,
+                timeout=self.options.logs_timeout,
+                poll_interval=self.options.logs_poll,
+            )
         except VastNotFoundError:
             return self._saved_log(handle)
         except VibeMLError:
@@ -450,22 +533,29 @@ class VastBackend(VastJobMonitor, Backend):
         iid = handle.data.get("instance_id")
         if not handle.data.get("launched"):
             if not self._destroy_label(vast, str(handle.data["label"]), int(iid) if iid else None):
-                raise BackendError(f"could not destroy the instance labelled {handle.data['label']}",
-                                   recovery_suggestion="Run `vibeml vast cleanup`.")  # fmt: skip
+                raise BackendError(
+                    f"could not destroy the instance labelled {handle.data['label']}",
+                    recovery_suggestion="Run `vibeml vast cleanup`.",
+                )
             self._done(handle, state, JobProgress(status=JobStatus.STOPPED, error="stopped by request"))
             return
         if grace_seconds > 0:
             with quiet():
                 self._graceful(vast, handle, state, grace_seconds)
         if not self._destroy(vast, int(handle.data["instance_id"])):
-            raise BackendError(f"could not destroy instance {iid}", {"instance_id": iid},
-                               f"Retry `vibeml stop`, or run `vibeml vast destroy {iid}`.")  # fmt: skip
+            raise BackendError(
+                f"could not destroy instance {iid}",
+                {"instance_id": iid},
+                f"Retry `vibeml stop`, or run `vibeml vast destroy {iid}`.",
+            )
         info = RunInfo.from_records(state.records())
-        progress = info.progress(alive=False).model_copy(update={"status": JobStatus.STOPPED,
-                                                                 "error": "stopped by request"})  # fmt: skip
+        progress = info.progress(alive=False).model_copy(
+            update={"status": JobStatus.STOPPED, "error": "stopped by request"}
+        )
         if state.data.get("artifacts"):
-            progress = progress.model_copy(update={"status": JobStatus.COMPLETED, "error": None,
-                                                   "output_dir": state.data["artifacts"]})  # fmt: skip
+            progress = progress.model_copy(
+                update={"status": JobStatus.COMPLETED, "error": None, "output_dir": state.data["artifacts"]}
+            )
         self._done(handle, state, progress)
 
     def _graceful(self, vast: VastAI, handle: JobHandle, state: JobState, grace: float) -> None:
@@ -492,8 +582,11 @@ class VastBackend(VastJobMonitor, Backend):
             state = JobState(Path(handle.job_dir))
         src = Path(state.data["artifacts"]) if state.data.get("artifacts") else None
         if src is None or not src.exists():
-            raise BackendError(f"job {handle.job_id} has no adapter here yet", {"job_id": handle.job_id},
-                               "The adapter comes back when the job completes; check `vibeml status JOB`.")  # fmt: skip
+            raise BackendError(
+                f"job {handle.job_id} has no adapter here yet",
+                {"job_id": handle.job_id},
+                "The adapter comes back when the job completes; check `vibeml status JOB`.",
+            )
         if dest is None or Path(dest).resolve() == src.resolve():
             return src
         shutil.copytree(src, dest, dirs_exist_ok=True)
@@ -507,11 +600,16 @@ class VastBackend(VastJobMonitor, Backend):
             label = str(inst.get("label") or "")
             if not label.startswith(LABEL_PREFIX) or label[len(LABEL_PREFIX) :] in live_job_ids:
                 continue
-            out.append({
-                "id": str(inst.get("id")), "label": label, "job_id": label[len(LABEL_PREFIX) :],
-                "status": inst.get("actual_status"), "dph_total": inst.get("dph_total"),
-                "reason": "labelled as VibeML's, but no live job owns it",
-            })  # fmt: skip
+            out.append(
+                {
+                    "id": str(inst.get("id")),
+                    "label": label,
+                    "job_id": label[len(LABEL_PREFIX) :],
+                    "status": inst.get("actual_status"),
+                    "dph_total": inst.get("dph_total"),
+                    "reason": "labelled as VibeML's, but no live job owns it",
+                }
+            )
         return out
 
     def destroy_orphans(self, ids: list[str]) -> list[str]:
@@ -520,8 +618,9 @@ class VastBackend(VastJobMonitor, Backend):
 
     # ------------------------------------------------------------------------------ CLI helpers
 
-    def search(self, query: str = "", type: str = "on-demand", order: str = "dph_total",
-               limit: int | None = 20) -> list[dict[str, Any]]:  # fmt: skip
+    def search(
+        self, query: str = "", type: str = "on-demand", order: str = "dph_total", limit: int | None = 20
+    ) -> list[dict[str, Any]]:
         """Offers for a query in Vast's language (``vibeml vast offers``)."""
         return self.client().search_offers(query, type=type, order=order, limit=limit)
 

@@ -35,7 +35,8 @@ class VastOptions(BaseModel):
 
     image: str = Field(DEFAULT_IMAGE, min_length=1, max_length=1024, description="Docker image.")
     min_cuda: float = Field(
-        default_factory=_lock_cuda_floor, ge=0,
+        default_factory=_lock_cuda_floor,
+        ge=0,
         description="Lowest cuda_max_good a host may report (default: the CUDA the locked torch is built for).",
     )
     min_reliability: float = Field(0.98, ge=0, le=1, description="Reliability floor for offers.")

@@ -169,8 +169,14 @@ class RunInfo:
     def progress(self, alive: bool = True) -> JobProgress:
         """Progress of the current run; ``first_loss`` from the very first step of any run."""
         p = progress_from_events(self.events, alive=alive)
-        first = next((e.get("loss") for e in self.all_events if e.get("event") == "step"
-                      and isinstance(e.get("loss"), (int, float))), None)  # fmt: skip
+        first = next(
+            (
+                e.get("loss")
+                for e in self.all_events
+                if e.get("event") == "step" and isinstance(e.get("loss"), (int, float))
+            ),
+            None,
+        )
         if first is not None:
             p = p.model_copy(update={"first_loss": float(first)})
         return p

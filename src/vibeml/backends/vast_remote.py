@@ -81,7 +81,7 @@ ONSTART = (
     'export VIBEML_ONSTART_AT="$(date +%s)"; PY="${VIBEML_REMOTE_PYTHON:-python3}"; '
     'if [ -n "$VIBEML_INSTALL" ] && ! "$PY" -m pip install -q "$VIBEML_INSTALL"; then '
     'echo "@@vibeml-runner {\\"phase\\": \\"gave-up\\", \\"reason\\": \\"pip install failed\\"}"; '
-    "for i in 1 2 3 4 5; do \"$PY\" -c 'import os,urllib.request as u;e=os.environ;u.urlopen(u.Request("
+    'for i in 1 2 3 4 5; do "$PY" -c \'import os,urllib.request as u;e=os.environ;u.urlopen(u.Request('
     'e["VIBEML_VAST_API"].rstrip("/")+"/api/v0/instances/"+e["CONTAINER_ID"]+"/",method="DELETE",'
     'headers={"Authorization":"Bearer "+e["CONTAINER_API_KEY"]}),timeout=60)\' && exit 1; sleep 10; done; '
     "exit 1; fi; "
@@ -369,9 +369,15 @@ class Runner:
         """
         try:
             child = subprocess.Popen(
-                argv, cwd=self.root, env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-            )  # fmt: skip
+                argv,
+                cwd=self.root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+            )
         except OSError as exc:
             self.say("gave-up", reason=f"could not start {argv[0]}: {exc}")
             return None, "gave-up"

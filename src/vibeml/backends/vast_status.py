@@ -92,8 +92,9 @@ class VastJobMonitor:
     def _read_log(self, vast: VastAI, handle: JobHandle, state: JobState) -> str | None:
         o = self.options
         try:
-            text = vast.logs(int(handle.data["instance_id"]), tail=o.logs_tail, timeout=o.logs_timeout,
-                             poll_interval=o.logs_poll)  # fmt: skip
+            text = vast.logs(
+                int(handle.data["instance_id"]), tail=o.logs_tail, timeout=o.logs_timeout, poll_interval=o.logs_poll
+            )
         except VibeMLError as exc:
             logger.info("could not read the log of job %s: %s", handle.job_id, exc.message)
             return None
@@ -113,8 +114,14 @@ class VastJobMonitor:
             (Path(handle.job_dir) / LOG_FILENAME).write_text(text, encoding="utf-8")
         return progress
 
-    def _interim(self, handle: JobHandle, state: JobState, progress: JobProgress, note: str | None = None,
-                 status: JobStatus | None = None) -> JobProgress:  # fmt: skip
+    def _interim(
+        self,
+        handle: JobHandle,
+        state: JobState,
+        progress: JobProgress,
+        note: str | None = None,
+        status: JobStatus | None = None,
+    ) -> JobProgress:
         now = self._clock()
         state.data["last_poll"] = now
         state.save()
@@ -162,8 +169,14 @@ class VastJobMonitor:
             state.data["last_seen"] = now
             seen = float(state.data.get("running_seen") or now)
             if not info.started and now - seen > self.options.boot_timeout:
-                return self._fail(vast, handle, state, info, f"nothing ran on the instance within "
-                                  f"{self.options.boot_timeout:g} s of it starting (see `vibeml logs`)")  # fmt: skip
+                return self._fail(
+                    vast,
+                    handle,
+                    state,
+                    info,
+                    f"nothing ran on the instance within "
+                    f"{self.options.boot_timeout:g} s of it starting (see `vibeml logs`)",
+                )
             return self._interim(handle, state, info.interim())
         since = float(state.data.setdefault("loading_since", now))
         if now - since > self.options.start_timeout:
@@ -181,22 +194,34 @@ class VastJobMonitor:
         vast = self.client()
         iid = d.get("instance_id")
         if not self._destroy_label(vast, str(d["label"]), int(iid) if iid else None):
-            return self._interim(handle, state, pending, "the launcher stopped mid-launch; destroying its "
-                                 "instance failed, retrying")  # fmt: skip
+            return self._interim(
+                handle, state, pending, "the launcher stopped mid-launch; destroying its instance failed, retrying"
+            )
         what = f"after renting instance {iid}; the instance was destroyed" if iid else "before renting anything"
-        return self._done(handle, state, JobProgress(status=JobStatus.FAILED,
-                          error=f"the launch did not complete (the launcher stopped {what})"))  # fmt: skip
+        return self._done(
+            handle,
+            state,
+            JobProgress(status=JobStatus.FAILED, error=f"the launch did not complete (the launcher stopped {what})"),
+        )
 
-    def _fail(self, vast: VastAI, handle: JobHandle, state: JobState, info: RunInfo, why: str,
-              status: JobStatus = JobStatus.FAILED) -> JobProgress:  # fmt: skip
+    def _fail(
+        self,
+        vast: VastAI,
+        handle: JobHandle,
+        state: JobState,
+        info: RunInfo,
+        why: str,
+        status: JobStatus = JobStatus.FAILED,
+    ) -> JobProgress:
         """Destroy and end the job; if the destroy fails the job stays open and the next poll retries."""
         if not self._destroy(vast, int(handle.data["instance_id"])):
             return self._interim(handle, state, info.interim(), f"{why}; destroying the instance failed, retrying")
         progress = info.progress(alive=False).model_copy(update={"status": status, "error": why})
         return self._done(handle, state, progress)
 
-    def _conclude(self, vast: VastAI, handle: JobHandle, state: JobState, inst: dict[str, Any],
-                  info: RunInfo) -> JobProgress:  # fmt: skip
+    def _conclude(
+        self, vast: VastAI, handle: JobHandle, state: JobState, inst: dict[str, Any], info: RunInfo
+    ) -> JobProgress:
         """The runner says the trainer is finished: bring back what it made, destroy, end the job."""
         progress = info.progress(alive=False)
         outcome = info.outcome if info.finished else None
@@ -206,17 +231,30 @@ class VastJobMonitor:
             except VibeMLError as exc:
                 failures = state.data["fetch_failures"] = int(state.data.get("fetch_failures", 0)) + 1
                 if failures < 5 and inst.get("actual_status") not in ("exited", "offline"):
-                    return self._interim(handle, state, info.interim(),
-                                         f"training finished; fetching the adapter failed ({exc.message}); retrying")
-                return self._fail(vast, handle, state, info, f"training finished but the adapter could not be "
-                                  f"brought back: {exc.message}")  # fmt: skip
+                    return self._interim(
+                        handle,
+                        state,
+                        info.interim(),
+                        f"training finished; fetching the adapter failed ({exc.message}); retrying",
+                    )
+                return self._fail(
+                    vast,
+                    handle,
+                    state,
+                    info,
+                    f"training finished but the adapter could not be brought back: {exc.message}",
+                )
             with quiet():
                 self.transport.put_text(inst, self._remote(handle.data, COLLECTED_MARKER), "ok\n")
             if not self._destroy(vast, int(handle.data["instance_id"])):
-                return self._interim(handle, state, info.interim(), "adapter fetched; destroying the instance "
-                                     "failed, retrying")  # fmt: skip
-            return self._done(handle, state, progress.model_copy(update={"status": JobStatus.COMPLETED,
-                                                                          "output_dir": str(local), "error": None}))
+                return self._interim(
+                    handle, state, info.interim(), "adapter fetched; destroying the instance failed, retrying"
+                )
+            return self._done(
+                handle,
+                state,
+                progress.model_copy(update={"status": JobStatus.COMPLETED, "output_dir": str(local), "error": None}),
+            )
         if outcome == "stopped":
             with quiet():
                 self._collect(handle, state, inst, info)
@@ -227,8 +265,14 @@ class VastJobMonitor:
         if gave is not None:
             return self._fail(vast, handle, state, info, f"the instance gave up: {gave.get('reason')}")
         rc = (info.finished or {}).get("rc")
-        return self._fail(vast, handle, state, info, f"the trainer exited with code {rc} without a final event "
-                          "(killed, out of memory, or crashed); see `vibeml logs`")  # fmt: skip
+        return self._fail(
+            vast,
+            handle,
+            state,
+            info,
+            f"the trainer exited with code {rc} without a final event "
+            "(killed, out of memory, or crashed); see `vibeml logs`",
+        )
 
     def _collect(self, handle: JobHandle, state: JobState, inst: dict[str, Any], info: RunInfo) -> Path:
         """Download the adapter (after ``done``) or the last checkpoint (after ``stopped``)."""
@@ -268,27 +312,39 @@ class VastJobMonitor:
         progress = info.progress(alive=False)
         outcome = info.outcome if info.finished else None
         if outcome == "stopped":
-            why = (f"{progress.error or 'stopped'}; the instance then destroyed itself at the end of its budget "
-                   "(the checkpoint went with it)")  # fmt: skip
+            why = (
+                f"{progress.error or 'stopped'}; the instance then destroyed itself at the end of its budget "
+                "(the checkpoint went with it)"
+            )
             return self._done(handle, state, progress.model_copy(update={"status": JobStatus.STOPPED, "error": why}))
         if outcome == "done" and state.data.get("artifacts"):  # it destroyed itself once we had the adapter
-            return self._done(handle, state, progress.model_copy(update={
-                "status": JobStatus.COMPLETED, "output_dir": state.data["artifacts"], "error": None}))  # fmt: skip
+            return self._done(
+                handle,
+                state,
+                progress.model_copy(
+                    update={"status": JobStatus.COMPLETED, "output_dir": state.data["artifacts"], "error": None}
+                ),
+            )
         if outcome == "done":
-            why = (f"training finished, but the instance was destroyed before VibeML brought the adapter back "
-                   f"(it waits {self.options.linger:g} s for a `vibeml status`)")  # fmt: skip
+            why = (
+                f"training finished, but the instance was destroyed before VibeML brought the adapter back "
+                f"(it waits {self.options.linger:g} s for a `vibeml status`)"
+            )
         elif outcome == "error":
             why = progress.error or "the trainer failed"
         elif not info.finished and budget_s and self._clock() >= budget_end - max(5.0, 0.05 * budget_s):
-            why = ("the run-time budget ran out: the instance stopped the trainer and destroyed itself "
-                   "(no checkpoint could be brought back)")  # fmt: skip
+            why = (
+                "the run-time budget ran out: the instance stopped the trainer and destroyed itself "
+                "(no checkpoint could be brought back)"
+            )
             return self._done(handle, state, progress.model_copy(update={"status": JobStatus.STOPPED, "error": why}))
         else:
             why = "the instance no longer exists (destroyed outside this job, or at the end of its budget)"
         return self._done(handle, state, progress.model_copy(update={"status": JobStatus.FAILED, "error": why}))
 
-    def _on_stopped(self, vast: VastAI, handle: JobHandle, state: JobState, inst: dict[str, Any], info: RunInfo,
-                    now: float) -> JobProgress:  # fmt: skip
+    def _on_stopped(
+        self, vast: VastAI, handle: JobHandle, state: JobState, inst: dict[str, Any], info: RunInfo, now: float
+    ) -> JobProgress:
         """Preempted (outbid) or stopped: re-bid if affordable; destroy after ``spot_wait``."""
         o, d = self.options, handle.data
         iid = int(d["instance_id"])
@@ -324,6 +380,13 @@ class VastJobMonitor:
                 state.data["start_asked"] = True
             note = f"the instance was stopped at step {step}; asked it to start again"
         if now - since >= o.spot_wait:
-            return self._fail(vast, handle, state, info, f"{note}; it did not run again within {o.spot_wait:g} s, "
-                              "so it was destroyed (storage is billed while stopped)", JobStatus.STOPPED)  # fmt: skip
+            return self._fail(
+                vast,
+                handle,
+                state,
+                info,
+                f"{note}; it did not run again within {o.spot_wait:g} s, "
+                "so it was destroyed (storage is billed while stopped)",
+                JobStatus.STOPPED,
+            )
         return self._interim(handle, state, info.interim(), note, JobStatus.PROVISIONING)

@@ -121,8 +121,11 @@ class SSHTransport(ArtifactTransport):
                 self.key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
                 res = self._run(
                     [keygen, "-q", "-t", "ed25519", "-N", "", "-C", "vibeml-vast", "-f", str(self.key_path)],
-                    capture_output=True, text=True, timeout=60, check=False,
-                )  # fmt: skip
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
                 if res.returncode != 0:
                     raise BackendError(f"ssh-keygen failed: {res.stderr.strip()[:300]}")
             return self.key_path.with_suffix(".pub").read_text(encoding="utf-8").strip()
@@ -130,8 +133,9 @@ class SSHTransport(ArtifactTransport):
     def prepare(self, vast: VastAI, instance: Mapping[str, Any]) -> None:
         key = self.public_key()
         if not self._registered:
-            known = {str(k.get("key") or k.get("public_key") or k.get("ssh_key") or "").strip()
-                     for k in vast.show_ssh_keys()}  # fmt: skip
+            known = {
+                str(k.get("key") or k.get("public_key") or k.get("ssh_key") or "").strip() for k in vast.show_ssh_keys()
+            }
             if key not in known:
                 vast.create_ssh_key(key)
             self._registered = True
@@ -151,10 +155,21 @@ class SSHTransport(ArtifactTransport):
 
     def _options(self) -> list[str]:
         return [
-            "-i", str(self.key_path), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-            "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={self.key_dir / 'known_hosts'}",
-            "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=30",
-        ]  # fmt: skip
+            "-i",
+            str(self.key_path),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "-o",
+            f"UserKnownHostsFile={self.key_dir / 'known_hosts'}",
+            "-o",
+            "ConnectTimeout=20",
+            "-o",
+            "ServerAliveInterval=30",
+        ]
 
     @staticmethod
     def _remote(path: str) -> str:
@@ -169,8 +184,10 @@ class SSHTransport(ArtifactTransport):
     def _exec(self, argv: list[str], what: str, stdin: str | None = None) -> None:
         for tool in ("ssh", "scp"):
             if argv[0] == tool and shutil.which(tool) is None:
-                raise BackendError(f"{tool} is not installed; the Vast backend copies files over SSH",
-                                   recovery_suggestion="Install OpenSSH (e.g. `apt-get install openssh-client`).")
+                raise BackendError(
+                    f"{tool} is not installed; the Vast backend copies files over SSH",
+                    recovery_suggestion="Install OpenSSH (e.g. `apt-get install openssh-client`).",
+                )
         last = ""
         for attempt in range(1, self.attempts + 1):
             try:
@@ -185,8 +202,12 @@ class SSHTransport(ArtifactTransport):
                 break
             logger.info("%s: ssh not ready (attempt %d/%d): %s", what, attempt, self.attempts, last)
             self._sleep(self.retry_delay)
-        raise BackendError(f"{what} failed: {last or 'no output'}", recovery_suggestion=(
-            "Check that the instance is running and that ssh/scp work from this machine; then retry."))
+        raise BackendError(
+            f"{what} failed: {last or 'no output'}",
+            recovery_suggestion=(
+                "Check that the instance is running and that ssh/scp work from this machine; then retry."
+            ),
+        )
 
     def _ssh(self, instance: Mapping[str, Any], command: str, what: str, stdin: str | None = None) -> None:
         target, port = self._target(instance)
@@ -198,15 +219,19 @@ class SSHTransport(ArtifactTransport):
         target, port = self._target(instance)
         parent = str(PurePosixPath(remote).parent)
         self._ssh(instance, f"mkdir -p {shlex.quote(parent)}", f"creating {parent} on the instance")
-        self._exec(["scp", *self._options(), "-P", port, "-r", "-q", str(local), f"{target}:{shlex.quote(remote)}"],
-                   f"uploading {local.name}")  # fmt: skip
+        self._exec(
+            ["scp", *self._options(), "-P", port, "-r", "-q", str(local), f"{target}:{shlex.quote(remote)}"],
+            f"uploading {local.name}",
+        )
 
     def download(self, instance: Mapping[str, Any], remote: str, local: Path) -> None:
         remote = self._remote(remote)
         target, port = self._target(instance)
         local.parent.mkdir(parents=True, exist_ok=True)
-        self._exec(["scp", *self._options(), "-P", port, "-r", "-q", f"{target}:{shlex.quote(remote)}", str(local)],
-                   f"downloading {PurePosixPath(remote).name}")  # fmt: skip
+        self._exec(
+            ["scp", *self._options(), "-P", port, "-r", "-q", f"{target}:{shlex.quote(remote)}", str(local)],
+            f"downloading {PurePosixPath(remote).name}",
+        )
 
     def put_text(self, instance: Mapping[str, Any], remote: str, text: str) -> None:
         remote = self._remote(remote)

@@ -53,11 +53,20 @@ def training_settings(
 ) -> dict[str, Any]:
     """The shared options as request fields (flat hyperparameters included); unset ones left out."""
     fields: dict[str, Any] = {
-        "max_steps": max_steps, "num_epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size,
-        "gradient_accumulation_steps": grad_accum, "max_seq_length": max_seq_length, "lora_r": lora_r,
-        "lora_alpha": lora_alpha, "lora_dropout": lora_dropout, "gradient_checkpointing": gradient_checkpointing,
-        "packing": packing, "seed": seed, "save_steps": save_steps,
+        "max_steps": max_steps,
+        "num_epochs": epochs,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "gradient_accumulation_steps": grad_accum,
+        "max_seq_length": max_seq_length,
+        "lora_r": lora_r,
+        "lora_alpha": lora_alpha,
+        "lora_dropout": lora_dropout,
+        "gradient_checkpointing": gradient_checkpointing,
+        "packing": packing,
+        "seed": seed,
+        "save_steps": save_steps,
         "lora_target_modules": parse_target_modules(target_modules),
         "column_mapping": parse_column_mapping(column_mapping),
-    }  # fmt: skip
+    }
     return {k: v for k, v in fields.items() if v is not None}

@@ -81,7 +81,14 @@ def spending(
     for line in lines:
         final = line["final_cost"]
         total += final if final is not None else line["accrued_cost"]
-        table.add_row(line["job_id"], line["backend"], line["month"], fmt_money(line["estimated_cost"]),
-                      fmt_money(line["accrued_cost"]), fmt_money(final), fmt_money(line["max_cost"]))
+        table.add_row(
+            line["job_id"],
+            line["backend"],
+            line["month"],
+            fmt_money(line["estimated_cost"]),
+            fmt_money(line["accrued_cost"]),
+            fmt_money(final),
+            fmt_money(line["max_cost"]),
+        )
     console().print(table)
     console().print(f"total: {fmt_money(total)}")

@@ -5,7 +5,6 @@ Nothing heavy is imported at module import (the estimator is imported inside the
 errors are raised as ``VibeMLError`` subclasses for the app's error boundary to map to exit codes.
 """
 
-
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -19,6 +18,7 @@ if TYPE_CHECKING:
 Q = TypeVar("Q", bound="BaseModel")
 
 __all__ = ["register"]
+
 
 class MethodChoice(str, Enum):
     lora = "lora"
@@ -39,11 +39,6 @@ class OptimizerChoice(str, Enum):
 class ParallelismChoice(str, Enum):
     ddp = "ddp"
     fsdp = "fsdp"
-
-
-
-
-
 
 
 def _render_job(data: dict[str, Any]) -> None:
@@ -80,7 +75,6 @@ def _render_job(data: dict[str, Any]) -> None:
     )
     for note in data["assumptions"]:
         console.print(f"[dim]· {note}[/]")
-
 
 
 def _render_plan(data: dict[str, Any]) -> None:
@@ -187,11 +181,25 @@ def register(app: typer.Typer) -> None:
 
         query = _query(
             EstimateQuery,
-            model=model, method=method.value, batch_size=batch_size, max_seq_length=max_seq_length,
-            gradient_checkpointing=gradient_checkpointing, lora_r=lora_r, lora_dropout=lora_dropout,
-            gpu=gpu, gpu_count=gpu_count, parallelism=parallelism.value, loss=loss.value,
-            optimizer=optimizer.value, max_steps=max_steps, epochs=epochs, dataset_rows=dataset_rows,
-            mean_tokens=mean_tokens, grad_accum=grad_accum, cloud=cloud, spot=spot,
+            model=model,
+            method=method.value,
+            batch_size=batch_size,
+            max_seq_length=max_seq_length,
+            gradient_checkpointing=gradient_checkpointing,
+            lora_r=lora_r,
+            lora_dropout=lora_dropout,
+            gpu=gpu,
+            gpu_count=gpu_count,
+            parallelism=parallelism.value,
+            loss=loss.value,
+            optimizer=optimizer.value,
+            max_steps=max_steps,
+            epochs=epochs,
+            dataset_rows=dataset_rows,
+            mean_tokens=mean_tokens,
+            grad_accum=grad_accum,
+            cloud=cloud,
+            spot=spot,
         )
         data = VibeML().estimate_report(query)
         if json_out:
@@ -239,12 +247,27 @@ def register(app: typer.Typer) -> None:
 
         query = _query(
             PlanQuery,
-            model=model, method=method.value, batch_size=batch_size, max_seq_length=max_seq_length,
-            gradient_checkpointing=gradient_checkpointing, lora_r=lora_r, lora_dropout=lora_dropout,
-            loss=loss.value, optimizer=optimizer.value, max_steps=max_steps, epochs=epochs,
-            dataset_rows=dataset_rows, mean_tokens=mean_tokens, grad_accum=grad_accum,
-            max_cost=max_cost or None, max_hours=max_hours or None, clouds=cloud, gpus=gpu,
-            gpu_counts=gpu_count, spot=spot, top=top,
+            model=model,
+            method=method.value,
+            batch_size=batch_size,
+            max_seq_length=max_seq_length,
+            gradient_checkpointing=gradient_checkpointing,
+            lora_r=lora_r,
+            lora_dropout=lora_dropout,
+            loss=loss.value,
+            optimizer=optimizer.value,
+            max_steps=max_steps,
+            epochs=epochs,
+            dataset_rows=dataset_rows,
+            mean_tokens=mean_tokens,
+            grad_accum=grad_accum,
+            max_cost=max_cost or None,
+            max_hours=max_hours or None,
+            clouds=cloud,
+            gpus=gpu,
+            gpu_counts=gpu_count,
+            spot=spot,
+            top=top,
         )
         data = VibeML().plan_report(query)
         if json_out:

@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from vibeml.models import JobRecord
 
 
-
 def _run(coro: Any) -> Any:
     import asyncio
 
@@ -111,11 +110,22 @@ def launch(
     """Launch a fine-tune (validate → estimate → budget check → start). Returns at once unless --follow."""
 
     hyper = training_settings(
-        max_steps=max_steps, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-        grad_accum=grad_accum, max_seq_length=max_seq_length, lora_r=lora_r, lora_alpha=lora_alpha,
-        lora_dropout=lora_dropout, target_modules=target_modules, gradient_checkpointing=gradient_checkpointing,
-        packing=packing, seed=seed, save_steps=save_steps, column_mapping=column_mapping,
-    )  # fmt: skip
+        max_steps=max_steps,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        max_seq_length=max_seq_length,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        target_modules=target_modules,
+        gradient_checkpointing=gradient_checkpointing,
+        packing=packing,
+        seed=seed,
+        save_steps=save_steps,
+        column_mapping=column_mapping,
+    )
     other: dict[str, Any] = {
         "workflow": workflow,
         "backend": backend,
@@ -407,9 +417,7 @@ def logs(
 
 def stop(
     job_id: Annotated[str, typer.Argument(help="Job id (or a unique prefix).")],
-    grace: Annotated[
-        float | None, typer.Option(help="Seconds to let it checkpoint before it is killed.")
-    ] = None,
+    grace: Annotated[float | None, typer.Option(help="Seconds to let it checkpoint before it is killed.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Stop a job (it checkpoints first). Stopping a finished job is fine and changes nothing."""

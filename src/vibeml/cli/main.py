@@ -1,7 +1,6 @@
 """The `vibeml` command. Start-up imports only typer and our light modules: torch, transformers and
 SkyPilot are imported inside the commands that need them."""
 
-
 from typing import Annotated
 
 import typer
@@ -78,9 +77,7 @@ def workflows(json_out: Annotated[bool, typer.Option("--json")] = False) -> None
 @app.command("mcp")
 @error_boundary
 def mcp(
-    http: Annotated[
-        str | None, typer.Option("--http", help="Serve over HTTP on HOST:PORT instead of stdio.")
-    ] = None,
+    http: Annotated[str | None, typer.Option("--http", help="Serve over HTTP on HOST:PORT instead of stdio.")] = None,
 ) -> None:
     """Run the MCP server (stdio by default) so an AI assistant can plan, launch and track fine-tunes."""
     if http:

@@ -4,7 +4,6 @@ Thin: parses options, makes one call to :class:`vibeml.workflows.script.ScriptGe
 script went (or the script itself with ``-o -``). Every value travels as data in the script's CONFIG.
 """
 
-
 import sys
 from typing import Annotated
 
@@ -64,25 +63,40 @@ def script(
     dataset_format: DatasetFormatOpt = "auto",
     dataset_split: DatasetSplitOpt = "train",
     column_mapping: ColumnMappingOpt = None,
-    output_dir: Annotated[str | None, typer.Option(help="Where the script saves the result (default ./output).")]
-    = None,
-    save_merged: SaveMergedOpt = False,
-    sample_prompt: Annotated[
-        list[str] | None, typer.Option("--sample-prompt", help="Answered after training.")
+    output_dir: Annotated[
+        str | None, typer.Option(help="Where the script saves the result (default ./output).")
     ] = None,
+    save_merged: SaveMergedOpt = False,
+    sample_prompt: Annotated[list[str] | None, typer.Option("--sample-prompt", help="Answered after training.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
 ) -> None:
     """Write a self-contained training script for a workflow (your settings are data inside it)."""
     from vibeml.workflows.script import ScriptGenerator
 
     settings = training_settings(
-        max_steps=max_steps, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-        grad_accum=grad_accum, max_seq_length=max_seq_length, lora_r=lora_r, lora_alpha=lora_alpha,
-        lora_dropout=lora_dropout, target_modules=target_modules, gradient_checkpointing=gradient_checkpointing,
-        packing=packing, seed=seed, save_steps=save_steps, column_mapping=column_mapping,
-    )  # fmt: skip
-    extra = {"dataset_format": dataset_format, "dataset_split": dataset_split, "output_dir": output_dir,
-             "save_merged": save_merged, "sample_prompts": sample_prompt or None}  # fmt: skip
+        max_steps=max_steps,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        max_seq_length=max_seq_length,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        target_modules=target_modules,
+        gradient_checkpointing=gradient_checkpointing,
+        packing=packing,
+        seed=seed,
+        save_steps=save_steps,
+        column_mapping=column_mapping,
+    )
+    extra = {
+        "dataset_format": dataset_format,
+        "dataset_split": dataset_split,
+        "output_dir": output_dir,
+        "save_merged": save_merged,
+        "sample_prompts": sample_prompt or None,
+    }
     settings.update({k: v for k, v in extra.items() if v is not None})
     generator = ScriptGenerator()
     text = generator.generate_script(workflow, model, dataset, **settings)
@@ -96,5 +110,7 @@ def script(
         return
     from rich.markup import escape
 
-    console().print(f"[bold green]Wrote[/] {escape(str(path))} ({workflow}). Run it with: python {escape(str(path))}"
-                    f"  (--print-config shows the settings)")
+    console().print(
+        f"[bold green]Wrote[/] {escape(str(path))} ({workflow}). Run it with: python {escape(str(path))}"
+        f"  (--print-config shows the settings)"
+    )

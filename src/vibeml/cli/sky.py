@@ -3,7 +3,6 @@
 SkyPilot is imported only inside the commands that need it (``export``); ``seed-catalog`` works without it.
 """
 
-
 from pathlib import Path
 from typing import Annotated
 
@@ -42,8 +41,15 @@ def export(
     from vibeml.client import build_request
 
     fields: dict[str, object] = {
-        "model": model, "dataset": dataset, "workflow": workflow, "backend": "skypilot",
-        "gpu_type": gpu, "gpu_count": gpu_count, "cloud": cloud, "use_spot": spot, "max_cost": max_cost,
+        "model": model,
+        "dataset": dataset,
+        "workflow": workflow,
+        "backend": "skypilot",
+        "gpu_type": gpu,
+        "gpu_count": gpu_count,
+        "cloud": cloud,
+        "use_spot": spot,
+        "max_cost": max_cost,
     }
     if max_steps is not None:
         fields["max_steps"] = max_steps
@@ -53,8 +59,9 @@ def export(
     request = build_request(**fields)
     choice = None
     if gpu:
-        choice = choice_from_flags(gpu, gpu_count=gpu_count, num_nodes=nodes, cloud=cloud, use_spot=spot,
-                                   max_cost=max_cost)
+        choice = choice_from_flags(
+            gpu, gpu_count=gpu_count, num_nodes=nodes, cloud=cloud, use_spot=spot, max_cost=max_cost
+        )
     text = export_task_yaml(request, choice=choice)
     if target is not None:
         write_text_atomic(target, text)

@@ -48,8 +48,10 @@ def validate_dataset(
         str | None, typer.Option("--model", "-m", help="Count tokens with this model's tokenizer.")
     ] = None,
     dataset_format: Annotated[
-        str, typer.Option("--format", "--dataset-format", help="auto, alpaca, messages, sharegpt, "
-                          "prompt_completion or text.")
+        str,
+        typer.Option(
+            "--format", "--dataset-format", help="auto, alpaca, messages, sharegpt, prompt_completion or text."
+        ),
     ] = "auto",
     column_mapping: Annotated[
         str | None, typer.Option(help="Rename columns first: old=new,old2=new2 (e.g. question=instruction).")
@@ -63,7 +65,11 @@ def validate_dataset(
     from vibeml.client import VibeML
 
     report = VibeML().validate_dataset(
-        dataset, model, dataset_format, column_mapping=parse_column_mapping(column_mapping), split=split,
+        dataset,
+        model,
+        dataset_format,
+        column_mapping=parse_column_mapping(column_mapping),
+        split=split,
         max_seq_length=max_seq_length,
     )
     if json_out:
@@ -94,8 +100,11 @@ def _render_model(info: "ModelInfo") -> None:
         ("size", f"{info.size_gb:.2f} GB" if info.size_gb is not None else "-"),
         ("license", info.license or "-"),
         ("private / gated", f"{'yes' if info.private else 'no'} / {info.gating or ('yes' if info.gated else 'no')}"),
-        ("access", ("yes" if info.has_access else "no")
-         + (f" (token from {info.token_source})" if info.token_used else " (no token)")),
+        (
+            "access",
+            ("yes" if info.has_access else "no")
+            + (f" (token from {info.token_source})" if info.token_used else " (no token)"),
+        ),
     ]
     for key, value in rows:
         table.add_row(key, escape(str(value)))
@@ -122,8 +131,13 @@ def _render_dataset(report: "DatasetReport") -> None:
     t = report.token_stats
     if t is not None:
         how = f"tokenizer of {t.tokenizer}" if t.method == "tokenizer" else "estimate: characters / 4"
-        rows.append(("tokens per row", f"mean {t.mean:.1f}, median {t.median:.0f}, p95 {t.p95:.0f}, max {t.max} "
-                                       f"({how}; {t.rows_counted:,} rows)"))
+        rows.append(
+            (
+                "tokens per row",
+                f"mean {t.mean:.1f}, median {t.median:.0f}, p95 {t.p95:.0f}, max {t.max} "
+                f"({how}; {t.rows_counted:,} rows)",
+            )
+        )
     if report.stats is not None:
         total = report.stats.total_tokens or round((report.stats.rows or 0) * (report.stats.mean_tokens_per_row or 0))
         rows.append(("tokens per epoch", f"≈{total:,}"))

@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from vibeml.client import VibeML
 
 
-
 def register(app: typer.Typer) -> None:
     """Add the ``vast`` command group to ``app``."""
     group = typer.Typer(
@@ -76,11 +75,16 @@ def offers(
     for o in rows:
         rel = o.get("reliability")
         table.add_row(
-            str(o.get("id")), f"{o.get('num_gpus')}x {o.get('gpu_name')}", _gb(o.get("gpu_ram")),
-            fmt_money(o.get("dph_total")), fmt_money(o.get("min_bid")),
-            f"{rel:.4f}" if isinstance(rel, (int, float)) else "-", str(o.get("cuda_max_good") or "-"),
-            str(o.get("disk_space") or "-"), str(o.get("geolocation") or "-"),
-        )  # fmt: skip
+            str(o.get("id")),
+            f"{o.get('num_gpus')}x {o.get('gpu_name')}",
+            _gb(o.get("gpu_ram")),
+            fmt_money(o.get("dph_total")),
+            fmt_money(o.get("min_bid")),
+            f"{rel:.4f}" if isinstance(rel, (int, float)) else "-",
+            str(o.get("cuda_max_good") or "-"),
+            str(o.get("disk_space") or "-"),
+            str(o.get("geolocation") or "-"),
+        )
     console().print(table)
 
 
@@ -101,10 +105,13 @@ def instances(json_out: JsonOpt = False) -> None:
         table.add_column(col)
     for i in rows:
         table.add_row(
-            str(i.get("id")), escape(str(i.get("label") or "")), str(i.get("actual_status") or "-"),
-            f"{i.get('num_gpus') or '?'}x {i.get('gpu_name') or '?'}", fmt_money(i.get("dph_total")),
+            str(i.get("id")),
+            escape(str(i.get("label") or "")),
+            str(i.get("actual_status") or "-"),
+            f"{i.get('num_gpus') or '?'}x {i.get('gpu_name') or '?'}",
+            fmt_money(i.get("dph_total")),
             escape(str(i.get("status_msg") or "")[:60]),
-        )  # fmt: skip
+        )
     console().print(table)
 
 
@@ -119,8 +126,11 @@ def destroy(
     try:
         _backend(_service()).destroy(instance_id)
     except VastNotFoundError:
-        raise BackendError(f"instance {instance_id} does not exist (already destroyed?)", {"instance_id": instance_id},
-                           "List your instances with `vibeml vast instances`.") from None  # fmt: skip
+        raise BackendError(
+            f"instance {instance_id} does not exist (already destroyed?)",
+            {"instance_id": instance_id},
+            "List your instances with `vibeml vast instances`.",
+        ) from None
     if json_out:
         emit_json({"id": instance_id, "destroyed": True})
     else:
@@ -167,8 +177,11 @@ def _report(items: list[dict[str, Any]], json_out: bool, title: str = "") -> Non
     for i in items:
         done = i.get("destroyed")
         table.add_row(
-            str(i.get("id")), escape(str(i.get("label") or "")), str(i.get("status") or "-"),
-            fmt_money(i.get("dph_total")), "-" if done is None else ("yes" if done else "[red]NO[/]"),
+            str(i.get("id")),
+            escape(str(i.get("label") or "")),
+            str(i.get("status") or "-"),
+            fmt_money(i.get("dph_total")),
+            "-" if done is None else ("yes" if done else "[red]NO[/]"),
             escape(str(i.get("reason") or "")),
-        )  # fmt: skip
+        )
     console().print(table)

@@ -58,11 +58,13 @@ def check_budget(
             f"estimated cost ${expected:.4f} exceeds the per-job cap ${job_cap:.4f} ({source})",
             estimated_cost=expected,
             max_cost=job_cap,
-            context={"gpu_type": estimate.gpu_type, "hourly_rate": estimate.hourly_rate,
-                     "estimated_hours": round(estimate.estimated_duration_hours, 4)},
+            context={
+                "gpu_type": estimate.gpu_type,
+                "hourly_rate": estimate.hourly_rate,
+                "estimated_hours": round(estimate.estimated_duration_hours, 4),
+            },
             recovery_suggestion=(
-                "Raise the cap, train for fewer steps/epochs, or let the planner pick a cheaper GPU "
-                "(`vibeml plan`)."
+                "Raise the cap, train for fewer steps/epochs, or let the planner pick a cheaper GPU (`vibeml plan`)."
             ),
         )
     warnings: list[str] = []
@@ -76,11 +78,13 @@ def check_budget(
                 f"of ${monthly:.4f}",
                 estimated_cost=expected,
                 max_cost=max(0.0, monthly - used),
-                context={"monthly_budget": monthly, "spent_this_month": round(spent_this_month, 4),
-                         "committed_this_month": round(committed_this_month, 4)},
+                context={
+                    "monthly_budget": monthly,
+                    "spent_this_month": round(spent_this_month, 4),
+                    "committed_this_month": round(committed_this_month, 4),
+                },
                 recovery_suggestion=(
-                    "Wait for next month, stop a running job, or raise it: "
-                    "`vibeml budget set --monthly AMOUNT`."
+                    "Wait for next month, stop a running job, or raise it: `vibeml budget set --monthly AMOUNT`."
                 ),
             )
         if monthly > 0 and (used + expected) / monthly >= prefs.budget_warning_threshold:

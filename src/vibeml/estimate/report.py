@@ -116,8 +116,9 @@ def estimate_report(query: EstimateQuery, arch: ModelArchitecture, prices: Price
     quote = None
     if query.cloud != "local":
         quote = CostEstimator(prices).best_quote(spec.name, query.gpu_count, query.spot, query.cloud)
-    job = estimate_job(arch, query.shape(query.gpu_count, query.parallelism), spec, workload, quote,
-                       model_name=query.model)
+    job = estimate_job(
+        arch, query.shape(query.gpu_count, query.parallelism), spec, workload, quote, model_name=query.model
+    )
     return _job_json(job, arch, notes)
 
 
@@ -162,6 +163,7 @@ def gpu_report(prices: PriceTable) -> dict[str, Any]:
         )
     as_of = sorted({q.as_of.isoformat() for q in prices.quotes if q.as_of})
     return {"gpus": rows, "prices_as_of": as_of}
+
 
 def _job_json(job: JobEstimate, arch: ModelArchitecture, extra_notes: list[str]) -> dict[str, Any]:
     m, t, s, c = job.memory, job.time, job.throughput, job.cost
@@ -215,6 +217,7 @@ def _job_json(job: JobEstimate, arch: ModelArchitecture, extra_notes: list[str])
         "price_as_of": job.quote.as_of.isoformat() if job.quote and job.quote.as_of else None,
         "assumptions": [*extra_notes, *job.assumptions],
     }
+
 
 def plan_json(plan: Plan, notes: list[str], top: int) -> dict[str, Any]:
     return {

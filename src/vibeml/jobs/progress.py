@@ -89,8 +89,5 @@ def progress_from_events(events: Iterable[dict[str, Any]], alive: bool = True) -
         p["status"] = JobStatus.RUNNING if started else JobStatus.PENDING
     else:
         p["status"] = JobStatus.FAILED
-        p["error"] = (
-            "the trainer exited without a final event (killed, out of memory, or crashed); "
-            "see the job's log"
-        )
+        p["error"] = "the trainer exited without a final event (killed, out of memory, or crashed); see the job's log"
     return JobProgress.model_validate(p)

@@ -355,12 +355,16 @@ class JobStore:
     def month_total(self, month: str) -> tuple[float, float]:
         """(spent, committed) for a month: final or accrued costs, plus what live jobs may still spend
         (their estimate above what they have accrued)."""
-        row = self._conn().execute(
-            "SELECT COALESCE(SUM(COALESCE(final_cost, accrued_cost)), 0),"
-            " COALESCE(SUM(CASE WHEN final_cost IS NULL AND estimated_cost > accrued_cost"
-            " THEN estimated_cost - accrued_cost ELSE 0 END), 0) FROM spending WHERE month = ?",
-            (month,),
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                "SELECT COALESCE(SUM(COALESCE(final_cost, accrued_cost)), 0),"
+                " COALESCE(SUM(CASE WHEN final_cost IS NULL AND estimated_cost > accrued_cost"
+                " THEN estimated_cost - accrued_cost ELSE 0 END), 0) FROM spending WHERE month = ?",
+                (month,),
+            )
+            .fetchone()
+        )
         return float(row[0]), float(row[1])
 
     # ----------------------------------------------------------------------------------- events

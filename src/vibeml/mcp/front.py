@@ -66,8 +66,9 @@ def cache_key(env: dict[str, str] | None = None) -> str:
             h.update(f"{lib}|{origin}|{st.st_size}|{st.st_mtime_ns}\n".encode())
             parent = os.path.dirname(os.path.dirname(origin))
             try:  # the dist-info names carry the installed versions
-                infos = sorted(n for n in os.listdir(parent) if n.startswith(lib.replace("_", "-")) or
-                               n.startswith(lib))
+                infos = sorted(
+                    n for n in os.listdir(parent) if n.startswith(lib.replace("_", "-")) or n.startswith(lib)
+                )
             except OSError:
                 infos = []
             h.update("|".join(n for n in infos if n.endswith(".dist-info")).encode())
@@ -93,8 +94,10 @@ class HandshakeCache:
             return
         if isinstance(data, dict) and data.get("key") == key and isinstance(data.get("versions"), dict):
             self.versions = {
-                v: e for v, e in data["versions"].items()
-                if isinstance(e, dict) and isinstance(e.get("initialize"), dict)
+                v: e
+                for v, e in data["versions"].items()
+                if isinstance(e, dict)
+                and isinstance(e.get("initialize"), dict)
                 and isinstance(e.get("tools/list"), dict)
             }
 
@@ -151,8 +154,9 @@ def _only_progress_meta(params: Any) -> bool:
 class StdioFront:
     """Relays JSON-RPC lines between the client and the real server, answering the handshake early."""
 
-    def __init__(self, cache: HandshakeCache, client_in: BinaryIO, client_out_fd: int,
-                 server_in_fd: int, server_out: BinaryIO) -> None:
+    def __init__(
+        self, cache: HandshakeCache, client_in: BinaryIO, client_out_fd: int, server_in_fd: int, server_out: BinaryIO
+    ) -> None:
         self.cache = cache
         self._client_in = client_in
         self._client_out = client_out_fd
@@ -179,8 +183,9 @@ class StdioFront:
                 view = view[n:]
 
     def _reply(self, msg_id: Any, result: dict[str, Any]) -> None:
-        self._to_client(json.dumps({"jsonrpc": "2.0", "id": msg_id, "result": result},
-                                   separators=(",", ":")).encode() + b"\n")
+        self._to_client(
+            json.dumps({"jsonrpc": "2.0", "id": msg_id, "result": result}, separators=(",", ":")).encode() + b"\n"
+        )
 
     def _to_server(self, data: bytes) -> None:
         view = memoryview(data)

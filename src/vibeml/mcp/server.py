@@ -189,17 +189,29 @@ def create_server(service_factory: Callable[[], VibeML] | None = None) -> FastMC
         dataset_format: DatasetFormat = "auto",
         column_mapping: Annotated[
             dict[str, str] | None,
-            Field(description="Rename dataset columns first, {existing: new}, e.g. "
-                              "{'question': 'instruction', 'answer': 'output'} (see validate_dataset)."),
+            Field(
+                description="Rename dataset columns first, {existing: new}, e.g. "
+                "{'question': 'instruction', 'answer': 'output'} (see validate_dataset)."
+            ),
         ] = None,
     ) -> LaunchResult:
         """Fine-tune a model. Validates, estimates, refuses past max_cost or the monthly budget, then starts
         the job and returns at once (poll get_job_status). dry_run=true starts nothing."""
         fields: dict[str, Any] = {
-            "workflow": workflow, "backend": backend, "gpu_type": gpu_type, "gpu_count": gpu_count,
-            "cloud": cloud, "use_spot": use_spot, "max_cost": max_cost, "dataset_format": dataset_format,
-            "max_steps": max_steps, "num_epochs": num_epochs, "learning_rate": learning_rate,
-            "batch_size": batch_size, "max_seq_length": max_seq_length, "lora_r": lora_r,
+            "workflow": workflow,
+            "backend": backend,
+            "gpu_type": gpu_type,
+            "gpu_count": gpu_count,
+            "cloud": cloud,
+            "use_spot": use_spot,
+            "max_cost": max_cost,
+            "dataset_format": dataset_format,
+            "max_steps": max_steps,
+            "num_epochs": num_epochs,
+            "learning_rate": learning_rate,
+            "batch_size": batch_size,
+            "max_seq_length": max_seq_length,
+            "lora_r": lora_r,
             "column_mapping": column_mapping,
         }
         fields = {k: v for k, v in fields.items() if v is not None}
@@ -209,12 +221,20 @@ def create_server(service_factory: Callable[[], VibeML] | None = None) -> FastMC
         if dry_run:
             preview = await asyncio.to_thread(service.preview_launch, request)
             plan = None if preview["plan"] is None else PlanReport.model_validate(preview["plan"])
-            return LaunchResult(dry_run=True, estimate=preview["estimate"], plan=plan,
-                                warnings=preview["warnings"], next_step="Call again with dry_run=false to start it.")
+            return LaunchResult(
+                dry_run=True,
+                estimate=preview["estimate"],
+                plan=plan,
+                warnings=preview["warnings"],
+                next_step="Call again with dry_run=false to start it.",
+            )
         record = await service.launch(request)
         return LaunchResult(
-            dry_run=False, job=record, estimate=record.estimate or service.estimate(request),
-            warnings=record.warnings, next_step=f"Poll get_job_status(job_id={record.job_id!r}).",
+            dry_run=False,
+            job=record,
+            estimate=record.estimate or service.estimate(request),
+            warnings=record.warnings,
+            next_step=f"Poll get_job_status(job_id={record.job_id!r}).",
         )
 
     @mcp.tool
@@ -241,8 +261,9 @@ def create_server(service_factory: Callable[[], VibeML] | None = None) -> FastMC
     @mcp.tool
     @_guard
     async def search_gpu_offers(
-        query: Annotated[str, Field(max_length=2000, description="Vast query, e.g. 'gpu_name=RTX_4090 num_gpus=1'.")]
-        = "",
+        query: Annotated[
+            str, Field(max_length=2000, description="Vast query, e.g. 'gpu_name=RTX_4090 num_gpus=1'.")
+        ] = "",
         type: Literal["on-demand", "bid", "reserved"] = "on-demand",
         order: Annotated[str, Field(max_length=200)] = "dph_total",
         limit: Annotated[int, Field(ge=1, le=200)] = 20,
@@ -323,8 +344,9 @@ def create_server(service_factory: Callable[[], VibeML] | None = None) -> FastMC
         given, else a characters/4 estimate). Names the columns found and expected when nothing matches."""
         service = svc()
         return await asyncio.to_thread(
-            lambda: service.validate_dataset(dataset, model, dataset_format, column_mapping=column_mapping,
-                                             max_seq_length=max_seq_length)
+            lambda: service.validate_dataset(
+                dataset, model, dataset_format, column_mapping=column_mapping, max_seq_length=max_seq_length
+            )
         )
 
     return mcp

@@ -45,12 +45,25 @@ Gating = Literal[False, "auto", "manual"]
 
 #: File suffixes stored in LFS (served through the CDN redirect), as on the hub.
 LFS_SUFFIXES = (".safetensors", ".bin", ".parquet", ".gguf", ".pt", ".pth", ".h5", ".msgpack", ".arrow", ".zip")
-_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-                "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+_DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
 
 
-def safetensors_bytes(tensors: Mapping[str, tuple[str, tuple[int, ...]]], metadata: Mapping[str, str] | None = None
-                      ) -> bytes:
+def safetensors_bytes(
+    tensors: Mapping[str, tuple[str, tuple[int, ...]]], metadata: Mapping[str, str] | None = None
+) -> bytes:
     """A valid safetensors file of zeros: ``{name: (dtype, shape)}`` (dtype like ``"BF16"``)."""
     header: dict[str, Any] = {}
     offset = 0
@@ -226,15 +239,17 @@ class FakeHub:
     def add_token(self, token: str, user: str = "alice") -> None:
         self.tokens[token] = user
 
-    def add_model(self, repo_id: str, files: Mapping[str, bytes | str | dict[str, Any] | list[Any]] | None = None,
-                  **options: Any) -> FakeRepo:
+    def add_model(
+        self, repo_id: str, files: Mapping[str, bytes | str | dict[str, Any] | list[Any]] | None = None, **options: Any
+    ) -> FakeRepo:
         """Add (or replace) a model repo. ``options`` are :class:`FakeRepo` fields (``gated``, ``private``,
         ``card_data``, ``pipeline_tag``, ``safetensors``, ``allowed_tokens``, ...); ``license=`` is a
         shortcut for ``card_data["license"]``."""
         return self._add("model", repo_id, files, options)
 
-    def add_dataset(self, repo_id: str, files: Mapping[str, bytes | str | dict[str, Any] | list[Any]] | None = None,
-                    **options: Any) -> FakeRepo:
+    def add_dataset(
+        self, repo_id: str, files: Mapping[str, bytes | str | dict[str, Any] | list[Any]] | None = None, **options: Any
+    ) -> FakeRepo:
         """Add (or replace) a dataset repo (same options as :meth:`add_model`)."""
         return self._add("dataset", repo_id, files, options)
 
@@ -249,8 +264,9 @@ class FakeHub:
         self.repos[(repo_type, new)] = repo
         self.renamed[(repo_type, old)] = new
 
-    def _add(self, repo_type: RepoType, repo_id: str, files: Mapping[str, Any] | None,
-             options: dict[str, Any]) -> FakeRepo:
+    def _add(
+        self, repo_type: RepoType, repo_id: str, files: Mapping[str, Any] | None, options: dict[str, Any]
+    ) -> FakeRepo:
         encoded: dict[str, bytes] = {}
         for name, value in (files or {}).items():
             if isinstance(value, bytes):
@@ -296,8 +312,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --------------------------------------------------------------------------------- plumbing
 
-    def _send(self, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None,
-              content_type: str = "application/json") -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         self.send_response(status)
         sent = {k.lower() for k in (headers or {})}
         for key, value in (headers or {}).items():
@@ -375,11 +396,19 @@ class _Handler(BaseHTTPRequestHandler):
             kind = "model" if repo_type == "model" else "dataset"
             url = f"https://huggingface.co/{'' if repo_type == 'model' else 'datasets/'}{repo_id}"
             if token is None:
-                self._error(401, "GatedRepo", f"Access to {kind} {repo_id} is restricted. You must have access to "
-                            "it and be authenticated to access it. Please log in.")
+                self._error(
+                    401,
+                    "GatedRepo",
+                    f"Access to {kind} {repo_id} is restricted. You must have access to "
+                    "it and be authenticated to access it. Please log in.",
+                )
             else:
-                self._error(403, "GatedRepo", f"Access to {kind} {repo_id} is restricted and you are not in the "
-                            f"authorized list. Visit {url} to ask for access.")
+                self._error(
+                    403,
+                    "GatedRepo",
+                    f"Access to {kind} {repo_id} is restricted and you are not in the "
+                    f"authorized list. Visit {url} to ask for access.",
+                )
             return None
         return repo
 
@@ -409,8 +438,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._error(404, None, "Sorry, we can't find the page you are looking for.")
 
-    def _api(self, repo_type: RepoType, repo_id: str, kind: str | None, rest: str | None,
-             query: dict[str, list[str]]) -> None:
+    def _api(
+        self, repo_type: RepoType, repo_id: str, kind: str | None, rest: str | None, query: dict[str, list[str]]
+    ) -> None:
         if not _NAME.match(unquote(repo_id)):
             self._error(400, None, f"Invalid repo name: {unquote(repo_id)}")
             return
@@ -500,13 +530,24 @@ class _Handler(BaseHTTPRequestHandler):
         if filename in repo.lfs:
             oid = hashlib.sha256(data).hexdigest()
             location = f"{self.hub.cdn_url}/lfs/{oid}?X-Amz-Signature={self.hub.signature(oid)}&name={quote(filename)}"
-            self._send(302, b"", {
-                **base, "Location": location, "ETag": f'"{_git_blob_id(data)}"', "X-Linked-Etag": f'"{oid}"',
-                "X-Linked-Size": str(len(data)),
-            })
+            self._send(
+                302,
+                b"",
+                {
+                    **base,
+                    "Location": location,
+                    "ETag": f'"{_git_blob_id(data)}"',
+                    "X-Linked-Etag": f'"{oid}"',
+                    "X-Linked-Size": str(len(data)),
+                },
+            )
             return
-        self._send(200, data, {**base, "ETag": f'"{_git_blob_id(data)}"', "Content-Length": str(len(data))},
-                   content_type="application/octet-stream")
+        self._send(
+            200,
+            data,
+            {**base, "ETag": f'"{_git_blob_id(data)}"', "Content-Length": str(len(data))},
+            content_type="application/octet-stream",
+        )
 
     def _cdn(self) -> None:
         parts = urlsplit(self.path)

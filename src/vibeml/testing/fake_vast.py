@@ -39,9 +39,20 @@ __all__ = ["ENDPOINTS", "Call", "FakeVast", "FaultPlan", "ManualClock", "main"]
 
 #: Logical endpoint names, usable as ``endpoint=`` in fault knobs.
 ENDPOINTS = (
-    "search", "create", "show_instance", "show_instances", "destroy", "manage", "reboot", "change_bid",
-    "request_logs", "logs_result", "ssh_keys", "attach_ssh", "user",
-)  # fmt: skip
+    "search",
+    "create",
+    "show_instance",
+    "show_instances",
+    "destroy",
+    "manage",
+    "reboot",
+    "change_bid",
+    "request_logs",
+    "logs_result",
+    "ssh_keys",
+    "attach_ssh",
+    "user",
+)
 
 
 class ManualClock:
@@ -319,10 +330,20 @@ class FakeVast:
         workdir_root: Path | None = None,
     ) -> None:
         self.state = FakeVastState(
-            api_key=api_key, seed=seed, n_offers=n_offers, clock=clock, created_delay=created_delay,
-            loading_delay=loading_delay, logs_delay=logs_delay, kill_grace=kill_grace, page_size=page_size,
-            default_limit=default_limit, credit=credit, base_env=base_env, workdir_root=workdir_root,
-        )  # fmt: skip
+            api_key=api_key,
+            seed=seed,
+            n_offers=n_offers,
+            clock=clock,
+            created_delay=created_delay,
+            loading_delay=loading_delay,
+            logs_delay=logs_delay,
+            kill_grace=kill_grace,
+            page_size=page_size,
+            default_limit=default_limit,
+            credit=credit,
+            base_env=base_env,
+            workdir_root=workdir_root,
+        )
         self.api_key = api_key
         self.clock = clock
         self.faults = FaultPlan(self.state)
@@ -342,8 +363,9 @@ class FakeVast:
     def start(self) -> FakeVast:
         """Serve in background threads; returns ``self``."""
         if not self._threads:
-            serve = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
-                                     name="fake-vast-http", daemon=True)  # fmt: skip
+            serve = threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="fake-vast-http", daemon=True
+            )
             tick = threading.Thread(target=self._ticker, name="fake-vast-clock", daemon=True)
             self._threads = [serve, tick]
             for t in self._threads:
@@ -376,8 +398,9 @@ class FakeVast:
         with self._calls_lock:
             self._calls.append(call)
 
-    def _dispatch(self, name: str, method: str, path: str, groups: tuple[str | Any, ...],
-                  params: Mapping[str, str], body: Any) -> Reply | tuple[int, str]:  # fmt: skip
+    def _dispatch(
+        self, name: str, method: str, path: str, groups: tuple[str | Any, ...], params: Mapping[str, str], body: Any
+    ) -> Reply | tuple[int, str]:
         s = self.state
         ident = int(groups[0]) if groups and str(groups[0]).isdigit() else 0
         if name == "search":
@@ -504,8 +527,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--created-delay", type=float, default=0.5)
     parser.add_argument("--loading-delay", type=float, default=1.5)
     args = parser.parse_args(argv)
-    fake = FakeVast(host=args.host, port=args.port, api_key=args.api_key, seed=args.seed, n_offers=args.offers,
-                    created_delay=args.created_delay, loading_delay=args.loading_delay)  # fmt: skip
+    fake = FakeVast(
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        seed=args.seed,
+        n_offers=args.offers,
+        created_delay=args.created_delay,
+        loading_delay=args.loading_delay,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

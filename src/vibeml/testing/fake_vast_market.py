@@ -56,15 +56,37 @@ GPU_MIX: tuple[_Gpu, ...] = (
 )
 
 _CUDA_DRIVERS: tuple[tuple[float, str], ...] = (
-    (11.8, "520.61.05"), (12.0, "525.147.05"), (12.2, "535.183.01"), (12.4, "550.54.14"),
-    (12.6, "560.35.03"), (12.8, "570.124.06"), (12.9, "575.57.08"), (13.0, "580.95.05"),
-)  # fmt: skip
+    (11.8, "520.61.05"),
+    (12.0, "525.147.05"),
+    (12.2, "535.183.01"),
+    (12.4, "550.54.14"),
+    (12.6, "560.35.03"),
+    (12.8, "570.124.06"),
+    (12.9, "575.57.08"),
+    (13.0, "580.95.05"),
+)
 _PLACES = (
-    ("Texas, US", 8), ("California, US", 6), ("Oregon, US", 3), ("Virginia, US", 3), ("Utah, US", 2),
-    ("Quebec, CA", 3), ("Ontario, CA", 2), ("Germany, DE", 3), ("Netherlands, NL", 2), ("Sweden, SE", 2),
-    ("Norway, NO", 1), ("Finland, FI", 1), ("Poland, PL", 2), ("Spain, ES", 1), ("Czechia, CZ", 1),
-    ("Japan, JP", 2), ("Taiwan, TW", 2), ("South Korea, KR", 1), ("Australia, AU", 1), ("Brazil, BR", 1),
-)  # fmt: skip
+    ("Texas, US", 8),
+    ("California, US", 6),
+    ("Oregon, US", 3),
+    ("Virginia, US", 3),
+    ("Utah, US", 2),
+    ("Quebec, CA", 3),
+    ("Ontario, CA", 2),
+    ("Germany, DE", 3),
+    ("Netherlands, NL", 2),
+    ("Sweden, SE", 2),
+    ("Norway, NO", 1),
+    ("Finland, FI", 1),
+    ("Poland, PL", 2),
+    ("Spain, ES", 1),
+    ("Czechia, CZ", 1),
+    ("Japan, JP", 2),
+    ("Taiwan, TW", 2),
+    ("South Korea, KR", 1),
+    ("Australia, AU", 1),
+    ("Brazil, BR", 1),
+)
 _COUNTS = ((1, 45), (2, 25), (4, 18), (8, 12))
 
 #: Keys of a search body that are not filters.

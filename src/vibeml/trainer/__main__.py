@@ -40,8 +40,13 @@ def _events_path_from_raw(config_path: str) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def _emit_error(writer: EventWriter | None, exc: BaseException, error_type: str, suggestion: str | None,
-                context: dict[str, Any] | None = None) -> None:
+def _emit_error(
+    writer: EventWriter | None,
+    exc: BaseException,
+    error_type: str,
+    suggestion: str | None,
+    context: dict[str, Any] | None = None,
+) -> None:
     if writer is None:
         return
     try:

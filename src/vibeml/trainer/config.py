@@ -84,9 +84,7 @@ def load_config(path: str | Path) -> TrainerConfig:
     try:
         return TrainerConfig.model_validate(raw)
     except PydanticValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors())
         raise ConfigurationError(
             f"trainer config {p} is invalid: {problems}",
             {"path": str(p)},

@@ -43,12 +43,18 @@ def _start_time(pid: int) -> str | None:
 class CpuShare:
     """This process's slot among the CPU trainers of this user on this machine."""
 
-    def __init__(self, registry: Path | None = None, cores: int | None = None,
-                 set_threads: Callable[[int], None] | None = None, every_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        registry: Path | None = None,
+        cores: int | None = None,
+        set_threads: Callable[[int], None] | None = None,
+        every_seconds: float = 2.0,
+    ) -> None:
         uid = os.getuid() if hasattr(os, "getuid") else 0
         self.registry = registry or Path(tempfile.gettempdir()) / f"vibeml-cpu-trainers-{uid}"
-        self.cores = cores or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                               else os.cpu_count() or 1)
+        self.cores = cores or (
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        )
         self._set_threads = set_threads
         self.every_seconds = every_seconds
         self.pid = os.getpid()
@@ -109,8 +115,10 @@ class CpuShare:
         others = self._last_peers - 1
         if others <= 0:
             return f"cpu threads: {self.threads} of {self.cores} cores"
-        return (f"cpu threads: {self.threads} of {self.cores} cores, shared with {others} other CPU "
-                f"fine-tune{'s' if others > 1 else ''} on this machine")
+        return (
+            f"cpu threads: {self.threads} of {self.cores} cores, shared with {others} other CPU "
+            f"fine-tune{'s' if others > 1 else ''} on this machine"
+        )
 
     def rebalance(self, force: bool = True) -> int | None:
         """Set this process's thread count to its share (at most every ``every_seconds`` unless forced)."""

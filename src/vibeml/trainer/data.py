@@ -120,9 +120,7 @@ def _data_files_in(folder: Path, limit: int = 20_000) -> list[str]:
                 "Give the folder that holds only the data files, or the path of one file.",
             )
         found.extend(
-            os.path.join(root, n)
-            for n in names
-            if not n.startswith(".") and Path(n).suffix.lower() in SUFFIX_BUILDERS
+            os.path.join(root, n) for n in names if not n.startswith(".") and Path(n).suffix.lower() in SUFFIX_BUILDERS
         )
     return sorted(found)
 
@@ -204,9 +202,7 @@ def _hub_error(exc: Exception, name: str, split: str, config: str | None) -> Dat
             ctx,
             "Set dataset_config to one of the configs named above.",
         )
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or re.search(
-        r"offline", text, re.I
-    ):
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or re.search(r"offline", text, re.I):
         return DatasetError(
             f"dataset {name!r} is not a local file and the hub cannot be reached (offline mode)",
             ctx,
@@ -271,9 +267,7 @@ def load_raw_dataset(name: str, split: str = "train", config: str | None = None)
             )
         for f in source.files:
             try:
-                blank = os.path.getsize(f) == 0 or (
-                    os.path.getsize(f) < 65536 and not Path(f).read_bytes().strip()
-                )
+                blank = os.path.getsize(f) == 0 or (os.path.getsize(f) < 65536 and not Path(f).read_bytes().strip())
             except OSError as exc:
                 raise DatasetError(f"cannot read dataset file {f}: {exc}", ctx) from exc
             if blank and len(source.files) == 1:

@@ -49,8 +49,9 @@ def _cuda_capacity_gib() -> float | None:
         return None
 
 
-def auto_checkpointing(config: TrainerConfig, dev: DeviceSettings, model_config: dict[str, Any] | None,
-                       capacity_gib: float | None) -> CheckpointingChoice:
+def auto_checkpointing(
+    config: TrainerConfig, dev: DeviceSettings, model_config: dict[str, Any] | None, capacity_gib: float | None
+) -> CheckpointingChoice:
     """The config's choice, or the memory model's when it is unset (off on CPUs)."""
     hp = config.hyperparameters
     if hp.gradient_checkpointing is not None:
@@ -100,9 +101,16 @@ def load_for_training(config: TrainerConfig, dev: DeviceSettings, source: str) -
         if hp.gradient_checkpointing is None:  # Unsloth's offloaded checkpointing costs little
             choice = CheckpointingChoice(True, 1, "on: Unsloth's offloaded checkpointing")
         model, tokenizer = load_unsloth(
-            source, device=dev.device, method=config.method, max_seq_length=hp.max_seq_length,
-            lora_r=hp.lora_r, lora_alpha=hp.lora_alpha, lora_dropout=hp.lora_dropout,
-            target_modules=hp.lora_target_modules, gradient_checkpointing=choice.enabled, seed=hp.seed,
+            source,
+            device=dev.device,
+            method=config.method,
+            max_seq_length=hp.max_seq_length,
+            lora_r=hp.lora_r,
+            lora_alpha=hp.lora_alpha,
+            lora_dropout=hp.lora_dropout,
+            target_modules=hp.lora_target_modules,
+            gradient_checkpointing=choice.enabled,
+            seed=hp.seed,
         )
         # Unsloth wires checkpointing into the model itself; the Trainer must not add its own on top.
         return Loaded(model, tokenizer, choice, speed, peft_applied=config.method != "full")
@@ -111,8 +119,7 @@ def load_for_training(config: TrainerConfig, dev: DeviceSettings, source: str) -
     if quantize:
         check_bitsandbytes(dev.device)
     tokenizer = load_tokenizer(source)
-    model = load_model(source, dev.dtype_name, attn_implementation=speed.attn_implementation,
-                       quantize_4bit=quantize)
+    model = load_model(source, dev.dtype_name, attn_implementation=speed.attn_implementation, quantize_4bit=quantize)
     try:
         model_config = model.config.to_dict()
     except Exception:  # pragma: no cover - every PretrainedConfig has to_dict

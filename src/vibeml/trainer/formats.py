@@ -19,8 +19,9 @@ except ImportError:  # pragma: no cover - only inside a standalone script withou
     class DatasetError(ValueError):  # type: ignore[no-redef]
         """Stand-in for ``vibeml.exceptions.DatasetError`` (message, context, recovery suggestion)."""
 
-        def __init__(self, message: str, context: Mapping[str, Any] | None = None,
-                     recovery_suggestion: str | None = None) -> None:
+        def __init__(
+            self, message: str, context: Mapping[str, Any] | None = None, recovery_suggestion: str | None = None
+        ) -> None:
             super().__init__(message)
             self.message = message
             self.context = dict(context or {})
@@ -193,9 +194,11 @@ def _text(value: Any, what: str, *, required: bool = True) -> str:
         value = str(value).lower()
     elif isinstance(value, (int, float)):
         value = str(value)
-    elif isinstance(value, list) and all(
-        isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in value
-    ) and value:
+    elif (
+        isinstance(value, list)
+        and all(isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in value)
+        and value
+    ):
         value = "".join(p["text"] for p in value)  # multimodal-style content with text parts only
     if not isinstance(value, str):
         raise RowProblem(f"{what} must be text, got {type(value).__name__}")
@@ -279,8 +282,6 @@ def normalise_rows(rows: Sequence[Any], fmt: str, *, start: int = 1) -> Normalis
             if len(result.problems) < _MAX_PROBLEMS:
                 result.problems.append(f"row {i + start}: {exc}")
     return result
-
-
 
 
 # ------------------------------------------------------------------------------------- column mapping

@@ -222,8 +222,9 @@ def check_bitsandbytes(device: str) -> None:
         ) from exc
 
 
-def load_model(source: str, dtype_name: str, *, attn_implementation: str | None = None,
-               quantize_4bit: bool = False) -> Any:
+def load_model(
+    source: str, dtype_name: str, *, attn_implementation: str | None = None, quantize_4bit: bool = False
+) -> Any:
     """``AutoModelForCausalLM`` in ``dtype_name`` with ``trust_remote_code=False``.
 
     Args:
@@ -271,9 +272,19 @@ def load_model(source: str, dtype_name: str, *, attn_implementation: str | None 
 UNSLOTH_ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def load_unsloth(source: str, *, device: str, method: str, max_seq_length: int, lora_r: int, lora_alpha: int,
-                 lora_dropout: float, target_modules: list[str] | str, gradient_checkpointing: bool,
-                 seed: int) -> tuple[Any, Any]:
+def load_unsloth(
+    source: str,
+    *,
+    device: str,
+    method: str,
+    max_seq_length: int,
+    lora_r: int,
+    lora_alpha: int,
+    lora_dropout: float,
+    target_modules: list[str] | str,
+    gradient_checkpointing: bool,
+    seed: int,
+) -> tuple[Any, Any]:
     """Model (with LoRA adapters unless ``method == "full"``) and tokenizer through Unsloth.
 
     ``unsloth`` patches transformers/TRL when imported, so this runs before TRL is imported.

@@ -71,8 +71,10 @@ class _Signals:
         if self.flag.reason in ("sigterm", "sigint"):
             raise KeyboardInterrupt  # second signal: stop now
         self.flag.request("sigterm" if signum == signal.SIGTERM else "sigint")
-        print(f"[vibeml] {signal.Signals(signum).name} received: stopping at the next step end "
-              "(with a checkpoint)", flush=True)
+        print(
+            f"[vibeml] {signal.Signals(signum).name} received: stopping at the next step end (with a checkpoint)",
+            flush=True,
+        )
 
     def __enter__(self) -> _Signals:
         if threading.current_thread() is threading.main_thread():
@@ -269,8 +271,9 @@ def _oom_error(exc: BaseException, device: str, config: TrainerConfig) -> Resour
     )
 
 
-def _samples(phase: str, config: TrainerConfig, model: Any, tokenizer: Any, writer: EventWriter,
-             flag: StopFlag) -> None:
+def _samples(
+    phase: str, config: TrainerConfig, model: Any, tokenizer: Any, writer: EventWriter, flag: StopFlag
+) -> None:
     for prompt in config.sample_prompts:
         if flag.reason is not None:
             return
@@ -347,8 +350,10 @@ def _train(
     if dev.device == "cpu" and not config.torch_threads and not os.environ.get("OMP_NUM_THREADS"):
         share = stack.enter_context(CpuShare())  # concurrent CPU runs split the cores, not fight over them
         print(f"[vibeml] {share.describe()}", flush=True)
-    print(f"[vibeml] loading {config.model} ({config.method}, {config.engine}, {dev.dtype_name} on {dev.device})",
-          flush=True)
+    print(
+        f"[vibeml] loading {config.model} ({config.method}, {config.engine}, {dev.dtype_name} on {dev.device})",
+        flush=True,
+    )
     if config.engine != "unsloth":  # Unsloth must be imported before transformers, so quiet them after it
         _quiet_libraries()
     try:  # before TRL is imported: Unsloth patches transformers/TRL when it loads
@@ -363,11 +368,14 @@ def _train(
     model, tokenizer = loaded.model, loaded.tokenizer
     for note in loaded.speed.notes:
         print(f"[vibeml] {note}", flush=True)
-    print(f"[vibeml] attention {loaded.speed.attn_implementation}, optimizer {loaded.speed.optim or 'default'}, "
-          f"liger {'on' if loaded.speed.use_liger_kernel else 'off'}, packing {'on' if hp.packing else 'off'}; "
-          f"gradient checkpointing {'on' if loaded.checkpointing.enabled else 'off'}"
-          + (f" every {loaded.checkpointing.every_n_layers} layers" if loaded.checkpointing.every_n_layers > 1 else "")
-          + f" ({loaded.checkpointing.reason})", flush=True)
+    print(
+        f"[vibeml] attention {loaded.speed.attn_implementation}, optimizer {loaded.speed.optim or 'default'}, "
+        f"liger {'on' if loaded.speed.use_liger_kernel else 'off'}, packing {'on' if hp.packing else 'off'}; "
+        f"gradient checkpointing {'on' if loaded.checkpointing.enabled else 'off'}"
+        + (f" every {loaded.checkpointing.every_n_layers} layers" if loaded.checkpointing.every_n_layers > 1 else "")
+        + f" ({loaded.checkpointing.reason})",
+        flush=True,
+    )
     template = ensure_chat_template_and_pad(tokenizer, model)
     if template["chat_template"]:
         print("[vibeml] the tokenizer has no chat template: using the ChatML-style fallback", flush=True)
@@ -451,8 +459,16 @@ def _train(
     step = int(trainer.state.global_step)
 
     if callback.stopped_reason is not None and step < int(trainer.state.max_steps or 0):
-        return _stopped(writer, callback.stopped_reason, step, callback.last_checkpoint, config, t0,
-                        callback.first_loss, callback.last_loss)
+        return _stopped(
+            writer,
+            callback.stopped_reason,
+            step,
+            callback.last_checkpoint,
+            config,
+            t0,
+            callback.first_loss,
+            callback.last_loss,
+        )
 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -461,7 +477,8 @@ def _train(
         tokenizer.save_pretrained(str(out))
     except OSError as exc:
         raise ResourceError(
-            f"could not save the result to {out}: {exc}", {"output_dir": str(out)},
+            f"could not save the result to {out}: {exc}",
+            {"output_dir": str(out)},
             "Free disk space or choose another output_dir.",
         ) from exc
     _samples("after", config, model, tokenizer, writer, flag)
@@ -474,11 +491,17 @@ def _train(
             merged.save_pretrained(str(merged_dir))
             tokenizer.save_pretrained(str(merged_dir))
         except OSError as exc:
-            raise ResourceError(f"could not save merged weights to {merged_dir}: {exc}",
-                                {"output_dir": str(out)}, "Free disk space, or turn save_merged off.") from exc
+            raise ResourceError(
+                f"could not save merged weights to {merged_dir}: {exc}",
+                {"output_dir": str(out)},
+                "Free disk space, or turn save_merged off.",
+            ) from exc
         except Exception as exc:
-            raise TrainingError(f"merging the adapter failed: {exc}", {"output_dir": str(out)},
-                                "The adapter in output_dir is intact; merge it later with peft.") from exc
+            raise TrainingError(
+                f"merging the adapter failed: {exc}",
+                {"output_dir": str(out)},
+                "The adapter in output_dir is intact; merge it later with peft.",
+            ) from exc
 
     elapsed = round(time.monotonic() - t0, 2)
     writer.emit(
@@ -490,8 +513,10 @@ def _train(
         elapsed_seconds=elapsed,
         merged_dir=str(merged_dir) if merged_dir else None,
     )
-    print(f"[vibeml] done: step {step}, loss {callback.first_loss} -> {callback.last_loss}, {elapsed}s; "
-          f"saved to {out}", flush=True)
+    print(
+        f"[vibeml] done: step {step}, loss {callback.first_loss} -> {callback.last_loss}, {elapsed}s; saved to {out}",
+        flush=True,
+    )
     return {
         "status": "done",
         "step": step,
@@ -516,8 +541,9 @@ def _check_writable_dirs(config: TrainerConfig) -> None:
             ) from exc
 
 
-def _stopped_early(writer: EventWriter, flag: StopFlag, resume_from: Path | None, config: TrainerConfig,
-                   t0: float) -> dict[str, Any]:
+def _stopped_early(
+    writer: EventWriter, flag: StopFlag, resume_from: Path | None, config: TrainerConfig, t0: float
+) -> dict[str, Any]:
     """Stop before training began: the latest checkpoint (if any) is still the one to resume from."""
     checkpoint = str(resume_from) if resume_from else None
     return _stopped(writer, flag.reason or "stop", _checkpoint_step(resume_from), checkpoint, config, t0)
@@ -532,8 +558,16 @@ def _checkpoint_step(path: Path | None) -> int:
         return 0
 
 
-def _stopped(writer: EventWriter, reason: str, step: int, checkpoint: str | None, config: TrainerConfig,
-             t0: float, first_loss: float | None = None, final_loss: float | None = None) -> dict[str, Any]:
+def _stopped(
+    writer: EventWriter,
+    reason: str,
+    step: int,
+    checkpoint: str | None,
+    config: TrainerConfig,
+    t0: float,
+    first_loss: float | None = None,
+    final_loss: float | None = None,
+) -> dict[str, Any]:
     elapsed = round(time.monotonic() - t0, 2)
     writer.emit("stopped", step=step, checkpoint=checkpoint, reason=reason, elapsed_seconds=elapsed)
     print(f"[vibeml] stopped ({reason}) at step {step}; checkpoint: {checkpoint}", file=sys.stdout, flush=True)

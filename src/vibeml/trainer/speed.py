@@ -76,18 +76,25 @@ def choose_gradient_checkpointing(
     budget = capacity_gib * (1.0 - headroom)
     off = estimate_memory(arch, shape.model_copy(update={"gradient_checkpointing": False})).total_gib
     if off <= budget:
-        return CheckpointingChoice(False, 1, f"fits without checkpointing ({off:.1f} of {budget:.1f} GiB)",
-                                   round(off, 2), round(budget, 2))
+        return CheckpointingChoice(
+            False, 1, f"fits without checkpointing ({off:.1f} of {budget:.1f} GiB)", round(off, 2), round(budget, 2)
+        )
     full = estimate_memory(arch, shape.model_copy(update={"gradient_checkpointing": True})).total_gib
     for n in sorted({int(x) for x in partial if int(x) > 1}, reverse=True):
         mem = full + (off - full) * (1.0 - 1.0 / n)
         if mem <= budget:
-            return CheckpointingChoice(True, n, f"checkpointing 1 layer in {n} fits ({mem:.1f} of "
-                                       f"{budget:.1f} GiB; all layers {full:.1f}, none {off:.1f})",
-                                       round(mem, 2), round(budget, 2))
+            return CheckpointingChoice(
+                True,
+                n,
+                f"checkpointing 1 layer in {n} fits ({mem:.1f} of "
+                f"{budget:.1f} GiB; all layers {full:.1f}, none {off:.1f})",
+                round(mem, 2),
+                round(budget, 2),
+            )
     why = "fits" if full <= budget else "is still over budget, the closest fit"
-    return CheckpointingChoice(True, 1, f"checkpointing every layer {why} ({full:.1f} of {budget:.1f} GiB)",
-                               round(full, 2), round(budget, 2))
+    return CheckpointingChoice(
+        True, 1, f"checkpointing every layer {why} ({full:.1f} of {budget:.1f} GiB)", round(full, 2), round(budget, 2)
+    )
 
 
 def installed(module: str) -> bool:

@@ -46,9 +46,18 @@ MAX_JSON_BYTES = 512 * 2**20
 MAX_LINE_CHARS = 64 * 2**20
 #: Deepest nesting of a row (messages with content parts need about 4; JSON from elsewhere rarely 20).
 MAX_NESTING = 64
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-                   "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json",
-                   "config.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "config.json",
+)
 
 
 class TokenStats(BaseModel):
@@ -150,8 +159,11 @@ def _json_rows(path: Path) -> Iterator[Any]:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             if "Extra data" not in str(exc):  # several objects, one per line: JSON Lines in a .json file
-                raise DatasetError(f"{path} is not valid JSON: {exc}", {"dataset": str(path)},
-                                   "Fix the JSON (or write one object per line, JSONL).") from exc
+                raise DatasetError(
+                    f"{path} is not valid JSON: {exc}",
+                    {"dataset": str(path)},
+                    "Fix the JSON (or write one object per line, JSONL).",
+                ) from exc
         except UnicodeDecodeError as exc:
             raise _not_utf8(path, exc) from None
         except RecursionError:
@@ -213,8 +225,9 @@ def _csv_rows(path: Path) -> Iterator[Any]:
         with open(path, encoding="utf-8", newline="") as fh:
             reader = csv.DictReader(fh)
             if not reader.fieldnames:
-                raise DatasetError(f"{path} has no header row", {"dataset": str(path)},
-                                   "Add a header row naming the columns.")
+                raise DatasetError(
+                    f"{path} has no header row", {"dataset": str(path)}, "Add a header row naming the columns."
+                )
             for row in reader:
                 yield {k: v for k, v in row.items() if k is not None}
     except UnicodeDecodeError as exc:
@@ -250,8 +263,9 @@ def _read_files(files: list[str], max_rows: int) -> tuple[list[Any], int]:
     for name in files:
         path = Path(name)
         suffix = path.suffix.lower()
-        rows = _parquet_rows(path) if suffix == ".parquet" else (_csv_rows(path) if suffix == ".csv"
-                                                                  else _json_rows(path))
+        rows = (
+            _parquet_rows(path) if suffix == ".parquet" else (_csv_rows(path) if suffix == ".csv" else _json_rows(path))
+        )
         for row in rows:
             total += 1
             if len(kept) < max_rows:
@@ -283,8 +297,9 @@ def _token_counter(tokenizer: Any) -> Any:
     return count
 
 
-def _token_stats(rows: list[dict[str, Any]], tokenizer: Any | None, name: str | None,
-                 max_seq_length: int | None) -> TokenStats | None:
+def _token_stats(
+    rows: list[dict[str, Any]], tokenizer: Any | None, name: str | None, max_seq_length: int | None
+) -> TokenStats | None:
     if not rows:
         return None
     if tokenizer is not None:
@@ -296,8 +311,14 @@ def _token_stats(rows: list[dict[str, Any]], tokenizer: Any | None, name: str | 
     ordered = sorted(counts)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return TokenStats(
-        method=method, tokenizer=name, rows_counted=len(counts), mean=round(statistics.fmean(counts), 2),
-        median=float(statistics.median(counts)), p95=float(p95), max=max(counts), total_counted=sum(counts),
+        method=method,
+        tokenizer=name,
+        rows_counted=len(counts),
+        mean=round(statistics.fmean(counts), 2),
+        median=float(statistics.median(counts)),
+        p95=float(p95),
+        max=max(counts),
+        total_counted=sum(counts),
         max_seq_length=max_seq_length,
         rows_over_max_seq_length=None if max_seq_length is None else sum(c > max_seq_length for c in counts),
     )
@@ -317,10 +338,17 @@ class DatasetValidator:
         max_rows: Rows normalised to check them; token_sample: rows whose tokens are counted.
     """
 
-    def __init__(self, endpoint: str | None = None, token: str | None = None, *,
-                 env: Mapping[str, str] | None = None, cache_dir: str | None = None,
-                 max_rows: int = MAX_CHECKED_ROWS, token_sample: int = TOKEN_SAMPLE_ROWS,
-                 download_budget: int = HUB_DOWNLOAD_BUDGET) -> None:
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        token: str | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        cache_dir: str | None = None,
+        max_rows: int = MAX_CHECKED_ROWS,
+        token_sample: int = TOKEN_SAMPLE_ROWS,
+        download_budget: int = HUB_DOWNLOAD_BUDGET,
+    ) -> None:
         self._endpoint, self._token, self._env, self._cache_dir = endpoint, token, env, cache_dir
         self.max_rows, self.token_sample, self.download_budget = max_rows, token_sample, download_budget
         self._access: HubAccess | None = None
@@ -371,8 +399,11 @@ class DatasetValidator:
         else:
             files, rows, total, exact, report_extra = self._hub_rows(dataset, split)
         if not rows:
-            raise DatasetError(f"dataset {dataset!r} has no rows", {"dataset": dataset},
-                               "Fill the file with examples (one JSON object a line).")
+            raise DatasetError(
+                f"dataset {dataset!r} has no rows",
+                {"dataset": dataset},
+                "Fill the file with examples (one JSON object a line).",
+            )
         columns = columns_of(rows)
         mapping = check_column_mapping(columns, column_mapping)
         if mapping:
@@ -400,8 +431,9 @@ class DatasetValidator:
         if model:
             tokenizer, tok_name, why = self._tokenizer(model)
             if tokenizer is None:
-                warnings.append(f"the tokenizer of {model} could not be loaded ({why}): token counts are "
-                                "estimates (characters / 4)")
+                warnings.append(
+                    f"the tokenizer of {model} could not be loaded ({why}): token counts are estimates (characters / 4)"
+                )
         sample = normalised.rows[: self.token_sample]
         try:
             tokens = _token_stats(sample, tokenizer, tok_name, max_seq_length)
@@ -413,22 +445,39 @@ class DatasetValidator:
         stats = None
         if tokens is not None:
             complete = exact and len(rows) == total and tokens.rows_counted == len(normalised.rows)
-            stats = DatasetStats(rows=usable_total, mean_tokens_per_row=max(tokens.mean, 1e-6),
-                                 total_tokens=tokens.total_counted if complete and tokens.total_counted else None)
+            stats = DatasetStats(
+                rows=usable_total,
+                mean_tokens_per_row=max(tokens.mean, 1e-6),
+                total_tokens=tokens.total_counted if complete and tokens.total_counted else None,
+            )
         if tokens is not None and tokens.rows_over_max_seq_length:
-            warnings.append(f"{tokens.rows_over_max_seq_length} of {tokens.rows_counted} counted rows are longer "
-                            f"than max_seq_length {max_seq_length} and will be truncated")
+            warnings.append(
+                f"{tokens.rows_over_max_seq_length} of {tokens.rows_counted} counted rows are longer "
+                f"than max_seq_length {max_seq_length} and will be truncated"
+            )
         if normalised.skipped:
             warnings.append(f"{normalised.skipped} of {len(rows)} checked rows are malformed and will be skipped")
         if len(rows) < total:
             warnings.append(f"checked the first {len(rows)} of {total} rows")
         return DatasetReport(
-            dataset=dataset, source="local" if source.kind == "files" else "hub", format=fmt,
-            format_detected=dataset_format == "auto", columns=columns, column_mapping=mapping, num_rows=total,
-            num_rows_exact=exact, rows_checked=len(rows), usable_rows=len(normalised.rows),
-            skipped_rows=normalised.skipped, problems=normalised.problems, files=files,
-            size_bytes=sum(Path(f).stat().st_size for f in files if Path(f).is_file()), token_stats=tokens,
-            stats=stats, warnings=warnings, **report_extra,
+            dataset=dataset,
+            source="local" if source.kind == "files" else "hub",
+            format=fmt,
+            format_detected=dataset_format == "auto",
+            columns=columns,
+            column_mapping=mapping,
+            num_rows=total,
+            num_rows_exact=exact,
+            rows_checked=len(rows),
+            usable_rows=len(normalised.rows),
+            skipped_rows=normalised.skipped,
+            problems=normalised.problems,
+            files=files,
+            size_bytes=sum(Path(f).stat().st_size for f in files if Path(f).is_file()),
+            token_stats=tokens,
+            stats=stats,
+            warnings=warnings,
+            **report_extra,
         )
 
     # -------------------------------------------------------------------------------------- hub
@@ -445,17 +494,24 @@ class DatasetValidator:
             raise
         except Exception as exc:
             raise hub.translate(exc, repo_id, "dataset") from exc
-        siblings = [s for s in (info.siblings or []) if Path(s.rfilename).suffix.lower() in SUFFIX_BUILDERS
-                    and not any(part.startswith(".") for part in Path(s.rfilename).parts)]
+        siblings = [
+            s
+            for s in (info.siblings or [])
+            if Path(s.rfilename).suffix.lower() in SUFFIX_BUILDERS
+            and not any(part.startswith(".") for part in Path(s.rfilename).parts)
+        ]
         if not siblings:
             raise DatasetError(
                 f"hub dataset {repo_id!r} has no .jsonl/.json/.csv/.parquet data files",
                 {"dataset": repo_id, "files": [s.rfilename for s in (info.siblings or [])][:20]},
-                "Script-based datasets are not supported; use a dataset with data files (or its parquet "
-                "conversion).",
+                "Script-based datasets are not supported; use a dataset with data files (or its parquet conversion).",
             )
-        in_split = [s for s in siblings if split.split("[")[0] in Path(s.rfilename).as_posix().replace("-", "/")
-                    .replace("_", "/").replace(".", "/").split("/")]
+        in_split = [
+            s
+            for s in siblings
+            if split.split("[")[0]
+            in Path(s.rfilename).as_posix().replace("-", "/").replace("_", "/").replace(".", "/").split("/")
+        ]
         chosen = in_split or siblings
         builders: dict[str, list[Any]] = {}
         for s in chosen:
@@ -476,7 +532,9 @@ class DatasetValidator:
         card = info.card_data
         license_ = getattr(card, "license", None) if card is not None else None
         extra: dict[str, Any] = {
-            "private": bool(info.private), "gated": bool(info.gated), "url": hub_page(repo_id, "dataset"),
+            "private": bool(info.private),
+            "gated": bool(info.gated),
+            "url": hub_page(repo_id, "dataset"),
             "license": license_ if isinstance(license_, str) else (", ".join(license_) if license_ else None),
         }
         warnings = []

@@ -63,8 +63,14 @@ class HubAccess:
     env: Mapping[str, str] | None = None
 
     @classmethod
-    def resolve(cls, endpoint: str | None = None, token: str | None = None, *, cache_dir: str | None = None,
-                env: Mapping[str, str] | None = None) -> HubAccess:
+    def resolve(
+        cls,
+        endpoint: str | None = None,
+        token: str | None = None,
+        *,
+        cache_dir: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> HubAccess:
         """Settings from the arguments, then the environment; the token from the argument, then VibeML's
         credential store (``huggingface token``), then ``HF_TOKEN``/``HUGGING_FACE_HUB_TOKEN``, then the
         token ``hf auth login`` saved."""
@@ -131,8 +137,11 @@ class HubAccess:
 
         what = "model" if repo_type == "model" else "dataset"
         page = hub_page(repo_id, repo_type)
-        ctx: dict[str, Any] = {repo_type: repo_id, "authenticated": self.token is not None,
-                               "credential_source": self.token_source}
+        ctx: dict[str, Any] = {
+            repo_type: repo_id,
+            "authenticated": self.token is not None,
+            "credential_source": self.token_source,
+        }
         if self.endpoint:
             ctx["endpoint"] = self.endpoint
         if isinstance(exc, OfflineModeIsEnabled):
@@ -152,12 +161,19 @@ class HubAccess:
                 f"can be stored with: {STORE_TOKEN}",
             )
         if isinstance(exc, RevisionNotFoundError):
-            return _not_found(repo_type, f"{what} {repo_id!r} has no such revision", ctx,
-                              "Use a branch, tag or commit that exists (usually 'main').")
+            return _not_found(
+                repo_type,
+                f"{what} {repo_id!r} has no such revision",
+                ctx,
+                "Use a branch, tag or commit that exists (usually 'main').",
+            )
         if isinstance(exc, RepositoryNotFoundError):
             example = "Qwen/Qwen2.5-0.5B" if what == "model" else "tatsu-lab/alpaca"
-            why = ("or it is private and your token has no access" if self.token
-                   else "or it is private and no token was given")
+            why = (
+                "or it is private and your token has no access"
+                if self.token
+                else "or it is private and no token was given"
+            )
             return _not_found(
                 repo_type,
                 f"{what} {repo_id!r} was not found on the hub ({why})",
@@ -176,8 +192,10 @@ class HubAccess:
                 )
             return CloudProviderError(
                 f"the hub refused the request for {what} {repo_id!r}: {text.splitlines()[0] if text else status}",
-                ctx, "Retry in a minute; check https://status.huggingface.co if it persists.",
-                status_code=status, retryable=status is not None and status >= 500,
+                ctx,
+                "Retry in a minute; check https://status.huggingface.co if it persists.",
+                status_code=status,
+                retryable=status is not None and status >= 500,
             )
         return CloudProviderError(
             f"could not reach the hub ({self.endpoint or PUBLIC_HUB}) for {what} {repo_id!r}: "
@@ -193,10 +211,18 @@ class HubAccess:
 
         self.check_online(repo_id, repo_type)
         try:
-            return str(hf_hub_download(
-                repo_id=repo_id, filename=filename, repo_type=repo_type, revision=revision,
-                endpoint=self.endpoint, token=self.hf_token, cache_dir=self.cache_dir, etag_timeout=10,
-            ))
+            return str(
+                hf_hub_download(
+                    repo_id=repo_id,
+                    filename=filename,
+                    repo_type=repo_type,
+                    revision=revision,
+                    endpoint=self.endpoint,
+                    token=self.hf_token,
+                    cache_dir=self.cache_dir,
+                    etag_timeout=10,
+                )
+            )
         except VibeMLError:
             raise
         except Exception as exc:

@@ -30,8 +30,22 @@ __all__ = ["ModelInfo", "ModelValidator", "read_safetensors_parameters"]
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
-_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-                "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I4": 0.5, "U4": 0.5}
+_DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I4": 0.5,
+    "U4": 0.5,
+}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 
 
@@ -93,8 +107,13 @@ def _weight_files(names: list[str]) -> list[str]:
     safetensors = [n for n in names if n.endswith(".safetensors") and "/" not in n.strip("./")]
     if safetensors:
         return sorted(safetensors)
-    return sorted(n for n in names if n.endswith(WEIGHT_SUFFIXES) and "/" not in n.strip("./")
-                  and not n.startswith(("optimizer", "training_args", "scheduler", "rng_state")))
+    return sorted(
+        n
+        for n in names
+        if n.endswith(WEIGHT_SUFFIXES)
+        and "/" not in n.strip("./")
+        and not n.startswith(("optimizer", "training_args", "scheduler", "rng_state"))
+    )
 
 
 def _license_from_readme(path: Path) -> str | None:
@@ -111,6 +130,7 @@ def _license_from_readme(path: Path) -> str | None:
 
 def _size_gb(size: int | None) -> float | None:
     return None if size is None else round(size / 1e9, 3)
+
 
 #: Defaults the seed's two methods assume for what they do not take as arguments.
 DEFAULT_SEQ_LEN = 1024
@@ -195,8 +215,9 @@ class ModelValidator:
         """
         if model_id not in self._cache:
             try:
-                arch = resolve_architecture(model_id, use_hub=self._use_hub, env=self._env,
-                                            endpoint=self._endpoint, token=self._token)
+                arch = resolve_architecture(
+                    model_id, use_hub=self._use_hub, env=self._env, endpoint=self._endpoint, token=self._token
+                )
             except ModelNotFoundError:
                 approx = _approximate_architecture(model_id)
                 if approx is None:
@@ -332,12 +353,19 @@ class ModelValidator:
                     for dtype, count in read_safetensors_parameters(path / name).items():
                         params[dtype] = params.get(dtype, 0) + count
                 except (OSError, ValueError) as exc:
-                    raise ModelNotFoundError(f"{path / name} is not a readable safetensors file: {exc}",
-                                             {"model": model_id}) from exc
+                    raise ModelNotFoundError(
+                        f"{path / name} is not a readable safetensors file: {exc}", {"model": model_id}
+                    ) from exc
         size = sum((path / n).stat().st_size for n in weights)
-        info = ModelInfo(model_id=model_id, source="local", weight_files=weights, size_bytes=size,
-                         size_gb=_size_gb(size), license=_license_from_readme(path / "README.md"),
-                         has_tokenizer=any(n in names for n in TOKENIZER_FILES))
+        info = ModelInfo(
+            model_id=model_id,
+            source="local",
+            weight_files=weights,
+            size_bytes=size,
+            size_gb=_size_gb(size),
+            license=_license_from_readme(path / "README.md"),
+            has_tokenizer=any(n in names for n in TOKENIZER_FILES),
+        )
         self._describe(info, config, params)
         return info
 
@@ -353,9 +381,16 @@ class ModelValidator:
             raise hub.translate(exc, model_id, "model") from exc
         gating = raw.gated if isinstance(raw.gated, str) else None
         info = ModelInfo(
-            model_id=model_id, source="hub", revision=raw.sha, private=bool(raw.private),
-            gated=bool(raw.gated), gating=gating, token_used=hub.token is not None, token_source=hub.token_source,
-            pipeline_tag=raw.pipeline_tag, url=hub_page(model_id, "model"),
+            model_id=model_id,
+            source="hub",
+            revision=raw.sha,
+            private=bool(raw.private),
+            gated=bool(raw.gated),
+            gating=gating,
+            token_used=hub.token is not None,
+            token_source=hub.token_source,
+            pipeline_tag=raw.pipeline_tag,
+            url=hub_page(model_id, "model"),
         )
         siblings = {s.rfilename: s for s in (raw.siblings or [])}
         info.weight_files = _weight_files(list(siblings))
@@ -380,8 +415,7 @@ class ModelValidator:
             except (OSError, ValueError, VibeMLError) as exc:
                 info.warnings.append(f"config.json could not be read: {exc}")
         elif not info.has_access:
-            info.warnings.append("no access to the files yet: accept the licence at "
-                                 f"{info.url} before training")
+            info.warnings.append(f"no access to the files yet: accept the licence at {info.url} before training")
         if "config.json" not in siblings:
             info.warnings.append("the repo has no config.json: transformers cannot load it as a model")
         if not info.weight_files:
@@ -414,8 +448,9 @@ class ModelValidator:
             info.parameter_count = int(sum(params.values()))
         elif config.get("hidden_size"):
             try:
-                info.parameter_count = architecture_from_config(dict(config), name=info.model_id,
-                                                                source="config").param_count
+                info.parameter_count = architecture_from_config(
+                    dict(config), name=info.model_id, source="config"
+                ).param_count
                 info.warnings.append("parameter count computed from config.json (no safetensors metadata)")
             except (ConfigurationError, ValueError, KeyError, TypeError):
                 pass
@@ -426,9 +461,11 @@ class ModelValidator:
             info.warnings.append("the model needs custom code (auto_map); VibeML never runs remote code")
         if info.has_tokenizer is False:
             info.warnings.append("no tokenizer files: training needs the model's tokenizer")
-        if info.pipeline_tag and info.pipeline_tag not in ("text-generation", "text2text-generation",
-                                                            "image-text-to-text"):
+        if info.pipeline_tag and info.pipeline_tag not in (
+            "text-generation",
+            "text2text-generation",
+            "image-text-to-text",
+        ):
             info.warnings.append(f"pipeline '{info.pipeline_tag}' is not text generation")
         if any(f.endswith((".bin", ".pt", ".pth")) for f in info.weight_files):
             info.warnings.append("weights are pickled (.bin): prefer safetensors")
-

@@ -84,9 +84,12 @@ class ResourceValidator:
         headroom = DISK_HEADROOM * (subtotal - environment)
         gb = 1e9
         return DiskEstimate(
-            model_gb=round(weights / gb, 3), dataset_gb=round(dataset / gb, 3),
-            checkpoints_gb=round(checkpoints / gb, 3), output_gb=round(output / gb, 3),
-            environment_gb=round(environment / gb, 3), headroom_gb=round(headroom / gb, 3),
+            model_gb=round(weights / gb, 3),
+            dataset_gb=round(dataset / gb, 3),
+            checkpoints_gb=round(checkpoints / gb, 3),
+            output_gb=round(output / gb, 3),
+            environment_gb=round(environment / gb, 3),
+            headroom_gb=round(headroom / gb, 3),
             total_gb=round((subtotal + headroom) / gb, 3),
         )
 
@@ -111,8 +114,13 @@ class ResourceValidator:
         if not checked.fits:
             raise ResourceError(
                 f"not enough disk at {path}: the job needs about {need:.1f} GB, {free_gb:.1f} GB are free",
-                {"path": str(path), "needed_gb": round(need, 1), "free_gb": free_gb,
-                 "model_gb": estimate.model_gb, "checkpoints_gb": estimate.checkpoints_gb},
+                {
+                    "path": str(path),
+                    "needed_gb": round(need, 1),
+                    "free_gb": free_gb,
+                    "model_gb": estimate.model_gb,
+                    "checkpoints_gb": estimate.checkpoints_gb,
+                },
                 "Free disk space, point the output/checkpoints (VIBEML_HOME) and the hub cache (HF_HOME) at a "
                 "larger disk, or keep fewer checkpoints (save_total_limit).",
             )

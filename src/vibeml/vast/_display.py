@@ -12,15 +12,29 @@ from rich.text import Text
 __all__ = ["show"]
 
 _OFFER_COLUMNS = (
-    ("id", "ID"), ("num_gpus", "N"), ("gpu_name", "GPU"), ("gpu_ram", "VRAM GB"),
-    ("dph_total", "$/h"), ("min_bid", "min bid"), ("reliability", "rel."),
-    ("cuda_max_good", "CUDA"), ("dlperf", "DLPerf"), ("geolocation", "location"),
-)  # fmt: skip
+    ("id", "ID"),
+    ("num_gpus", "N"),
+    ("gpu_name", "GPU"),
+    ("gpu_ram", "VRAM GB"),
+    ("dph_total", "$/h"),
+    ("min_bid", "min bid"),
+    ("reliability", "rel."),
+    ("cuda_max_good", "CUDA"),
+    ("dlperf", "DLPerf"),
+    ("geolocation", "location"),
+)
 _INSTANCE_COLUMNS = (
-    ("id", "ID"), ("label", "label"), ("actual_status", "status"), ("num_gpus", "N"),
-    ("gpu_name", "GPU"), ("dph_total", "$/h"), ("is_bid", "bid"), ("ssh_host", "ssh host"),
-    ("ssh_port", "port"), ("status_msg", "message"),
-)  # fmt: skip
+    ("id", "ID"),
+    ("label", "label"),
+    ("actual_status", "status"),
+    ("num_gpus", "N"),
+    ("gpu_name", "GPU"),
+    ("dph_total", "$/h"),
+    ("is_bid", "bid"),
+    ("ssh_host", "ssh host"),
+    ("ssh_port", "port"),
+    ("status_msg", "message"),
+)
 _WRAPPING = frozenset({"gpu_name", "geolocation", "label", "status_msg", "ssh_host"})
 
 

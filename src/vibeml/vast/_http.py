@@ -47,8 +47,13 @@ def redact_instance(row: dict[str, Any]) -> dict[str, Any]:
     env = row.get("extra_env")
     if isinstance(env, list):
         row["extra_env"] = [
-            [pair[0], "****"] if isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], str)
-            and SECRETISH.search(pair[0]) and pair[1] else pair
+            [pair[0], "****"]
+            if isinstance(pair, (list, tuple))
+            and len(pair) == 2
+            and isinstance(pair[0], str)
+            and SECRETISH.search(pair[0])
+            and pair[1]
+            else pair
             for pair in env
         ]
     env = row.get("env")
@@ -312,9 +317,13 @@ class VastHTTP:
                 # Never reached the server: safe to retry for any method.
                 error = VastAPIError(
                     f"Could not connect to {self.server_url}: {self.mask(str(exc)) or type(exc).__name__}.",
-                    status=None, error="connection_error", method=method, path=path_only, retryable=True,
+                    status=None,
+                    error="connection_error",
+                    method=method,
+                    path=path_only,
+                    retryable=True,
                     recovery_suggestion="Check the network and the server URL, then retry.",
-                )  # fmt: skip
+                )
                 if attempt >= self.retry:
                     raise error from None
                 delay = self.backoff(attempt)
@@ -324,10 +333,13 @@ class VastHTTP:
                     f"{method} {path_only} "
                     + ("timed out" if timed_out else "lost its connection before a response")
                     + f" ({type(exc).__name__}).",
-                    status=None, error="timeout" if timed_out else "connection_error", method=method,
-                    path=path_only, retryable=True,
+                    status=None,
+                    error="timeout" if timed_out else "connection_error",
+                    method=method,
+                    path=path_only,
+                    retryable=True,
                     recovery_suggestion="Retry in a minute; if it persists, check https://status.vast.ai.",
-                )  # fmt: skip
+                )
                 if not idempotent:
                     raise Ambiguous(error) from None
                 ambiguous_seen = True
@@ -337,8 +349,10 @@ class VastHTTP:
             except httpx.HTTPError as exc:
                 raise VastAPIError(
                     f"{method} {path_only} failed: {self.mask(str(exc)) or type(exc).__name__}.",
-                    error="client_error", method=method, path=path_only,
-                ) from None  # fmt: skip
+                    error="client_error",
+                    method=method,
+                    path=path_only,
+                ) from None
             else:
                 status = resp.status_code
                 logger.debug("vast %s %s -> %d (attempt %d/%d)", method, path_only, status, attempt, self.retry)
@@ -350,8 +364,7 @@ class VastHTTP:
                     ambiguous_seen = True
                 delay = self.backoff(attempt, _parse_retry_after(resp.headers.get("Retry-After")))
                 resp.close()
-            logger.info("vast %s %s: retrying in %.2fs (attempt %d/%d)", method, path_only, delay, attempt,
-                        self.retry)  # fmt: skip
+            logger.info("vast %s %s: retrying in %.2fs (attempt %d/%d)", method, path_only, delay, attempt, self.retry)
             self.sleep(delay)
 
     def error_from(self, resp: httpx.Response, method: str, path: str) -> VastAPIError:
@@ -370,8 +383,12 @@ class VastHTTP:
         if status == 401 or code == "auth_error":
             return VastAuthError(
                 "Vast.ai refused the API key: " + (msg or "Invalid user key") + ".",
-                status=status, error=code or "auth_error", msg=msg, method=method, path=path,
-            )  # fmt: skip
+                status=status,
+                error=code or "auth_error",
+                msg=msg,
+                method=method,
+                path=path,
+            )
         if status == 429 and code is None:
             code = "rate_limit_exceeded"
         retryable = status in RETRY_STATUSES
@@ -389,8 +406,11 @@ class VastHTTP:
         if data is None:
             raise VastAPIError(
                 f"Vast.ai {method} {path} returned something that is not JSON.",
-                status=resp.status_code, error="bad_response", method=method, path=path,
-            )  # fmt: skip
+                status=resp.status_code,
+                error="bad_response",
+                method=method,
+                path=path,
+            )
         if isinstance(data, Mapping) and data.get("success") is False:
             raise self.error_from(resp, method, path)
         return data

@@ -163,9 +163,16 @@ class VastAI:
         self.create_lookup_grace = create_lookup_grace
         self._console = console or _default_console()
         self._core = VastHTTP(
-            url, key, retry=retry, explain_requests=explain, curl=curl, timeout=timeout, transport=transport,
-            sleep=sleep, max_retry_after=max_retry_after,
-        )  # fmt: skip
+            url,
+            key,
+            retry=retry,
+            explain_requests=explain,
+            curl=curl,
+            timeout=timeout,
+            transport=transport,
+            sleep=sleep,
+            max_retry_after=max_retry_after,
+        )
 
     @property
     def server_url(self) -> str:
@@ -234,8 +241,7 @@ class VastAI:
             VastQueryError: The query or order cannot be parsed.
             VastAPIError: The server refused or failed.
         """
-        body = build_search_query(query, type=type, order=order, limit=limit, storage=storage,
-                                  no_default=no_default)  # fmt: skip
+        body = build_search_query(query, type=type, order=order, limit=limit, storage=storage, no_default=no_default)
         data = self._core.call("POST", "/bundles/", body=body)
         offers = data.get("offers", []) if isinstance(data, Mapping) else []
         result = [dict(o) for o in offers if isinstance(o, Mapping)]
@@ -315,8 +321,9 @@ class VastAI:
             # It may have landed: look before trying again. Retrying on the same offer is then safe
             # against a late landing too, because a rented offer answers no_such_ask.
             first = amb.error
-            logger.warning("vast create on offer %s failed ambiguously (%s); looking up label %s",
-                           id, first.error, label)  # fmt: skip
+            logger.warning(
+                "vast create on offer %s failed ambiguously (%s); looking up label %s", id, first.error, label
+            )
             found = self._lookup_label(label, started, first, int(id), grace=0.0)
             if found is None and self._core.retry > 1:
                 try:
@@ -327,9 +334,14 @@ class VastAI:
                         raise VastAmbiguousCreateError(
                             f"Creating an instance on offer {id} failed twice ({again.error.message}); no "
                             f"instance labelled {label!r} appeared within {self.create_lookup_grace:g} s.",
-                            label=label, offer_id=int(id), status=again.error.status, error=again.error.error,
-                            method="PUT", path=again.error.path, retryable=False,
-                        ) from None  # fmt: skip
+                            label=label,
+                            offer_id=int(id),
+                            status=again.error.status,
+                            error=again.error.error,
+                            method="PUT",
+                            path=again.error.path,
+                            retryable=False,
+                        ) from None
                 except VastNotFoundError:
                     # The offer is taken: by the first attempt landing late, or by someone else.
                     found = self._lookup_label(label, started, first, int(id), grace=self.create_lookup_grace)
@@ -343,9 +355,14 @@ class VastAI:
                     raise VastAmbiguousCreateError(
                         f"Creating an instance on offer {id} failed ambiguously ({first.message}) and no "
                         f"instance labelled {label!r} appeared within {self.create_lookup_grace:g} s.",
-                        label=label, offer_id=int(id), status=first.status, error=first.error, method="PUT",
-                        path=first.path, retryable=False,
-                    ) from None  # fmt: skip
+                        label=label,
+                        offer_id=int(id),
+                        status=first.status,
+                        error=first.error,
+                        method="PUT",
+                        path=first.path,
+                        retryable=False,
+                    ) from None
             result = {"success": True, "new_contract": found["id"], "label": label, "recovered": True}
             self._show(result)
             return result
@@ -369,9 +386,14 @@ class VastAI:
                 raise VastAmbiguousCreateError(
                     f"Creating an instance on offer {offer_id} failed ambiguously ({cause.message}) and the "
                     f"lookup by label failed too ({exc.message}); an instance labelled {label!r} may exist.",
-                    label=label, offer_id=offer_id, status=cause.status, error=cause.error, method="PUT",
-                    path=cause.path, retryable=False,
-                ) from exc  # fmt: skip
+                    label=label,
+                    offer_id=offer_id,
+                    status=cause.status,
+                    error=cause.error,
+                    method="PUT",
+                    path=cause.path,
+                    retryable=False,
+                ) from exc
             if found is not None or time.monotonic() >= deadline:
                 return found
             self._core.sleep(min(1.0, max(0.05, grace / 10)))
@@ -446,9 +468,12 @@ class VastAI:
         row = data.get("instances") if isinstance(data, Mapping) else None
         if not isinstance(row, Mapping):
             raise VastNotFoundError(
-                f"Instance {id} not found.", status=404, error="not_found", method="GET",
+                f"Instance {id} not found.",
+                status=404,
+                error="not_found",
+                method="GET",
                 path=f"/api/v0/instances/{int(id)}/",
-            )  # fmt: skip
+            )
         result = redact_instance(dict(row))
         self._show(result)
         return result
@@ -515,8 +540,12 @@ class VastAI:
         data = self._core.call("PUT", f"/instances/request_logs/{int(id)}/", body={"tail": str(int(tail))})
         url = data.get("result_url") if isinstance(data, Mapping) else None
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise VastAPIError("Vast.ai did not return a log URL.", error="bad_response", method="PUT",
-                               path=f"/api/v0/instances/request_logs/{int(id)}/")  # fmt: skip
+            raise VastAPIError(
+                "Vast.ai did not return a log URL.",
+                error="bad_response",
+                method="PUT",
+                path=f"/api/v0/instances/request_logs/{int(id)}/",
+            )
         deadline = time.monotonic() + timeout
         path = urlsplit(url).path
         while True:
@@ -529,9 +558,12 @@ class VastAI:
                 raise self._core.error_from(resp, "GET", path)
             if time.monotonic() >= deadline:
                 raise VastAPIError(
-                    f"The log of instance {id} was not ready within {timeout:g} s.", error="timeout",
-                    method="GET", path=path, retryable=True,
-                )  # fmt: skip
+                    f"The log of instance {id} was not ready within {timeout:g} s.",
+                    error="timeout",
+                    method="GET",
+                    path=path,
+                    retryable=True,
+                )
             self._core.sleep(poll_interval)
 
     # ------------------------------------------------------------------------------------ account

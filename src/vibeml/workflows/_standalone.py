@@ -29,14 +29,19 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 # ---- your settings: base64 of UTF-8 JSON (only the characters A-Z a-z 0-9 + / =) ----
 CONFIG_B64 = ""
 
-# ---- dataset formats: detection and normalisation (the same code VibeML's trainer uses) ----
-from vibeml.trainer.formats import DatasetError, RowProblem, check_column_mapping, detect_format, normalise_row, rename_row  # noqa: E402, E501, I001 @@FORMATS@@
-
-# ---- bitsandbytes' packed CPU kernel kept off 4-bit layers it cannot take (the code VibeML's trainer uses) ----
-from vibeml.trainer.bnb_compat import guard_cpu_4bit_packing  # noqa: E402 @@BNB@@
+# ---- VibeML's own dataset formats and bitsandbytes CPU guard: each import below is replaced by the module ----
+from vibeml.trainer.bnb_compat import guard_cpu_4bit_packing  # noqa: E402
+from vibeml.trainer.formats import (  # noqa: E402
+    DatasetError,
+    RowProblem,
+    check_column_mapping,
+    detect_format,
+    normalise_row,
+    rename_row,
+)
 
 # ---- the chat template used when a tokenizer has none ----
-from vibeml.trainer.modeling import CHATML_FALLBACK_TEMPLATE  # noqa: E402 @@CHATML@@
+from vibeml.trainer.modeling import CHATML_FALLBACK_TEMPLATE  # noqa: E402
 
 DATA_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 UNSLOTH_ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -246,8 +251,15 @@ def sft_config(cfg: dict[str, Any], device: str, bf16: bool, fp16: bool, max_ste
 
 def latest_checkpoint(folder: str) -> str | None:
     root = Path(folder)
-    found = [(int(p.name.split("-")[1]), p) for p in root.glob("checkpoint-*")
-             if p.name.split("-")[1].isdigit() and (p / "trainer_state.json").is_file()] if root.is_dir() else []
+    found = (
+        [
+            (int(p.name.split("-")[1]), p)
+            for p in root.glob("checkpoint-*")
+            if p.name.split("-")[1].isdigit() and (p / "trainer_state.json").is_file()
+        ]
+        if root.is_dir()
+        else []
+    )
     return str(max(found)[1]) if found else None
 
 
@@ -256,13 +268,23 @@ def sample(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int) 
 
     model.eval()
     for prompt in prompts:
-        enc = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                            tokenize=True, return_dict=True, return_tensors="pt")
+        enc = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+        )
         device = next(model.parameters()).device
         with torch.inference_mode():
-            out = model.generate(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
-                                 max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        reply = tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            out = model.generate(
+                input_ids=enc["input_ids"].to(device),
+                attention_mask=enc["attention_mask"].to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        reply = tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         print(json.dumps({"prompt": prompt, "completion": reply}, ensure_ascii=False), flush=True)
 
 
@@ -293,11 +315,22 @@ def main(argv: list[str] | None = None) -> int:
     hp = cfg["hyperparameters"]
     peft_config = None
     if cfg["method"] != "full" and not adapters_added:
-        peft_config = LoraConfig(r=hp["lora_r"], lora_alpha=hp["lora_alpha"], lora_dropout=hp["lora_dropout"],
-                                 target_modules=lora_targets(hp, unsloth=False), bias="none", task_type="CAUSAL_LM")
+        peft_config = LoraConfig(
+            r=hp["lora_r"],
+            lora_alpha=hp["lora_alpha"],
+            lora_dropout=hp["lora_dropout"],
+            target_modules=lora_targets(hp, unsloth=False),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
     log(f"{cfg['method']} fine-tune of {cfg['model']} on {len(dataset)} {fmt} rows ({device})")
-    trainer = SFTTrainer(model=model, args=sft_config(cfg, device, bf16, fp16, args.max_steps),
-                         train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(cfg, device, bf16, fp16, args.max_steps),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
     resume = latest_checkpoint(cfg["checkpoint_dir"]) if cfg.get("resume", True) else None
     result = trainer.train(resume_from_checkpoint=resume)
     out = Path(cfg["output_dir"])
@@ -305,8 +338,13 @@ def main(argv: list[str] | None = None) -> int:
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    summary = {"output_dir": str(out), "steps": trainer.state.global_step, "train_loss": result.training_loss,
-               "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None}
+    summary = {
+        "output_dir": str(out),
+        "steps": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
+    }
     if cfg.get("save_merged") and cfg["method"] == "lora" and peft_config is not None:
         peft_model: Any = trainer.model
         merged = peft_model.merge_and_unload()

@@ -86,7 +86,9 @@ class TrainingProgram(BaseModel):
     module: str = "vibeml.trainer"
     env: dict[str, str] = Field(default_factory=dict)
     secrets: dict[str, SecretStr] = Field(
-        default_factory=dict, exclude=True, repr=False,
+        default_factory=dict,
+        exclude=True,
+        repr=False,
         description="Secret environment variables (HF_TOKEN): handed to the trainer's process only, never "
         "written to the config, the handle, the store or any log; excluded from every dump.",
     )
@@ -225,15 +227,25 @@ def workflow_estimate(name: str) -> WorkflowEstimate:
     notes: list[str] = []
     if wf.engine == "unsloth":
         tps *= UNSLOTH_MFU_RATIO
-        notes.append(f"Unsloth speed = LoRA estimate × {UNSLOTH_MFU_RATIO:.2f} (published MFU ranges); memory "
-                     "modelled as TRL LoRA (Unsloth usually needs less)")
+        notes.append(
+            f"Unsloth speed = LoRA estimate × {UNSLOTH_MFU_RATIO:.2f} (published MFU ranges); memory "
+            "modelled as TRL LoRA (Unsloth usually needs less)"
+        )
     if wf.method == "qlora":
         notes.append("QLoRA memory is modelled, not calibrated")
     return WorkflowEstimate(
-        workflow=wf.name, model=REFERENCE_MODEL, gpu=REFERENCE_GPU, batch_size=REFERENCE_BATCH,
-        seq_len=REFERENCE_SEQ, memory_gib=round(mem_on, 1), memory_no_checkpointing_gib=round(mem_off, 1),
-        tokens_per_s=round(tps), relative_speed=round(tps / base_tps, 2), gradient_checkpointing=reason,
-        smallest_gpu=smallest, notes=tuple(notes),
+        workflow=wf.name,
+        model=REFERENCE_MODEL,
+        gpu=REFERENCE_GPU,
+        batch_size=REFERENCE_BATCH,
+        seq_len=REFERENCE_SEQ,
+        memory_gib=round(mem_on, 1),
+        memory_no_checkpointing_gib=round(mem_off, 1),
+        tokens_per_s=round(tps),
+        relative_speed=round(tps / base_tps, 2),
+        gradient_checkpointing=reason,
+        smallest_gpu=smallest,
+        notes=tuple(notes),
     )
 
 

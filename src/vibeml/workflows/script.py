@@ -9,6 +9,7 @@ and decoded when the script starts. Nothing else in the script depends on the re
 
 from __future__ import annotations
 
+import ast
 import base64
 import functools
 import importlib.util
@@ -28,13 +29,23 @@ __all__ = ["ScriptGenerator", "decode_script_config", "encode_config"]
 
 _B64 = re.compile(r"^[A-Za-z0-9+/=]*$")
 _CONFIG_LINE = 'CONFIG_B64 = ""\n'
-_CHATML_MARK = "@@CHATML@@"
-#: Template lines marked so are replaced by the whole module (the script must not need VibeML installed).
-_INLINED = {"@@FORMATS@@": "vibeml.trainer.formats", "@@BNB@@": "vibeml.trainer.bnb_compat"}
+#: The template's top-level imports of these modules are replaced by the whole module (the script must not
+#: need VibeML installed); its import from ``vibeml.trainer.modeling`` becomes the chat template's literal.
+_INLINED = ("vibeml.trainer.formats", "vibeml.trainer.bnb_compat")
+_CHATML_FROM = "vibeml.trainer.modeling"
 #: Script settings that are not hyperparameters (and are passed through to the trainer config).
 _REQUEST_FIELDS = ("dataset_format", "dataset_split", "dataset_config", "output_dir", "save_merged", "sample_prompts")
-_CONFIG_FIELDS = ("column_mapping", "checkpoint_dir", "device", "sample_max_new_tokens", "torch_threads",
-                  "attn_implementation", "use_liger_kernel", "optim", "resume")
+_CONFIG_FIELDS = (
+    "column_mapping",
+    "checkpoint_dir",
+    "device",
+    "sample_max_new_tokens",
+    "torch_threads",
+    "attn_implementation",
+    "use_liger_kernel",
+    "optim",
+    "resume",
+)
 
 
 def encode_config(config: dict[str, Any]) -> str:
@@ -51,8 +62,7 @@ def decode_script_config(script: str) -> dict[str, Any]:
     import json
 
     for node in ast.parse(script).body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "CONFIG_B64"
-                                                for t in node.targets):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "CONFIG_B64" for t in node.targets):
             value = ast.literal_eval(node.value)
             data = json.loads(base64.b64decode(value, validate=True).decode("utf-8"))
             if not isinstance(data, dict):
@@ -141,23 +151,25 @@ class ScriptGenerator:
             raise _validation_error(exc) from None
         output_dir = request.output_dir or "output"
         try:
-            return TrainerConfig.model_validate({
-                "job_id": "script",
-                "model": request.model,
-                "dataset": request.dataset,
-                "dataset_format": request.dataset_format,
-                "dataset_split": request.dataset_split,
-                "dataset_config": request.dataset_config,
-                "method": wf.method,
-                "engine": wf.engine,
-                "hyperparameters": request.hyperparameters.model_dump(mode="json"),
-                "output_dir": output_dir,
-                "checkpoint_dir": extra.pop("checkpoint_dir", None) or f"{output_dir}/checkpoints",
-                "events_path": f"{output_dir}/events.jsonl",
-                "save_merged": request.save_merged,
-                "sample_prompts": list(request.sample_prompts),
-                **extra,
-            })
+            return TrainerConfig.model_validate(
+                {
+                    "job_id": "script",
+                    "model": request.model,
+                    "dataset": request.dataset,
+                    "dataset_format": request.dataset_format,
+                    "dataset_split": request.dataset_split,
+                    "dataset_config": request.dataset_config,
+                    "method": wf.method,
+                    "engine": wf.engine,
+                    "hyperparameters": request.hyperparameters.model_dump(mode="json"),
+                    "output_dir": output_dir,
+                    "checkpoint_dir": extra.pop("checkpoint_dir", None) or f"{output_dir}/checkpoints",
+                    "events_path": f"{output_dir}/events.jsonl",
+                    "save_merged": request.save_merged,
+                    "sample_prompts": list(request.sample_prompts),
+                    **extra,
+                }
+            )
         except PydanticValidationError as exc:
             raise _validation_error(exc) from None
 
@@ -166,16 +178,22 @@ class ScriptGenerator:
         template = _source("vibeml.workflows._standalone")
         if template.count(_CONFIG_LINE) != 1:
             raise ConfigurationError("internal error: the script template has no single CONFIG_B64 line")
+        lines = template.splitlines(keepends=True)
+        replaced: dict[int, tuple[int, str]] = {}  # first line (0-based) → (line after the import, new text)
+        for node in ast.parse(template).body:
+            if isinstance(node, ast.ImportFrom) and node.module in (*_INLINED, _CHATML_FROM):
+                text = _chatml_line() if node.module == _CHATML_FROM else _inline(node.module)
+                replaced[node.lineno - 1] = (node.end_lineno or node.lineno, text)
         out: list[str] = []
-        for line in template.splitlines(keepends=True):
-            if line == _CONFIG_LINE:
-                out.append(_config_block(encode_config(config.model_dump(mode="json"))))
-            elif any(mark in line for mark in _INLINED):
-                out.append(_inline(next(m for k, m in _INLINED.items() if k in line)))
-            elif _CHATML_MARK in line:
-                out.append(_chatml_line())
-            else:
-                out.append(line)
+        i = 0
+        while i < len(lines):
+            if i in replaced:
+                i, text = replaced[i]
+                out.append(text)
+                continue
+            line = lines[i]
+            out.append(_config_block(encode_config(config.model_dump(mode="json"))) if line == _CONFIG_LINE else line)
+            i += 1
         script = "".join(out)
         compile(script, "train.py", "exec")  # a template bug must fail here, not on the user's GPU
         return script
