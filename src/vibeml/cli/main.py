@@ -80,14 +80,9 @@ def mcp(
     http: Annotated[str | None, typer.Option("--http", help="Serve over HTTP on HOST:PORT instead of stdio.")] = None,
 ) -> None:
     """Run the MCP server (stdio by default) so an AI assistant can plan, launch and track fine-tunes."""
-    if http:
-        from vibeml.mcp.server import main as serve
+    from vibeml.mcp.server import main as serve
 
-        serve(http)
-    else:
-        from vibeml.mcp.front import serve_stdio
-
-        serve_stdio()
+    serve(http)
 
 
 def run() -> None:

@@ -3,31 +3,40 @@
 Nothing but protocol messages goes to stdout (logs go to stderr). Errors become tool errors whose text
 carries the message, the facts and the recovery suggestion, so an assistant can act on them. No tool
 reads, returns or accepts stored credentials.
+
+Start-up: importing this module loads FastMCP and the models the tool schemas are built from, nothing
+else. The service (`vibeml.client`, with the backends and the workflow templates behind it) is made on
+the first tool call that needs it, once per server. Each tool's description is handed to FastMCP
+directly, so FastMCP never loads its docstring parser (griffe, about 0.15 s) to read it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import json
 import logging
 import re
 import socket
 import sys
+import threading
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec, TypeVar
 
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from pydantic import BaseModel, ConfigDict, Field
 
-from vibeml.client import VibeML
 from vibeml.config.budget import BudgetStatus
 from vibeml.estimate.report import EstimateQuery, PlanQuery
 from vibeml.exceptions import ConfigurationError, VibeMLError
 from vibeml.models import CostEstimate, DatasetFormat, JobRecord
 from vibeml.validation.dataset import DatasetReport
 from vibeml.validation.model import ModelInfo
+
+if TYPE_CHECKING:
+    from vibeml.client import VibeML
 
 __all__ = ["create_server", "main"]
 
@@ -158,16 +167,56 @@ def _guard(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     return wrapper
 
 
+def _default_service() -> VibeML:
+    from vibeml.client import VibeML
+
+    return VibeML()
+
+
+class _LazyService:
+    """The server's one service, made by ``factory`` on the first call (once, also when tools race)."""
+
+    def __init__(self, factory: Callable[[], VibeML]) -> None:
+        self._factory = factory
+        self._service: VibeML | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> VibeML:
+        service = self._service
+        if service is None:
+            with self._lock:
+                if self._service is None:
+                    self._service = self._factory()
+                service = self._service
+        return service
+
+
+def _tool_registrar(mcp: FastMCP) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """``@tool``: register a tool behind the error boundary, its docstring as the description.
+
+    FastMCP would parse a docstring with griffe, imported for it (about 0.15 s at start-up, for
+    sections our docstrings do not have); the text is passed as it is instead, and the registered
+    wrapper carries none.
+    """
+
+    def tool(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        guarded = _guard(fn)
+        description = inspect.getdoc(fn)
+        guarded.__doc__ = None
+        mcp.tool(guarded, description=description)
+        return guarded
+
+    return tool
+
+
 def create_server(service_factory: Callable[[], VibeML] | None = None) -> FastMCP:
-    """Build the server. ``service_factory`` makes the service per call (tests pass their own)."""
-    factory = service_factory or VibeML
+    """Build the server. ``service_factory`` makes its service on the first call that needs one (tests
+    pass their own); by default ``VibeML()``, imported then."""
     mcp = FastMCP("vibeml", instructions=INSTRUCTIONS)
+    svc = _LazyService(service_factory or _default_service)
+    tool = _tool_registrar(mcp)
 
-    def svc() -> VibeML:
-        return factory()
-
-    @mcp.tool
-    @_guard
+    @tool
     async def launch_training(
         max_cost: Annotated[float, Field(gt=0, le=1_000_000, description="Hard budget cap in USD (required).")],
         model: Annotated[str | None, Field(description="Hub id or local model directory.")] = None,
@@ -237,29 +286,25 @@ def create_server(service_factory: Callable[[], VibeML] | None = None) -> FastMC
             next_step=f"Poll get_job_status(job_id={record.job_id!r}).",
         )
 
-    @mcp.tool
-    @_guard
+    @tool
     async def estimate_training_cost(query: EstimateQuery) -> EstimateReport:
         """GPU memory (what nvidia-smi would show), fit, tokens/s, time and total cost of one fine-tune on
         one GPU. loss='fused' models VibeML's trainer; 'standard' a plain transformers loop."""
         return EstimateReport.model_validate(await asyncio.to_thread(svc().estimate_report, query))
 
-    @mcp.tool
-    @_guard
+    @tool
     async def plan_training(query: PlanQuery) -> PlanReport:
         """Every (cloud, GPU, count, spot/on-demand) choice that fits, ranked by expected TOTAL job cost."""
         return PlanReport.model_validate(await asyncio.to_thread(svc().plan_report, query))
 
-    @mcp.tool
-    @_guard
+    @tool
     async def recommend_gpu(
         model: Annotated[str, Field(min_length=1, max_length=1024)], use_quantization: bool = False
     ) -> GpuRecommendation:
         """The cheapest GPU type that fits a LoRA (QLoRA with use_quantization) fine-tune of the model."""
         return GpuRecommendation.model_validate(await asyncio.to_thread(svc().recommend_gpu, model, use_quantization))
 
-    @mcp.tool
-    @_guard
+    @tool
     async def search_gpu_offers(
         query: Annotated[
             str, Field(max_length=2000, description="Vast query, e.g. 'gpu_name=RTX_4090 num_gpus=1'.")
@@ -272,42 +317,36 @@ def create_server(service_factory: Callable[[], VibeML] | None = None) -> FastMC
         offers = await asyncio.to_thread(svc().search_offers, query, type, order, limit)
         return [Offer.model_validate(o) for o in offers]
 
-    @mcp.tool
-    @_guard
+    @tool
     async def list_jobs(limit: Annotated[int, Field(ge=1, le=500)] = 20) -> list[JobRecord]:
         """Jobs, newest first, with status, step, loss and cost so far."""
         return await svc().list_jobs(limit=limit)
 
-    @mcp.tool
-    @_guard
+    @tool
     async def get_job_status(job_id: Annotated[str, Field(min_length=1, max_length=64)]) -> JobRecord:
         """One job: status, step/max_steps, loss (and first loss), ETA, cost so far, error if any."""
         return await svc().get_status(job_id)
 
-    @mcp.tool
-    @_guard
+    @tool
     async def get_job_logs(
         job_id: Annotated[str, Field(min_length=1, max_length=64)], tail: Annotated[int, Field(ge=1, le=5000)] = 100
     ) -> LogTail:
         """The last lines of a job's training log."""
         return LogTail(job_id=job_id, lines=await svc().get_logs(job_id, tail=tail))
 
-    @mcp.tool
-    @_guard
+    @tool
     async def stop_job(job_id: Annotated[str, Field(min_length=1, max_length=64)]) -> JobRecord:
         """Stop a job (it checkpoints first). Stopping a finished job changes nothing."""
         return await svc().stop(job_id)
 
-    @mcp.tool
-    @_guard
+    @tool
     async def list_workflows() -> list[WorkflowInfo]:
         """Training workflows (e.g. trl-lora, full)."""
         from vibeml.workflows import list_workflows as _lw
 
         return [WorkflowInfo(name=w.name, method=w.method, description=w.description) for w in _lw()]
 
-    @mcp.tool
-    @_guard
+    @tool
     async def get_spending(
         month: Annotated[str | None, Field(description="YYYY-MM (default this month) or 'all'.")] = None,
     ) -> Spending:
@@ -317,8 +356,7 @@ def create_server(service_factory: Callable[[], VibeML] | None = None) -> FastMC
         ledger = await asyncio.to_thread(service.spending, month)
         return Spending(budget=budget, ledger=ledger)
 
-    @mcp.tool
-    @_guard
+    @tool
     async def validate_model(
         model: Annotated[str, Field(min_length=1, max_length=1024, description="Hub id (org/name) or local dir.")],
     ) -> ModelInfo:
@@ -326,8 +364,7 @@ def create_server(service_factory: Callable[[], VibeML] | None = None) -> FastMC
         download it, parameter count and size (safetensors), architecture and licence."""
         return await asyncio.to_thread(svc().validate_model, model)
 
-    @mcp.tool
-    @_guard
+    @tool
     async def validate_dataset(
         dataset: Annotated[str, Field(min_length=1, max_length=4096, description="Hub dataset id or local file.")],
         model: Annotated[
