@@ -429,7 +429,7 @@ class SkyPilotHandle(JobHandle):
 #: Any backend's handle; ``backend`` is the discriminator. A backend registered under another name that
 #: reuses a built-in's code (a subclass) keeps that built-in's handle kind.
 AnyHandle = Annotated[LocalHandle | VastHandle | SkyPilotHandle, Field(discriminator="backend")]
-_HANDLE_KINDS = ("local", "vast", "skypilot")
+_HANDLE_KINDS = tuple(m.model_fields["backend"].default for m in (LocalHandle, VastHandle, SkyPilotHandle))
 _ANY_HANDLE: TypeAdapter[LocalHandle | VastHandle | SkyPilotHandle] = TypeAdapter(AnyHandle)
 
 
@@ -440,7 +440,7 @@ def load_handle(
 
     Raises:
         BackendError: It is not valid JSON, names no known backend, or a field is missing or wrong; the
-            message names the job and the fields (never their values).
+            message names the job and the fields (not their values: only an unknown backend name is quoted).
     """
     try:
         if isinstance(raw, (str, bytes)):

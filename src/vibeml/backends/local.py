@@ -162,7 +162,8 @@ class LocalBackend(Backend[LocalHandle]):
     def status(self, handle: LocalHandle) -> JobProgress:
         handle = self.own(handle)
         alive = self._alive(handle)
-        progress = progress_from_events(read_events(handle.data.events_path), alive=alive)
+        events_path = handle.data.events_path
+        progress = progress_from_events(read_events(events_path), alive=alive)
         if progress.status.value == "failed" and not alive and progress.error and "without a final" in progress.error:
             last = self._last_log_line(handle)
             if last:
