@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from vibeml.backends.registry import default_registry
 from vibeml.client import VibeML, build_request
 from vibeml.config.preferences import PreferencesStore
 from vibeml.exceptions import BudgetExceededError, ConfigurationError
-from vibeml.models import JobHandle, JobProgress, JobStatus
+from vibeml.models import JobProgress, JobStatus, LocalHandle
 from vibeml.settings import Settings
 from vibeml.workflows.registry import TrainingProgram
 
@@ -37,17 +38,20 @@ class MeteredBackend(LocalBackend):
 
     def launch(
         self, program: TrainingProgram, job_id: str, job_dir: Path, choice: LaunchChoice | None = None
-    ) -> JobHandle:
+    ) -> LocalHandle:
         MeteredBackend.launched.append(choice)
         program = program.model_copy(update={"module": "fake_program"})
         program.env.update({"VIBEML_TEST_MODE": "graceful", "PYTHONPATH": str(HERE)})
         handle = super().launch(program, job_id, job_dir, choice)
-        data = {**handle.data, "t0": time.time(), "rate": (choice.hourly_rate if choice else 0.0)}
-        return handle.model_copy(update={"data": data})
+        # The handle is the local backend's (typed, closed); the meter lives beside it in the job dir.
+        meter = {"t0": time.time(), "rate": choice.hourly_rate if choice else 0.0}
+        (job_dir / "meter.json").write_text(json.dumps(meter), encoding="utf-8")
+        return handle
 
-    def status(self, handle: JobHandle) -> JobProgress:
+    def status(self, handle: LocalHandle) -> JobProgress:
         p = super().status(handle)
-        cost = handle.data["rate"] * self.rate_multiplier * (time.time() - handle.data["t0"]) / 3600
+        meter = json.loads((Path(handle.job_dir) / "meter.json").read_text(encoding="utf-8"))
+        cost = meter["rate"] * self.rate_multiplier * (time.time() - meter["t0"]) / 3600
         return p.model_copy(update={"cost_so_far": round(cost, 6)})
 
 
@@ -154,7 +158,7 @@ def test_watchdog_stops_a_job_whose_cost_reaches_the_cap(svc: VibeML, demo_asset
                 break
             time.sleep(0.2)
         assert rec.status is JobStatus.STOPPED and "budget cap" in (rec.error or "")
-        pid = rec.handle.data["pid"] if rec.handle else 0
+        pid = rec.handle.data.pid if rec.handle else 0
         time.sleep(0.5)
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)

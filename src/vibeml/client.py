@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError as PydanticValidationError
 
-from vibeml.backends.base import LaunchCandidate, LaunchChoice
+from vibeml.backends.base import HANDLE_FILENAME, LaunchCandidate, LaunchChoice
 from vibeml.backends.registry import BackendRegistry, default_registry
 from vibeml.config.budget import BudgetCheck, BudgetStatus, check_budget
 from vibeml.config.preferences import PreferencesStore
@@ -27,7 +27,7 @@ from vibeml.exceptions import (
 )
 from vibeml.inputs import dataset_stats, hub_secrets, hub_token, resolve_local_inputs
 from vibeml.jobs.store import JobStore, utcnow
-from vibeml.models import CostEstimate, Hyperparameters, JobHandle, JobRecord, JobStatus, TrainingRequest
+from vibeml.models import CostEstimate, Hyperparameters, JobRecord, JobStatus, TrainingRequest, load_handle
 from vibeml.safe_paths import make_private_dir
 from vibeml.settings import Settings
 from vibeml.workflows.registry import get_workflow, render_program
@@ -458,14 +458,19 @@ class VibeML:
     # ----------------------------------------------------------------------------------- track
 
     def _adopt_handle(self, record: JobRecord) -> JobRecord:
-        """A launcher killed between starting the process and saving the handle left it on disk."""
-        path = self.job_dir(record.job_id) / "handle.json"
+        """A launcher killed between starting the process and saving the handle left it on disk.
+
+        Raises:
+            BackendError: The handle file is not a valid handle (it is written atomically, so it was
+                damaged or changed outside VibeML).
+        """
+        path = self.job_dir(record.job_id) / HANDLE_FILENAME
         if record.handle is None and path.exists():
             try:
-                handle = JobHandle.model_validate_json(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+                text = path.read_text(encoding="utf-8")
+            except OSError:
                 return record
-            return self.store.update(record.job_id, handle=handle)
+            return self.store.update(record.job_id, handle=load_handle(text, where=str(path)))
         return record
 
     def _refresh_sync(self, record: JobRecord) -> JobRecord:

@@ -6,25 +6,39 @@ clear message instead of a silently ignored setting.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import typing
 import unicodedata
+from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from vibeml.exceptions import BackendError
 
 __all__ = [
+    "AnyHandle",
     "CostEstimate",
     "DatasetFormat",
+    "HandleData",
     "Hyperparameters",
     "JobHandle",
     "JobProgress",
     "JobRecord",
     "JobStatus",
+    "LocalHandle",
+    "LocalHandleData",
+    "SkyPilotHandle",
+    "SkyPilotHandleData",
     "TrainingRequest",
+    "VastHandle",
+    "VastHandleData",
+    "load_handle",
 ]
 
 DatasetFormat = Literal["auto", "alpaca", "messages", "sharegpt", "prompt_completion", "text"]
@@ -307,16 +321,157 @@ class JobStatus(str, Enum):
 JobStatus.TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED})
 
 
+# ------------------------------------------------------------------------------------------- handles
+
+
+class HandleData(StrictNumbers):
+    """The backend's part of a handle: frozen, every field typed, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class LocalHandleData(HandleData):
+    """A trainer process on this machine (``backends/local.py``)."""
+
+    pid: int = Field(ge=1, description="The trainer's process id.")
+    pgid: int = Field(ge=1, description="Its process group (its own session): stop signals the whole group.")
+    proc_start: int | None = Field(
+        None, ge=0, description="Its start time in clock ticks (/proc), which tells a reused pid apart."
+    )
+    events_path: str = Field(min_length=1)
+    log_path: str = Field(min_length=1)
+    output_dir: str = Field(min_length=1)
+    argv: tuple[str, ...] = Field(description="The command line it was started with.")
+
+
+class VastHandleData(HandleData):
+    """A Vast.ai instance (``backends/vast.py``). Written before the create (label, launcher), again once an
+    instance is rented (its id and prices) and once it runs (``launched``, ``running_from``)."""
+
+    label: str = Field(min_length=1, description="The instance label, vibeml-<job id>.")
+    launched: bool = Field(False, description="The instance runs and its inputs are in place.")
+    launcher_pid: int = Field(ge=0, description="The process that launched it (a dead launcher's rent is undone).")
+    launcher_start: int | None = Field(None, ge=0, description="That process's start time in clock ticks.")
+    remote_dir: str = Field("/workspace/vibeml", min_length=1, description="The job's folder on the instance.")
+    output_dir: str = Field(min_length=1, description="Where the adapter is brought back to.")
+    checkpoint_dir: str = Field(min_length=1, description="Where a stopped job's last checkpoint is brought back to.")
+    max_cost: float | None = Field(None, ge=0)
+    disk_gb: int = Field(ge=1)
+    instance_id: int | None = Field(None, ge=1)
+    offer_id: int | None = None
+    created_at: float | None = Field(None, description="Unix time of the create (storage bills from it).")
+    storage_rate: float | None = Field(None, ge=0, description="Storage $/h.")
+    gpu_rate: float | None = Field(None, ge=0, description="GPU $/h at launch (the bid for an interruptible one).")
+    bid: float | None = Field(None, ge=0, description="The bid $/h for an interruptible instance; None on-demand.")
+    budget_seconds: float | None = Field(None, ge=0, description="The run-time budget the instance enforces.")
+    gpu_name: str | None = None
+    price_per_hour: float | None = Field(None, ge=0)
+    running_from: float | None = Field(None, description="The last time it was seen not yet running.")
+
+    @model_validator(mode="after")
+    def _launched_has_instance(self) -> VastHandleData:
+        if self.launched and self.instance_id is None:
+            raise ValueError("a launched Vast handle must name its instance_id")
+        return self
+
+
+class SkyPilotHandleData(HandleData):
+    """A SkyPilot cluster or managed job (``backends/skypilot.py``)."""
+
+    mode: Literal["cluster", "managed"]
+    cluster_name: str = Field(min_length=1, description="The cluster name (the managed job's name in managed mode).")
+    request_id: str = Field(description="The launch request's id on the SkyPilot API server.")
+    num_nodes: int = Field(ge=1)
+    hourly_rate: float = Field(ge=0, description="The planned $/h for all nodes.")
+    hourly_cap: float = Field(ge=0)
+    store_url: str | None = Field(None, description="Bucket URL for outputs and checkpoints, when one is set.")
+    store_name: str | None = None
+    remote_output_dir: str = Field(min_length=1)
+    remote_checkpoint_dir: str = Field(min_length=1)
+    local_output_dir: str = Field(min_length=1)
+    events_path: str = Field(min_length=1)
+    runtime_limit_seconds: int | None = Field(None, ge=0)
+    launched_at: float = Field(description="Unix time of the launch.")
+
+
 class JobHandle(BaseModel):
-    """What a backend needs to find a launched job again (from any process)."""
+    """What a backend needs to find a launched job again (from any process).
+
+    This is the common part; each backend has its own subclass (:class:`LocalHandle`, :class:`VastHandle`,
+    :class:`SkyPilotHandle`) whose ``backend`` names it and whose ``data`` is typed. The stored JSON is
+    ``{"job_id", "backend", "backend_job_id", "job_dir", "data": {...}}``; read it back with
+    :func:`load_handle` (``backend`` picks the model).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    job_id: str
+    job_id: str = Field(min_length=1)
     backend: str
     backend_job_id: str
-    job_dir: str
-    data: dict[str, Any] = Field(default_factory=dict)
+    job_dir: str = Field(min_length=1)
+
+
+class LocalHandle(JobHandle):
+    backend: Literal["local"] = "local"
+    data: LocalHandleData
+
+
+class VastHandle(JobHandle):
+    backend: Literal["vast"] = "vast"
+    data: VastHandleData
+
+
+class SkyPilotHandle(JobHandle):
+    backend: Literal["skypilot"] = "skypilot"
+    data: SkyPilotHandleData
+
+
+#: Any backend's handle; ``backend`` is the discriminator. A backend registered under another name that
+#: reuses a built-in's code (a subclass) keeps that built-in's handle kind.
+AnyHandle = Annotated[LocalHandle | VastHandle | SkyPilotHandle, Field(discriminator="backend")]
+_HANDLE_KINDS = tuple(m.model_fields["backend"].default for m in (LocalHandle, VastHandle, SkyPilotHandle))
+_ANY_HANDLE: TypeAdapter[LocalHandle | VastHandle | SkyPilotHandle] = TypeAdapter(AnyHandle)
+
+
+def load_handle(
+    raw: str | bytes | Mapping[str, object], *, where: str = "the jobs database"
+) -> LocalHandle | VastHandle | SkyPilotHandle:
+    """A stored handle (its JSON text, or that JSON parsed) as its backend's typed handle.
+
+    Raises:
+        BackendError: It is not valid JSON, names no known backend, or a field is missing or wrong; the
+            message names the job and the fields (not their values: only an unknown backend name is quoted).
+    """
+    try:
+        if isinstance(raw, (str, bytes)):
+            return _ANY_HANDLE.validate_json(raw)
+        return _ANY_HANDLE.validate_python(raw)
+    except PydanticValidationError as exc:
+        job_id = _stored_job_id(raw)
+        problems = []
+        for err in exc.errors(include_url=False, include_input=False):
+            loc = err["loc"][1:] if err["loc"] and err["loc"][0] in _HANDLE_KINDS else err["loc"]
+            problems.append(
+                f"{'.'.join(str(x) for x in loc) or 'handle'}: {str(err['msg']).removeprefix('Value error, ')}"
+            )
+        raise BackendError(
+            f"the stored handle of job {job_id or '(unknown)'} in {where} is not valid: " + "; ".join(problems[:10]),
+            {"job_id": job_id, "where": where, "fields": [p.split(":", 1)[0] for p in problems]},
+            "The handle is how VibeML finds the job's process or machine; it was changed outside VibeML or "
+            "written by an incompatible version. If the job may still be running, stop it by hand (local: its "
+            "trainer process; vast: `vibeml vast cleanup`; skypilot: `sky status` and `sky down`).",
+        ) from None
+
+
+def _stored_job_id(raw: str | bytes | Mapping[str, object]) -> str | None:
+    """The ``job_id`` of a stored handle that failed to load, when one can be read (for the message)."""
+    if isinstance(raw, (str, bytes)):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return None
+    job_id = raw.get("job_id") if isinstance(raw, Mapping) else None
+    return job_id[:64] if isinstance(job_id, str) else None
 
 
 class JobProgress(BaseModel):
@@ -358,7 +513,7 @@ class JobRecord(BaseModel):
     status: JobStatus
     backend: str
     request: TrainingRequest
-    handle: JobHandle | None = None
+    handle: AnyHandle | None = None
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None = None

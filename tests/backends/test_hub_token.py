@@ -110,7 +110,7 @@ def test_the_vast_instance_and_its_trainer_get_the_token_and_nothing_shows_it(
     svc, _backend = vast_support.make_service(vast_env, backend_cls=vast_support.FakeProgramVast)
     request = TrainingRequest(model=REPO, dataset=gated["dataset"], backend="vast", max_cost=1.0, max_steps=2)
     record = asyncio.run(svc.launch(request))
-    iid = int(record.handle.data["instance_id"])  # type: ignore[union-attr]
+    iid = int(record.handle.data.instance_id)  # type: ignore[union-attr]
     assert dict(vast_env.instance(iid)["extra_env"])["HF_TOKEN"] == TOKEN  # it reached the machine
 
     client = VastAI(api_key=vast_support.SECRET_KEY, server_url=vast_env.url, explain=True)

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from vibeml.backends.local import LocalBackend, process_alive
-from vibeml.models import JobHandle, JobStatus, TrainingRequest
+from vibeml.models import JobStatus, LocalHandle, LocalHandleData, TrainingRequest
 from vibeml.settings import Settings
 from vibeml.workflows.registry import render_program
 
 HERE = Path(__file__).parent
 
 
-def _launch(tmp_path: Path, mode: str) -> tuple[LocalBackend, JobHandle]:
+def _launch(tmp_path: Path, mode: str) -> tuple[LocalBackend, LocalHandle]:
     settings = Settings.from_env()
     backend = LocalBackend(settings)
     job_dir = tmp_path / "job"
@@ -32,7 +32,7 @@ def _launch(tmp_path: Path, mode: str) -> tuple[LocalBackend, JobHandle]:
     return backend, backend.launch(program, "vml-test", job_dir)
 
 
-def _wait(backend: LocalBackend, handle: JobHandle, want: set[JobStatus], timeout: float = 30) -> JobStatus:
+def _wait(backend: LocalBackend, handle: LocalHandle, want: set[JobStatus], timeout: float = 30) -> JobStatus:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         st = backend.status(handle).status
@@ -57,7 +57,7 @@ def test_complete_run(tmp_path: Path) -> None:
 
 def test_detached_process_group(tmp_path: Path) -> None:
     backend, handle = _launch(tmp_path, "graceful")
-    pid = handle.data["pid"]
+    pid = handle.data.pid
     assert os.getpgid(pid) == pid and os.getsid(pid) == pid  # its own session: outlives the launcher
     _wait(backend, handle, {JobStatus.RUNNING})
     backend.stop(handle, grace_seconds=10)
@@ -72,7 +72,7 @@ def test_stubborn_process_is_killed_after_grace(tmp_path: Path) -> None:
     t0 = time.monotonic()
     backend.stop(handle, grace_seconds=0.5)
     assert time.monotonic() - t0 < 10
-    assert not process_alive(handle.data["pid"], handle.data["proc_start"])
+    assert not process_alive(handle.data.pid, handle.data.proc_start)
     assert backend.status(handle).status is JobStatus.FAILED  # no final event; the service maps to stopped
 
 
@@ -108,18 +108,25 @@ def test_pid_reuse_is_not_mistaken_for_the_job() -> None:
 def test_stop_of_vanished_process_group(tmp_path: Path) -> None:
     backend, handle = _launch(tmp_path, "graceful")
     _wait(backend, handle, {JobStatus.RUNNING})
-    os.killpg(handle.data["pgid"], signal.SIGKILL)
+    os.killpg(handle.data.pgid, signal.SIGKILL)
     _wait(backend, handle, {JobStatus.FAILED})
     backend.stop(handle)  # nothing left to stop: no error
 
 
 @pytest.mark.parametrize("bad", ["", "relative/x"])
 def test_missing_log_reads_empty(tmp_path: Path, bad: str) -> None:
-    handle = JobHandle(
+    log = str(tmp_path / bad / "none.log")
+    handle = LocalHandle(
         job_id="j",
-        backend="local",
-        backend_job_id="0",
+        backend_job_id="4194305",
         job_dir=str(tmp_path),
-        data={"pid": 0, "log_path": str(tmp_path / bad / "none.log")},
+        data=LocalHandleData(
+            pid=4194305,  # above Linux's pid_max: no such process
+            pgid=4194305,
+            events_path=str(tmp_path / "events.jsonl"),
+            log_path=log,
+            output_dir=str(tmp_path / "output"),
+            argv=("python", "-m", "vibeml.trainer"),
+        ),
     )
     assert list(LocalBackend(Settings.from_env()).logs(handle)) == []

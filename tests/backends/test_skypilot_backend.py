@@ -31,7 +31,7 @@ from vibeml.backends.skypilot_status import (
 )
 from vibeml.backends.skypilot_task import CONFIG_ENV, SkyOptions
 from vibeml.exceptions import BackendError, ResourceError
-from vibeml.models import JobHandle, JobStatus, TrainingRequest
+from vibeml.models import JobStatus, SkyPilotHandle, TrainingRequest
 from vibeml.settings import Settings
 from vibeml.trainer.config import TrainerConfig
 from vibeml.trainer.events import ECHO_PREFIX
@@ -256,7 +256,7 @@ SPOT = LaunchChoice(gpu_type="A10G", cloud="aws", region="us-east-1", use_spot=T
 
 def _launch(
     fake: FakeSky, tmp_path: Path, choice: LaunchChoice, **opts: Any
-) -> tuple[SkyPilotBackend, JobHandle, Runner]:
+) -> tuple[SkyPilotBackend, SkyPilotHandle, Runner]:
     runner = Runner()
     backend = _backend(runner, **opts)
     job_dir = tmp_path / "jobs" / "vml-sky1"
@@ -346,22 +346,22 @@ def test_reconcile(
 
 def test_on_demand_cluster_lifecycle(fake: FakeSky, sky: ModuleType, tmp_path: Path) -> None:
     backend, handle, runner = _launch(fake, tmp_path, ON_DEMAND)
-    name = handle.data["cluster_name"]
+    name = handle.data.cluster_name
     (call,) = [kw for n, kw in fake.calls if n == "launch"]
     assert call["cluster_name"] == name and call["down"] is True and call["idle_minutes_to_autostop"] >= 2
     (res,) = call["task"].resources
     assert res.accelerators == {"A10G": 1} and res.max_hourly_cost == pytest.approx(1.111)
-    assert handle.data["mode"] == "cluster" and (Path(handle.job_dir) / "sky_task.yaml").exists()
+    assert handle.data.mode == "cluster" and (Path(handle.job_dir) / "sky_task.yaml").exists()
     assert "get" not in fake.names()  # launch returns at once: nothing waits on the request
 
     assert backend.status(handle).status is S.PROVISIONING  # request still running, no cluster yet
-    fake.request_status[handle.data["request_id"]] = "SUCCEEDED"
+    fake.request_status[handle.data.request_id] = "SUCCEEDED"
     fake.up(name, sky.JobStatus.RUNNING)
     fake.logs = ["setup done", ev("start", max_steps=10), ev("step", step=4, max_steps=10, loss=2.5)]
     fake.costs = [{"name": name, "total_cost": 0.3}, {"name": "someone-else", "total_cost": 9.0}]
     p = backend.status(handle)
     assert (p.status, p.step, p.loss, p.cost_so_far) == (S.RUNNING, 4, 2.5, 0.3)
-    assert [e["event"] for e in map(json.loads, Path(handle.data["events_path"]).read_text().splitlines())] == [
+    assert [e["event"] for e in map(json.loads, Path(handle.data.events_path).read_text().splitlines())] == [
         "start",
         "step",
     ]
@@ -371,9 +371,9 @@ def test_on_demand_cluster_lifecycle(fake: FakeSky, sky: ModuleType, tmp_path: P
     fake.costs = [{"name": name, "total_cost": 0.52}]
     p = backend.status(handle)
     assert p.status is S.COMPLETED and p.cost_so_far == 0.52
-    assert p.output_dir == handle.data["local_output_dir"]
+    assert p.output_dir == handle.data.local_output_dir
     assert runner.commands == [
-        ["rsync", "-a", "--partial", f"{name}:vibeml-job/output/", f"{handle.data['local_output_dir']}/"]
+        ["rsync", "-a", "--partial", f"{name}:vibeml-job/output/", f"{handle.data.local_output_dir}/"]
     ]
     names = fake.names()
     last_cost = len(names) - 1 - names[::-1].index("cost_report")
@@ -387,8 +387,8 @@ def test_on_demand_cluster_lifecycle(fake: FakeSky, sky: ModuleType, tmp_path: P
 
 def test_stop_is_idempotent(fake: FakeSky, sky: ModuleType, tmp_path: Path) -> None:
     backend, handle, runner = _launch(fake, tmp_path, ON_DEMAND)
-    name = handle.data["cluster_name"]
-    fake.request_status[handle.data["request_id"]] = "SUCCEEDED"
+    name = handle.data.cluster_name
+    fake.request_status[handle.data.request_id] = "SUCCEEDED"
     fake.up(name, sky.JobStatus.RUNNING)
     backend.stop(handle)
     assert {"cancel", "down"} <= set(fake.names()) and name not in fake.clusters
@@ -403,13 +403,13 @@ def test_stop_is_idempotent(fake: FakeSky, sky: ModuleType, tmp_path: Path) -> N
 def test_stop_while_provisioning_cancels_the_launch_request(fake: FakeSky, tmp_path: Path) -> None:
     backend, handle, _ = _launch(fake, tmp_path, ON_DEMAND)
     backend.stop(handle)
-    assert ("api_cancel", {"target": handle.data["request_id"]}) in fake.calls
+    assert ("api_cancel", {"target": handle.data.request_id}) in fake.calls
     assert backend.status(handle).status is S.STOPPED
 
 
 def test_failed_launch_is_reported(fake: FakeSky, sky: ModuleType, tmp_path: Path) -> None:
     backend, handle, _ = _launch(fake, tmp_path, ON_DEMAND)
-    fake.request_status[handle.data["request_id"]] = "FAILED"
+    fake.request_status[handle.data.request_id] = "FAILED"
     fake.launch_error = sky.exceptions.ResourcesUnavailableError("No launchable resource found")
     p = backend.status(handle)
     assert p.status is S.FAILED and "No launchable resource" in (p.error or "")
@@ -426,8 +426,8 @@ def test_translated_errors(fake: FakeSky, sky: ModuleType, tmp_path: Path, monke
 
 def test_cluster_gone_mid_run_is_a_failure(fake: FakeSky, sky: ModuleType, tmp_path: Path) -> None:
     backend, handle, _ = _launch(fake, tmp_path, ON_DEMAND)
-    fake.request_status[handle.data["request_id"]] = "SUCCEEDED"
-    fake.up(handle.data["cluster_name"], sky.JobStatus.RUNNING)
+    fake.request_status[handle.data.request_id] = "SUCCEEDED"
+    fake.up(handle.data.cluster_name, sky.JobStatus.RUNNING)
     fake.logs = [ev("step", step=2, max_steps=10, loss=3.0)]
     assert backend.status(handle).status is S.RUNNING
     fake.clusters.clear()
@@ -437,20 +437,20 @@ def test_cluster_gone_mid_run_is_a_failure(fake: FakeSky, sky: ModuleType, tmp_p
 
 def test_artifact_copy_failure_keeps_the_cluster_for_a_retry(fake: FakeSky, sky: ModuleType, tmp_path: Path) -> None:
     backend, handle, runner = _launch(fake, tmp_path, ON_DEMAND)
-    fake.request_status[handle.data["request_id"]] = "SUCCEEDED"
-    fake.up(handle.data["cluster_name"], sky.JobStatus.SUCCEEDED)
+    fake.request_status[handle.data.request_id] = "SUCCEEDED"
+    fake.up(handle.data.cluster_name, sky.JobStatus.SUCCEEDED)
     fake.logs = [ev("done", step=10, final_loss=1.0)]
     runner.fail = True
     assert backend.status(handle).status is S.COMPLETED
     assert "down" not in fake.names()  # autodown is the backstop
     runner.fail = False
-    assert backend.fetch_artifacts(handle) == Path(handle.data["local_output_dir"])
+    assert backend.fetch_artifacts(handle) == Path(handle.data.local_output_dir)
     assert "down" in fake.names()
 
 
 def test_logs(fake: FakeSky, sky: ModuleType, tmp_path: Path) -> None:
     backend, handle, _ = _launch(fake, tmp_path, ON_DEMAND)
-    name = handle.data["cluster_name"]
+    name = handle.data.cluster_name
     fake.up(name, sky.JobStatus.RUNNING)
     fake.logs = [f"line {i}" for i in range(5)]
     assert list(backend.logs(handle, tail=2)) == ["line 3", "line 4"]
@@ -459,7 +459,7 @@ def test_logs(fake: FakeSky, sky: ModuleType, tmp_path: Path) -> None:
     fake.clusters.clear()
     followed = backend.logs(handle, tail=None, follow=True)
     assert next(followed) == "Launching..."
-    fake.request_status[handle.data["request_id"]] = "SUCCEEDED"
+    fake.request_status[handle.data.request_id] = "SUCCEEDED"
     fake.up(name, sky.JobStatus.RUNNING)
     assert list(itertools.islice(followed, 6)) == ["Provisioned.", *(f"line {i}" for i in range(5))]
     fake.cluster_job = sky.JobStatus.SUCCEEDED
@@ -474,7 +474,7 @@ def test_spot_runs_as_a_managed_job_and_resumes_after_preemption(
     fake: FakeSky, sky: ModuleType, tmp_path: Path
 ) -> None:
     backend, handle, runner = _launch(fake, tmp_path, SPOT)
-    name = handle.data["cluster_name"]
+    name = handle.data.cluster_name
     (call,) = [kw for n, kw in fake.calls if n == "jobs.launch"]
     task = call["task"]
     assert call["name"] == name and "launch" not in fake.names()
@@ -485,7 +485,7 @@ def test_spot_runs_as_a_managed_job_and_resumes_after_preemption(
     assert config.checkpoint_dir == "/vibeml-store/vml-sky1/checkpoints"
     assert task.storage_mounts["/vibeml-store"].name == name  # a bucket that outlives the machine
 
-    fake.request_status[handle.data["request_id"]] = "SUCCEEDED"
+    fake.request_status[handle.data.request_id] = "SUCCEEDED"
     fake.managed_job(name, sky.ManagedJobStatus.RUNNING, job_duration=600.0)
     fake.logs = [
         ev("start", max_steps=30),
@@ -522,15 +522,15 @@ def test_spot_runs_as_a_managed_job_and_resumes_after_preemption(
     p = backend.status(handle)
     assert p.status is S.COMPLETED and p.cost_so_far == round(1200 / 3600 * 0.45, 4)
     assert runner.commands == [
-        ["aws", "s3", "sync", "--no-follow-symlinks", f"s3://{name}/vml-sky1/output", handle.data["local_output_dir"]]
+        ["aws", "s3", "sync", "--no-follow-symlinks", f"s3://{name}/vml-sky1/output", handle.data.local_output_dir]
     ]
     assert "down" not in fake.names()  # the jobs controller tears managed clusters down itself
 
 
 def test_managed_stop_is_idempotent(fake: FakeSky, sky: ModuleType, tmp_path: Path) -> None:
     backend, handle, _ = _launch(fake, tmp_path, SPOT, bucket="gs://my-bucket/vibeml")
-    fake.request_status[handle.data["request_id"]] = "SUCCEEDED"
-    fake.managed_job(handle.data["cluster_name"], sky.ManagedJobStatus.RUNNING)
+    fake.request_status[handle.data.request_id] = "SUCCEEDED"
+    fake.managed_job(handle.data.cluster_name, sky.ManagedJobStatus.RUNNING)
     assert backend.status(handle).status is S.RUNNING
     backend.stop(handle, grace_seconds=45)
     cancel = [kw for n, kw in fake.calls if n == "jobs.cancel"]
@@ -554,8 +554,8 @@ def test_bucket_downloads() -> None:
 
 def test_budget_stop_reads_as_stopped(fake: FakeSky, sky: ModuleType, tmp_path: Path) -> None:
     backend, handle, _ = _launch(fake, tmp_path, SPOT, bucket="s3://b/v")
-    fake.request_status[handle.data["request_id"]] = "SUCCEEDED"
-    fake.managed_job(handle.data["cluster_name"], sky.ManagedJobStatus.SUCCEEDED, job_duration=100.0)
+    fake.request_status[handle.data.request_id] = "SUCCEEDED"
+    fake.managed_job(handle.data.cluster_name, sky.ManagedJobStatus.SUCCEEDED, job_duration=100.0)
     fake.logs = [ev("step", step=5, max_steps=30, loss=2.0), ev("stopped", step=5, reason="max_runtime")]
     p = backend.status(handle)
     assert p.status is S.STOPPED and p.error == "stopped: max_runtime"

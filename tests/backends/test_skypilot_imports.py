@@ -93,17 +93,28 @@ def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch
 
 def test_backend_without_sky_fails_on_use_not_on_import(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from vibeml.backends.skypilot import SkyPilotBackend
-    from vibeml.models import JobHandle
+    from vibeml.models import SkyPilotHandle, SkyPilotHandleData
     from vibeml.settings import Settings
 
     monkeypatch.setitem(sys.modules, "sky", None)
     backend = SkyPilotBackend(Settings.from_env())
-    handle = JobHandle(
+    handle = SkyPilotHandle(
         job_id="vml-x",
-        backend="skypilot",
         backend_job_id="vibeml-vml-x",
         job_dir=str(tmp_path),
-        data={"cluster_name": "vibeml-vml-x", "mode": "cluster"},
+        data=SkyPilotHandleData(
+            mode="cluster",
+            cluster_name="vibeml-vml-x",
+            request_id="req-1",
+            num_nodes=1,
+            hourly_rate=1.0,
+            hourly_cap=1.2,
+            remote_output_dir="vibeml-job/output",
+            remote_checkpoint_dir="vibeml-job/checkpoints",
+            local_output_dir=str(tmp_path / "output"),
+            events_path=str(tmp_path / "events.jsonl"),
+            launched_at=0.0,
+        ),
     )
     with pytest.raises(ConfigurationError, match="SkyPilot"):
         backend.status(handle)

@@ -58,7 +58,7 @@ def test_launch_train_fetch_destroy_over_real_http(
     request = svc.demo_request(backend="vast", max_cost=1.0, max_steps=12)
     record = asyncio.run(svc.launch(request))
     assert record.status is JobStatus.PROVISIONING and record.handle is not None
-    iid = int(record.handle.data["instance_id"])
+    iid = int(record.handle.data.instance_id)
 
     # What was rented, and how: a fixed onstart, the job as data, our label and image.
     inst = fake.instance(iid)
@@ -160,7 +160,7 @@ def test_a_failing_remote_install_destroys_its_own_instance(
     monkeypatch.setenv("VIBEML_REMOTE_INSTALL", str(tmp_path / "no-such-package"))
     backend = VastBackend(Settings.from_env(), options=options(), transport=WorkdirTransport(fake))
     handle = backend.launch(_program(tmp_path), "vml-test", tmp_path / "job", _choice())
-    iid = int(handle.data["instance_id"])
+    iid = int(handle.data.instance_id)
     deadline = time.monotonic() + 60
     while fake.instance_ids() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -429,7 +429,7 @@ def test_logs_follow_to_the_end_and_a_graceful_stop(vast_env: FakeVast, tmp_path
     backend.stop(handle, grace_seconds=20)
     final = backend.status(handle)
     assert final.status is JobStatus.STOPPED and final.error == "stopped by request"
-    log = (fake.workdir(int(handle.data["instance_id"])) / "onstart.log").read_text()
+    log = (fake.workdir(int(handle.data.instance_id)) / "onstart.log").read_text()
     assert '"reason":"stop-requested"' in log and '"event": "stopped"' in log  # it checkpointed first
     backend.stop(handle)  # idempotent
     assert_nothing_billing(fake)

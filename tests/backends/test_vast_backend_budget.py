@@ -23,7 +23,7 @@ from test_vast_backend_support import (
 
 from vibeml.backends.base import LaunchChoice
 from vibeml.backends.vast_progress import JobState, RunInfo
-from vibeml.models import JobHandle, JobStatus, TrainingRequest
+from vibeml.models import JobStatus, TrainingRequest, VastHandle
 from vibeml.settings import Settings
 from vibeml.testing.fake_vast import FakeVast
 from vibeml.workflows.registry import render_program
@@ -82,8 +82,8 @@ def test_the_machine_stops_and_destroys_itself_at_its_budget_with_no_client(vast
     )
     max_cost = 0.00025
     handle = backend.launch(_program(tmp_path), "vml-budget", tmp_path / "job", _choice(max_cost=max_cost))
-    iid = int(handle.data["instance_id"])
-    assert 1.5 < handle.data["budget_seconds"] < 10, handle.data  # max_cost / dph_total × 0.95
+    iid = int(handle.data.instance_id)
+    assert 1.5 < handle.data.budget_seconds < 10, handle.data  # max_cost / dph_total × 0.95
     _wait(lambda: not fake.instance_ids(), timeout=60)  # nobody polled; it destroyed itself
     assert_nothing_billing(fake)
     assert fake.accrued_cost(iid) <= max_cost, (fake.accrued_cost(iid), max_cost)
@@ -149,7 +149,7 @@ def test_watchdog_destroys_when_accrued_cost_reaches_the_cap(
         max_cost = 0.5
         record = asyncio.run(svc.launch(svc.demo_request(backend="vast", max_cost=max_cost, max_steps=20)))
         assert record.handle is not None
-        iid, price = int(record.handle.data["instance_id"]), float(record.handle.data["price_per_hour"])
+        iid, price = int(record.handle.data.instance_id), float(record.handle.data.price_per_hour)
         assert record.estimate is not None and record.estimate.expected_cost < max_cost / 5  # the plan said cheap
         _wait(lambda: svc.get_status_sync(record.job_id).status is JobStatus.RUNNING, timeout=60)
         speed = max_cost / price * 3600 / 3.0  # the cap is reached ~3 s (real) from now
@@ -178,12 +178,12 @@ def test_watchdog_destroys_when_accrued_cost_reaches_the_cap(
 # ------------------------------------------------------------------------------ spot
 
 
-def _spot_launch(fake: FakeVast, tmp_path: Path, **opts: Any) -> tuple[FakeProgramVast, JobHandle]:
+def _spot_launch(fake: FakeVast, tmp_path: Path, **opts: Any) -> tuple[FakeProgramVast, VastHandle]:
     backend = FakeProgramVast(
         Settings.from_env(), mode="graceful", options=options(**opts), transport=WorkdirTransport(fake)
     )
     handle = backend.launch(_program(tmp_path), "vml-spot", tmp_path / "job", _choice(use_spot=True))
-    assert handle.data["bid"] is not None and fake.instance(int(handle.data["instance_id"]))["is_bid"]
+    assert handle.data.bid is not None and fake.instance(int(handle.data.instance_id))["is_bid"]
     _wait(lambda: backend.status(handle).step >= 1, timeout=60)
     return backend, handle
 
@@ -191,8 +191,8 @@ def _spot_launch(fake: FakeVast, tmp_path: Path, **opts: Any) -> tuple[FakeProgr
 def test_a_preempted_bid_is_rebid_and_its_runner_restarts(vast_env: FakeVast, tmp_path: Path) -> None:
     fake = vast_env
     backend, handle = _spot_launch(fake, tmp_path)
-    iid, bid = int(handle.data["instance_id"]), float(handle.data["bid"])
-    assert fake.set_min_bid(int(handle.data["offer_id"]), round(bid * 1.1, 4)) == [iid]
+    iid, bid = int(handle.data.instance_id), float(handle.data.bid)
+    assert fake.set_min_bid(int(handle.data.offer_id), round(bid * 1.1, 4)) == [iid]
     assert fake.status(iid) == "stopped"
     _wait(lambda: fake.process(iid).poll() is not None)  # a stopped container runs nothing any more
     p = backend.status(handle)
@@ -218,8 +218,8 @@ def test_a_preempted_bid_is_rebid_and_its_runner_restarts(vast_env: FakeVast, tm
 def test_a_preempted_bid_that_stays_down_is_destroyed(vast_env: FakeVast, tmp_path: Path) -> None:
     fake = vast_env
     backend, handle = _spot_launch(fake, tmp_path, spot_wait=0.5)
-    iid, bid = int(handle.data["instance_id"]), float(handle.data["bid"])
-    fake.set_min_bid(int(handle.data["offer_id"]), round(bid * 10, 4))  # far above our ceiling
+    iid, bid = int(handle.data.instance_id), float(handle.data.bid)
+    fake.set_min_bid(int(handle.data.offer_id), round(bid * 10, 4))  # far above our ceiling
     first = backend.status(handle)
     assert first.status is JobStatus.PROVISIONING and "preempted" in (first.error or "")
     time.sleep(0.6)
@@ -238,10 +238,10 @@ def test_a_preempted_training_resumes_from_its_checkpoint(vast_env: FakeVast, de
     svc, _backend = make_service(fake)
     request = svc.demo_request(backend="vast", max_cost=1.0, max_steps=24, save_steps=6, use_spot=True)
     record = asyncio.run(svc.launch(request))
-    assert record.handle is not None and record.handle.data["bid"] is not None, "the plan chose a bid"
-    iid = int(record.handle.data["instance_id"])
+    assert record.handle is not None and record.handle.data.bid is not None, "the plan chose a bid"
+    iid = int(record.handle.data.instance_id)
     _wait(lambda: (svc.get_status_sync(record.job_id).progress or _no_ckpt).last_checkpoint, timeout=180, every=0.1)
-    fake.set_min_bid(int(record.handle.data["offer_id"]), round(float(record.handle.data["bid"]) * 1.1, 4))
+    fake.set_min_bid(int(record.handle.data.offer_id), round(float(record.handle.data.bid) * 1.1, 4))
     _wait(lambda: fake.process(iid).poll() is not None)  # a stopped container runs nothing any more
     final = wait_terminal(svc, record.job_id, timeout=240)
     assert final.status is JobStatus.COMPLETED, final.error

@@ -26,7 +26,7 @@ from vibeml.backends.vast_options import VastOptions
 from vibeml.backends.vast_transport import ArtifactTransport
 from vibeml.client import VibeML
 from vibeml.exceptions import BackendError
-from vibeml.models import JobHandle, JobRecord
+from vibeml.models import JobRecord, VastHandle
 from vibeml.settings import Settings
 from vibeml.testing.fake_vast import FakeVast
 from vibeml.vast import VastAI
@@ -91,7 +91,7 @@ class FakeProgramVast(VastBackend):
 
     def launch(
         self, program: TrainingProgram, job_id: str, job_dir: Path, choice: LaunchChoice | None = None
-    ) -> JobHandle:
+    ) -> VastHandle:
         env = {**program.env, "VIBEML_TEST_MODE": self.mode, "PYTHONPATH": str(HERE)}
         # fake_program needs no setup (the workflow's import checks would only add seconds to each case)
         program = program.model_copy(update={"module": "fake_program", "env": env, "setup_commands": {}})

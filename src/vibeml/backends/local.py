@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from vibeml.backends.base import Backend, Capabilities, Capability, LaunchChoice
+from vibeml.backends.base import Backend, Capabilities, Capability, LaunchChoice, write_handle_file
 from vibeml.config._files import atomic_write_bytes
 from vibeml.exceptions import BackendError
 from vibeml.jobs.progress import progress_from_events
-from vibeml.models import JobHandle, JobProgress
+from vibeml.models import JobProgress, LocalHandle, LocalHandleData
 from vibeml.safe_paths import make_private_dir
 from vibeml.settings import Settings
 from vibeml.trainer.events import read_events
@@ -32,7 +32,6 @@ from vibeml.workflows.registry import TrainingProgram
 __all__ = ["LocalBackend", "process_alive"]
 
 LOG_FILENAME = "train.log"
-HANDLE_FILENAME = "handle.json"
 
 
 def _proc_start_time(pid: int) -> tuple[str, int] | None:
@@ -73,7 +72,7 @@ def process_alive(pid: int, start_time: int | None = None) -> bool:
     return True
 
 
-class LocalBackend(Backend):
+class LocalBackend(Backend[LocalHandle]):
     """Runs the trainer on this machine (CPU, or its GPUs when it has them). Costs nothing."""
 
     name: ClassVar[str] = "local"
@@ -90,6 +89,7 @@ class LocalBackend(Backend):
         free=True,
     )
     clouds: ClassVar[tuple[str, ...] | None] = ("local",)
+    handle_type: ClassVar[type[LocalHandle]] = LocalHandle
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -99,7 +99,7 @@ class LocalBackend(Backend):
 
     def launch(
         self, program: TrainingProgram, job_id: str, job_dir: Path, choice: LaunchChoice | None = None
-    ) -> JobHandle:
+    ) -> LocalHandle:
         make_private_dir(job_dir)
         config_path = job_dir / program.config_filename
         atomic_write_bytes(config_path, program.config_json().encode("utf-8"))  # 0600
@@ -131,38 +131,38 @@ class LocalBackend(Backend):
             ) from exc
         self._children[proc.pid] = proc
         info = _proc_start_time(proc.pid)
-        handle = JobHandle(
+        handle = LocalHandle(
             job_id=job_id,
-            backend=self.name,
             backend_job_id=str(proc.pid),
             job_dir=str(job_dir),
-            data={
-                "pid": proc.pid,
-                "pgid": proc.pid,
-                "proc_start": info[1] if info else None,
-                "events_path": program.config.events_path,
-                "log_path": str(log_path),
-                "output_dir": program.config.output_dir,
-                "argv": argv,
-            },
+            data=LocalHandleData(
+                pid=proc.pid,
+                pgid=proc.pid,
+                proc_start=info[1] if info else None,
+                events_path=program.config.events_path,
+                log_path=str(log_path),
+                output_dir=program.config.output_dir,
+                argv=tuple(argv),
+            ),
         )
         # Beside the store: a launcher killed right now still leaves a way to find the process.
-        (job_dir / HANDLE_FILENAME).write_text(handle.model_dump_json(indent=2), encoding="utf-8")
+        write_handle_file(handle)
         return handle
 
     # ------------------------------------------------------------------------------------ status
 
-    def _alive(self, handle: JobHandle) -> bool:
-        pid = int(handle.data.get("pid", 0))
+    def _alive(self, handle: LocalHandle) -> bool:
+        pid = handle.data.pid
         proc = self._children.get(pid)
         if proc is not None and proc.poll() is not None:
             self._children.pop(pid, None)
             return False
-        return process_alive(pid, handle.data.get("proc_start"))
+        return process_alive(pid, handle.data.proc_start)
 
-    def status(self, handle: JobHandle) -> JobProgress:
+    def status(self, handle: LocalHandle) -> JobProgress:
+        handle = self.own(handle)
         alive = self._alive(handle)
-        events_path = handle.data.get("events_path") or str(Path(handle.job_dir) / "events.jsonl")
+        events_path = handle.data.events_path
         progress = progress_from_events(read_events(events_path), alive=alive)
         if progress.status.value == "failed" and not alive and progress.error and "without a final" in progress.error:
             last = self._last_log_line(handle)
@@ -170,8 +170,8 @@ class LocalBackend(Backend):
                 progress = progress.model_copy(update={"error": f"{progress.error}. Last log line: {last}"})
         return progress
 
-    def _last_log_line(self, handle: JobHandle) -> str | None:
-        for line in reversed(list(self._tail(Path(handle.data.get("log_path", "")), 20))):
+    def _last_log_line(self, handle: LocalHandle) -> str | None:
+        for line in reversed(list(self._tail(Path(handle.data.log_path), 20))):
             if line.strip():
                 return line.strip()[:300]
         return None
@@ -188,8 +188,9 @@ class LocalBackend(Backend):
         except FileNotFoundError:
             return
 
-    def logs(self, handle: JobHandle, tail: int | None = 200, follow: bool = False) -> Iterator[str]:
-        path = Path(handle.data.get("log_path") or Path(handle.job_dir) / LOG_FILENAME)
+    def logs(self, handle: LocalHandle, tail: int | None = 200, follow: bool = False) -> Iterator[str]:
+        handle = self.own(handle)
+        path = Path(handle.data.log_path)
         if not follow:
             yield from self._tail(path, tail)
             return
@@ -221,10 +222,11 @@ class LocalBackend(Backend):
 
     # -------------------------------------------------------------------------------------- stop
 
-    def stop(self, handle: JobHandle, grace_seconds: float = 30.0) -> None:
+    def stop(self, handle: LocalHandle, grace_seconds: float = 30.0) -> None:
+        handle = self.own(handle)
         if not self._alive(handle):
             return
-        pgid = int(handle.data.get("pgid") or handle.data["pid"])
+        pgid = handle.data.pgid
         try:
             os.killpg(pgid, signal.SIGTERM)
         except ProcessLookupError:
@@ -245,8 +247,9 @@ class LocalBackend(Backend):
 
     # --------------------------------------------------------------------------------- artifacts
 
-    def fetch_artifacts(self, handle: JobHandle, dest: Path | None = None) -> Path:
-        src = Path(handle.data.get("output_dir") or Path(handle.job_dir) / "output")
+    def fetch_artifacts(self, handle: LocalHandle, dest: Path | None = None) -> Path:
+        handle = self.own(handle)
+        src = Path(handle.data.output_dir)
         if not src.exists():
             raise BackendError(
                 f"the job has no artifacts at {src} yet",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import Any
 
 from vibeml.backends.base import Backend
 from vibeml.exceptions import ConfigurationError
@@ -11,13 +12,13 @@ from vibeml.settings import Settings
 
 __all__ = ["BUILTIN_BACKENDS", "BackendRegistry", "default_registry"]
 
-BackendFactory = Callable[[Settings], Backend]
+BackendFactory = Callable[[Settings], Backend[Any]]
 
 
 def _lazy(module: str, attr: str) -> BackendFactory:
-    def factory(settings: Settings) -> Backend:
+    def factory(settings: Settings) -> Backend[Any]:
         cls = getattr(importlib.import_module(module), attr)
-        backend: Backend = cls(settings)
+        backend: Backend[Any] = cls(settings)
         return backend
 
     return factory
@@ -29,7 +30,7 @@ class BackendRegistry:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._factories: dict[str, BackendFactory] = {}
-        self._instances: dict[str, Backend] = {}
+        self._instances: dict[str, Backend[Any]] = {}
 
     def register(self, name: str, factory: BackendFactory) -> None:
         self._factories[name] = factory
@@ -38,7 +39,7 @@ class BackendRegistry:
     def names(self) -> list[str]:
         return sorted(self._factories)
 
-    def get(self, name: str) -> Backend:
+    def get(self, name: str) -> Backend[Any]:
         if name not in self._instances:
             factory = self._factories.get(name)
             if factory is None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
 
-from vibeml.backends.base import Backend, Capabilities, Capability, LaunchChoice
+from vibeml.backends.base import Backend, Capabilities, Capability, LaunchChoice, write_handle_file
 from vibeml.backends.skypilot_status import (
     CLUSTER_JOB_STATUS,
     GONE,
@@ -46,7 +46,7 @@ from vibeml.backends.skypilot_task import SkyOptions, SkyTaskSpec, build_task_sp
 from vibeml.catalog.prices import CLOUDS, PriceQuote, read_sky_catalogs
 from vibeml.exceptions import BackendError, CredentialError, ResourceError, VibeMLError
 from vibeml.jobs.progress import progress_from_events
-from vibeml.models import JobHandle, JobProgress, JobStatus, TrainingRequest
+from vibeml.models import JobProgress, JobStatus, SkyPilotHandle, SkyPilotHandleData, TrainingRequest
 from vibeml.settings import Settings
 from vibeml.trainer.events import parse_event_lines
 from vibeml.workflows.registry import TrainingProgram
@@ -55,13 +55,12 @@ __all__ = ["SkyPilotBackend"]
 
 S = JobStatus
 
-HANDLE_FILENAME = "handle.json"
 STATE_FILENAME = "sky_state.json"
 TASK_FILENAME = "sky_task.yaml"
 LOG_DIRNAME = "sky_logs"
 
 
-class SkyPilotBackend(Backend):
+class SkyPilotBackend(Backend[SkyPilotHandle]):
     """Runs the trainer through SkyPilot on any cloud it has credentials for (``sky check``).
 
     Args:
@@ -84,6 +83,7 @@ class SkyPilotBackend(Backend):
         budget_cap=Capability(supported=True, reason="max_hourly_cost, a run timeout and autodown"),
     )
     clouds: ClassVar[tuple[str, ...] | None] = tuple(sorted(CLOUDS))
+    handle_type: ClassVar[type[SkyPilotHandle]] = SkyPilotHandle
 
     def __init__(
         self,
@@ -121,17 +121,17 @@ class SkyPilotBackend(Backend):
         return BackendError(message, {"action": action})
 
     @staticmethod
-    def _state_path(handle: JobHandle) -> Path:
+    def _state_path(handle: SkyPilotHandle) -> Path:
         return Path(handle.job_dir) / STATE_FILENAME
 
-    def _state(self, handle: JobHandle) -> dict[str, Any]:
+    def _state(self, handle: SkyPilotHandle) -> dict[str, Any]:
         try:
             data = json.loads(self._state_path(handle).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             data = {}
         return data if isinstance(data, dict) else {}
 
-    def _save_state(self, handle: JobHandle, state: dict[str, Any]) -> None:
+    def _save_state(self, handle: SkyPilotHandle, state: dict[str, Any]) -> None:
         path = self._state_path(handle)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2, default=str), encoding="utf-8")
@@ -149,7 +149,7 @@ class SkyPilotBackend(Backend):
 
     def launch(
         self, program: TrainingProgram, job_id: str, job_dir: Path, choice: LaunchChoice | None = None
-    ) -> JobHandle:
+    ) -> SkyPilotHandle:
         spec = self.task_spec(program, job_id, choice)
         sky = self._sky()
         job_dir.mkdir(parents=True, exist_ok=True)
@@ -164,39 +164,38 @@ class SkyPilotBackend(Backend):
         except Exception as exc:
             raise self._translate(exc, "launch") from exc
         first = spec.resources[0]
-        handle = JobHandle(
+        handle = SkyPilotHandle(
             job_id=job_id,
-            backend=self.name,
             backend_job_id=spec.name,
             job_dir=str(job_dir),
-            data={
-                "mode": "managed" if spec.managed else "cluster",
-                "cluster_name": spec.name,
-                "request_id": str(request_id),
-                "num_nodes": spec.num_nodes,
-                "hourly_rate": first.hourly_rate * spec.num_nodes,
-                "hourly_cap": spec.hourly_cap,
-                "store_url": spec.store.url if spec.store else None,
-                "store_name": spec.store.name if spec.store else None,
-                "remote_output_dir": spec.remote_output_dir,
-                "remote_checkpoint_dir": spec.remote_checkpoint_dir,
-                "local_output_dir": program.config.output_dir,
-                "events_path": str(job_dir / "events.jsonl"),
-                "runtime_limit_seconds": spec.runtime_limit_seconds,
-                "launched_at": time.time(),
-            },
+            data=SkyPilotHandleData(
+                mode="managed" if spec.managed else "cluster",
+                cluster_name=spec.name,
+                request_id=str(request_id),
+                num_nodes=spec.num_nodes,
+                hourly_rate=first.hourly_rate * spec.num_nodes,
+                hourly_cap=spec.hourly_cap,
+                store_url=spec.store.url if spec.store else None,
+                store_name=spec.store.name if spec.store else None,
+                remote_output_dir=spec.remote_output_dir,
+                remote_checkpoint_dir=spec.remote_checkpoint_dir,
+                local_output_dir=program.config.output_dir,
+                events_path=str(job_dir / "events.jsonl"),
+                runtime_limit_seconds=spec.runtime_limit_seconds,
+                launched_at=time.time(),
+            ),
         )
-        (job_dir / HANDLE_FILENAME).write_text(handle.model_dump_json(indent=2), encoding="utf-8")
+        write_handle_file(handle)
         self._save_state(handle, {"launch": "pending"})
         return handle
 
     # ------------------------------------------------------------------------------ status
 
-    def _launch_state(self, sky: ModuleType, handle: JobHandle, state: dict[str, Any]) -> tuple[str, str | None]:
+    def _launch_state(self, sky: ModuleType, handle: SkyPilotHandle, state: dict[str, Any]) -> tuple[str, str | None]:
         """'pending' | 'done' | 'failed' | 'cancelled' for the launch request (cached once finished)."""
         if state.get("launch", "pending") != "pending":
             return state["launch"], state.get("launch_error")
-        rid = str(handle.data.get("request_id") or "")
+        rid = handle.data.request_id
         try:
             payloads = sky.api_status(request_ids=[rid]) if rid else []
         except Exception:
@@ -217,7 +216,7 @@ class SkyPilotBackend(Backend):
             state["launch"] = "cancelled"
         return state.get("launch", "pending"), state.get("launch_error")
 
-    def _managed_record(self, sky: ModuleType, handle: JobHandle, state: dict[str, Any]) -> Any:
+    def _managed_record(self, sky: ModuleType, handle: SkyPilotHandle, state: dict[str, Any]) -> Any:
         job_id = state.get("sky_job_id")
         try:
             result = sky.get(sky.jobs.queue(refresh=False, skip_finished=False, job_ids=[job_id] if job_id else None))
@@ -226,16 +225,16 @@ class SkyPilotBackend(Backend):
                 return None
             raise self._translate(exc, "job queue") from exc
         records = result[0] if isinstance(result, tuple) else result
-        mine = [r for r in records or [] if field(r, "job_name") == handle.data["cluster_name"]]
+        mine = [r for r in records or [] if field(r, "job_name") == handle.data.cluster_name]
         if not mine:
             return None
         record = max(mine, key=lambda r: field(r, "job_id") or 0)
         state["sky_job_id"] = field(record, "job_id")
         return record
 
-    def _cluster_job(self, sky: ModuleType, handle: JobHandle) -> JobStatus | None:
+    def _cluster_job(self, sky: ModuleType, handle: SkyPilotHandle) -> JobStatus | None:
         """The cluster's latest job status; None when the cluster is gone (or not UP)."""
-        name = handle.data["cluster_name"]
+        name = handle.data.cluster_name
         try:
             clusters = sky.get(sky.status(cluster_names=[name]))
         except Exception as exc:
@@ -257,7 +256,8 @@ class SkyPilotBackend(Backend):
         latest = known[max(known, key=lambda k: k or 0)]
         return CLUSTER_JOB_STATUS.get(status_name(latest), S.RUNNING)
 
-    def status(self, handle: JobHandle) -> JobProgress:
+    def status(self, handle: SkyPilotHandle) -> JobProgress:
+        handle = self.own(handle)
         state = self._state(handle)
         if state.get("final"):
             return JobProgress.model_validate(state["progress"])
@@ -265,7 +265,7 @@ class SkyPilotBackend(Backend):
         launch, launch_error = self._launch_state(sky, handle, state)
         failure: str | None = None
         duration: float | None = None
-        if handle.data.get("mode") == "managed":
+        if handle.data.mode == "managed":
             record = self._managed_record(sky, handle, state)
             sky_status = MANAGED_JOB_STATUS.get(status_name(field(record, "status")), S.RUNNING) if record else None
             if record is not None:
@@ -294,7 +294,7 @@ class SkyPilotBackend(Backend):
                 sky_status = S.FAILED
                 failure = (
                     "SkyPilot no longer knows the managed job"
-                    if handle.data.get("mode") == "managed"
+                    if handle.data.mode == "managed"
                     else "the cluster went away before the job finished (torn down or preempted)"
                 )
         progress = reconcile(sky_status, events, failure)
@@ -315,20 +315,20 @@ class SkyPilotBackend(Backend):
         return progress
 
     def _cost(
-        self, sky: ModuleType, handle: JobHandle, state: dict[str, Any], status: JobStatus, duration: float | None
+        self, sky: ModuleType, handle: SkyPilotHandle, state: dict[str, Any], status: JobStatus, duration: float | None
     ) -> float:
         """SkyPilot's reported cost (clusters) or job time × the planned rate (managed jobs)."""
         previous = float(state.get("cost", 0.0))
-        rate = float(handle.data.get("hourly_rate") or 0.0)
+        rate = handle.data.hourly_rate
         cost = previous
-        if handle.data.get("mode") == "managed":
+        if handle.data.mode == "managed":
             if duration:
                 cost = duration / 3600.0 * rate
         elif status is not S.PROVISIONING or previous:
-            days = max(1, math.ceil((time.time() - float(handle.data.get("launched_at", time.time()))) / 86400) + 1)
+            days = max(1, math.ceil((time.time() - handle.data.launched_at) / 86400) + 1)
             try:
                 report = sky.get(sky.cost_report(days=days)) or []
-                mine = [r for r in report if field(r, "name") == handle.data["cluster_name"]]
+                mine = [r for r in report if field(r, "name") == handle.data.cluster_name]
                 if mine:
                     cost = sum(float(field(r, "total_cost") or 0.0) for r in mine)
             except Exception:
@@ -339,17 +339,17 @@ class SkyPilotBackend(Backend):
 
     # ------------------------------------------------------------------------------ logs
 
-    def _log_dir(self, handle: JobHandle) -> Path:
+    def _log_dir(self, handle: SkyPilotHandle) -> Path:
         return Path(handle.job_dir) / LOG_DIRNAME
 
-    def _mirror_lines(self, handle: JobHandle) -> list[str]:
+    def _mirror_lines(self, handle: SkyPilotHandle) -> list[str]:
         lines: list[str] = []
         for path in sorted(self._log_dir(handle).glob("attempt-*.log")):
             lines.extend(path.read_text(encoding="utf-8", errors="replace").splitlines())
         return lines
 
-    def _mirror_events(self, handle: JobHandle, events: list[dict[str, Any]]) -> None:
-        path = Path(handle.data.get("events_path") or Path(handle.job_dir) / "events.jsonl")
+    def _mirror_events(self, handle: SkyPilotHandle, events: list[dict[str, Any]]) -> None:
+        path = Path(handle.data.events_path)
         text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text, encoding="utf-8")
@@ -368,13 +368,13 @@ class SkyPilotBackend(Backend):
             yield pending
 
     def _remote_chunks(
-        self, sky: ModuleType, handle: JobHandle, state: dict[str, Any], follow: bool, tail: int | None
+        self, sky: ModuleType, handle: SkyPilotHandle, state: dict[str, Any], follow: bool, tail: int | None
     ) -> Iterable[str | None]:
-        if handle.data.get("mode") == "managed":
+        if handle.data.mode == "managed":
             job_id = state.get("sky_job_id")
             return (
                 sky.jobs.tail_logs(
-                    name=None if job_id else handle.data["cluster_name"],
+                    name=None if job_id else handle.data.cluster_name,
                     job_id=job_id,
                     follow=follow,
                     tail=tail or None,
@@ -382,10 +382,10 @@ class SkyPilotBackend(Backend):
                 )
                 or []
             )
-        return sky.tail_logs(handle.data["cluster_name"], None, follow, tail=tail or 0, preload_content=False)
+        return sky.tail_logs(handle.data.cluster_name, None, follow, tail=tail or 0, preload_content=False)
 
     def _refresh_logs(
-        self, sky: ModuleType, handle: JobHandle, state: dict[str, Any], sky_status: JobStatus | None
+        self, sky: ModuleType, handle: SkyPilotHandle, state: dict[str, Any], sky_status: JobStatus | None
     ) -> list[str]:
         """Copy the current attempt's log into the mirror (when reachable); all attempts' lines."""
         if sky_status in (S.RUNNING, S.STOPPING) or (sky_status is not None and sky_status.is_terminal):
@@ -400,7 +400,8 @@ class SkyPilotBackend(Backend):
                 (log_dir / f"attempt-{attempt:03d}.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
         return self._mirror_lines(handle)
 
-    def logs(self, handle: JobHandle, tail: int | None = 200, follow: bool = False) -> Iterator[str]:
+    def logs(self, handle: SkyPilotHandle, tail: int | None = 200, follow: bool = False) -> Iterator[str]:
+        handle = self.own(handle)
         sky = self._sky()
         if not follow:
             try:
@@ -420,9 +421,9 @@ class SkyPilotBackend(Backend):
                     lines = self._mirror_lines(handle)
                     yield from (lines if tail is None else lines[-tail:] if tail > 0 else [])
                 return
-            if state.get("launch") == "pending" and handle.data.get("request_id") and not request_streamed:
+            if state.get("launch") == "pending" and handle.data.request_id and not request_streamed:
                 request_streamed = True
-                yield from self._stream_request(sky, handle.data["request_id"])
+                yield from self._stream_request(sky, handle.data.request_id)
                 continue
             current = int(state.get("recovery_count", 0))
             if progress.status in (S.RUNNING, S.STOPPING) and attempt != current:
@@ -456,17 +457,18 @@ class SkyPilotBackend(Backend):
 
     # ------------------------------------------------------------------------------ stop / teardown
 
-    def stop(self, handle: JobHandle, grace_seconds: float = 30.0) -> None:
+    def stop(self, handle: SkyPilotHandle, grace_seconds: float = 30.0) -> None:
+        handle = self.own(handle)
         sky = self._sky()
         state = self._state(handle)
         state["stop_requested"] = True
-        rid = handle.data.get("request_id")
+        rid = handle.data.request_id
         if rid and self._launch_state(sky, handle, state)[0] == "pending":
             with contextlib.suppress(Exception):
                 sky.get(sky.api_cancel(rid, silent=True))
-        name = handle.data["cluster_name"]
+        name = handle.data.cluster_name
         try:
-            if handle.data.get("mode") == "managed":
+            if handle.data.mode == "managed":
                 job_id = state.get("sky_job_id")
                 target: dict[str, Any] = {"job_ids": [job_id]} if job_id else {"name": name}
                 sky.get(sky.jobs.cancel(graceful=True, graceful_timeout=max(1, int(grace_seconds)), **target))
@@ -475,17 +477,17 @@ class SkyPilotBackend(Backend):
         except Exception as exc:
             if not is_sky_error(exc, GONE):
                 raise self._translate(exc, "cancel") from exc
-        if handle.data.get("mode") != "managed" and not state.get("torn_down"):
+        if handle.data.mode != "managed" and not state.get("torn_down"):
             with contextlib.suppress(VibeMLError):  # best effort: the output so far, before teardown
                 self._fetch(sky, handle, self._default_dest(handle), state)
             self._down(sky, handle, state)
         self._save_state(handle, state)
 
-    def _down(self, sky: ModuleType, handle: JobHandle, state: dict[str, Any]) -> None:
+    def _down(self, sky: ModuleType, handle: SkyPilotHandle, state: dict[str, Any]) -> None:
         """``sky down`` the job's cluster; a cluster that is already gone is fine."""
         buf = io.StringIO()
         try:
-            request = sky.down(handle.data["cluster_name"], graceful=bool(handle.data.get("store_url")))
+            request = sky.down(handle.data.cluster_name, graceful=bool(handle.data.store_url))
             sky.stream_and_get(request, output_stream=buf)
         except Exception as exc:
             if not is_sky_error(exc, GONE):
@@ -496,7 +498,7 @@ class SkyPilotBackend(Backend):
                     fh.write(buf.getvalue())
         state["torn_down"] = True
 
-    def _finalize(self, handle: JobHandle, state: dict[str, Any], progress: JobProgress) -> None:
+    def _finalize(self, handle: SkyPilotHandle, state: dict[str, Any], progress: JobProgress) -> None:
         """On the terminal status: bring the output home, then tear the cluster down (clusters only)."""
         sky = self._sky()
         if progress.status in (S.COMPLETED, S.STOPPED) and not state.get("artifacts"):
@@ -504,7 +506,7 @@ class SkyPilotBackend(Backend):
                 self._fetch(sky, handle, self._default_dest(handle), state)
             except VibeMLError as exc:
                 state["artifacts_error"] = exc.message
-        if handle.data.get("mode") == "managed" or state.get("torn_down"):
+        if handle.data.mode == "managed" or state.get("torn_down"):
             return
         if state.get("artifacts_error") and not state.get("stop_requested"):
             return  # autodown removes it after its idle window; fetch_artifacts can retry until then
@@ -513,11 +515,11 @@ class SkyPilotBackend(Backend):
 
     # ------------------------------------------------------------------------------ artifacts
 
-    def _store_output_url(self, sky: ModuleType, handle: JobHandle) -> str | None:
+    def _store_output_url(self, sky: ModuleType, handle: SkyPilotHandle) -> str | None:
         job = handle.job_id
-        if handle.data.get("store_url"):
-            return f"{handle.data['store_url']}/{job}/output"
-        store_name = handle.data.get("store_name")
+        if handle.data.store_url:
+            return f"{handle.data.store_url}/{job}/output"
+        store_name = handle.data.store_name
         if not store_name:
             return None
         try:
@@ -536,10 +538,10 @@ class SkyPilotBackend(Backend):
         )
 
     @staticmethod
-    def _default_dest(handle: JobHandle) -> Path:
-        return Path(handle.data.get("local_output_dir") or Path(handle.job_dir) / "output")
+    def _default_dest(handle: SkyPilotHandle) -> Path:
+        return Path(handle.data.local_output_dir)
 
-    def _fetch(self, sky: ModuleType, handle: JobHandle, target: Path, state: dict[str, Any]) -> Path:
+    def _fetch(self, sky: ModuleType, handle: SkyPilotHandle, target: Path, state: dict[str, Any]) -> Path:
         """Copy the job's output dir to ``target``: from the bucket, else rsync from the cluster."""
         url = self._store_output_url(sky, handle)
         target.mkdir(parents=True, exist_ok=True)
@@ -548,24 +550,25 @@ class SkyPilotBackend(Backend):
         elif state.get("torn_down"):
             raise BackendError(
                 "the cluster holding the output has been torn down",
-                {"job_id": handle.job_id, "cluster": handle.data["cluster_name"]},
+                {"job_id": handle.job_id, "cluster": handle.data.cluster_name},
                 "Set VIBEML_SKY_BUCKET (e.g. s3://my-bucket/vibeml) so outputs outlive the cluster.",
             )
         else:
-            remote = handle.data["remote_output_dir"]
-            self._run_cmd(["rsync", "-a", "--partial", f"{handle.data['cluster_name']}:{remote}/", f"{target}/"])
+            remote = handle.data.remote_output_dir
+            self._run_cmd(["rsync", "-a", "--partial", f"{handle.data.cluster_name}:{remote}/", f"{target}/"])
         if target == self._default_dest(handle):
             state["artifacts"] = str(target)
             state.pop("artifacts_error", None)
         return target
 
-    def fetch_artifacts(self, handle: JobHandle, dest: Path | None = None) -> Path:
+    def fetch_artifacts(self, handle: SkyPilotHandle, dest: Path | None = None) -> Path:
+        handle = self.own(handle)
         sky = self._sky()
         state = self._state(handle)
         target = Path(dest) if dest is not None else self._default_dest(handle)
         try:
             self._fetch(sky, handle, target, state)
-            if state.get("final") and handle.data.get("mode") != "managed" and not state.get("torn_down"):
+            if state.get("final") and handle.data.mode != "managed" and not state.get("torn_down"):
                 self._down(sky, handle, state)  # it was kept up only because the copy had failed
         finally:
             self._save_state(handle, state)

@@ -45,17 +45,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from vibeml.backends.base import Backend, Capabilities, Capability, LaunchChoice
+from vibeml.backends.base import Backend, Capabilities, Capability, LaunchChoice, write_handle_file
 from vibeml.backends.vast_offers import RankedOffer, offer_filters, offer_query, rank_offers
 from vibeml.backends.vast_options import VastOptions
 from vibeml.backends.vast_progress import JobState, RunInfo
 from vibeml.backends.vast_remote import INPUTS_MARKER, ONSTART, STOP_MARKER, encode_payload
-from vibeml.backends.vast_status import FAILED_MSG, LOG_FILENAME, VastJobMonitor, quiet
+from vibeml.backends.vast_status import FAILED_MSG, LOG_FILENAME, VastJobMonitor, _instance_id, quiet
 from vibeml.backends.vast_transport import ArtifactTransport, SSHTransport
 from vibeml.catalog.gpus import GPUS
 from vibeml.catalog.prices import PriceQuote, quotes_from_vast_offers
 from vibeml.exceptions import BackendError, BudgetExceededError, ConfigurationError, ResourceError, VibeMLError
-from vibeml.models import JobHandle, JobProgress, JobStatus, TrainingRequest
+from vibeml.models import JobProgress, JobStatus, TrainingRequest, VastHandle, VastHandleData
 from vibeml.settings import Settings
 from vibeml.trainer.config import TrainerConfig
 from vibeml.trainer.events import ECHO_PREFIX
@@ -67,7 +67,6 @@ __all__ = ["LABEL_PREFIX", "VastBackend"]
 logger = logging.getLogger(__name__)
 
 LABEL_PREFIX = "vibeml-"
-HANDLE_FILENAME = "handle.json"
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
 
 
@@ -84,7 +83,7 @@ def _is_marker(line: str) -> bool:
     return ECHO_PREFIX in line or "@@vibeml-runner " in line
 
 
-class VastBackend(VastJobMonitor, Backend):
+class VastBackend(VastJobMonitor, Backend[VastHandle]):
     """Vast.ai marketplace GPUs under a hard budget cap.
 
     Args:
@@ -109,6 +108,7 @@ class VastBackend(VastJobMonitor, Backend):
         free=False,
     )
     clouds: ClassVar[tuple[str, ...] | None] = ("vast",)
+    handle_type: ClassVar[type[VastHandle]] = VastHandle
 
     def __init__(
         self,
@@ -318,22 +318,20 @@ class VastBackend(VastJobMonitor, Backend):
             "PYTHONUNBUFFERED": "1",
         }
 
-    def _write_handle(self, job_id: str, job_dir: Path, data: dict[str, Any]) -> JobHandle:
-        handle = JobHandle(
+    @staticmethod
+    def _write_handle(job_id: str, job_dir: Path, data: VastHandleData) -> VastHandle:
+        handle = VastHandle(
             job_id=job_id,
-            backend=self.name,
             job_dir=str(job_dir),
             data=data,
-            backend_job_id=str(data.get("instance_id") or data["label"]),
+            backend_job_id=str(data.instance_id or data.label),
         )
-        tmp = job_dir / f".{HANDLE_FILENAME}.tmp"
-        tmp.write_text(handle.model_dump_json(indent=2), encoding="utf-8")
-        os.replace(tmp, job_dir / HANDLE_FILENAME)
+        write_handle_file(handle)
         return handle
 
     def launch(
         self, program: TrainingProgram, job_id: str, job_dir: Path, choice: LaunchChoice | None = None
-    ) -> JobHandle:
+    ) -> VastHandle:
         if choice is None:
             raise ConfigurationError(
                 "the vast backend needs the planner's choice (GPU, price, budget)",
@@ -354,17 +352,17 @@ class VastBackend(VastJobMonitor, Backend):
         payload = self._payload(program, inputs, "vast" if self.settings.remote_install else "local")
         label = LABEL_PREFIX + job_id
         pid = os.getpid()
-        data: dict[str, Any] = {
-            "label": label,
-            "launched": False,
-            "launcher_pid": pid,
-            "launcher_start": _start_time(pid),
-            "remote_dir": self.options.remote_dir,
-            "output_dir": program.config.output_dir,
-            "checkpoint_dir": program.config.checkpoint_dir,
-            "max_cost": choice.max_cost,
-            "disk_gb": disk,
-        }
+        data = VastHandleData(
+            label=label,
+            launched=False,
+            launcher_pid=pid,
+            launcher_start=_start_time(pid),
+            remote_dir=self.options.remote_dir,
+            output_dir=program.config.output_dir,
+            checkpoint_dir=program.config.checkpoint_dir,
+            max_cost=choice.max_cost,
+            disk_gb=disk,
+        )
         self._write_handle(job_id, job_dir, data)  # before the create: a killed launcher leaves the label
         last: VastAPIError | None = None
         for pick in ranked[:3]:
@@ -395,7 +393,9 @@ class VastBackend(VastJobMonitor, Backend):
             iid = int(res["new_contract"])
             storage = float(pick.offer.get("storage_cost") or 0.0) * disk / 720.0
             gpu_rate = pick.bid if pick.bid is not None else max(0.0, pick.price_per_hour - storage)
-            data.update(
+            gpu_name = pick.offer.get("gpu_name")
+            data = _evolve(
+                data,
                 instance_id=iid,
                 offer_id=pick.id,
                 created_at=created_at,
@@ -403,7 +403,7 @@ class VastBackend(VastJobMonitor, Backend):
                 gpu_rate=gpu_rate,
                 bid=pick.bid,
                 budget_seconds=round(budget_s, 1),
-                gpu_name=pick.offer.get("gpu_name"),
+                gpu_name=str(gpu_name) if gpu_name is not None else None,
                 price_per_hour=round(pick.price_per_hour, 6),
             )
             break
@@ -436,15 +436,14 @@ class VastBackend(VastJobMonitor, Backend):
             raise
         state = JobState(job_dir)
         state.data.update(
-            segments=[[running_from, data["gpu_rate"]]],
-            gpu_rate=data["gpu_rate"],
+            segments=[[running_from, data.gpu_rate]],
+            gpu_rate=data.gpu_rate,
             gpu_on=True,
             last_seen=self._clock(),
             running_seen=self._clock(),
         )
         state.save()
-        data.update(launched=True, running_from=running_from)
-        return self._write_handle(job_id, job_dir, data)
+        return self._write_handle(job_id, job_dir, _evolve(data, launched=True, running_from=running_from))
 
     def _wait_running(self, vast: VastAI, iid: int) -> tuple[dict[str, Any], float]:
         """Poll until running; returns the instance and the last time it was seen not running."""
@@ -482,19 +481,20 @@ class VastBackend(VastJobMonitor, Backend):
 
     # ------------------------------------------------------------------------------ logs / stop
 
-    def _saved_log(self, handle: JobHandle) -> list[str]:
+    def _saved_log(self, handle: VastHandle) -> list[str]:
         try:
             text = (Path(handle.job_dir) / LOG_FILENAME).read_text(encoding="utf-8", errors="replace")
         except OSError:
             return []
         return [line for line in text.splitlines() if not _is_marker(line)]
 
-    def _log_lines(self, handle: JobHandle) -> list[str] | None:
-        if JobState(Path(handle.job_dir)).final is not None or not handle.data.get("instance_id"):
+    def _log_lines(self, handle: VastHandle) -> list[str] | None:
+        iid = handle.data.instance_id
+        if JobState(Path(handle.job_dir)).final is not None or iid is None:
             return self._saved_log(handle)
         try:
             text = self.client().logs(
-                int(handle.data["instance_id"]),
+                iid,
                 tail=self.options.logs_tail,
                 timeout=self.options.logs_timeout,
                 poll_interval=self.options.logs_poll,
@@ -506,7 +506,8 @@ class VastBackend(VastJobMonitor, Backend):
         self._last_log[handle.job_id] = text
         return [line for line in text.splitlines() if not _is_marker(line)]
 
-    def logs(self, handle: JobHandle, tail: int | None = 200, follow: bool = False) -> Iterator[str]:
+    def logs(self, handle: VastHandle, tail: int | None = 200, follow: bool = False) -> Iterator[str]:
+        handle = self.own(handle)
         lines = self._log_lines(handle) or []
         yield from lines[-tail:] if tail else lines
         while follow:
@@ -519,22 +520,22 @@ class VastBackend(VastJobMonitor, Backend):
             if done:
                 return
 
-    def stop(self, handle: JobHandle, grace_seconds: float = 30.0) -> None:
+    def stop(self, handle: VastHandle, grace_seconds: float = 30.0) -> None:
         """Stop the job: with a grace, ask the trainer to checkpoint and copy the checkpoint back; then destroy.
 
         Raises:
             BackendError: The instance could not be destroyed (the job stays open; retry or use
                 ``vibeml vast destroy``).
         """
+        handle = self.own(handle)
         state = JobState(Path(handle.job_dir))
         if state.final is not None:
             return
         vast = self.client()
-        iid = handle.data.get("instance_id")
-        if not handle.data.get("launched"):
-            if not self._destroy_label(vast, str(handle.data["label"]), int(iid) if iid else None):
+        if not handle.data.launched:
+            if not self._destroy_label(vast, handle.data.label, handle.data.instance_id):
                 raise BackendError(
-                    f"could not destroy the instance labelled {handle.data['label']}",
+                    f"could not destroy the instance labelled {handle.data.label}",
                     recovery_suggestion="Run `vibeml vast cleanup`.",
                 )
             self._done(handle, state, JobProgress(status=JobStatus.STOPPED, error="stopped by request"))
@@ -542,7 +543,8 @@ class VastBackend(VastJobMonitor, Backend):
         if grace_seconds > 0:
             with quiet():
                 self._graceful(vast, handle, state, grace_seconds)
-        if not self._destroy(vast, int(handle.data["instance_id"])):
+        iid = _instance_id(handle)
+        if not self._destroy(vast, iid):
             raise BackendError(
                 f"could not destroy instance {iid}",
                 {"instance_id": iid},
@@ -558,8 +560,8 @@ class VastBackend(VastJobMonitor, Backend):
             )
         self._done(handle, state, progress)
 
-    def _graceful(self, vast: VastAI, handle: JobHandle, state: JobState, grace: float) -> None:
-        inst = vast.show_instance(int(handle.data["instance_id"]))
+    def _graceful(self, vast: VastAI, handle: VastHandle, state: JobState, grace: float) -> None:
+        inst = vast.show_instance(_instance_id(handle))
         if inst.get("actual_status") != "running":
             return
         self.transport.put_text(inst, self._remote(handle.data, STOP_MARKER), "stop\n")
@@ -575,7 +577,8 @@ class VastBackend(VastJobMonitor, Backend):
 
     # ------------------------------------------------------------------------------ artifacts
 
-    def fetch_artifacts(self, handle: JobHandle, dest: Path | None = None) -> Path:
+    def fetch_artifacts(self, handle: VastHandle, dest: Path | None = None) -> Path:
+        handle = self.own(handle)
         state = JobState(Path(handle.job_dir))
         if not state.data.get("artifacts") and state.final is None:
             self.status(handle)  # a finished job's adapter is brought back by the status check
@@ -635,6 +638,11 @@ class VastBackend(VastJobMonitor, Backend):
             VastNotFoundError: No such instance (or it is already gone).
         """
         self.client().destroy_instance(int(instance_id))
+
+
+def _evolve(data: VastHandleData, **changes: Any) -> VastHandleData:
+    """``data`` with ``changes``, validated (``model_copy(update=...)`` would skip the checks)."""
+    return VastHandleData.model_validate({**data.model_dump(), **changes})
 
 
 def _new_lines(old: list[str], new: list[str]) -> list[str]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from vibeml.backends.vast_remote import RUNNER_PREFIX
 from vibeml.jobs.progress import progress_from_events
-from vibeml.models import JobProgress, JobStatus
+from vibeml.models import JobProgress, JobStatus, VastHandleData
 from vibeml.trainer.events import ECHO_PREFIX
 
 __all__ = ["RECORDS_FILE", "STATE_FILE", "JobState", "RunInfo", "billed_cost"]
@@ -95,16 +95,16 @@ class JobState:
                 fh.write("\n".join(new) + "\n")
 
 
-def billed_cost(data: dict[str, Any], state: JobState, end: float) -> float:
+def billed_cost(data: VastHandleData, state: JobState, end: float) -> float:
     """Conservative dollars so far: storage since creation + GPU over the billing segments.
 
     ``data`` is the handle's data (``created_at``, ``storage_rate``); ``state.data["segments"]`` is a list
     of ``[start, gpu $/h]`` (0 while stopped). Segments start at the last poll that saw the instance not
     running, so the estimate errs high, never low.
     """
-    created = float(data.get("created_at") or end)
-    cost = float(data.get("storage_rate") or 0.0) * max(0.0, end - created) / 3600.0
-    segments = state.data.get("segments") or [[created, float(data.get("gpu_rate") or 0.0)]]
+    created = data.created_at or end
+    cost = (data.storage_rate or 0.0) * max(0.0, end - created) / 3600.0
+    segments = state.data.get("segments") or [[created, data.gpu_rate or 0.0]]
     for i, (start, rate) in enumerate(segments):
         stop = segments[i + 1][0] if i + 1 < len(segments) else end
         cost += float(rate) * max(0.0, min(stop, end) - float(start)) / 3600.0

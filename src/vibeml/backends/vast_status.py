@@ -21,7 +21,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vibeml.backends.local import process_alive
 from vibeml.backends.vast_options import VastOptions
@@ -29,7 +29,7 @@ from vibeml.backends.vast_progress import JobState, RunInfo, billed_cost
 from vibeml.backends.vast_remote import COLLECTED_MARKER
 from vibeml.backends.vast_transport import ArtifactTransport
 from vibeml.exceptions import BackendError, VibeMLError
-from vibeml.models import JobHandle, JobProgress, JobStatus
+from vibeml.models import JobHandle, JobProgress, JobStatus, VastHandle, VastHandleData
 from vibeml.vast import VastAI, VastAPIError, VastNotFoundError
 
 __all__ = ["FAILED_MSG", "LOG_FILENAME", "VastJobMonitor", "quiet"]
@@ -38,6 +38,18 @@ logger = logging.getLogger("vibeml.backends.vast")
 
 LOG_FILENAME = "train.log"
 FAILED_MSG = re.compile(r"\b(error|failed|failure|unable|cannot|denied|no such)\b", re.IGNORECASE)
+
+
+def _instance_id(handle: VastHandle) -> int:
+    """The rented instance's id (every launched handle has one; the model checks it)."""
+    iid = handle.data.instance_id
+    if iid is None:
+        raise BackendError(
+            f"job {handle.job_id} has no Vast.ai instance yet",
+            {"job_id": handle.job_id, "label": handle.data.label},
+            "Check `vibeml status JOB`; `vibeml vast cleanup` destroys anything left under its label.",
+        )
+    return iid
 
 
 @contextlib.contextmanager
@@ -61,9 +73,13 @@ class VastJobMonitor:
     def client(self) -> VastAI:  # pragma: no cover - provided by the backend
         raise NotImplementedError
 
+    if TYPE_CHECKING:  # provided by Backend (a stub here would shadow it: this class comes first in the MRO)
+
+        def own(self, handle: JobHandle) -> VastHandle: ...
+
     @staticmethod
-    def _remote(data: dict[str, Any], rel: str) -> str:
-        return str(PurePosixPath(str(data.get("remote_dir") or "/workspace/vibeml")) / rel)
+    def _remote(data: VastHandleData, rel: str) -> str:
+        return str(PurePosixPath(data.remote_dir) / rel)
 
     def _destroy(self, vast: VastAI, iid: int) -> bool:
         """Destroy an instance, retrying; True once it is gone (already gone counts)."""
@@ -89,12 +105,10 @@ class VastJobMonitor:
 
     # ------------------------------------------------------------------------------ status
 
-    def _read_log(self, vast: VastAI, handle: JobHandle, state: JobState) -> str | None:
+    def _read_log(self, vast: VastAI, handle: VastHandle, state: JobState) -> str | None:
         o = self.options
         try:
-            text = vast.logs(
-                int(handle.data["instance_id"]), tail=o.logs_tail, timeout=o.logs_timeout, poll_interval=o.logs_poll
-            )
+            text = vast.logs(_instance_id(handle), tail=o.logs_tail, timeout=o.logs_timeout, poll_interval=o.logs_poll)
         except VibeMLError as exc:
             logger.info("could not read the log of job %s: %s", handle.job_id, exc.message)
             return None
@@ -102,7 +116,7 @@ class VastJobMonitor:
         self._last_log[handle.job_id] = text
         return text
 
-    def _done(self, handle: JobHandle, state: JobState, progress: JobProgress) -> JobProgress:
+    def _done(self, handle: VastHandle, state: JobState, progress: JobProgress) -> JobProgress:
         """Freeze the job's final progress (with its cost) and keep its last log."""
         end = float(state.data.get("destroyed_at") or self._clock())
         state.data["destroyed_at"] = end
@@ -116,7 +130,7 @@ class VastJobMonitor:
 
     def _interim(
         self,
-        handle: JobHandle,
+        handle: VastHandle,
         state: JobState,
         progress: JobProgress,
         note: str | None = None,
@@ -132,15 +146,16 @@ class VastJobMonitor:
             upd["status"] = status
         return progress.model_copy(update=upd)
 
-    def status(self, handle: JobHandle) -> JobProgress:
+    def status(self, handle: VastHandle) -> JobProgress:
+        handle = self.own(handle)
         state = JobState(Path(handle.job_dir))
         final = state.final
         if final is not None:
             return final
-        if not handle.data.get("launched"):
+        if not handle.data.launched:
             return self._status_unlaunched(handle, state)
         vast = self.client()
-        iid = int(handle.data["instance_id"])
+        iid = _instance_id(handle)
         now = self._clock()
         try:
             inst: dict[str, Any] | None = vast.show_instance(iid)
@@ -158,7 +173,7 @@ class VastJobMonitor:
             return self._on_stopped(vast, handle, state, inst, info, now)
         if status == "running" and state.data.get("stopped_since") is not None:
             state.data.pop("stopped_since")
-            rate = state.data.get("gpu_rate", handle.data.get("gpu_rate", 0.0))
+            rate = state.data.get("gpu_rate", handle.data.gpu_rate or 0.0)
             state.data.setdefault("segments", []).append([state.data.get("last_poll", now), rate])
         if info.finished or info.gave_up:
             return self._conclude(vast, handle, state, inst, info)
@@ -183,17 +198,17 @@ class VastJobMonitor:
             return self._fail(vast, handle, state, info, f"the instance has been {status} for {now - since:.0f} s")
         return self._interim(handle, state, info.interim(), status=JobStatus.PROVISIONING)
 
-    def _status_unlaunched(self, handle: JobHandle, state: JobState) -> JobProgress:
+    def _status_unlaunched(self, handle: VastHandle, state: JobState) -> JobProgress:
         d = handle.data
-        pid = int(d.get("launcher_pid") or 0)
+        pid = d.launcher_pid
         pending = JobProgress(status=JobStatus.PENDING)
-        if pid and pid != os.getpid() and process_alive(pid, d.get("launcher_start")):
+        if pid and pid != os.getpid() and process_alive(pid, d.launcher_start):
             return self._interim(handle, state, pending)  # still launching, elsewhere
         if pid == os.getpid() and not state.data.get("launch_failed"):
             return self._interim(handle, state, pending)
         vast = self.client()
-        iid = d.get("instance_id")
-        if not self._destroy_label(vast, str(d["label"]), int(iid) if iid else None):
+        iid = d.instance_id
+        if not self._destroy_label(vast, d.label, iid):
             return self._interim(
                 handle, state, pending, "the launcher stopped mid-launch; destroying its instance failed, retrying"
             )
@@ -207,20 +222,20 @@ class VastJobMonitor:
     def _fail(
         self,
         vast: VastAI,
-        handle: JobHandle,
+        handle: VastHandle,
         state: JobState,
         info: RunInfo,
         why: str,
         status: JobStatus = JobStatus.FAILED,
     ) -> JobProgress:
         """Destroy and end the job; if the destroy fails the job stays open and the next poll retries."""
-        if not self._destroy(vast, int(handle.data["instance_id"])):
+        if not self._destroy(vast, _instance_id(handle)):
             return self._interim(handle, state, info.interim(), f"{why}; destroying the instance failed, retrying")
         progress = info.progress(alive=False).model_copy(update={"status": status, "error": why})
         return self._done(handle, state, progress)
 
     def _conclude(
-        self, vast: VastAI, handle: JobHandle, state: JobState, inst: dict[str, Any], info: RunInfo
+        self, vast: VastAI, handle: VastHandle, state: JobState, inst: dict[str, Any], info: RunInfo
     ) -> JobProgress:
         """The runner says the trainer is finished: bring back what it made, destroy, end the job."""
         progress = info.progress(alive=False)
@@ -246,7 +261,7 @@ class VastJobMonitor:
                 )
             with quiet():
                 self.transport.put_text(inst, self._remote(handle.data, COLLECTED_MARKER), "ok\n")
-            if not self._destroy(vast, int(handle.data["instance_id"])):
+            if not self._destroy(vast, _instance_id(handle)):
                 return self._interim(
                     handle, state, info.interim(), "adapter fetched; destroying the instance failed, retrying"
                 )
@@ -274,15 +289,15 @@ class VastJobMonitor:
             "(killed, out of memory, or crashed); see `vibeml logs`",
         )
 
-    def _collect(self, handle: JobHandle, state: JobState, inst: dict[str, Any], info: RunInfo) -> Path:
+    def _collect(self, handle: VastHandle, state: JobState, inst: dict[str, Any], info: RunInfo) -> Path:
         """Download the adapter (after ``done``) or the last checkpoint (after ``stopped``)."""
         d = handle.data
         progress = info.progress(alive=False)
         if info.outcome == "done":
-            remote, local = self._remote(d, "output"), Path(d["output_dir"])
+            remote, local = self._remote(d, "output"), Path(d.output_dir)
         elif progress.last_checkpoint:
             name = PurePosixPath(progress.last_checkpoint).name
-            remote, local = self._remote(d, f"checkpoints/{name}"), Path(d["checkpoint_dir"]) / name
+            remote, local = self._remote(d, f"checkpoints/{name}"), Path(d.checkpoint_dir) / name
         else:
             raise BackendError("nothing to bring back")
         tmp = Path(handle.job_dir) / ".vast-download"
@@ -297,12 +312,12 @@ class VastJobMonitor:
         state.save()
         return local
 
-    def _gone(self, handle: JobHandle, state: JobState) -> JobProgress:
+    def _gone(self, handle: VastHandle, state: JobState) -> JobProgress:
         """The instance no longer exists and VibeML did not destroy it."""
         info = RunInfo.from_records(state.records())
         d = handle.data
-        budget_s = float(d.get("budget_seconds") or 0.0)  # the runner counts its boot too: it ends a bit early
-        budget_end = float(d.get("running_from") or d.get("created_at") or 0.0) + budget_s
+        budget_s = d.budget_seconds or 0.0  # the runner counts its boot too: it ends a bit early
+        budget_end = (d.running_from or d.created_at or 0.0) + budget_s
         ended = [r.get("time") for r in info.runner if r.get("phase") == "destroying"]
         if ended and isinstance(ended[-1], (int, float)):
             end = max(float(state.data.get("last_seen") or 0.0), float(ended[-1]))
@@ -343,20 +358,20 @@ class VastJobMonitor:
         return self._done(handle, state, progress.model_copy(update={"status": JobStatus.FAILED, "error": why}))
 
     def _on_stopped(
-        self, vast: VastAI, handle: JobHandle, state: JobState, inst: dict[str, Any], info: RunInfo, now: float
+        self, vast: VastAI, handle: VastHandle, state: JobState, inst: dict[str, Any], info: RunInfo, now: float
     ) -> JobProgress:
         """Preempted (outbid) or stopped: re-bid if affordable; destroy after ``spot_wait``."""
         o, d = self.options, handle.data
-        iid = int(d["instance_id"])
+        iid = _instance_id(handle)
         since = float(state.data.setdefault("stopped_since", now))
         segments = state.data.setdefault("segments", [])
         if not segments or segments[-1][1] != 0.0:
             segments.append([now, 0.0])
         step = info.progress().step
-        if inst.get("is_bid") and d.get("bid"):
+        if inst.get("is_bid") and d.bid:
             raw_min = inst.get("min_bid")
             min_bid = float(raw_min) if isinstance(raw_min, (int, float)) else float("inf")
-            ceiling = round(float(d["bid"]) * o.max_rebid_factor, 4)
+            ceiling = round(d.bid * o.max_rebid_factor, 4)
             rebids = int(state.data.get("rebids", 0))
             affordable = 0 < min_bid <= ceiling
             if affordable and state.data.get("rebid_for") == min_bid:

@@ -19,7 +19,7 @@ from typing import Any
 
 from vibeml.exceptions import ConfigurationError, JobNotFoundError, ValidationError
 from vibeml.jobs.migrations import MIGRATIONS
-from vibeml.models import CostEstimate, JobHandle, JobProgress, JobRecord, JobStatus, TrainingRequest
+from vibeml.models import CostEstimate, JobProgress, JobRecord, JobStatus, TrainingRequest, load_handle
 
 __all__ = ["MAX_LIST_LIMIT", "JobStore", "check_job_id", "check_limit", "utcnow"]
 
@@ -165,8 +165,7 @@ class JobStore:
 
     # ------------------------------------------------------------------------------------- rows
 
-    @staticmethod
-    def _row_to_record(row: sqlite3.Row) -> JobRecord:
+    def _row_to_record(self, row: sqlite3.Row) -> JobRecord:
         def parse(value: str | None) -> datetime | None:
             return None if value is None else datetime.fromisoformat(value)
 
@@ -176,7 +175,7 @@ class JobStore:
             status=JobStatus(row["status"]),
             backend=row["backend"],
             request=TrainingRequest.model_validate_json(row["request_json"]),
-            handle=JobHandle.model_validate_json(row["handle_json"]) if row["handle_json"] else None,
+            handle=load_handle(row["handle_json"], where=str(self.path)) if row["handle_json"] else None,
             created_at=parse(row["created_at"]) or utcnow(),
             updated_at=parse(row["updated_at"]) or utcnow(),
             started_at=parse(row["started_at"]),
