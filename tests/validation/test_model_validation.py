@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from vibeml.exceptions import CloudProviderError, CredentialError, ModelNotFoundError
+from vibeml.settings import Settings
 from vibeml.testing.fake_hub import FakeHub, safetensors_bytes
 from vibeml.validation import ModelInfo, ModelValidator
 from vibeml.validation.model import read_safetensors_parameters
@@ -54,7 +55,8 @@ def test_existing_public_model(hub: FakeHub) -> None:
 
 def test_hf_endpoint_from_the_environment(hub: FakeHub) -> None:
     publish(hub, "acme/tiny-llama")
-    assert ModelValidator().validate_model("acme/tiny-llama").parameter_count == sum(PARAMS.values())
+    validator = ModelValidator(settings=Settings.from_env())  # HF_ENDPOINT, as the front end reads it
+    assert validator.validate_model("acme/tiny-llama").parameter_count == sum(PARAMS.values())
     assert any(r.path.startswith("/api/models/acme/tiny-llama") for r in hub.requests)
 
 
@@ -129,7 +131,7 @@ def test_invalid_token(hub: FakeHub) -> None:
 def test_token_from_hf_token_env(hub: FakeHub, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     publish(hub, "acme/secret", private=True, allowed_tokens={tokens["good"]})
     monkeypatch.setenv("HF_TOKEN", tokens["good"])
-    info = ModelValidator(endpoint=hub.url).validate_model("acme/secret")
+    info = ModelValidator(endpoint=hub.url, settings=Settings.from_env()).validate_model("acme/secret")
     assert info.token_source == "HF_TOKEN" and info.has_access
 
 
@@ -141,9 +143,10 @@ def test_token_from_the_credential_store(
     monkeypatch.setenv("VIBEML_CONFIG_DIR", str(tmp_path / "cfg"))
     monkeypatch.setenv("VIBEML_CREDENTIAL_BACKEND", "keyfile")
     monkeypatch.setenv("HF_TOKEN", tokens["other"])  # the store wins over the environment
-    CredentialManager.from_env().store_credential("huggingface", "token", tokens["good"])
+    settings = Settings.from_env()
+    CredentialManager.from_settings(settings).store_credential("huggingface", "token", tokens["good"])
     publish(hub, "meta/gated-llama", gated="manual", allowed_tokens={tokens["good"]})
-    info = ModelValidator(endpoint=hub.url).validate_model("meta/gated-llama")
+    info = ModelValidator(endpoint=hub.url, settings=settings).validate_model("meta/gated-llama")
     assert info.has_access and info.token_source == "vibeml credential store"
 
 

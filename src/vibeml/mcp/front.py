@@ -123,10 +123,14 @@ class HandshakeCache:
                 pass
 
     def _write(self) -> None:
+        from vibeml.safe_paths import make_private_dir  # stdlib only, like this module
+
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.path.parent)
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"key": self.key, "versions": self.versions}), encoding="utf-8")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps({"key": self.key, "versions": self.versions}))
             os.replace(tmp, self.path)
         except OSError as exc:  # a cache that cannot be written only costs speed
             print(f"vibeml mcp: could not write the handshake cache {self.path}: {exc}", file=sys.stderr)
@@ -349,8 +353,14 @@ def run_with_front(serve: Callable[[], None], cache_path: Path) -> None:
         front.join_output()
 
 
+#: Values of ``VIBEML_MCP_FRONT`` that turn the front off: pydantic's false words, as ``Settings.mcp.front`` reads
+#: them (``tests/test_settings_contract.py`` checks the two agree).
+FRONT_OFF = frozenset({"0", "off", "f", "false", "n", "no"})
+
+
 def default_cache_path(env: dict[str, str] | None = None) -> Path:
-    """``$VIBEML_HOME/cache/mcp-handshake.json`` (the same home as ``Settings``, without pydantic)."""
+    """``$VIBEML_HOME/cache/mcp-handshake.json``: ``Settings().cache_dir``, worked out without pydantic (this
+    front answers before it loads; ``tests/test_settings_contract.py`` checks the two agree)."""
     env = dict(os.environ) if env is None else env
     home = env.get("VIBEML_HOME")
     if home:
@@ -363,14 +373,15 @@ def default_cache_path(env: dict[str, str] | None = None) -> Path:
 
 
 def serve_stdio() -> None:
-    """`vibeml mcp`: the real server behind the front (``VIBEML_MCP_FRONT=0`` runs it bare)."""
+    """`vibeml mcp`: the real server behind the front (``VIBEML_MCP_FRONT=0``, ``Settings.mcp.front``, runs
+    it bare; the server itself builds the settings)."""
 
     def serve() -> None:
         from vibeml.mcp.server import main
 
         main(None)
 
-    if os.environ.get("VIBEML_MCP_FRONT", "1").strip().lower() in ("0", "false", "no", "off"):
+    if os.environ.get("VIBEML_MCP_FRONT", "").strip().lower() in FRONT_OFF:
         serve()
         return
     run_with_front(serve, default_cache_path())

@@ -26,6 +26,7 @@ from vibeml.config.budget import BudgetStatus
 from vibeml.estimate.report import EstimateQuery, PlanQuery
 from vibeml.exceptions import ConfigurationError, VibeMLError
 from vibeml.models import CostEstimate, DatasetFormat, JobRecord
+from vibeml.settings import Settings
 from vibeml.validation.dataset import DatasetReport
 from vibeml.validation.model import ModelInfo
 
@@ -158,9 +159,18 @@ def _guard(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     return wrapper
 
 
-def create_server(service_factory: Callable[[], VibeML] | None = None) -> FastMCP:
-    """Build the server. ``service_factory`` makes the service per call (tests pass their own)."""
-    factory = service_factory or VibeML
+def create_server(service_factory: Callable[[], VibeML] | None = None, *, settings: Settings | None = None) -> FastMCP:
+    """Build the server. Its settings are read from the environment once, here (or given); each call gets a
+    service over them. ``service_factory`` makes the service per call instead (tests pass their own).
+
+    Raises:
+        ConfigurationError: A setting's value is invalid (the error names the variable).
+    """
+    if service_factory is None:
+        current = settings or Settings()
+        factory: Callable[[], VibeML] = lambda: VibeML(current)  # noqa: E731
+    else:
+        factory = service_factory
     mcp = FastMCP("vibeml", instructions=INSTRUCTIONS)
 
     def svc() -> VibeML:
@@ -386,12 +396,18 @@ def _check_can_listen(host: str, port: int) -> None:
         ) from None
 
 
-def main(http: str | None = None) -> None:
-    """Run the server: stdio (default) or HTTP on ``host:port``."""
+def main(http: str | None = None, settings: Settings | None = None) -> None:
+    """Run the server: stdio (default) or HTTP on ``host:port``, over ``settings`` (read from the
+    environment, once, when not given).
+
+    Raises:
+        ConfigurationError: A bad address, or a setting's value is invalid (naming the variable).
+    """
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if http:
         host, port = parse_http_address(http)
+        server = create_server(settings=settings)
         _check_can_listen(host, port)
-        create_server().run(transport="http", host=host, port=port, show_banner=False)
+        server.run(transport="http", host=host, port=port, show_banner=False)
     else:
-        create_server().run(transport="stdio", show_banner=False)
+        create_server(settings=settings).run(transport="stdio", show_banner=False)
