@@ -236,6 +236,8 @@ def test_every_setting_is_documented() -> None:
             assert f"`{name}`" in text, f"{name} ({var.path}) is missing from docs/configuration.md"
         assert f"`{var.path}`" in text
         assert var.description, f"{var.path} has no description"
+        assert var.description.replace("|", "\\|") in text, f"docs/configuration.md describes {var.path} otherwise"
+        assert "<" not in var.description, "markdown would take <…> for a tag"
 
 
 def test_every_vibeml_name_in_the_tree_is_known() -> None:

@@ -147,7 +147,8 @@ class VastSettings(_Section):
     )
     config_home: Annotated[Path | None, Env("XDG_CONFIG_HOME")] = Field(
         None,
-        description="Where the vastai client keeps its key file (<this>/vastai/vast_api_key; default ~/.config).",
+        description="The config home the vastai client keeps its key file in (vastai/vast_api_key under it; "
+        "default ~/.config).",
     )
     image: str = Field(DEFAULT_IMAGE, min_length=1, max_length=1024, description="Docker image.")
     min_cuda: float = Field(
@@ -201,7 +202,7 @@ class SkyPilotSettings(_Section):
         None, description="Force managed jobs on (1) or off (0); default: managed for spot, clusters for on-demand."
     )
     runtime_dir: Annotated[Path | None, Env("SKY_RUNTIME_DIR")] = Field(
-        None, description="SkyPilot's runtime folder (its catalogues are under <this>/.sky; default your home)."
+        None, description="SkyPilot's runtime folder (its catalogues are in .sky/catalogs under it; default your home)."
     )
 
 
@@ -217,7 +218,7 @@ class HubSettings(_Section):
     )
     hub_cache: Annotated[Path | None, Env("HF_HUB_CACHE")] = Field(None, description="The hub's download cache.")
     hf_home: Annotated[Path | None, Env("HF_HOME")] = Field(
-        None, description="The hub's home (its cache is <this>/hub when HF_HUB_CACHE is unset)."
+        None, description="The hub's home (its cache is the hub folder in it when HF_HUB_CACHE is unset)."
     )
 
     @field_validator("endpoint", mode="after")
