@@ -280,8 +280,9 @@ def test_rented_hosts_must_run_the_cuda_the_locked_torch_is_built_for() -> None:
     """torch's Linux wheels carry their CUDA runtime: a host whose driver is older cannot run the trainer."""
     from vibeml.backends.vast_options import VastOptions
     from vibeml.locks import cuda_floor
+    from vibeml.settings import Settings
 
     runtime = [p for p in load_lock("main") if p.name.startswith("nvidia-cuda-runtime")]
     assert runtime and cuda_floor() == max(float(".".join(p.version.split(".")[:2])) for p in runtime)
-    assert VastOptions().min_cuda == cuda_floor() and VastOptions.from_env({}).min_cuda == cuda_floor()
+    assert VastOptions().min_cuda == cuda_floor() and Settings.from_env({}).vast.min_cuda == cuda_floor()
     assert VastOptions(min_cuda=12.4).min_cuda == 12.4  # a user's own image may choose otherwise

@@ -99,7 +99,7 @@ def test_over_budget_is_refused_before_anything_starts(svc: VibeML, demo_assets_
 def test_monthly_budget_refuses_before_anything_starts(svc: VibeML, demo_assets_dir: Path) -> None:
     import asyncio
 
-    PreferencesStore.from_env().update(monthly_budget=1.0)
+    PreferencesStore(svc.settings.config_dir).update(monthly_budget=1.0)
     est = svc.estimate(_req(demo_assets_dir, max_cost=5))
     assert 0 < est.expected_cost < 1.0
     # Earlier jobs this month already spent nearly all of it.

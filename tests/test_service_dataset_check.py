@@ -35,10 +35,11 @@ def _jsonl(path: Path, rows: list[object]) -> str:
 
 @pytest.mark.needs_train
 def test_unreadable_data_is_refused_before_any_job_exists(
-    svc: VibeML, model_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    vibeml_env: Path, model_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VAST_API_KEY", "vk_test_never_used")
     monkeypatch.setenv("VIBEML_VAST_URL", "http://127.0.0.1:9")  # nothing listens: any call would fail
+    svc = VibeML(Settings.from_env())
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"instruction": "hi", "output": "ok"}\n{this is not json\n', encoding="utf-8")
     for backend, cap in (("local", None), ("vast", 5.0)):  # a paid backend: nothing is rented either

@@ -68,7 +68,8 @@ class VibeML:
     """The service behind every front end.
 
     Args:
-        settings: Where things live; ``Settings.from_env()`` when omitted.
+        settings: The settings tree (where things live, each backend's section); read from the environment
+            (``Settings.from_env()``) when omitted: front ends build it once and pass it.
         store: The jobs store; opened at ``settings.db_path`` when omitted.
         backends: The backend registry; the built-ins when omitted.
         preferences: The user's preferences (caps, monthly budget); from the config dir when omitted.
@@ -96,7 +97,7 @@ class VibeML:
     @property
     def preferences(self) -> PreferencesStore:
         if self._preferences is None:
-            self._preferences = PreferencesStore.from_env()
+            self._preferences = PreferencesStore(self.settings.config_dir)
         return self._preferences
 
     # ------------------------------------------------------------------------------- validation
@@ -132,7 +133,7 @@ class VibeML:
             c = c.model_copy(update={"clouds": backend.clouds})
         if not backend.capabilities.multi_gpu.supported:
             c = c.model_copy(update={"gpu_counts": (1,)})
-        arch = resolve_architecture(request.model, token_provider=self._hub_token)
+        arch = resolve_architecture(request.model, hub=self.settings.hub, token_provider=self._hub_token)
         prices = load_price_table()
         live = backend.live_quotes(request)
         if live:
@@ -151,7 +152,7 @@ class VibeML:
         from vibeml.catalog.prices import load_price_table
         from vibeml.estimate.report import estimate_report
 
-        arch = resolve_architecture(query.model, token_provider=self._hub_token)
+        arch = resolve_architecture(query.model, hub=self.settings.hub, token_provider=self._hub_token)
         return estimate_report(query, arch, load_price_table())
 
     def plan_report(self, query: PlanQuery) -> dict[str, Any]:
@@ -160,7 +161,7 @@ class VibeML:
         from vibeml.catalog.prices import load_price_table
         from vibeml.estimate.report import plan_report
 
-        arch = resolve_architecture(query.model, token_provider=self._hub_token)
+        arch = resolve_architecture(query.model, hub=self.settings.hub, token_provider=self._hub_token)
         return plan_report(query, arch, load_price_table())
 
     def gpu_report(self) -> dict[str, Any]:
@@ -174,7 +175,7 @@ class VibeML:
         """The cheapest GPU type that fits a LoRA (or QLoRA) fine-tune of ``model``, with its memory need."""
         from vibeml.validation.model import ModelValidator
 
-        v = ModelValidator()
+        v = ModelValidator(settings=self.settings)
         return {
             "model": model,
             "use_quantization": use_quantization,
@@ -252,12 +253,10 @@ class VibeML:
     def search_offers(
         self, query: str = "", type: str = "on-demand", order: str = "dph_total", limit: int = 20
     ) -> list[dict[str, Any]]:
-        """Live Vast.ai offers (the key comes from the environment or the credential store)."""
-        from vibeml.config.credentials import CredentialManager
+        """Live Vast.ai offers (the key: ``VAST_API_KEY``, the credential store, or Vast's own key files)."""
         from vibeml.vast import VastAI
 
-        lookup = CredentialManager.from_env().credential_lookup("vast", "api_key", fallback_env="VAST_API_KEY")
-        with VastAI(server_url=self.settings.vast_url, credential_lookup=lookup, raw=True, quiet=True) as vast:
+        with VastAI.from_settings(self.settings, raw=True, quiet=True) as vast:
             return vast.search_offers(query, type=type, order=order, limit=limit)
 
     # ----------------------------------------------------------------------------------- budget
@@ -337,8 +336,8 @@ class VibeML:
         make_private_dir(job_dir)
         output_dir = request.output_dir or str(job_dir / "output")
         env = {"HF_HUB_OFFLINE": "1"} if all_local else {}
-        if self.settings.hf_endpoint:
-            env["HF_ENDPOINT"] = self.settings.hf_endpoint
+        if self.settings.hub.endpoint:
+            env["HF_ENDPOINT"] = self.settings.hub.endpoint
         program = render_program(
             request,
             job_id,
@@ -589,7 +588,7 @@ class VibeML:
         """Does the model exist, may the stored token download it, what is it (hub or local directory)."""
         from vibeml.validation.model import ModelValidator
 
-        return ModelValidator(endpoint=self.settings.hf_endpoint).validate_model(model_id)
+        return ModelValidator(settings=self.settings).validate_model(model_id)
 
     def validate_dataset(
         self,
@@ -604,7 +603,7 @@ class VibeML:
         """Format, rows and token statistics of a local or hub dataset (tokens with ``model``'s tokenizer)."""
         from vibeml.validation.dataset import DatasetValidator
 
-        return DatasetValidator(endpoint=self.settings.hf_endpoint).validate_dataset(
+        return DatasetValidator(settings=self.settings).validate_dataset(
             dataset,
             model=model,
             dataset_format=dataset_format,

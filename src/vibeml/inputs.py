@@ -92,7 +92,7 @@ def hub_token(settings: Settings) -> str | None:
     `hf auth login`. Read only when a gated or private repo needs it."""
     from vibeml.validation.hub import HubAccess
 
-    return HubAccess.resolve(settings.hf_endpoint).token
+    return HubAccess.resolve(settings=settings).token
 
 
 def hub_secrets(settings: Settings) -> dict[str, SecretStr]:

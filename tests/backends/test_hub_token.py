@@ -56,7 +56,7 @@ def gated(
     monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "no-hf-login"))  # no `hf auth login` token either
     monkeypatch.setenv("VIBEML_CREDENTIAL_BACKEND", "passphrase")
     monkeypatch.setenv("VIBEML_PASSPHRASE", "correct horse battery staple")
-    CredentialManager.from_env().store_credential("huggingface", "token", SecretStr(TOKEN))
+    CredentialManager.from_settings(Settings.from_env()).store_credential("huggingface", "token", SecretStr(TOKEN))
     return {"dataset": str(demo_assets_dir / "demo_dataset.jsonl"), "hub": hub}
 
 

@@ -577,8 +577,8 @@ def test_registered_and_declared(sky: ModuleType) -> None:
 def test_live_quotes_come_from_skypilots_catalogue(
     sky: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    backend = _backend(Runner())
     monkeypatch.setenv("SKY_RUNTIME_DIR", str(tmp_path))
+    backend = _backend(Runner())  # its settings (SKY_RUNTIME_DIR) are read once, by then
     assert backend.live_quotes(TrainingRequest(model="m/x", dataset="d/x")) is None
     vms = tmp_path / ".sky" / "catalogs" / "v8" / "runpod" / "vms.csv"
     vms.parent.mkdir(parents=True)

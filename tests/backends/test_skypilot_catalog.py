@@ -23,6 +23,7 @@ from vibeml.backends.skypilot_catalog import (
     unseed_sky_catalogs,
 )
 from vibeml.catalog.prices import load_price_table, read_sky_catalogs
+from vibeml.settings import Settings
 
 SKY_REASON = "SkyPilot is an optional extra (pip install 'vibeml[sky]'); `make install` adds it for tests"
 
@@ -39,7 +40,9 @@ def test_accelerator_names() -> None:
 
 
 def test_catalog_root_follows_sky_runtime_dir(tmp_path: Path) -> None:
-    assert catalog_root({"SKY_RUNTIME_DIR": str(tmp_path)}) == tmp_path / ".sky" / "catalogs" / "v8"
+    runtime = Settings.from_env({"SKY_RUNTIME_DIR": str(tmp_path)}).skypilot.runtime_dir
+    assert catalog_root(runtime) == tmp_path / ".sky" / "catalogs" / "v8"
+    assert catalog_root() == Path.home() / ".sky" / "catalogs" / "v8"
 
 
 def test_seed_round_trips_through_read_sky_catalogs(tmp_path: Path) -> None:
@@ -85,7 +88,7 @@ def test_skypilot_reads_the_seeded_catalogues_offline(tmp_path: Path) -> None:
     """SkyPilot's own catalogue code prices our GPUs from the seeded files (no download, no server)."""
     if importlib.util.find_spec("sky") is None:
         pytest.skip(SKY_REASON)
-    seed_sky_catalogs(catalog_root({"SKY_RUNTIME_DIR": str(tmp_path)}))
+    seed_sky_catalogs(catalog_root(tmp_path))
     code = textwrap.dedent("""
         import json
         import sky.catalog as c
@@ -133,7 +136,7 @@ def test_cli_seed_catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     result = CliRunner().invoke(_app(), ["sky", "seed-catalog", "--cloud", "runpod", "--json"])
     assert result.exit_code == 0, result.output
     assert set(json.loads(result.output)["written"]) == {"runpod"}
-    assert read_sky_catalogs(env={"SKY_RUNTIME_DIR": str(tmp_path)})
+    assert read_sky_catalogs(runtime_dir=tmp_path)
     result = CliRunner().invoke(_app(), ["sky", "seed-catalog", "--remove", "--json"])
     assert len(json.loads(result.output)["removed"]) == 1
 

@@ -69,7 +69,10 @@ def test_launch_train_fetch_destroy_over_real_http(
     assert payload["module"] == "vibeml.trainer" and payload["config"]["model"] == "inputs/model"
     assert payload["config"]["sample_prompts"] == list(request.sample_prompts)
     assert env["VIBEML_ECHO_EVENTS"] == "1" and env["VIBEML_INSTALL"] == ""
-    assert float(env["VIBEML_MAX_RUNTIME"]) > 0 and env["VIBEML_VAST_API"] == fake.url
+    assert float(env["VIBEML_MAX_RUNTIME_SECONDS"]) > 0 and env["VIBEML_VAST_API"] == fake.url
+    assert env["VIBEML_STOP_GRACE_SECONDS"] == "1"  # the SkyPilot task's names for the budget and the grace
+    # The previous release's names ride along for one release: an older runner on the image keeps its budget.
+    assert env["VIBEML_MAX_RUNTIME"] == env["VIBEML_MAX_RUNTIME_SECONDS"] and env["VIBEML_TERM_GRACE"] == "1"
     assert fake.calls("create") and all(c.auth == "bearer" for c in fake.calls("create"))
 
     statuses: list[JobStatus] = []
@@ -317,13 +320,16 @@ def test_payload_round_trips_and_user_strings_stay_data(tmp_path: Path) -> None:
         decode_payload("not a payload")
 
 
-def test_options_from_env() -> None:
-    opts = VastOptions.from_env(
+def test_options_from_settings() -> None:
+    opts = Settings.from_env(
         {"VIBEML_VAST_POLL_INTERVAL": "0.5", "VIBEML_VAST_LOG_MIRROR": "", "VIBEML_VAST_IMAGE": ""}
-    )
+    ).vast
+    assert isinstance(opts, VastOptions)  # the backend's options are the settings' vast section
     assert opts.poll_interval == 0.5 and opts.log_mirror == "" and opts.image == DEFAULT_IMAGE
-    with pytest.raises(ConfigurationError, match="VIBEML_VAST_MIN_RELIABILITY"):
-        VastOptions.from_env({"VIBEML_VAST_MIN_RELIABILITY": "2"})
+    with pytest.raises(ConfigurationError, match="VIBEML_VAST_MIN_RELIABILITY") as info:
+        Settings.from_env({"VIBEML_VAST_MIN_RELIABILITY": "2"})
+    assert "VIBEML_VAST_MIN_RELIABILITY" in (info.value.recovery_suggestion or "")
+    assert VastBackend(Settings.from_env({"VIBEML_VAST_SPOT_WAIT": "5"})).options.spot_wait == 5
 
 
 def test_run_info_follows_the_current_run_only() -> None:

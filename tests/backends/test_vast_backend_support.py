@@ -117,7 +117,8 @@ def options(**overrides: Any) -> VastOptions:
         "input_wait": 30.0,
     }
     values.update(overrides)
-    return VastOptions(**values)
+    base = Settings.from_env().vast  # the URL (VIBEML_VAST_URL) and the rest from the test's environment
+    return VastOptions.model_validate({**base.model_dump(), **values})
 
 
 def make_service(

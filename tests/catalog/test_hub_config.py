@@ -11,6 +11,7 @@ from pytest_httpserver import HTTPServer
 
 from vibeml.catalog.architectures import fetch_hub_config, resolve_architecture
 from vibeml.exceptions import ModelNotFoundError
+from vibeml.settings import Settings
 
 REPO = "acme/tiny-llama"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -66,7 +67,7 @@ def test_fetches_config_from_the_hub_and_caches_it(
     online: dict[str, str], httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     serve_config(httpserver, REPO, CONFIG)
-    arch = resolve_architecture(REPO)
+    arch = resolve_architecture(REPO, hub=Settings.from_env().hub)
     assert arch.source == "hub" and arch.hidden_size == 512 and arch.vocab_size == 4096
     assert any(req.path.endswith("config.json") for req, _ in httpserver.log)
     assert list(Path(online["HF_HUB_CACHE"]).glob("models--acme--tiny-llama/snapshots/*/config.json"))
@@ -77,32 +78,33 @@ def test_fetches_config_from_the_hub_and_caches_it(
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    assert fetch_hub_config(REPO)["hidden_size"] == 512
+    assert Settings.from_env().hub.offline
+    assert fetch_hub_config(REPO, hub=Settings.from_env().hub)["hidden_size"] == 512
     assert len(httpserver.log) == served
 
 
 def test_missing_repo_is_model_not_found(online: dict[str, str], httpserver: HTTPServer) -> None:
     serve_missing(httpserver, "acme/nothing-here")
     with pytest.raises(ModelNotFoundError):
-        fetch_hub_config("acme/nothing-here")
+        fetch_hub_config("acme/nothing-here", hub=Settings.from_env().hub)
     with pytest.raises(ModelNotFoundError) as err:
-        resolve_architecture("acme/nothing-here")
+        resolve_architecture("acme/nothing-here", hub=Settings.from_env().hub)
     assert "hub_error" in err.value.context
 
 
 def test_missing_repo_with_a_known_family_falls_back(online: dict[str, str], httpserver: HTTPServer) -> None:
     serve_missing(httpserver, "acme/Qwen2.5-0.5B-Instruct")
-    arch = resolve_architecture("acme/Qwen2.5-0.5B-Instruct")
+    arch = resolve_architecture("acme/Qwen2.5-0.5B-Instruct", hub=Settings.from_env().hub)
     assert arch.source == "builtin" and arch.name == "Qwen/Qwen2.5-0.5B"
 
 
 def test_builtin_models_never_touch_the_hub(online: dict[str, str], httpserver: HTTPServer) -> None:
-    assert resolve_architecture("Qwen/Qwen2.5-7B-Instruct").source == "builtin"
+    assert resolve_architecture("Qwen/Qwen2.5-7B-Instruct", hub=Settings.from_env().hub).source == "builtin"
     assert httpserver.log == []
 
 
 def test_offline_without_cache_is_model_not_found(tmp_path: Path) -> None:
     env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty")}
     with pytest.raises(ModelNotFoundError) as err:
-        fetch_hub_config(REPO, env=env)
+        fetch_hub_config(REPO, hub=Settings.from_env(env).hub)
     assert err.value.context["offline"] is True

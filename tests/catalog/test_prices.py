@@ -129,4 +129,4 @@ def test_sky_catalog_cached_on_disk(tmp_path: Path) -> None:
     assert od.cloud == "aws" and od.gpu == "A10G" and od.gpu_counts == (1, 4)
     assert od.usd_per_gpu_hour == pytest.approx(1.006) and od.instance == "g5.xlarge"
     assert {q.cloud for q in quotes} == {"aws"}
-    assert read_sky_catalogs(env={"SKY_RUNTIME_DIR": str(tmp_path / "nothing")}) == []
+    assert read_sky_catalogs(runtime_dir=tmp_path / "nothing") == []

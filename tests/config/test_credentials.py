@@ -22,6 +22,7 @@ from vibeml.config.credentials import (
     mask,
 )
 from vibeml.exceptions import ConfigurationError, CredentialError
+from vibeml.settings import Settings
 
 SECRET = "vk-Zx81qPLmN0aBcDeFgHiJkLmNoPqRsTuV0123f3a9"
 HF = "hf_" + "a1B2c3D4e5F6g7H8i9J0kLmNoPqRsTuVw"
@@ -264,11 +265,13 @@ def test_backend_mismatch_is_explained(manager: CredentialManager, make_manager:
 # ----------------------------------------------------------------------------- passphrases
 
 
-def test_passphrase_from_env(make_manager: Any, monkeypatch: pytest.MonkeyPatch, passphrase: str) -> None:
-    monkeypatch.setenv("VIBEML_PASSPHRASE", passphrase)
-    make_manager().store_credential("vast", "api_key", SECRET)
-    assert make_manager().get_credential("vast", "api_key") == SecretStr(SECRET)
-    assert make_manager(passphrase=passphrase).get_credential("vast", "api_key") == SecretStr(SECRET)
+def test_passphrase_from_settings(make_manager: Any, cfg: Path, passphrase: str) -> None:
+    make_manager(passphrase=passphrase).store_credential("vast", "api_key", SECRET)
+    settings = Settings.from_env({"VIBEML_PASSPHRASE": passphrase, "VIBEML_CONFIG_DIR": str(cfg)})
+    assert CredentialManager.from_settings(settings).get_credential("vast", "api_key") == SecretStr(SECRET)
+    assert make_manager(passphrase=SecretStr(passphrase)).get_credential("vast", "api_key") == SecretStr(SECRET)
+    with pytest.raises(PassphraseRequiredError):  # the process environment is not read behind the settings' back
+        make_manager().get_credential("vast", "api_key")
 
 
 def test_prompt_asks_twice_for_a_new_store_and_once_after(make_manager: Any, passphrase: str) -> None:
@@ -308,28 +311,29 @@ def test_no_passphrase_anywhere(manager: CredentialManager, make_manager: Any) -
 # ------------------------------------------------------------------------------ fallback env
 
 
-def test_fallback_env(manager: CredentialManager, make_manager: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fallback_env(manager: CredentialManager, make_manager: Any, passphrase: str) -> None:
     assert manager.get_credential("vast", "api_key", fallback_env="VAST_API_KEY") is None
-    monkeypatch.setenv("VAST_API_KEY", "from-the-environment-000")
-    assert manager.get_credential("vast", "api_key", "VAST_API_KEY") == SecretStr("from-the-environment-000")
+    env = {"VAST_API_KEY": "from-the-environment-000"}
+    with_env = make_manager(passphrase=passphrase, env=env)
+    assert with_env.get_credential("vast", "api_key", "VAST_API_KEY") == SecretStr("from-the-environment-000")
     manager.store_credential("vast", "api_key", SECRET)
-    assert manager.get_credential("vast", "api_key", "VAST_API_KEY") == SecretStr(SECRET)  # stored wins
+    assert with_env.get_credential("vast", "api_key", "VAST_API_KEY") == SecretStr(SECRET)  # stored wins
     # A locked store with nobody to unlock it still yields the environment's value.
-    locked = make_manager()
+    locked = make_manager(env=env)
     assert locked.get_credential("vast", "api_key", "VAST_API_KEY") == SecretStr("from-the-environment-000")
-    monkeypatch.setenv("VAST_API_KEY", "")
     with pytest.raises(PassphraseRequiredError):
-        locked.get_credential("vast", "api_key", "VAST_API_KEY")
+        make_manager(env={"VAST_API_KEY": ""}).get_credential("vast", "api_key", "VAST_API_KEY")
     assert manager.credential_lookup("vast", "api_key")() == SECRET
     assert manager.credential_lookup("wandb", "api_key")() is None
 
 
 def test_explicit_env_mapping(make_manager: Any, passphrase: str) -> None:
-    env = {"VIBEML_PASSPHRASE": passphrase, "MY_TOKEN": "tok-from-mapping-0000"}
-    mgr = make_manager(env=env)
+    env = {"MY_TOKEN": "tok-from-mapping-0000"}
+    mgr = make_manager(env=env, passphrase=passphrase)
     assert mgr.get_credential("x", "token", fallback_env="MY_TOKEN") == SecretStr("tok-from-mapping-0000")
     mgr.store_credential("x", "token", SECRET)
-    assert make_manager(env=env).get_credential("x", "token") == SecretStr(SECRET)
+    assert make_manager(env=env, passphrase=passphrase).get_credential("x", "token") == SecretStr(SECRET)
+    assert "tok-from-mapping" not in repr(vars(mgr))  # held as SecretStr
 
 
 # ------------------------------------------------------------------------------ key sources
@@ -382,27 +386,30 @@ def test_auto_without_keyring_falls_back_to_passphrase(make_manager: Any, passph
         )
 
 
-def test_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("VIBEML_CONFIG_DIR", str(tmp_path / "here"))
-    monkeypatch.setenv("VIBEML_CREDENTIAL_BACKEND", "keyfile")
-    mgr = CredentialManager.from_env()
+def test_from_settings(tmp_path: Path) -> None:
+    env = {"VIBEML_CONFIG_DIR": str(tmp_path / "here"), "VIBEML_CREDENTIAL_BACKEND": " KeyFile "}
+    mgr = CredentialManager.from_settings(Settings.from_env(env))
     assert mgr.config_dir == tmp_path / "here" and mgr.backend == "keyfile"
-    monkeypatch.setenv("VIBEML_CREDENTIAL_BACKEND", "plaintext")
-    with pytest.raises(ConfigurationError, match="VIBEML_CREDENTIAL_BACKEND"):
-        CredentialManager.from_env()
-    monkeypatch.delenv("VIBEML_CONFIG_DIR")
-    # conftest points XDG_CONFIG_HOME at a temp dir; the platform default lives under it.
-    assert CredentialManager.default_dir() == Path(os.environ["XDG_CONFIG_HOME"]) / "vibeml"
+    with pytest.raises(ConfigurationError, match="VIBEML_CREDENTIAL_BACKEND") as info:
+        Settings.from_env({**env, "VIBEML_CREDENTIAL_BACKEND": "plaintext"})
+    assert "auto" in str(info.value)
+    # With a VIBEML_HOME the store lives under it; without one, in the platform's config dir (conftest points
+    # XDG_CONFIG_HOME at a temp dir).
+    home = tmp_path / "home"
+    assert CredentialManager.from_settings(Settings.from_env({"VIBEML_HOME": str(home)})).config_dir == home / "config"
+    xdg = {"XDG_CONFIG_HOME": os.environ["XDG_CONFIG_HOME"]}
+    assert Settings.from_env(xdg, home=home).config_dir == home / "config"
+    assert CredentialManager.from_settings(Settings.from_env(xdg)).config_dir == Path(xdg["XDG_CONFIG_HOME"]) / "vibeml"
 
 
 # ----------------------------------------------------------------------------- validation
 
 
-def test_validate_credentials(manager: CredentialManager, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validate_credentials(manager: CredentialManager, make_manager: Any, passphrase: str) -> None:
     manager.store_credential("vast", "api_key", "a" * 64)
     manager.store_credential("huggingface", "token", "not-a-token-at-all")
     manager.store_credential("acme", "secret", "whatever-it-is-123")
-    monkeypatch.setenv("WANDB_API_KEY", "w" * 40)
+    manager = make_manager(passphrase=passphrase, env={"WANDB_API_KEY": "w" * 40})
     report = manager.validate_credentials()
     assert set(report) == {"acme", "huggingface", "vast", "wandb"}
     vast, hf = report["vast"]["api_key"], report["huggingface"]["token"]
@@ -447,8 +454,9 @@ def test_no_secret_in_reprs_logs_or_errors(
         repr(mgr.validate_credentials()),
         json.dumps([c.model_dump(mode="json") for t in mgr.validate_credentials().values() for c in t.values()]),
     ]
-    monkeypatch.setenv("VAST_API_KEY", SECRET)  # even a fallback read must not log it
-    make_manager().get_credential("vast", "api_key", fallback_env="VAST_API_KEY")
+    fallback = make_manager(env={"VAST_API_KEY": SECRET})  # even a fallback read must not log it
+    fallback.get_credential("vast", "api_key", fallback_env="VAST_API_KEY")
+    texts.append(repr(vars(fallback)))
     for bad in (make_manager(passphrase="wrong passphrase!"), make_manager(backend="keyfile")):
         with pytest.raises(CredentialError) as info:
             bad.get_credential("vast", "api_key")

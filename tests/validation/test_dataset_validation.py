@@ -11,6 +11,7 @@ import pytest
 
 from vibeml.client import dataset_stats
 from vibeml.exceptions import CredentialError, DatasetError
+from vibeml.settings import Settings
 from vibeml.testing.fake_hub import FakeHub
 from vibeml.validation import DatasetReport, DatasetValidator
 
@@ -272,11 +273,13 @@ def test_hub_dataset(hub: FakeHub) -> None:
         },
         license="cc-by-4.0",
     )
-    report = DatasetValidator(endpoint=hub.url).validate_dataset("acme/chat")
+    report = DatasetValidator(settings=Settings.from_env(), endpoint=hub.url).validate_dataset("acme/chat")
     assert report.source == "hub" and report.format == "messages" and report.num_rows == 10
     assert report.files == ["data/train-00000-of-00001.jsonl"] and report.license == "cc-by-4.0"
     assert report.url == "https://huggingface.co/datasets/acme/chat" and not report.gated
-    test_split = DatasetValidator(endpoint=hub.url).validate_dataset("acme/chat", split="test")
+    test_split = DatasetValidator(settings=Settings.from_env(), endpoint=hub.url).validate_dataset(
+        "acme/chat", split="test"
+    )
     assert test_split.format == "text" and test_split.num_rows == 1
 
 
@@ -293,10 +296,12 @@ def test_hub_parquet_dataset_and_budget(hub: FakeHub) -> None:
         pq.write_table(pa.Table.from_pylist(CORPUS["alpaca"][1] * 10), buf)
         files[f"data/train-0000{i}-of-00003.parquet"] = buf.getvalue()
     hub.add_dataset("acme/pq", files)
-    report = DatasetValidator(endpoint=hub.url).validate_dataset("acme/pq")
+    report = DatasetValidator(settings=Settings.from_env(), endpoint=hub.url).validate_dataset("acme/pq")
     assert report.format == "alpaca" and report.num_rows == 90 and report.num_rows_exact
     assert any(r.server == "cdn" for r in hub.requests)  # parquet is LFS: fetched from the CDN
-    small = DatasetValidator(endpoint=hub.url, download_budget=1).validate_dataset("acme/pq")
+    small = DatasetValidator(settings=Settings.from_env(), endpoint=hub.url, download_budget=1).validate_dataset(
+        "acme/pq"
+    )
     assert small.num_rows == 90 and not small.num_rows_exact and len(small.files) == 1
     assert any("extrapolated" in w for w in small.warnings)
 
@@ -310,26 +315,37 @@ def test_hub_dataset_errors(hub: FakeHub, tokens: dict[str, str]) -> None:
     )
     hub.add_dataset("acme/script", {"script.py": "print(1)", "README.md": "hi"})
     with pytest.raises(DatasetError) as missing:
-        DatasetValidator(endpoint=hub.url).validate_dataset("acme/nothing")
+        DatasetValidator(settings=Settings.from_env(), endpoint=hub.url).validate_dataset("acme/nothing")
     assert "not found" in missing.value.message and "tatsu-lab/alpaca" in (missing.value.recovery_suggestion or "")
     with pytest.raises(CredentialError) as gated:
-        DatasetValidator(endpoint=hub.url).validate_dataset("acme/gated")
+        DatasetValidator(settings=Settings.from_env(), endpoint=hub.url).validate_dataset("acme/gated")
     assert "https://huggingface.co/datasets/acme/gated" in (gated.value.recovery_suggestion or "")
     with pytest.raises(CredentialError, match="no access"):
-        DatasetValidator(endpoint=hub.url, token=tokens["other"]).validate_dataset("acme/gated")
-    ok = DatasetValidator(endpoint=hub.url, token=tokens["good"]).validate_dataset("acme/gated")
+        DatasetValidator(settings=Settings.from_env(), endpoint=hub.url, token=tokens["other"]).validate_dataset(
+            "acme/gated"
+        )
+    ok = DatasetValidator(settings=Settings.from_env(), endpoint=hub.url, token=tokens["good"]).validate_dataset(
+        "acme/gated"
+    )
     assert ok.gated and ok.num_rows == 1
     with pytest.raises(DatasetError, match="private"):
-        DatasetValidator(endpoint=hub.url).validate_dataset("acme/private")
-    assert DatasetValidator(endpoint=hub.url, token=tokens["good"]).validate_dataset("acme/private").private
+        DatasetValidator(settings=Settings.from_env(), endpoint=hub.url).validate_dataset("acme/private")
+    assert (
+        DatasetValidator(settings=Settings.from_env(), endpoint=hub.url, token=tokens["good"])
+        .validate_dataset("acme/private")
+        .private
+    )
     with pytest.raises(DatasetError, match=r"no \.jsonl"):
-        DatasetValidator(endpoint=hub.url).validate_dataset("acme/script")
+        DatasetValidator(settings=Settings.from_env(), endpoint=hub.url).validate_dataset("acme/script")
 
 
 def test_hub_dataset_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the settings' switch alone
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DatasetError) as err:
-        DatasetValidator().validate_dataset("acme/chat")
+        DatasetValidator(settings=Settings.from_env()).validate_dataset("acme/chat")
     assert "HF_HUB_OFFLINE" in err.value.message
 
 
@@ -338,7 +354,9 @@ def test_tokenizer_from_the_hub(hub: FakeHub, demo_assets_dir: Path, tmp_path: P
     model_dir = demo_assets_dir / "tiny-llama"
     hub.add_model("acme/tiny-llama", {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file()})
     data = write(tmp_path / "d.jsonl", CORPUS["openai_messages"][1])
-    report = DatasetValidator(endpoint=hub.url).validate_dataset(str(data), model="acme/tiny-llama")
+    report = DatasetValidator(settings=Settings.from_env(), endpoint=hub.url).validate_dataset(
+        str(data), model="acme/tiny-llama"
+    )
     assert report.token_stats is not None and report.token_stats.method == "tokenizer"
     fetched = {r.path.rsplit("/", 1)[-1] for r in hub.requests if "/resolve/" in r.path}
     assert "tokenizer.json" in fetched and "model.safetensors" not in fetched  # weights are never downloaded

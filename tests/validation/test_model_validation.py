@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from vibeml.exceptions import CloudProviderError, CredentialError, ModelNotFoundError
+from vibeml.settings import Settings
 from vibeml.testing.fake_hub import FakeHub, safetensors_bytes
 from vibeml.validation import ModelInfo, ModelValidator
 from vibeml.validation.model import read_safetensors_parameters
@@ -39,7 +40,7 @@ def publish(hub: FakeHub, repo: str, **options: object) -> None:
 
 def test_existing_public_model(hub: FakeHub) -> None:
     publish(hub, "acme/tiny-llama", license="apache-2.0")
-    info = ModelValidator(endpoint=hub.url).validate_model("acme/tiny-llama")
+    info = ModelValidator(settings=Settings.from_env(), endpoint=hub.url).validate_model("acme/tiny-llama")
     assert isinstance(info, ModelInfo)
     assert info.source == "hub" and info.exists and info.has_access and not info.gated and not info.private
     assert info.architecture == "LlamaForCausalLM" and info.model_type == "llama"
@@ -54,13 +55,14 @@ def test_existing_public_model(hub: FakeHub) -> None:
 
 def test_hf_endpoint_from_the_environment(hub: FakeHub) -> None:
     publish(hub, "acme/tiny-llama")
-    assert ModelValidator().validate_model("acme/tiny-llama").parameter_count == sum(PARAMS.values())
+    validator = ModelValidator(settings=Settings.from_env())  # HF_ENDPOINT, as the front end reads it
+    assert validator.validate_model("acme/tiny-llama").parameter_count == sum(PARAMS.values())
     assert any(r.path.startswith("/api/models/acme/tiny-llama") for r in hub.requests)
 
 
 def test_missing_model(hub: FakeHub) -> None:
     with pytest.raises(ModelNotFoundError) as err:
-        ModelValidator(endpoint=hub.url).validate_model("acme/does-not-exist")
+        ModelValidator(settings=Settings.from_env(), endpoint=hub.url).validate_model("acme/does-not-exist")
     assert "acme/does-not-exist" in err.value.message and "not found" in err.value.message
     assert "private" in err.value.message  # the hub cannot tell missing from private: the message says so
     assert STORE_HINT in (err.value.recovery_suggestion or "")
@@ -70,7 +72,7 @@ def test_missing_model(hub: FakeHub) -> None:
 def test_gated_model_without_a_token(hub: FakeHub) -> None:
     publish(hub, "meta/gated-llama", gated="manual", license="llama3.1")
     with pytest.raises(CredentialError) as err:
-        ModelValidator(endpoint=hub.url).validate_model("meta/gated-llama")
+        ModelValidator(settings=Settings.from_env(), endpoint=hub.url).validate_model("meta/gated-llama")
     assert "gated" in err.value.message
     assert err.value.recovery_suggestion == (
         f"Accept the license at https://huggingface.co/meta/gated-llama and store a token: {STORE_HINT}"
@@ -81,7 +83,9 @@ def test_gated_model_without_a_token(hub: FakeHub) -> None:
 def test_gated_model_with_a_token_without_access(hub: FakeHub, tokens: dict[str, str]) -> None:
     publish(hub, "meta/gated-llama", gated="manual", allowed_tokens={tokens["good"]})
     with pytest.raises(CredentialError) as err:
-        ModelValidator(endpoint=hub.url, token=tokens["other"]).validate_model("meta/gated-llama")
+        ModelValidator(settings=Settings.from_env(), endpoint=hub.url, token=tokens["other"]).validate_model(
+            "meta/gated-llama"
+        )
     assert "no access" in err.value.message and err.value.context["status_code"] == 403
     assert "https://huggingface.co/meta/gated-llama" in (err.value.recovery_suggestion or "")
     assert tokens["other"] not in str(err.value.to_dict())  # the token never appears in an error
@@ -89,7 +93,9 @@ def test_gated_model_with_a_token_without_access(hub: FakeHub, tokens: dict[str,
 
 def test_gated_model_facts_without_access(hub: FakeHub) -> None:
     publish(hub, "meta/gated-llama", gated="auto", license="llama3.1")
-    info = ModelValidator(endpoint=hub.url).validate_model("meta/gated-llama", require_access=False)
+    info = ModelValidator(settings=Settings.from_env(), endpoint=hub.url).validate_model(
+        "meta/gated-llama", require_access=False
+    )
     assert info.gated and info.gating == "auto" and info.has_access is False
     assert info.parameter_count == sum(PARAMS.values()) and info.license == "llama3.1"  # public metadata
     assert any("accept the licence" in w for w in info.warnings)
@@ -98,7 +104,9 @@ def test_gated_model_facts_without_access(hub: FakeHub) -> None:
 
 def test_gated_model_with_access(hub: FakeHub, tokens: dict[str, str]) -> None:
     publish(hub, "meta/gated-llama", gated="manual", allowed_tokens={tokens["good"]})
-    info = ModelValidator(endpoint=hub.url, token=tokens["good"]).validate_model("meta/gated-llama")
+    info = ModelValidator(settings=Settings.from_env(), endpoint=hub.url, token=tokens["good"]).validate_model(
+        "meta/gated-llama"
+    )
     assert info.gated and info.has_access and info.token_used and info.token_source == "argument"
     assert info.architecture == "LlamaForCausalLM"
     assert any(
@@ -112,16 +120,20 @@ def test_private_model(hub: FakeHub, tokens: dict[str, str]) -> None:
     publish(hub, "acme/secret", private=True, allowed_tokens={tokens["good"]})
     for token in (None, tokens["other"]):
         with pytest.raises(ModelNotFoundError) as err:
-            ModelValidator(endpoint=hub.url, token=token).validate_model("acme/secret")
+            ModelValidator(settings=Settings.from_env(), endpoint=hub.url, token=token).validate_model("acme/secret")
         assert "private" in err.value.message and STORE_HINT in (err.value.recovery_suggestion or "")
-    info = ModelValidator(endpoint=hub.url, token=tokens["good"]).validate_model("acme/secret")
+    info = ModelValidator(settings=Settings.from_env(), endpoint=hub.url, token=tokens["good"]).validate_model(
+        "acme/secret"
+    )
     assert info.private and info.has_access
 
 
 def test_invalid_token(hub: FakeHub) -> None:
     publish(hub, "acme/tiny-llama")
     with pytest.raises(CredentialError) as err:
-        ModelValidator(endpoint=hub.url, token="hf_" + "x" * 34).validate_model("acme/tiny-llama")
+        ModelValidator(settings=Settings.from_env(), endpoint=hub.url, token="hf_" + "x" * 34).validate_model(
+            "acme/tiny-llama"
+        )
     assert "invalid or expired" in err.value.message
     assert "huggingface.co/settings/tokens" in (err.value.recovery_suggestion or "")
 
@@ -129,7 +141,7 @@ def test_invalid_token(hub: FakeHub) -> None:
 def test_token_from_hf_token_env(hub: FakeHub, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     publish(hub, "acme/secret", private=True, allowed_tokens={tokens["good"]})
     monkeypatch.setenv("HF_TOKEN", tokens["good"])
-    info = ModelValidator(endpoint=hub.url).validate_model("acme/secret")
+    info = ModelValidator(settings=Settings.from_env(), endpoint=hub.url).validate_model("acme/secret")
     assert info.token_source == "HF_TOKEN" and info.has_access
 
 
@@ -141,16 +153,20 @@ def test_token_from_the_credential_store(
     monkeypatch.setenv("VIBEML_CONFIG_DIR", str(tmp_path / "cfg"))
     monkeypatch.setenv("VIBEML_CREDENTIAL_BACKEND", "keyfile")
     monkeypatch.setenv("HF_TOKEN", tokens["other"])  # the store wins over the environment
-    CredentialManager.from_env().store_credential("huggingface", "token", tokens["good"])
+    settings = Settings.from_env()
+    CredentialManager.from_settings(settings).store_credential("huggingface", "token", tokens["good"])
     publish(hub, "meta/gated-llama", gated="manual", allowed_tokens={tokens["good"]})
-    info = ModelValidator(endpoint=hub.url).validate_model("meta/gated-llama")
+    info = ModelValidator(settings=settings, endpoint=hub.url).validate_model("meta/gated-llama")
     assert info.has_access and info.token_source == "vibeml credential store"
 
 
 def test_offline_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the settings' switch alone
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError) as err:
-        ModelValidator().validate_model("acme/tiny-llama")
+        ModelValidator(settings=Settings.from_env()).validate_model("acme/tiny-llama")
     assert "HF_HUB_OFFLINE" in err.value.message and err.value.context["offline"] is True
     assert "HF_HUB_OFFLINE" in (err.value.recovery_suggestion or "")
 
@@ -159,13 +175,13 @@ def test_hub_unreachable(hub: FakeHub) -> None:
     url = hub.url
     hub.stop()
     with pytest.raises(CloudProviderError) as err:
-        ModelValidator(endpoint=url).validate_model("acme/tiny-llama")
+        ModelValidator(settings=Settings.from_env(), endpoint=url).validate_model("acme/tiny-llama")
     assert err.value.retryable and url in err.value.message
 
 
 def test_parameters_from_config_without_safetensors_metadata(hub: FakeHub) -> None:
     hub.add_model("acme/old", {"config.json": CONFIG, "pytorch_model.bin": b"\0" * 64, "tokenizer.json": "{}"})
-    info = ModelValidator(endpoint=hub.url).validate_model("acme/old")
+    info = ModelValidator(settings=Settings.from_env(), endpoint=hub.url).validate_model("acme/old")
     assert info.parameter_count and info.parameter_count > 256 * 64
     assert info.weight_files == ["pytorch_model.bin"]
     assert any("computed from config.json" in w for w in info.warnings)
@@ -175,7 +191,7 @@ def test_parameters_from_config_without_safetensors_metadata(hub: FakeHub) -> No
 def test_malformed_ids_are_refused_before_the_hub(hub: FakeHub) -> None:
     for bad in ("", "a/b/c", "../x", "bad id!", "-x/y"):
         with pytest.raises(ModelNotFoundError):
-            ModelValidator(endpoint=hub.url).validate_model(bad)
+            ModelValidator(settings=Settings.from_env(), endpoint=hub.url).validate_model(bad)
     assert hub.requests == []
 
 

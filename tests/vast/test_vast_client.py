@@ -12,6 +12,7 @@ import pytest
 from vast_helpers import SECRET_KEY, fast_sleep, first_offer
 
 from vibeml.exceptions import CloudProviderError, CredentialError, ValidationError
+from vibeml.settings import Settings
 from vibeml.testing.fake_vast import FakeVast
 from vibeml.vast import (
     Instance,
@@ -277,24 +278,30 @@ def _key_of(client: VastAI) -> str:
     return client._core.key.get_secret_value()
 
 
-def test_key_lookup_order(isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_key_lookup_order(isolated_home: Path, tmp_path: Path) -> None:
+    """As VibeML builds its client (``VastAI.from_settings``): argument, VAST_API_KEY, the store, the files."""
     xdg = tmp_path / "xdg-config"
     (xdg / "vastai").mkdir(parents=True)
     (xdg / "vastai" / "vast_api_key").write_text("from-xdg\n")
     (isolated_home / ".vast_api_key").write_text("from-home\n")
-    monkeypatch.setenv("VAST_API_KEY", "from-env")
+    env = {"VAST_API_KEY": "from-env", "XDG_CONFIG_HOME": str(xdg), "VIBEML_HOME": str(tmp_path / "vh")}
+
+    def client(env: dict[str, str], **kwargs: Any) -> VastAI:
+        return VastAI.from_settings(Settings.from_env(env), server_url="https://vast.test", **kwargs)
+
     hook = lambda: "from-store"  # noqa: E731
-    assert _key_of(_client(api_key="from-arg", credential_lookup=hook)) == "from-arg"
-    assert _key_of(_client(credential_lookup=hook)) == "from-env"
-    monkeypatch.delenv("VAST_API_KEY")
-    assert _key_of(_client(credential_lookup=hook)) == "from-store"
-    assert _key_of(_client(credential_lookup=lambda: None)) == "from-xdg"
+    assert _key_of(client(env, api_key="from-arg", credential_lookup=hook)) == "from-arg"
+    assert _key_of(client(env, credential_lookup=hook)) == "from-env"
+    del env["VAST_API_KEY"]
+    assert _key_of(client(env, credential_lookup=hook)) == "from-store"
+    assert _key_of(client(env)) == "from-xdg"  # the (empty) credential store has nothing
     (xdg / "vastai" / "vast_api_key").unlink()
-    assert _key_of(_client()) == "from-home"
-    monkeypatch.delenv("XDG_CONFIG_HOME")
+    assert _key_of(client(env)) == "from-home"
+    del env["XDG_CONFIG_HOME"]
     (isolated_home / ".config" / "vastai").mkdir(parents=True)
     (isolated_home / ".config" / "vastai" / "vast_api_key").write_text("from-default-xdg")
-    assert _key_of(_client()) == "from-default-xdg"
+    assert _key_of(client(env)) == "from-default-xdg"
+    assert _key_of(_client()) == "from-default-xdg"  # a bare VastAI reads the default files, no environment
 
 
 def test_no_key_is_a_clear_credential_error() -> None:
@@ -312,11 +319,14 @@ def test_malformed_key_is_refused_without_echo(bad: str) -> None:
     assert bad not in str(info.value) and bad not in repr(info.value)
 
 
-def test_server_url_from_env_and_validation(monkeypatch: pytest.MonkeyPatch, fake: FakeVast) -> None:
-    monkeypatch.setenv("VAST_URL", fake.url + "/")
-    with VastAI(api_key=SECRET_KEY) as client:
+def test_server_url_from_settings_and_validation(fake: FakeVast) -> None:
+    settings = Settings.from_env({"VAST_URL": fake.url + "/"})  # the official client's name
+    with VastAI.from_settings(settings, api_key=SECRET_KEY) as client:
         assert client.server_url == fake.url
         assert client.show_user()["id"] == 1
+    assert Settings.from_env({"VAST_URL": "http://a", "VIBEML_VAST_URL": "http://b"}).vast.url == "http://b"
+    with VastAI(api_key=SECRET_KEY) as bare:
+        assert bare.server_url == "https://console.vast.ai"
     with pytest.raises(ValidationError):
         VastAI(api_key=SECRET_KEY, server_url="ftp://vast")
 

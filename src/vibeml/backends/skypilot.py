@@ -23,7 +23,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
@@ -64,10 +64,9 @@ class SkyPilotBackend(Backend[SkyPilotHandle]):
     """Runs the trainer through SkyPilot on any cloud it has credentials for (``sky check``).
 
     Args:
-        settings: VibeML settings (``remote_install`` says how VibeML gets onto the machine).
-        options: SkyPilot options; by default from ``settings`` and the environment
-            (``VIBEML_SKY_BUCKET``: bucket URL for outputs/checkpoints; ``VIBEML_SKY_MANAGED``: 1/0).
-        env: Environment to read the defaults from (``os.environ`` when omitted).
+        settings: VibeML settings (``remote_install`` says how VibeML gets onto the machine; the ``skypilot``
+            section has the bucket, the managed-jobs switch and SkyPilot's runtime folder).
+        options: SkyPilot options; by default :meth:`SkyOptions.from_settings` of ``settings``.
         runner: Runs a local command (rsync, bucket sync); a seam for tests.
         poll_seconds: How often ``logs(follow=True)`` checks a job that has not started yet.
     """
@@ -90,12 +89,11 @@ class SkyPilotBackend(Backend[SkyPilotHandle]):
         settings: Settings,
         *,
         options: SkyOptions | None = None,
-        env: Mapping[str, str] | None = None,
         runner: Callable[[list[str]], None] | None = None,
         poll_seconds: float = 10.0,
     ) -> None:
         self.settings = settings
-        self.options = options or SkyOptions.from_settings(settings, env)
+        self.options = options or SkyOptions.from_settings(settings)
         self._run_cmd = runner or run_command
         self.poll_seconds = poll_seconds
 
@@ -138,8 +136,8 @@ class SkyPilotBackend(Backend[SkyPilotHandle]):
         os.replace(tmp, path)
 
     def live_quotes(self, request: TrainingRequest) -> list[PriceQuote] | None:
-        """Prices from SkyPilot's cached catalogues (``~/.sky/catalogs/v8``), when present."""
-        return read_sky_catalogs() or None
+        """Prices from SkyPilot's cached catalogues (``<SKY_RUNTIME_DIR or ~>/.sky/catalogs/v8``), when present."""
+        return read_sky_catalogs(runtime_dir=self.settings.skypilot.runtime_dir) or None
 
     # ------------------------------------------------------------------------------ launch
 

@@ -26,7 +26,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -74,11 +74,10 @@ def sky_accelerator_name(gpu: str) -> str:
     return _SKY_NAME_OVERRIDES.get(canonical, canonical.replace(" ", ""))
 
 
-def catalog_root(env: Mapping[str, str] | None = None) -> Path:
-    """``$SKY_RUNTIME_DIR/.sky/catalogs/v8`` (``~`` when unset), as SkyPilot 0.14 computes it."""
-    env = os.environ if env is None else env
-    base = Path(env["SKY_RUNTIME_DIR"]).expanduser() if env.get("SKY_RUNTIME_DIR") else Path.home()
-    return base / ".sky" / "catalogs" / CATALOG_SCHEMA_VERSION
+def catalog_root(runtime_dir: str | Path | None = None) -> Path:
+    """``<runtime_dir>/.sky/catalogs/v8`` (your home when ``runtime_dir`` is None), as SkyPilot 0.14 computes
+    it from ``SKY_RUNTIME_DIR`` (``settings.skypilot.runtime_dir``)."""
+    return Path(runtime_dir or Path.home()).expanduser() / ".sky" / "catalogs" / CATALOG_SCHEMA_VERSION
 
 
 def _gpu_info(gpu: str, count: int) -> str:
@@ -208,19 +207,18 @@ def seed_sky_catalogs(
     table: PriceTable | None = None,
     clouds: Iterable[str] | None = None,
     force: bool = False,
-    env: Mapping[str, str] | None = None,
 ) -> SeedReport:
     """Write VibeML's price table as SkyPilot ``<cloud>/vms.csv`` catalogues (no ``.meta`` md5, so
     SkyPilot uses them as they are and never refetches them).
 
     Args:
-        root: The catalogue directory (default :func:`catalog_root`).
+        root: The catalogue directory (default :func:`catalog_root` of your home; the CLI passes the one
+            of ``settings.skypilot.runtime_dir``).
         table: Prices to write (default: the bundled table, not live quotes).
         clouds: Only these clouds (default: every cloud in the table).
         force: Replace catalogues that exist and were not seeded by VibeML (e.g. fetched by SkyPilot).
-        env: Environment for :func:`catalog_root`.
     """
-    base = Path(root) if root is not None else catalog_root(env)
+    base = Path(root) if root is not None else catalog_root()
     table = table or load_price_table()
     wanted = sorted({c.lower() for c in clouds} if clouds else set(table.clouds))
     seeded = _read_marker(base)
@@ -253,12 +251,12 @@ def seed_sky_catalogs(
     return SeedReport(root=str(base), written=written, kept=kept, skipped=list(dict.fromkeys(skipped)))
 
 
-def unseed_sky_catalogs(root: str | Path | None = None, env: Mapping[str, str] | None = None) -> list[str]:
+def unseed_sky_catalogs(root: str | Path | None = None) -> list[str]:
     """Remove the catalogues VibeML seeded and nobody changed since; returns the removed paths.
 
     A seeded file edited since is left in place (it is someone's now) and forgotten.
     """
-    base = Path(root) if root is not None else catalog_root(env)
+    base = Path(root) if root is not None else catalog_root()
     removed: list[str] = []
     for rel, digest in _read_marker(base).items():
         path = base / rel

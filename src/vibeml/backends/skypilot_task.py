@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import importlib
 import math
-import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -186,7 +184,7 @@ def sky_cluster_name(job_id: str) -> str:
 
 
 class SkyOptions(BaseModel):
-    """How VibeML uses SkyPilot (resolved from settings/environment by the backend)."""
+    """How VibeML uses SkyPilot (resolved from the settings by the backend)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -200,16 +198,15 @@ class SkyOptions(BaseModel):
     managed: bool | None = Field(None, description="None: managed jobs for spot, clusters for on-demand.")
 
     @classmethod
-    def from_settings(cls, settings: Settings, env: Mapping[str, str] | None = None) -> SkyOptions:
-        """Defaults from VibeML's settings and the environment: ``VIBEML_SKY_BUCKET`` (bucket URL for
-        outputs and checkpoints), ``VIBEML_SKY_MANAGED`` (1/0: force managed jobs on or off)."""
-        env = os.environ if env is None else env
-        managed = env.get("VIBEML_SKY_MANAGED", "").strip().lower()
+    def from_settings(cls, settings: Settings) -> SkyOptions:
+        """From VibeML's settings: the install spec, the stop grace and the ``skypilot`` section
+        (``VIBEML_SKY_BUCKET``: bucket URL for outputs and checkpoints; ``VIBEML_SKY_MANAGED``: 1/0 forces
+        managed jobs on or off)."""
         return cls(
-            install=str(getattr(settings, "remote_install", "") or ""),
-            bucket=env.get("VIBEML_SKY_BUCKET") or None,
-            stop_grace_seconds=max(5, min(3600, int(getattr(settings, "stop_grace_seconds", 90) or 90))),
-            managed=None if not managed else managed in ("1", "true", "yes"),
+            install=settings.remote_install,
+            bucket=settings.skypilot.bucket,
+            stop_grace_seconds=max(5, min(3600, int(settings.stop_grace_seconds) or 90)),
+            managed=settings.skypilot.managed,
         )
 
 
@@ -570,8 +567,10 @@ def choice_from_flags(
     cloud: str | None = None,
     use_spot: bool = False,
     max_cost: float | None = None,
+    runtime_dir: Path | None = None,
 ) -> LaunchChoice:
-    """A choice from explicit flags, priced from the catalogue (SkyPilot's cached one laid over ours).
+    """A choice from explicit flags, priced from the catalogue (SkyPilot's cached one, under
+    ``runtime_dir``, i.e. ``settings.skypilot.runtime_dir``, laid over ours).
 
     Raises:
         ValidationError: A count of GPUs or nodes below 1 or absurdly large.
@@ -587,7 +586,7 @@ def choice_from_flags(
             )
     from vibeml.catalog.prices import load_price_table, read_sky_catalogs
 
-    table = load_price_table(read_sky_catalogs() or None)
+    table = load_price_table(read_sky_catalogs(runtime_dir=runtime_dir) or None)
     quote = table.cheapest(gpu, cloud=cloud, spot=use_spot, gpu_count=gpu_count)
     rate = quote.usd_per_gpu_hour * gpu_count if quote else 0.0
     return LaunchChoice(
@@ -605,7 +604,7 @@ def choice_from_flags(
 def export_task_yaml(
     request: TrainingRequest,
     *,
-    settings: Settings | None = None,
+    settings: Settings,
     choice: LaunchChoice | None = None,
     job_id: str | None = None,
 ) -> str:
@@ -617,13 +616,12 @@ def export_task_yaml(
 
     from vibeml.workflows.registry import render_program
 
-    settings = settings or Settings.from_env()
     job_id = job_id or "vml-" + secrets.token_hex(4)
     if choice is None:
         from vibeml.client import VibeML
 
         _, choice = VibeML(settings=settings).plan_launch(request.model_copy(update={"backend": "skypilot"}))
-    env = {"HF_ENDPOINT": settings.hf_endpoint} if settings.hf_endpoint else {}
+    env = {"HF_ENDPOINT": settings.hub.endpoint} if settings.hub.endpoint else {}
     program = render_program(
         request, job_id, output_dir="output", checkpoint_dir="checkpoints", events_path="events.jsonl", env=env
     )

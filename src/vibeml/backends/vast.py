@@ -60,6 +60,7 @@ from vibeml.settings import Settings
 from vibeml.trainer.config import TrainerConfig
 from vibeml.trainer.events import ECHO_PREFIX
 from vibeml.vast import VastAI, VastAmbiguousCreateError, VastAPIError, VastNotFoundError
+from vibeml.vast._http import default_key_files
 from vibeml.workflows.registry import TrainingProgram
 
 __all__ = ["LABEL_PREFIX", "VastBackend"]
@@ -87,13 +88,13 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
     """Vast.ai marketplace GPUs under a hard budget cap.
 
     Args:
-        settings: VibeML settings (``vast_url``, ``remote_install``, ``home``).
-        options: Backend options; ``VastOptions.from_env()`` when omitted.
+        settings: VibeML settings (``remote_install``, ``home``, the credentials).
+        options: Backend options (URL, image, floors, timings); ``settings.vast`` when omitted.
         transport: How files reach the instance; SSH with VibeML's key when omitted.
         clock: Unix time for billing figures (a seam for tests with a fast billing clock).
         sleep: Waits between polls.
         client: A ready :class:`~vibeml.vast.VastAI` (default: built on first use from the settings, the
-            ``VAST_API_KEY`` environment variable, the credential store or Vast's own key files).
+            ``VAST_API_KEY`` of the settings, the credential store or Vast's own key files).
     """
 
     name: ClassVar[str] = "vast"
@@ -121,8 +122,8 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
         client: VastAI | None = None,
     ) -> None:
         self.settings = settings
-        self.options = options or VastOptions.from_env()
-        self.transport = transport or SSHTransport(settings.home / "ssh", user=self.options.ssh_user)
+        self.options = options or settings.vast
+        self.transport = transport or SSHTransport(settings.ssh_dir, user=self.options.ssh_user)
         self._clock = clock
         self._sleep = sleep
         self._vast = client
@@ -135,16 +136,15 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
         """The shared Vast client (raises ``CredentialError`` with what to do when no key is set)."""
         with self._lock:
             if self._vast is None:
-                from vibeml.config.credentials import CredentialManager
-
                 o = self.options
-                self._vast = VastAI(
-                    server_url=self.settings.vast_url,
+                self._vast = VastAI.from_settings(
+                    self.settings,
+                    server_url=o.url,
                     retry=o.retry,
                     quiet=True,
                     timeout=o.http_timeout,
                     create_lookup_grace=o.create_lookup_grace,
-                    credential_lookup=CredentialManager.from_env().credential_lookup("vast", "api_key"),
+                    key_files=default_key_files(o.config_home),
                 )
             return self._vast
 
@@ -308,14 +308,18 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
             "VIBEML_INSTALL": self.settings.remote_install,
             "VIBEML_REMOTE_PYTHON": o.remote_python,
             "VIBEML_REMOTE_DIR": o.remote_dir,
-            "VIBEML_MAX_RUNTIME": f"{budget_s:.1f}",
-            "VIBEML_TERM_GRACE": f"{o.term_grace:g}",
+            "VIBEML_MAX_RUNTIME_SECONDS": f"{budget_s:.1f}",
+            "VIBEML_STOP_GRACE_SECONDS": f"{o.term_grace:g}",
             "VIBEML_LINGER_SECONDS": f"{o.linger:g}",
             "VIBEML_INPUT_WAIT": f"{o.input_wait:g}",
             "VIBEML_VAST_API": vast.server_url,
             "VIBEML_LOG_MIRROR": o.log_mirror,
             "VIBEML_ECHO_EVENTS": "1",
             "PYTHONUNBUFFERED": "1",
+            # The old names, for a runner of the previous release already on the image (VIBEML_REMOTE_INSTALL
+            # empty): it must still see its budget. Remove in the next release.
+            "VIBEML_MAX_RUNTIME": f"{budget_s:.1f}",
+            "VIBEML_TERM_GRACE": f"{o.term_grace:g}",
         }
 
     @staticmethod

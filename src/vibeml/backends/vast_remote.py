@@ -6,8 +6,10 @@ execs this runner. Everything job-specific arrives as DATA in the environment:
 * ``VIBEML_JOB``: the payload (zlib + base64 JSON, see :func:`encode_payload`): the trainer module, its
   JSON config with paths relative to the job directory, extra environment, which inputs to wait for;
 * ``VIBEML_REMOTE_DIR``: the job directory (relative = under the onstart's working directory);
-* ``VIBEML_MAX_RUNTIME``: the hard budget in seconds of run time (max_cost / dph_total, less a margin);
-* ``VIBEML_TERM_GRACE``, ``VIBEML_LINGER_SECONDS``, ``VIBEML_INPUT_WAIT``: timings;
+* ``VIBEML_MAX_RUNTIME_SECONDS``: the hard budget in seconds of run time (max_cost / dph_total, less a margin);
+* ``VIBEML_STOP_GRACE_SECONDS``, ``VIBEML_LINGER_SECONDS``, ``VIBEML_INPUT_WAIT``: timings (the budget and
+  the grace carry the names the SkyPilot task uses; the previous release's ``VIBEML_MAX_RUNTIME`` and
+  ``VIBEML_TERM_GRACE`` are still read when the new names are absent);
 * ``VIBEML_VAST_API``: the API base URL; with Vast's own ``CONTAINER_ID`` and ``CONTAINER_API_KEY``
   (an instance-scoped key; the user's key never reaches the machine) the runner destroys its instance;
 * ``VIBEML_LOG_MIRROR``: a file the output is copied to as well (``/proc/1/fd/1`` on Vast, so that the
@@ -125,9 +127,9 @@ def parse_runner_lines(lines: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, old: str = "") -> float:
     try:
-        value = float(env.get(name) or default)
+        value = float(env.get(name) or (env.get(old) if old else None) or default)
     except ValueError:
         return default
     return value if value == value and value >= 0 else default  # NaN/negative → default
@@ -164,8 +166,8 @@ class Runner:
         self.module = module
         root = Path(self.env.get("VIBEML_REMOTE_DIR") or "vibeml-job").expanduser()
         self.root = root if root.is_absolute() else Path.cwd() / root
-        self.budget = _float(self.env, "VIBEML_MAX_RUNTIME", 3600.0)
-        self.grace = min(_float(self.env, "VIBEML_TERM_GRACE", 120.0), self.budget / 4)
+        self.budget = _float(self.env, "VIBEML_MAX_RUNTIME_SECONDS", 3600.0, old="VIBEML_MAX_RUNTIME")
+        self.grace = min(_float(self.env, "VIBEML_STOP_GRACE_SECONDS", 120.0, old="VIBEML_TERM_GRACE"), self.budget / 4)
         self.linger = _float(self.env, "VIBEML_LINGER_SECONDS", 1800.0)
         self.input_wait = _float(self.env, "VIBEML_INPUT_WAIT", 1800.0)
         self._destroy = destroy or self._destroy_via_api

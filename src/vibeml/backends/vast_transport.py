@@ -118,7 +118,9 @@ class SSHTransport(ArtifactTransport):
                         "ssh-keygen is not installed; the Vast backend copies files over SSH",
                         recovery_suggestion="Install OpenSSH (e.g. `apt-get install openssh-client`).",
                     )
-                self.key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                from vibeml.safe_paths import make_private_dir
+
+                make_private_dir(self.key_dir)  # 0700, and so is any folder above it VibeML creates
                 res = self._run(
                     [keygen, "-q", "-t", "ed25519", "-N", "", "-C", "vibeml-vast", "-f", str(self.key_path)],
                     capture_output=True,

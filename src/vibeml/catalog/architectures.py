@@ -11,16 +11,18 @@ the config the way transformers builds the model (biases, tied embeddings, extra
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from vibeml.exceptions import ConfigurationError, ModelNotFoundError
 from vibeml.safe_paths import is_dir, is_file
+
+if TYPE_CHECKING:
+    from vibeml.settings import HubSettings
 
 __all__ = [
     "BUILTIN_CONFIGS",
@@ -423,18 +425,6 @@ def list_builtin_models() -> list[str]:
 # ---------------------------------------------------------------------------------------------- hub
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().upper() in ("1", "ON", "YES", "TRUE")
-
-
-def _hub_cache_dir(env: Mapping[str, str]) -> str | None:
-    if env.get("HF_HUB_CACHE"):
-        return env["HF_HUB_CACHE"]
-    if env.get("HF_HOME"):
-        return str(Path(env["HF_HOME"]).expanduser() / "hub")
-    return None
-
-
 def fetch_hub_config(
     repo_id: str,
     *,
@@ -443,13 +433,14 @@ def fetch_hub_config(
     token: str | None = None,
     revision: str | None = None,
     timeout: float = 10.0,
-    env: Mapping[str, str] | None = None,
+    hub: HubSettings | None = None,
 ) -> dict[str, Any]:
     """Download (or read from the cache) a repo's ``config.json`` through ``huggingface_hub``.
 
-    Settings are read from ``env`` (default ``os.environ``) at call time, not when huggingface_hub was
-    imported: ``HF_ENDPOINT`` (unless ``endpoint`` is given), ``HF_HUB_CACHE``/``HF_HOME`` and
-    ``HF_HUB_OFFLINE`` (offline → only the local cache is consulted).
+    ``hub`` is the settings' hub section (``HF_ENDPOINT`` unless ``endpoint`` is given, ``HF_HUB_CACHE`` /
+    ``HF_HOME`` unless ``cache_dir`` is, ``HF_HUB_OFFLINE``: offline → only the local cache is consulted),
+    read when the settings were built rather than when huggingface_hub was imported. Without it the
+    library's own defaults apply.
 
     Raises:
         ModelNotFoundError: the repo or its config.json does not exist, is gated, or (offline) is not cached.
@@ -464,16 +455,18 @@ def fetch_hub_config(
         RepositoryNotFoundError,
     )
 
-    env = os.environ if env is None else env
-    offline = _truthy(env.get("HF_HUB_OFFLINE"))
+    from vibeml.settings import HubSettings
+
+    hub = hub or HubSettings()
+    offline = hub.offline
     try:
         path = hf_hub_download(
             repo_id=repo_id,
             filename="config.json",
             revision=revision,
-            endpoint=endpoint or env.get("HF_ENDPOINT") or None,
-            cache_dir=cache_dir or _hub_cache_dir(env),
-            token=token or env.get("HF_TOKEN") or None,
+            endpoint=endpoint or hub.endpoint,
+            cache_dir=cache_dir or hub.cache_dir,
+            token=token or None,
             local_files_only=offline,
             etag_timeout=timeout,
         )
@@ -502,13 +495,14 @@ def resolve_architecture(
     endpoint: str | None = None,
     cache_dir: str | Path | None = None,
     token: str | None = None,
-    env: Mapping[str, str] | None = None,
+    hub: HubSettings | None = None,
     token_provider: Callable[[], str | None] | None = None,
 ) -> ModelArchitecture:
     """Resolve a model id or path to its architecture.
 
     ``token_provider`` is asked for a hub token only when the hub is reached (gated or private repos);
-    the service passes VibeML's credential store, so local and built-in models never open it.
+    the service passes VibeML's credential store, so local and built-in models never open it. ``hub`` is
+    the settings' hub section (see :func:`fetch_hub_config`).
 
     Order: local directory/``config.json`` → built-in table (exact id) → hub ``config.json`` → built-in
     table by family name (when the hub is unreachable or offline).
@@ -527,7 +521,7 @@ def resolve_architecture(
         try:
             if token is None and token_provider is not None:
                 token = token_provider()
-            cfg = fetch_hub_config(model, endpoint=endpoint, cache_dir=cache_dir, token=token, env=env)
+            cfg = fetch_hub_config(model, endpoint=endpoint, cache_dir=cache_dir, token=token, hub=hub)
             return architecture_from_config(cfg, name=model, source="hub")
         except ModelNotFoundError as exc:
             hub_error = exc

@@ -15,7 +15,6 @@ import csv
 import functools
 import io
 import math
-import os
 from collections.abc import Iterable, Mapping
 from datetime import date
 from importlib import resources
@@ -381,16 +380,15 @@ def quotes_from_sky_catalog(text: str, cloud: str) -> list[PriceQuote]:
     ]
 
 
-def read_sky_catalogs(root: str | Path | None = None, env: Mapping[str, str] | None = None) -> list[PriceQuote]:
+def read_sky_catalogs(root: str | Path | None = None, *, runtime_dir: str | Path | None = None) -> list[PriceQuote]:
     """Quotes from SkyPilot catalogues already cached on this machine (no download, no SkyPilot import).
 
-    Looks in ``root`` or ``$SKY_RUNTIME_DIR/.sky/catalogs/v8`` or ``~/.sky/catalogs/v8``, one
-    ``<cloud>/vms.csv`` per cloud; clouds VibeML does not know are skipped.
+    Looks in ``root`` or ``<runtime_dir>/.sky/catalogs/v8`` (``runtime_dir`` is ``SKY_RUNTIME_DIR`` from the
+    settings, ``settings.skypilot.runtime_dir``; your home when unset), one ``<cloud>/vms.csv`` per cloud;
+    clouds VibeML does not know are skipped.
     """
-    env = os.environ if env is None else env
     if root is None:
-        base = Path(env["SKY_RUNTIME_DIR"]) if env.get("SKY_RUNTIME_DIR") else Path.home()
-        root = base / ".sky" / "catalogs" / "v8"
+        root = Path(runtime_dir or Path.home()).expanduser() / ".sky" / "catalogs" / "v8"
     quotes: list[PriceQuote] = []
     for path in sorted(Path(root).glob("*/vms.csv")):
         cloud = path.parent.name.lower()

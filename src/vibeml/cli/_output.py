@@ -5,13 +5,18 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import typer
 
 from vibeml.exceptions import ValidationError, VibeMLError
+
+if TYPE_CHECKING:
+    from vibeml.client import VibeML
+    from vibeml.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -72,6 +77,42 @@ def report_error(exc: VibeMLError, as_json: bool) -> None:
         err.print(f"  [dim]{escape(printable(key))}:[/] {escape(printable(value, 500))}")
     if exc.recovery_suggestion:
         err.print(f"[yellow]What to do:[/] {escape(printable(exc.recovery_suggestion))}")
+
+
+def settings() -> Settings:
+    """This run's settings, read from the environment once per command line (kept on the root click context,
+    so the next invocation in the same process reads them afresh), when the command first asks: before it
+    does anything, under its error boundary. A deprecated variable name is a warning on stderr.
+
+    Raises:
+        ConfigurationError: A variable's value is invalid (the error names it).
+    """
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    meta: dict[str, Any] = ctx.find_root().meta if ctx is not None else {}
+    if "vibeml.settings" not in meta:
+        from vibeml.settings import SettingDeprecationWarning, Settings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SettingDeprecationWarning)
+            built = Settings()
+        for w in caught:
+            if issubclass(w.category, SettingDeprecationWarning):
+                from rich.markup import escape
+
+                console(stderr=True).print(f"[yellow]Warning:[/] {escape(printable(w.message))}")
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        meta["vibeml.settings"] = built
+    return cast("Settings", meta["vibeml.settings"])
+
+
+def service() -> VibeML:
+    """The service over this run's settings."""
+    from vibeml.client import VibeML
+
+    return VibeML(settings())
 
 
 def _invalid_values(exc: Exception) -> VibeMLError | None:

@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vibeml.cli._output import console, emit_json, error_boundary, fmt_money
+from vibeml.cli._output import console, emit_json, error_boundary, fmt_money, service
 
 if TYPE_CHECKING:
     from vibeml.config.budget import BudgetStatus
@@ -26,9 +26,7 @@ def budget_set(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Set the monthly budget, the default per-job cap and the warning threshold (all validated together)."""
-    from vibeml.client import VibeML
-
-    svc = VibeML()
+    svc = service()
     status = svc.set_budget(monthly=monthly, per_job=per_job, warn_at=warn_at)
     _show(status, json_out)
 
@@ -37,9 +35,7 @@ def budget_set(
 @error_boundary
 def budget_show(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The caps, what this month has spent and committed, and what is left."""
-    from vibeml.client import VibeML
-
-    _show(VibeML().budget_status(), json_out)
+    _show(service().budget_status(), json_out)
 
 
 def _show(s: "BudgetStatus", json_out: bool) -> None:
@@ -66,9 +62,7 @@ def spending(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The spending ledger: per job, estimated, accrued and final cost."""
-    from vibeml.client import VibeML
-
-    lines = VibeML().spending(month)
+    lines = service().spending(month)
     if json_out:
         emit_json(lines)
         return

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from vibeml.cli._options import JsonOpt
-from vibeml.cli._output import console, emit_json, error_boundary
+from vibeml.cli._output import console, emit_json, error_boundary, settings
 from vibeml.exceptions import ConfigurationError, CredentialError
 
 if TYPE_CHECKING:
@@ -55,13 +55,13 @@ def _hidden_prompt(message: str) -> str:
 def _credentials() -> "CredentialManager":
     from vibeml.config.credentials import CredentialManager
 
-    return CredentialManager.from_env(prompt=_hidden_prompt if _stdin_is_tty() else None)
+    return CredentialManager.from_settings(settings(), prompt=_hidden_prompt if _stdin_is_tty() else None)
 
 
 def _preferences() -> "PreferencesStore":
     from vibeml.config.preferences import PreferencesStore
 
-    return PreferencesStore.from_env()
+    return PreferencesStore(settings().config_dir)
 
 
 def _read_secret(provider: str, credential_type: str) -> str:

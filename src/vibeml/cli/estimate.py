@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from vibeml.cli._output import emit_json, error_boundary
+from vibeml.cli._output import emit_json, error_boundary, service
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -176,7 +176,6 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
         """Memory, speed, time and cost of one fine-tune on one GPU choice."""
-        from vibeml.client import VibeML
         from vibeml.estimate.report import EstimateQuery
 
         query = _query(
@@ -201,7 +200,7 @@ def register(app: typer.Typer) -> None:
             cloud=cloud,
             spot=spot,
         )
-        data = VibeML().estimate_report(query)
+        data = service().estimate_report(query)
         if json_out:
             emit_json(data)
         else:
@@ -242,7 +241,6 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
         """Every (cloud, GPU, count, spot) choice that fits, ranked by expected total job cost."""
-        from vibeml.client import VibeML
         from vibeml.estimate.report import PlanQuery
 
         query = _query(
@@ -269,7 +267,7 @@ def register(app: typer.Typer) -> None:
             spot=spot,
             top=top,
         )
-        data = VibeML().plan_report(query)
+        data = service().plan_report(query)
         if json_out:
             emit_json(data)
         else:
@@ -279,9 +277,8 @@ def register(app: typer.Typer) -> None:
     @error_boundary
     def gpus_cmd(json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
         """GPU facts and the cheapest catalogued price per GPU-hour (on-demand and spot)."""
-        from vibeml.client import VibeML
 
-        report = VibeML().gpu_report()
+        report = service().gpu_report()
         if json_out:
             emit_json(report)
             return

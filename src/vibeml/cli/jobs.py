@@ -51,9 +51,9 @@ def _run(coro: Any) -> Any:
 
 
 def _service() -> "VibeML":
-    from vibeml.client import VibeML
+    from vibeml.cli._output import service
 
-    return VibeML()
+    return service()
 
 
 def register(app: typer.Typer) -> None:

@@ -41,6 +41,9 @@ def main(
 ) -> None:
     """VibeML: validate, estimate, launch, track and stop fine-tunes — locally or in the cloud."""
     STATE["debug"] = debug
+    # Settings are read from the environment once per run, when the command first asks (`_output.settings()`,
+    # before it does anything, under its error boundary: a bad value is a clean error in the command's --json
+    # mode), never at import or for --help.
 
 
 jobs_cli.register(app)
@@ -80,9 +83,10 @@ def mcp(
     http: Annotated[str | None, typer.Option("--http", help="Serve over HTTP on HOST:PORT instead of stdio.")] = None,
 ) -> None:
     """Run the MCP server (stdio by default) so an AI assistant can plan, launch and track fine-tunes."""
+    from vibeml.cli._output import settings
     from vibeml.mcp.server import main as serve
 
-    serve(http)
+    serve(http, settings())
 
 
 def run() -> None:

@@ -38,6 +38,7 @@ def export(
 ) -> None:
     """Write the SkyPilot task YAML for a fine-tune, to run with `sky launch task.yaml` yourself."""
     from vibeml.backends.skypilot_task import choice_from_flags, export_task_yaml
+    from vibeml.cli._output import settings
     from vibeml.client import build_request
 
     fields: dict[str, object] = {
@@ -57,12 +58,19 @@ def export(
 
     target = check_output_path(output, what="output") if output is not None else None
     request = build_request(**fields)
+    current = settings()
     choice = None
     if gpu:
         choice = choice_from_flags(
-            gpu, gpu_count=gpu_count, num_nodes=nodes, cloud=cloud, use_spot=spot, max_cost=max_cost
+            gpu,
+            gpu_count=gpu_count,
+            num_nodes=nodes,
+            cloud=cloud,
+            use_spot=spot,
+            max_cost=max_cost,
+            runtime_dir=current.skypilot.runtime_dir,
         )
-    text = export_task_yaml(request, choice=choice)
+    text = export_task_yaml(request, settings=current, choice=choice)
     if target is not None:
         write_text_atomic(target, text)
     if json_out:
@@ -82,16 +90,18 @@ def seed_catalog(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Write VibeML's price table as SkyPilot catalogues (offline use; SkyPilot never refetches them)."""
-    from vibeml.backends.skypilot_catalog import seed_sky_catalogs, unseed_sky_catalogs
+    from vibeml.backends.skypilot_catalog import catalog_root, seed_sky_catalogs, unseed_sky_catalogs
+    from vibeml.cli._output import settings
 
+    root = catalog_root(settings().skypilot.runtime_dir)
     if remove:
-        removed = unseed_sky_catalogs()
+        removed = unseed_sky_catalogs(root)
         if json_out:
             emit_json({"removed": removed})
         else:
             console().print(f"Removed {len(removed)} seeded catalogue(s).")
         return
-    report = seed_sky_catalogs(clouds=cloud or None, force=force)
+    report = seed_sky_catalogs(root, clouds=cloud or None, force=force)
     if json_out:
         emit_json(report)
         return

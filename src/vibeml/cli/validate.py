@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from vibeml.cli._options import JsonOpt
-from vibeml.cli._output import console, emit_json, error_boundary
+from vibeml.cli._output import console, emit_json, error_boundary, service
 
 if TYPE_CHECKING:
     from vibeml.validation.dataset import DatasetReport
@@ -31,9 +31,8 @@ def validate_model(
     json_out: JsonOpt = False,
 ) -> None:
     """Exists? Gated or private, and may your token download it? Parameters, size, architecture, licence."""
-    from vibeml.client import VibeML
 
-    info = VibeML().validate_model(model)
+    info = service().validate_model(model)
     if json_out:
         emit_json(info)
         return
@@ -62,9 +61,8 @@ def validate_dataset(
 ) -> None:
     """Format, rows, malformed rows and token statistics, read the way the trainer reads them."""
     from vibeml.cli._output import parse_column_mapping
-    from vibeml.client import VibeML
 
-    report = VibeML().validate_dataset(
+    report = service().validate_dataset(
         dataset,
         model,
         dataset_format,

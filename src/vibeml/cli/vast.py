@@ -31,9 +31,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _service() -> "VibeML":
-    from vibeml.client import VibeML
+    from vibeml.cli._output import service
 
-    return VibeML()
+    return service()
 
 
 def _backend(svc: "VibeML") -> "VastBackend":

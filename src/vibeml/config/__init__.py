@@ -1,5 +1,6 @@
 """The user's configuration: encrypted credentials and validated preferences, under one config dir
-(``$VIBEML_CONFIG_DIR``, else the platform's user config dir, e.g. ``~/.config/vibeml``).
+(``Settings.config_dir``: ``$VIBEML_CONFIG_DIR``, else ``$VIBEML_HOME/config`` when ``VIBEML_HOME`` is set,
+else the platform's user config dir, e.g. ``~/.config/vibeml``).
 
 Names are imported lazily: the launch and estimate paths need preferences, not the crypto stack.
 """
@@ -17,14 +18,12 @@ _EXPORTS = {
     "PassphraseRequiredError": "vibeml.config.credentials",
     "Preferences": "vibeml.config.preferences",
     "PreferencesStore": "vibeml.config.preferences",
-    "default_config_dir": "vibeml.config._files",
     "mask": "vibeml.config.credentials",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vibeml.config._files import default_config_dir
     from vibeml.config.credentials import (
         KNOWN_CREDENTIALS,
         CredentialCheck,

@@ -1,5 +1,5 @@
-"""Private-file helpers shared by the credential store and the preferences: the config dir, 0700
-directories, 0600 atomic writes."""
+"""Private-file helpers shared by the credential store and the preferences: 0700 directories, 0600 atomic
+writes. (Where the config dir is comes from the settings: ``Settings.config_dir``.)"""
 
 from __future__ import annotations
 
@@ -8,27 +8,15 @@ import logging
 import os
 import stat
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 
 from vibeml.exceptions import ConfigurationError
 
-__all__ = ["POSIX", "atomic_write_bytes", "default_config_dir", "ensure_private_dir"]
+__all__ = ["POSIX", "atomic_write_bytes", "ensure_private_dir"]
 
 log = logging.getLogger(__name__)
 
 POSIX = os.name == "posix"
-
-
-def default_config_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``$VIBEML_CONFIG_DIR``, else the platform's user config dir (``~/.config/vibeml`` on Linux)."""
-    env = os.environ if env is None else env
-    explicit = env.get("VIBEML_CONFIG_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    from platformdirs import user_config_dir
-
-    return Path(user_config_dir("vibeml", appauthor=False))
 
 
 def ensure_private_dir(path: Path) -> Path:

@@ -5,8 +5,9 @@ One file, ``<config dir>/credentials.enc``, holds every credential, encrypted wi
 
 * ``keyring``: a random key kept in the OS keyring (macOS Keychain, Windows Credential Locker, Secret
   Service). Chosen by ``backend="auto"`` when a usable keyring exists.
-* ``passphrase``: derived from ``VIBEML_PASSPHRASE`` or a prompt with scrypt (N=2**17, r=8, p=1: 128 MiB
-  and about half a second per unlock; a random 16-byte salt per store). The fallback of ``"auto"``.
+* ``passphrase``: derived from ``VIBEML_PASSPHRASE`` (``settings.credentials.passphrase``) or a prompt with
+  scrypt (N=2**17, r=8, p=1: 128 MiB and about half a second per unlock; a random 16-byte salt per store).
+  The fallback of ``"auto"``.
 * ``keyfile``: a random key in ``credentials.key`` beside the store. Only when asked for: whoever can read
   that file can read the credentials.
 
@@ -28,14 +29,17 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from vibeml.config import _crypto as crypto
 from vibeml.config._crypto import SCRYPT_N, Credentials, KeySource, Unlocked
-from vibeml.config._files import POSIX, atomic_write_bytes, default_config_dir, ensure_private_dir
+from vibeml.config._files import POSIX, atomic_write_bytes, ensure_private_dir
 from vibeml.exceptions import ConfigurationError, CredentialError
+
+if TYPE_CHECKING:
+    from vibeml.settings import Settings
 
 __all__ = [
     "KNOWN_CREDENTIALS",
@@ -173,15 +177,20 @@ class PassphraseRequiredError(CredentialError):
 class CredentialManager:
     """Store, read and check credentials, encrypted at rest. Thread-safe; safe across processes.
 
+    Front ends build it with :meth:`from_settings` (the config dir, ``VIBEML_CREDENTIAL_BACKEND``,
+    ``VIBEML_PASSPHRASE`` and the providers' variables, all from the settings); nothing here reads the
+    environment.
+
     Args:
-        config_dir: Directory of the store; default ``$VIBEML_CONFIG_DIR`` or the platform's config dir.
-        passphrase: Passphrase for the ``passphrase`` key source (else ``VIBEML_PASSPHRASE``, else ``prompt``).
+        config_dir: Directory of the store (``settings.config_dir``).
+        passphrase: Passphrase for the ``passphrase`` key source (else ``prompt``).
         backend: Where the data key lives: ``"auto"`` (an existing store's own source; for a new store the OS
             keyring when usable, else a passphrase), ``"keyring"``, ``"passphrase"`` or ``"keyfile"``
             (weaker; only when asked for).
         prompt: Called with a message to read a passphrase interactively (hiding input is the caller's job).
         scrypt_n: scrypt cost for a *new* store (a power of two, 2**10 … 2**20); existing stores use their own.
-        env: Environment for ``VIBEML_PASSPHRASE`` and ``fallback_env`` (default ``os.environ``).
+        env: The providers' variables that are set (``VAST_API_KEY``, ``HF_TOKEN``, …; from
+            ``Settings.credential_env()``), for ``fallback_env`` and the checks; default none.
 
     Raises:
         ConfigurationError: An unknown backend or an out-of-range ``scrypt_n``.
@@ -189,13 +198,13 @@ class CredentialManager:
 
     def __init__(
         self,
-        config_dir: Path | None = None,
+        config_dir: Path,
         *,
-        passphrase: str | None = None,
+        passphrase: str | SecretStr | None = None,
         backend: Backend = "auto",
         prompt: Callable[[str], str] | None = None,
         scrypt_n: int = SCRYPT_N,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | SecretStr] | None = None,
     ) -> None:
         if backend not in get_args(Backend):
             raise ConfigurationError(
@@ -207,38 +216,28 @@ class CredentialManager:
             raise ConfigurationError(
                 f"scrypt_n must be a power of two from 2**10 to 2**20, got {scrypt_n}", {"scrypt_n": scrypt_n}
             )
-        self.config_dir = Path(config_dir) if config_dir is not None else default_config_dir(env)
+        self.config_dir = Path(config_dir)
         self.backend: Backend = backend
-        self._passphrase = SecretStr(passphrase) if passphrase is not None else None
+        self._passphrase = SecretStr(passphrase) if isinstance(passphrase, str) else passphrase
         self._prompted = False
         self._prompt = prompt
         self._scrypt_n = scrypt_n
-        self._env = env
+        self._env = {k: v if isinstance(v, SecretStr) else SecretStr(v) for k, v in (env or {}).items()}
         self._keys: dict[str, bytes] = {}
         self._mutex = threading.RLock()
 
     @classmethod
-    def default_dir(cls, env: Mapping[str, str] | None = None) -> Path:
-        """The config dir used when none is given (``$VIBEML_CONFIG_DIR`` or the platform default)."""
-        return default_config_dir(env)
-
-    @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, *, prompt: Callable[[str], str] | None = None
-    ) -> CredentialManager:
-        """A manager for ``$VIBEML_CONFIG_DIR`` using ``$VIBEML_CREDENTIAL_BACKEND`` (default ``auto``).
-
-        Raises:
-            ConfigurationError: ``VIBEML_CREDENTIAL_BACKEND`` names no backend.
-        """
-        env = os.environ if env is None else env
-        backend = (env.get("VIBEML_CREDENTIAL_BACKEND") or "auto").strip().lower()
-        if backend not in get_args(Backend):
-            raise ConfigurationError(
-                f"VIBEML_CREDENTIAL_BACKEND={backend[:40]!r} is not a credential backend",
-                recovery_suggestion="Use one of: auto, keyring, passphrase, keyfile (or unset it).",
-            )
-        return cls(default_config_dir(env), backend=cast(Backend, backend), prompt=prompt, env=env)
+    def from_settings(cls, settings: Settings, *, prompt: Callable[[str], str] | None = None) -> CredentialManager:
+        """The manager the settings describe: ``settings.config_dir``, the ``credentials`` section's key
+        source and passphrase, and the providers' variables found in the environment."""
+        section = settings.credentials
+        return cls(
+            settings.config_dir,
+            passphrase=section.passphrase,
+            backend=section.backend,
+            prompt=prompt,
+            env=settings.credential_env(),
+        )
 
     def __repr__(self) -> str:
         return f"CredentialManager(config_dir={str(self.config_dir)!r}, backend={self.backend!r})"
@@ -295,7 +294,8 @@ class CredentialManager:
             CredentialError: The store is damaged, or the key or passphrase is wrong or missing.
         """
         prov, ctype = normalize_name(provider, "provider"), normalize_name(credential_type, "credential type")
-        env_value = self._environ().get(fallback_env) if fallback_env else None
+        found_env = self._env.get(fallback_env) if fallback_env else None
+        env_value = found_env.get_secret_value() if found_env is not None else None
         try:
             creds = self._load_credentials()
         except PassphraseRequiredError:
@@ -346,7 +346,7 @@ class CredentialManager:
             looked for in its usual environment variables (``VAST_API_KEY``, ``HF_TOKEN``, …).
         """
         stored = self._load_credentials()
-        env = self._environ()
+        env = self._env
         if provider:
             names = [normalize_name(provider, "provider")]
         else:
@@ -363,9 +363,9 @@ class CredentialManager:
                 if ctype in have:
                     value, source = have[ctype]["value"], "store"
                 elif spec is not None:
-                    var = next((v for v in spec.env if env.get(v)), None)
+                    var = next((v for v in spec.env if v in env and env[v].get_secret_value()), None)
                     if var is not None:
-                        value, source = env[var], f"env:{var}"
+                        value, source = env[var].get_secret_value(), f"env:{var}"
                 report[prov][ctype] = _check(prov, ctype, value, source, spec)
         return report
 
@@ -382,9 +382,6 @@ class CredentialManager:
         return lookup
 
     # ---------------------------------------------------------------------------- store I/O
-
-    def _environ(self) -> Mapping[str, str]:
-        return os.environ if self._env is None else self._env
 
     def _corrupt(self, reason: str) -> CredentialError:
         return CredentialError(
@@ -532,12 +529,9 @@ class CredentialManager:
         return Unlocked(crypto.base_header("passphrase", key, kdf=kdf), key)
 
     def _get_passphrase(self, *, new: bool) -> SecretStr:
-        env_value = self._environ().get("VIBEML_PASSPHRASE")
         found: SecretStr | None
-        if self._passphrase is not None:
+        if self._passphrase is not None and self._passphrase.get_secret_value():
             found = self._passphrase
-        elif env_value:
-            found = SecretStr(env_value)
         elif self._prompt is not None:
             found = self._ask_passphrase(new)
         else:

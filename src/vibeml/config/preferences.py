@@ -21,7 +21,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vibeml._compat import tomllib
-from vibeml.config._files import atomic_write_bytes, default_config_dir, ensure_private_dir
+from vibeml.config._files import atomic_write_bytes, ensure_private_dir
 from vibeml.exceptions import ConfigurationError, ValidationError
 
 __all__ = ["PREFERENCES_FILENAME", "Preferences", "PreferencesStore", "dump_flat_toml"]
@@ -159,22 +159,12 @@ class PreferencesStore:
     """Load, validate and atomically save :class:`Preferences`.
 
     Args:
-        config_dir: Directory of ``config.toml``; default ``$VIBEML_CONFIG_DIR`` or the platform's config dir.
+        config_dir: Directory of ``config.toml`` (``settings.config_dir``).
     """
 
-    def __init__(self, config_dir: Path | None = None) -> None:
-        self.config_dir = Path(config_dir) if config_dir is not None else default_config_dir()
+    def __init__(self, config_dir: Path) -> None:
+        self.config_dir = Path(config_dir)
         self._mutex = threading.RLock()
-
-    @classmethod
-    def default_dir(cls, env: Mapping[str, str] | None = None) -> Path:
-        """The config dir used when none is given."""
-        return default_config_dir(env)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> PreferencesStore:
-        """A store in ``$VIBEML_CONFIG_DIR`` (or the platform's config dir)."""
-        return cls(default_config_dir(env))
 
     def __repr__(self) -> str:
         return f"PreferencesStore(path={str(self.path)!r})"

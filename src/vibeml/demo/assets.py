@@ -303,8 +303,9 @@ def ensure_demo_assets(demo_dir: str | Path) -> DemoAssets:
     """
     from filelock import FileLock
 
-    root = Path(demo_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    from vibeml.safe_paths import make_private_dir
+
+    root = make_private_dir(Path(demo_dir))
     assets = DemoAssets(model_dir=root / MODEL_DIR, dataset_path=root / DATASET_FILE)
     if _complete(root):
         return assets

@@ -32,6 +32,7 @@ from vibeml.config.budget import BudgetStatus
 from vibeml.estimate.report import EstimateQuery, PlanQuery
 from vibeml.exceptions import ConfigurationError, VibeMLError
 from vibeml.models import CostEstimate, DatasetFormat, JobRecord
+from vibeml.settings import Settings
 from vibeml.validation.dataset import DatasetReport
 from vibeml.validation.model import ModelInfo
 
@@ -167,12 +168,6 @@ def _guard(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     return wrapper
 
 
-def _default_service() -> VibeML:
-    from vibeml.client import VibeML
-
-    return VibeML()
-
-
 class _LazyService:
     """The server's one service, made by ``factory`` on the first call (once, also when tools race)."""
 
@@ -209,11 +204,24 @@ def _tool_registrar(mcp: FastMCP) -> Callable[[Callable[P, Awaitable[R]]], Calla
     return tool
 
 
-def create_server(service_factory: Callable[[], VibeML] | None = None) -> FastMCP:
-    """Build the server. ``service_factory`` makes its service on the first call that needs one (tests
-    pass their own); by default ``VibeML()``, imported then."""
+def create_server(service_factory: Callable[[], VibeML] | None = None, *, settings: Settings | None = None) -> FastMCP:
+    """Build the server. Its settings are read from the environment once, here (or given); its one service
+    is made over them on the first call that needs it (``service_factory`` instead: tests pass their own).
+
+    Raises:
+        ConfigurationError: A setting's value is invalid (the error names the variable).
+    """
+    if service_factory is None:
+        current = settings or Settings()
+
+        def factory() -> VibeML:
+            from vibeml.client import VibeML
+
+            return VibeML(current)
+    else:
+        factory = service_factory
     mcp = FastMCP("vibeml", instructions=INSTRUCTIONS)
-    svc = _LazyService(service_factory or _default_service)
+    svc = _LazyService(factory)
     tool = _tool_registrar(mcp)
 
     @tool
@@ -423,12 +431,18 @@ def _check_can_listen(host: str, port: int) -> None:
         ) from None
 
 
-def main(http: str | None = None) -> None:
-    """Run the server: stdio (default) or HTTP on ``host:port``."""
+def main(http: str | None = None, settings: Settings | None = None) -> None:
+    """Run the server: stdio (default) or HTTP on ``host:port``, over ``settings`` (read from the
+    environment, once, when not given).
+
+    Raises:
+        ConfigurationError: A bad address, or a setting's value is invalid (naming the variable).
+    """
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if http:
         host, port = parse_http_address(http)
+        server = create_server(settings=settings)
         _check_can_listen(host, port)
-        create_server().run(transport="http", host=host, port=port, show_banner=False)
+        server.run(transport="http", host=host, port=port, show_banner=False)
     else:
-        create_server().run(transport="stdio", show_banner=False)
+        create_server(settings=settings).run(transport="stdio", show_banner=False)

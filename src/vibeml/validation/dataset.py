@@ -15,7 +15,7 @@ import json
 import statistics
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +31,9 @@ from vibeml.trainer.formats import (
     rename_row,
 )
 from vibeml.validation.hub import HubAccess, hub_page
+
+if TYPE_CHECKING:
+    from vibeml.settings import Settings
 
 __all__ = ["DatasetReport", "DatasetValidator", "TokenStats", "render_for_count"]
 
@@ -331,9 +334,10 @@ class DatasetValidator:
     """Checks local and hub datasets the way the trainer will read them.
 
     Args:
-        endpoint: Hub URL (default ``HF_ENDPOINT`` or huggingface.co).
-        token: Hugging Face token (default: VibeML's credential store, then ``HF_TOKEN``).
-        env: Environment for hub settings (default ``os.environ``).
+        endpoint: Hub URL (default ``settings.hub.endpoint``, i.e. ``HF_ENDPOINT``, or huggingface.co).
+        token: Hugging Face token (default, with ``settings``: VibeML's credential store, then ``HF_TOKEN``).
+        settings: VibeML's settings: the hub section, the credential store and ``HF_TOKEN`` (without them
+            only the arguments and the hub library's own defaults count).
         cache_dir: Hub cache folder (default: the hub's).
         max_rows: Rows normalised to check them; token_sample: rows whose tokens are counted.
     """
@@ -343,20 +347,22 @@ class DatasetValidator:
         endpoint: str | None = None,
         token: str | None = None,
         *,
-        env: Mapping[str, str] | None = None,
+        settings: Settings | None = None,
         cache_dir: str | None = None,
         max_rows: int = MAX_CHECKED_ROWS,
         token_sample: int = TOKEN_SAMPLE_ROWS,
         download_budget: int = HUB_DOWNLOAD_BUDGET,
     ) -> None:
-        self._endpoint, self._token, self._env, self._cache_dir = endpoint, token, env, cache_dir
+        self._endpoint, self._token, self._settings, self._cache_dir = endpoint, token, settings, cache_dir
         self.max_rows, self.token_sample, self.download_budget = max_rows, token_sample, download_budget
         self._access: HubAccess | None = None
 
     @property
     def hub(self) -> HubAccess:
         if self._access is None:
-            self._access = HubAccess.resolve(self._endpoint, self._token, cache_dir=self._cache_dir, env=self._env)
+            self._access = HubAccess.resolve(
+                self._endpoint, self._token, cache_dir=self._cache_dir, settings=self._settings
+            )
         return self._access
 
     def validate_dataset(

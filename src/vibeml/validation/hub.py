@@ -1,17 +1,16 @@
 """The validators' door to the Hugging Face hub: settings, token lookup, and error translation.
 
-Settings are read when a validator is built (``endpoint``, ``token``, the environment), not at import,
+Settings come from the arguments and VibeML's settings (``settings.hub``: ``HF_ENDPOINT``, ``HF_HUB_CACHE``,
+``HF_HUB_OFFLINE``; ``settings.credentials.hf_token``: ``HF_TOKEN``), read when the settings were built,
 and ``endpoint=`` is passed to every ``huggingface_hub`` call: the library reads ``HF_ENDPOINT`` once,
-when it is imported. Offline mode (``HF_HUB_OFFLINE``, in the environment or already in the library)
-is refused up front with an error that names it.
+when it is imported. Offline mode (``HF_HUB_OFFLINE``, in the settings or already in the library) is
+refused up front with an error that names it.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from vibeml.exceptions import (
     CloudProviderError,
@@ -21,18 +20,19 @@ from vibeml.exceptions import (
     VibeMLError,
 )
 
+if TYPE_CHECKING:
+    from vibeml.settings import HubSettings, Settings
+
 __all__ = ["HubAccess", "hub_page", "is_offline"]
 
 RepoType = Literal["model", "dataset"]
 PUBLIC_HUB = "https://huggingface.co"
 STORE_TOKEN = "vibeml config set-credential huggingface token"
-_TRUE = ("1", "true", "yes", "on")
 
 
-def is_offline(env: Mapping[str, str] | None = None) -> bool:
-    """Offline when ``HF_HUB_OFFLINE`` is set in ``env`` or was set when huggingface_hub was imported."""
-    env = os.environ if env is None else env
-    if (env.get("HF_HUB_OFFLINE") or "").strip().lower() in _TRUE:
+def is_offline(hub: HubSettings | None = None) -> bool:
+    """Offline when the settings say so (``HF_HUB_OFFLINE``) or it was set when huggingface_hub was imported."""
+    if hub is not None and hub.offline:
         return True
     try:
         import huggingface_hub.constants as constants
@@ -54,13 +54,13 @@ def _not_found(repo_type: RepoType, message: str, context: dict[str, Any], sugge
 
 @dataclass
 class HubAccess:
-    """How to reach the hub: endpoint, token (and where it came from), cache folder, environment."""
+    """How to reach the hub: endpoint, token (and where it came from), cache folder, offline switch."""
 
     endpoint: str | None = None
     token: str | None = None
     token_source: str | None = None
     cache_dir: str | None = None
-    env: Mapping[str, str] | None = None
+    offline: bool = False
 
     @classmethod
     def resolve(
@@ -69,38 +69,39 @@ class HubAccess:
         token: str | None = None,
         *,
         cache_dir: str | None = None,
-        env: Mapping[str, str] | None = None,
+        settings: Settings | None = None,
     ) -> HubAccess:
-        """Settings from the arguments, then the environment; the token from the argument, then VibeML's
+        """Settings from the arguments, then ``settings``; the token from the argument, then VibeML's
         credential store (``huggingface token``), then ``HF_TOKEN``/``HUGGING_FACE_HUB_TOKEN``, then the
-        token ``hf auth login`` saved."""
-        environ = os.environ if env is None else env
-        endpoint = (endpoint or environ.get("HF_ENDPOINT") or "").rstrip("/") or None
+        token ``hf auth login`` saved. Without ``settings`` only the arguments count (and the library's
+        own defaults)."""
+        hub = settings.hub if settings is not None else None
+        endpoint = (endpoint or "").rstrip("/") or (hub.endpoint if hub is not None else None)
         source: str | None = "argument" if token else None
-        if not token:
+        if not token and settings is not None:
             try:
                 from vibeml.config.credentials import CredentialManager
 
-                found = CredentialManager.from_env(environ).get_credential("huggingface", "token")
+                found = CredentialManager.from_settings(settings).get_credential("huggingface", "token")
             except (VibeMLError, OSError):  # a locked or damaged store must not block validation
                 found = None
             if found is not None and found.get_secret_value():
                 token, source = found.get_secret_value(), "vibeml credential store"
-        if not token:
-            for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
-                if environ.get(var):
-                    token, source = environ[var], var
-                    break
-        if not token and env is None:
-            try:
-                from huggingface_hub import get_token
+            elif settings.credentials.hf_token is not None:
+                token = settings.credentials.hf_token.get_secret_value()
+                source = settings.source("credentials.hf_token") or "HF_TOKEN"
+            else:
+                try:
+                    from huggingface_hub import get_token
 
-                token = get_token()
-                source = "huggingface login" if token else None
-            except Exception:  # pragma: no cover - an unreadable token file
-                token = None
-        cache = cache_dir or environ.get("HF_HUB_CACHE") or None
-        return cls(endpoint=endpoint, token=token or None, token_source=source, cache_dir=cache, env=env)
+                    token = get_token()
+                    source = "huggingface login" if token else None
+                except Exception:  # pragma: no cover - an unreadable token file
+                    token = None
+        if cache_dir is None and hub is not None and hub.cache_dir is not None:
+            cache_dir = str(hub.cache_dir)
+        offline = hub.offline if hub is not None else False
+        return cls(endpoint=endpoint, token=token or None, token_source=source, cache_dir=cache_dir, offline=offline)
 
     @property
     def hf_token(self) -> str | bool:
@@ -122,7 +123,7 @@ class HubAccess:
         )
 
     def check_online(self, repo_id: str, repo_type: RepoType) -> None:
-        if is_offline(self.env):
+        if self.offline or is_offline():
             raise self.offline_error(repo_id, repo_type)
 
     def translate(self, exc: BaseException, repo_id: str, repo_type: RepoType) -> VibeMLError:

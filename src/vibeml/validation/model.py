@@ -25,6 +25,7 @@ from vibeml.validation.hub import HubAccess, hub_page
 
 if TYPE_CHECKING:
     from vibeml.estimate.memory import MemoryEstimate
+    from vibeml.settings import Settings
 
 __all__ = ["ModelInfo", "ModelValidator", "read_safetensors_parameters"]
 
@@ -170,12 +171,13 @@ class ModelValidator:
     """Validates models (exists, access, size, architecture, licence) and sizes their GPU memory.
 
     Args:
-        endpoint: Hub URL (default ``HF_ENDPOINT`` or huggingface.co). A string given as the first
-            positional argument is taken as the endpoint (``ModelValidator(url)``).
-        token: Hugging Face token (default: VibeML's credential store, then ``HF_TOKEN``).
+        endpoint: Hub URL (default ``settings.hub.endpoint``, i.e. ``HF_ENDPOINT``, or huggingface.co). A
+            string given as the first positional argument is taken as the endpoint (``ModelValidator(url)``).
+        token: Hugging Face token (default, with ``settings``: VibeML's credential store, then ``HF_TOKEN``).
         prices: Price table for recommendations (default: the bundled table).
         use_hub: Whether unknown models may be looked up on the hub (through ``huggingface_hub``).
-        env: Environment for hub settings (default ``os.environ``).
+        settings: VibeML's settings: the hub section, the credential store and ``HF_TOKEN`` (without them
+            only the arguments and the hub library's own defaults count).
         cache_dir: Hub cache folder for downloaded files (default: the hub's).
     """
 
@@ -186,14 +188,14 @@ class ModelValidator:
         endpoint: str | None = None,
         token: str | None = None,
         use_hub: bool = True,
-        env: Mapping[str, str] | None = None,
+        settings: Settings | None = None,
         cache_dir: str | None = None,
     ) -> None:
         if isinstance(prices, str):  # ModelValidator(endpoint) — the validation API's positional form
             endpoint, prices = prices, None
         self._prices = prices
         self._use_hub = use_hub
-        self._env = env
+        self._settings = settings
         self._endpoint = endpoint
         self._token = token
         self._cache_dir = cache_dir
@@ -204,7 +206,9 @@ class ModelValidator:
     def hub(self) -> HubAccess:
         """Hub settings and token, resolved on first use."""
         if self._access is None:
-            self._access = HubAccess.resolve(self._endpoint, self._token, cache_dir=self._cache_dir, env=self._env)
+            self._access = HubAccess.resolve(
+                self._endpoint, self._token, cache_dir=self._cache_dir, settings=self._settings
+            )
         return self._access
 
     def architecture(self, model_id: str) -> ModelArchitecture:
@@ -216,7 +220,13 @@ class ModelValidator:
         if model_id not in self._cache:
             try:
                 arch = resolve_architecture(
-                    model_id, use_hub=self._use_hub, env=self._env, endpoint=self._endpoint, token=self._token
+                    model_id,
+                    use_hub=self._use_hub,
+                    hub=self._settings.hub if self._settings is not None else None,
+                    endpoint=self._endpoint,
+                    cache_dir=self._cache_dir,
+                    token=self._token,
+                    token_provider=lambda: self.hub.token,
                 )
             except ModelNotFoundError:
                 approx = _approximate_architecture(model_id)

@@ -11,13 +11,12 @@ import functools
 import json
 import logging
 import math
-import os
 import random
 import re
 import shlex
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -29,7 +28,7 @@ from rich.console import Console
 from vibeml.exceptions import CredentialError
 from vibeml.vast.models import VastAPIError, VastAuthError, VastNotFoundError
 
-__all__ = ["DEFAULT_SERVER_URL", "RETRY_STATUSES", "VastHTTP", "resolve_api_key"]
+__all__ = ["DEFAULT_SERVER_URL", "RETRY_STATUSES", "VastHTTP", "default_key_files", "resolve_api_key"]
 
 logger = logging.getLogger("vibeml.vast.client")
 
@@ -90,33 +89,32 @@ def _read_key_file(path: Path) -> str | None:
     return text or None
 
 
+def default_key_files(config_home: Path | None = None) -> tuple[Path, ...]:
+    """The official client's key files, in its order: ``<config home>/vastai/vast_api_key`` (``~/.config``
+    by default; VibeML's settings pass ``XDG_CONFIG_HOME``) and ``~/.vast_api_key``."""
+    home = Path.home()
+    return ((config_home or home / ".config") / "vastai" / "vast_api_key", home / ".vast_api_key")
+
+
 def resolve_api_key(
     api_key: str | None = None,
     *,
-    env: Mapping[str, str] | None = None,
     credential_lookup: Callable[[], str | None] | None = None,
-    home: Path | None = None,
+    key_files: Sequence[Path] | None = None,
 ) -> str | None:
-    """Find the Vast API key: argument, ``VAST_API_KEY``, VibeML's credential store, then the files.
-
-    The files are ``$XDG_CONFIG_HOME/vastai/vast_api_key`` (``~/.config`` by default) and
-    ``~/.vast_api_key``, as the official client reads them.
+    """Find the Vast API key: the argument (VibeML passes ``VAST_API_KEY`` from its settings), VibeML's
+    credential store, then the official client's key files (:func:`default_key_files` when not given).
 
     Returns:
         The key, or ``None`` when none is configured.
     """
     if api_key:
         return api_key.strip() or None
-    env = os.environ if env is None else env
-    if env.get("VAST_API_KEY", "").strip():
-        return env["VAST_API_KEY"].strip()
     if credential_lookup is not None:
         found = credential_lookup()
         if found and found.strip():
             return found.strip()
-    home = Path(env.get("HOME") or Path.home()) if home is None else home
-    xdg = Path(env["XDG_CONFIG_HOME"]) if env.get("XDG_CONFIG_HOME") else home / ".config"
-    for path in (xdg / "vastai" / "vast_api_key", home / ".vast_api_key"):
+    for path in default_key_files() if key_files is None else key_files:
         found = _read_key_file(path)
         if found:
             return found

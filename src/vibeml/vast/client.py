@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import shlex
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -33,11 +33,15 @@ from vibeml.vast._http import (
     Ambiguous,
     CurlShortCircuit,
     VastHTTP,
+    default_key_files,
     redact_instance,
     resolve_api_key,
 )
 from vibeml.vast.models import VastAmbiguousCreateError, VastAPIError, VastNotFoundError
 from vibeml.vast.query import build_search_query
+
+if TYPE_CHECKING:
+    from vibeml.settings import Settings
 
 __all__ = ["DEFAULT_SERVER_URL", "VastAI", "resolve_api_key"]
 
@@ -96,8 +100,10 @@ class VastAI:
     """A Vast.ai client mirroring the official ``vastai`` SDK.
 
     Args:
-        api_key: The API key; when omitted it is looked up (see :func:`resolve_api_key`).
-        server_url: Base URL; default ``$VAST_URL`` or ``https://console.vast.ai``.
+        api_key: The API key; when omitted it is looked up (see :func:`resolve_api_key`). VibeML's
+            settings pass ``VAST_API_KEY`` here (``settings.credentials.vast_api_key``).
+        server_url: Base URL; default ``https://console.vast.ai`` (VibeML's settings pass ``VIBEML_VAST_URL``
+            or the official client's ``VAST_URL``: ``settings.vast.url``).
         retry: Total attempts per request (≥ 1) for transient failures.
         raw: When ``False``, results are also printed as a readable table (data is still returned).
         explain: Print every request (method, URL, body) to stderr, key masked.
@@ -107,7 +113,8 @@ class VastAI:
         timeout: Seconds for each HTTP request (or an :class:`httpx.Timeout`).
         transport: Optional httpx transport (tests, proxies).
         sleep: Function used to wait between retries and log polls.
-        credential_lookup: Hook into VibeML's credential store, called after ``VAST_API_KEY``.
+        credential_lookup: Hook into VibeML's credential store, called when no ``api_key`` is given.
+        key_files: The official client's key files, read last (default :func:`default_key_files`).
         console: Rich console for tables and curl output (stdout by default).
         max_retry_after: Cap, in seconds, on a server's ``Retry-After``.
         create_lookup_grace: Seconds to keep looking for an instance by label after a create failed
@@ -134,15 +141,16 @@ class VastAI:
         console: Console | None = None,
         max_retry_after: float = 30.0,
         create_lookup_grace: float = 10.0,
+        key_files: Sequence[Path] | None = None,
     ) -> None:
-        url = (server_url or os.environ.get("VAST_URL") or DEFAULT_SERVER_URL).rstrip("/")
+        url = (server_url or DEFAULT_SERVER_URL).rstrip("/")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValidationError(
                 f"server_url must be an http(s) URL, got {url!r}.",
                 recovery_suggestion="Use e.g. https://console.vast.ai or http://127.0.0.1:PORT.",
             )
-        key = resolve_api_key(api_key, credential_lookup=credential_lookup)
+        key = resolve_api_key(api_key, credential_lookup=credential_lookup, key_files=key_files)
         if key is not None and (any(c.isspace() for c in key) or not key.isprintable()):
             raise CredentialError(
                 "The Vast API key is malformed (it contains whitespace or control characters).",
@@ -173,6 +181,26 @@ class VastAI:
             sleep=sleep,
             max_retry_after=max_retry_after,
         )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> VastAI:
+        """A client as VibeML configures it: ``settings.vast.url``, the key from ``VAST_API_KEY``
+        (``settings.credentials``), else VibeML's credential store, else the official client's key files
+        (under ``XDG_CONFIG_HOME``). Other keyword arguments go to the constructor.
+
+        Raises:
+            CredentialError: No key was found (not raised in curl mode).
+        """
+        from vibeml.config.credentials import CredentialManager
+
+        key = settings.credentials.vast_api_key
+        kwargs.setdefault("api_key", key.get_secret_value() if key is not None else None)
+        kwargs.setdefault("server_url", settings.vast.url)
+        kwargs.setdefault("key_files", default_key_files(settings.vast.config_home))
+        kwargs.setdefault(
+            "credential_lookup", CredentialManager.from_settings(settings).credential_lookup("vast", "api_key")
+        )
+        return cls(**kwargs)
 
     @property
     def server_url(self) -> str:
