@@ -294,8 +294,8 @@ def test_old_row_in_sqlite_loads_typed_and_serves_logs(tmp_path: Path) -> None:
     handle = store.get("vml-0b2fcda3").handle
     assert isinstance(handle, LocalHandle) and handle.data.log_path == str(job_dir / "train.log")
     svc = VibeML(settings, store=store)
-    assert list(svc.iter_logs("vml-0b2fcda3")) == ["loading", "step 3 loss 1.5"]
-    record = svc.get_status_sync("vml-0b2fcda3")  # the process is gone and left no final event
+    assert list(svc.logs("vml-0b2fcda3")) == ["loading", "step 3 loss 1.5"]
+    record = svc.get_status("vml-0b2fcda3")  # the process is gone and left no final event
     assert record.status is JobStatus.FAILED and isinstance(record.handle, LocalHandle)
 
 
@@ -342,7 +342,7 @@ def test_malformed_handle_file_is_a_backend_error() -> None:
     job_dir.mkdir(parents=True)
     (job_dir / "handle.json").write_text(json.dumps(_broken(["data", "pgid"], _DROP)), encoding="utf-8")
     with pytest.raises(BackendError) as info:
-        svc.get_status_sync("vml-0b2fcda3")
+        svc.get_status("vml-0b2fcda3")
     assert "data.pgid" in info.value.message and str(job_dir / "handle.json") in info.value.message
     assert store.get("vml-0b2fcda3").handle is None  # nothing half-adopted
 

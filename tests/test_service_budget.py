@@ -79,25 +79,22 @@ def _no_jobs(svc: VibeML) -> None:
 
 
 def test_paid_backend_needs_a_cap(svc: VibeML, demo_assets_dir: Path) -> None:
-    import asyncio
 
     with pytest.raises(ConfigurationError, match="give a budget cap"):
-        asyncio.run(svc.launch(_req(demo_assets_dir)))
+        svc.launch(_req(demo_assets_dir))
     _no_jobs(svc)
 
 
 def test_over_budget_is_refused_before_anything_starts(svc: VibeML, demo_assets_dir: Path) -> None:
-    import asyncio
 
     with pytest.raises(BudgetExceededError) as info:
-        asyncio.run(svc.launch(_req(demo_assets_dir, max_cost=0.0001)))
+        svc.launch(_req(demo_assets_dir, max_cost=0.0001))
     assert info.value.context["max_cost"] == 0.0001
     _no_jobs(svc)
     assert MeteredBackend.launched == []
 
 
 def test_monthly_budget_refuses_before_anything_starts(svc: VibeML, demo_assets_dir: Path) -> None:
-    import asyncio
 
     PreferencesStore(svc.settings.config_dir).update(monthly_budget=1.0)
     est = svc.estimate(_req(demo_assets_dir, max_cost=5))
@@ -107,7 +104,7 @@ def test_monthly_budget_refuses_before_anything_starts(svc: VibeML, demo_assets_
     svc.store.record_estimate("vml-old00001", "vast", 0.99, 1.0)
     svc.store.record_spend("vml-old00001", 0.99, final=True)
     with pytest.raises(BudgetExceededError) as info:
-        asyncio.run(svc.launch(_req(demo_assets_dir, max_cost=5)))
+        svc.launch(_req(demo_assets_dir, max_cost=5))
     assert info.value.context["spent_this_month"] == 0.99
     assert "budget set --monthly" in (info.value.recovery_suggestion or "")
     assert [r.job_id for r in svc.store.list_jobs()] == ["vml-old00001"]
@@ -130,9 +127,8 @@ def _done_record() -> Any:
 
 
 def test_launch_gets_the_planners_choice_and_a_runtime_cap(svc: VibeML, demo_assets_dir: Path) -> None:
-    import asyncio
 
-    record = asyncio.run(svc.launch(_req(demo_assets_dir, max_cost=2.0)))
+    record = svc.launch(_req(demo_assets_dir, max_cost=2.0))
     try:
         [choice] = MeteredBackend.launched
         assert choice is not None and choice.cloud == "vast" and choice.hourly_rate > 0
@@ -141,19 +137,18 @@ def test_launch_gets_the_planners_choice_and_a_runtime_cap(svc: VibeML, demo_ass
         assert '"max_runtime_seconds"' in cfg and record.estimate and record.estimate.expected_cost > 0
         assert svc.store.spending()[0]["estimated_cost"] == record.estimate.expected_cost
     finally:
-        asyncio.run(svc.stop(record.job_id, grace_seconds=5))
+        svc.stop(record.job_id, grace_seconds=5)
 
 
 def test_watchdog_stops_a_job_whose_cost_reaches_the_cap(svc: VibeML, demo_assets_dir: Path) -> None:
     """The estimate was wrong (billing runs 100,000× faster): the job is stopped at the cap."""
-    import asyncio
 
-    record = asyncio.run(svc.launch(_req(demo_assets_dir, max_cost=0.5)))
+    record = svc.launch(_req(demo_assets_dir, max_cost=0.5))
     MeteredBackend.rate_multiplier = 100_000.0
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            rec = svc.get_status_sync(record.job_id)
+            rec = svc.get_status(record.job_id)
             if rec.status.is_terminal:
                 break
             time.sleep(0.2)

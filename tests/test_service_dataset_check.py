@@ -3,7 +3,6 @@ custom column names are mapped with ``column_mapping`` (request, CLI ``--column-
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -44,7 +43,7 @@ def test_unreadable_data_is_refused_before_any_job_exists(
     bad.write_text('{"instruction": "hi", "output": "ok"}\n{this is not json\n', encoding="utf-8")
     for backend, cap in (("local", None), ("vast", 5.0)):  # a paid backend: nothing is rented either
         with pytest.raises(DatasetError) as err:
-            asyncio.run(svc.launch(build_request(model=model_dir, dataset=str(bad), backend=backend, max_cost=cap)))
+            svc.launch(build_request(model=model_dir, dataset=str(bad), backend=backend, max_cost=cap))
         assert "line 2 is not valid JSON" in err.value.message and err.value.recovery_suggestion
     assert svc.store.list_jobs() == [] and not svc.settings.jobs_dir.exists()
 
@@ -56,7 +55,7 @@ def test_custom_columns_need_a_mapping(svc: VibeML, model_dir: str, tmp_path: Pa
         svc.preview_launch(build_request(model=model_dir, dataset=data))
     assert "--column-mapping question=instruction,answer=output" in (err.value.recovery_suggestion or "")
     preview = svc.preview_launch(build_request(model=model_dir, dataset=data, column_mapping=MAPPING))
-    assert preview  # the mapped data passes the same check the trainer makes
+    assert preview.request.column_mapping == MAPPING  # the mapped data passes the same check the trainer makes
 
     with pytest.raises(DatasetError, match="does not have"):
         svc.preview_launch(build_request(model=model_dir, dataset=data, column_mapping={"prompt": "instruction"}))

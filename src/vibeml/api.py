@@ -2,10 +2,14 @@
 
 from vibeml import launch_training, get_job_status
 job = await launch_training(model="Qwen/Qwen2.5-0.5B", dataset="./data.jsonl", max_steps=200)
+
+This is the only async layer: the service (``VibeML``) is synchronous, and each function here runs its call
+in a worker thread (``asyncio.to_thread``), so the event loop never blocks on files, SQLite or HTTP.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from vibeml.client import VibeML
@@ -41,23 +45,25 @@ async def launch_training(
     ``demo=True`` uses the bundled tiny model and dataset.
     """
     svc = _service(settings)
-    return await svc.launch(svc.request_from(model, dataset, demo=demo, **fields))
+    # Building a demo request writes its assets on first use: off the event loop as well.
+    return await asyncio.to_thread(lambda: svc.launch(svc.request_from(model, dataset, demo=demo, **fields)))
 
 
 async def get_job_status(job_id: str, *, settings: Settings | None = None) -> JobRecord:
     """A job with its current status, step, loss, ETA and cost so far."""
-    return await _service(settings).get_status(check_job_id(job_id))
+    return await asyncio.to_thread(_service(settings).get_status, check_job_id(job_id))
 
 
 async def list_jobs(limit: int = 50, *, settings: Settings | None = None) -> list[JobRecord]:
     """Jobs, newest first (``limit``: 1 to 100,000)."""
-    return await _service(settings).list_jobs(limit=check_limit(limit))
+    return await asyncio.to_thread(_service(settings).list_jobs, check_limit(limit))
 
 
 async def get_job_logs(job_id: str, tail: int = 200, *, settings: Settings | None = None) -> list[str]:
     """The last ``tail`` lines of a job's log."""
     tail = check_limit(tail, "tail", 1_000_000)
-    return await _service(settings).get_logs(check_job_id(job_id), tail=tail)
+    svc, job_id = _service(settings), check_job_id(job_id)
+    return await asyncio.to_thread(lambda: list(svc.logs(job_id, tail=tail)))
 
 
 async def stop_job(job_id: str, *, grace_seconds: float | None = None, settings: Settings | None = None) -> JobRecord:
@@ -72,4 +78,4 @@ async def stop_job(job_id: str, *, grace_seconds: float | None = None, settings:
             {"grace_seconds": str(grace_seconds)[:40]},
             "Give e.g. grace_seconds=30.",
         )
-    return await _service(settings).stop(check_job_id(job_id), grace_seconds=grace_seconds)
+    return await asyncio.to_thread(_service(settings).stop, check_job_id(job_id), grace_seconds)

@@ -1,11 +1,12 @@
-"""The VibeML service: validate → estimate → budget gate → render program → launch → track.
+"""The VibeML service: validate → cap → plan → budget gate → render program → launch → track.
 
-Front ends (CLI, MCP, the async Python API) make one call here each; this is where the rules live.
+Front ends (CLI, MCP, the async Python API) make one call here each; this is where the rules live. The
+service is synchronous (it blocks on files, SQLite and HTTP); the async API (``vibeml.api``) and the MCP
+server run its methods in a worker thread. Every answer is a typed model (``vibeml.reports``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
 from pydantic import ValidationError as PydanticValidationError
 
 from vibeml.backends.base import HANDLE_FILENAME, LaunchCandidate, LaunchChoice
@@ -35,6 +37,17 @@ from vibeml.workflows.registry import get_workflow, render_program
 if TYPE_CHECKING:
     from vibeml.estimate.planner import Plan, PlanConstraints, PlanOption
     from vibeml.estimate.report import EstimateQuery, PlanQuery
+    from vibeml.reports import (
+        EstimateReport,
+        GpuRecommendation,
+        GpuReport,
+        LaunchPreparation,
+        LaunchPreview,
+        OffersReport,
+        PlanReport,
+        ReconcileReport,
+        SpendingReport,
+    )
     from vibeml.validation.dataset import DatasetReport
     from vibeml.validation.model import ModelInfo
 
@@ -105,17 +118,18 @@ class VibeML:
     def _hub_token(self) -> str | None:
         return hub_token(self.settings)
 
-    def _hub_secrets(self) -> dict[str, Any]:
+    def _hub_secrets(self) -> dict[str, SecretStr]:
         return hub_secrets(self.settings)
 
     def _resolve_local_inputs(self, request: TrainingRequest) -> tuple[TrainingRequest, bool]:
         return resolve_local_inputs(request)
 
     def estimate(self, request: TrainingRequest) -> CostEstimate:
-        """Expected cost of a request on its backend (local runs are free; cloud runs are planned)."""
+        """Expected cost of a request on its backend: local runs are free; paid ones are planned as the launch
+        plans them (with the same per-job cap), but no cap is required and no budget is checked."""
         if not self._is_paid(request):
             return _FREE
-        return self.plan_launch(request)[0].estimate.cost
+        return self.plan_launch(self._apply_cap(request, required=False))[0].estimate.cost
 
     def _is_paid(self, request: TrainingRequest) -> bool:
         return not self.backends.get(request.backend).capabilities.free
@@ -146,7 +160,7 @@ class VibeML:
 
     # ------------------------------------------------------------------ estimates without a request
 
-    def estimate_report(self, query: EstimateQuery) -> dict[str, Any]:
+    def estimate_report(self, query: EstimateQuery) -> EstimateReport:
         """`vibeml estimate` / MCP `estimate_training_cost`: memory, speed, time and cost on one GPU."""
         from vibeml.catalog.architectures import resolve_architecture
         from vibeml.catalog.prices import load_price_table
@@ -155,7 +169,7 @@ class VibeML:
         arch = resolve_architecture(query.model, hub=self.settings.hub, token_provider=self._hub_token)
         return estimate_report(query, arch, load_price_table())
 
-    def plan_report(self, query: PlanQuery) -> dict[str, Any]:
+    def plan_report(self, query: PlanQuery) -> PlanReport:
         """`vibeml plan` / MCP `plan_training`: every choice that fits, cheapest total cost first."""
         from vibeml.catalog.architectures import resolve_architecture
         from vibeml.catalog.prices import load_price_table
@@ -164,27 +178,32 @@ class VibeML:
         arch = resolve_architecture(query.model, hub=self.settings.hub, token_provider=self._hub_token)
         return plan_report(query, arch, load_price_table())
 
-    def gpu_report(self) -> dict[str, Any]:
+    def gpu_report(self) -> GpuReport:
         """`vibeml gpus` / MCP: GPU facts and the cheapest catalogued prices."""
         from vibeml.catalog.prices import load_price_table
         from vibeml.estimate.report import gpu_report
 
         return gpu_report(load_price_table())
 
-    def recommend_gpu(self, model: str, use_quantization: bool = False) -> dict[str, Any]:
+    def recommend_gpu(self, model: str, use_quantization: bool = False) -> GpuRecommendation:
         """The cheapest GPU type that fits a LoRA (or QLoRA) fine-tune of ``model``, with its memory need."""
+        from vibeml.reports import GpuRecommendation
         from vibeml.validation.model import ModelValidator
 
         v = ModelValidator(settings=self.settings)
-        return {
-            "model": model,
-            "use_quantization": use_quantization,
-            "gpu_type": v.recommend_gpu_type(model, use_quantization),
-            "memory_required_gib": round(v.calculate_gpu_memory_required(model, 1, use_quantization), 3),
-        }
+        return GpuRecommendation(
+            model=model,
+            use_quantization=use_quantization,
+            gpu_type=v.recommend_gpu_type(model, use_quantization),
+            memory_required_gib=round(v.calculate_gpu_memory_required(model, 1, use_quantization), 3),
+        )
 
     def plan_launch(self, request: TrainingRequest) -> tuple[PlanOption, LaunchChoice]:
         """The cheapest choice that fits and its budget-derived runtime cap (raises when none fits)."""
+        _, best, choice = self._choose(request)
+        return best, choice
+
+    def _choose(self, request: TrainingRequest) -> tuple[Plan, PlanOption, LaunchChoice]:
         plan = self.plan(request)
         best = plan.cheapest
         if best is None:  # the planner raises when nothing fits; this is a guard
@@ -217,7 +236,7 @@ class VibeML:
             max_runtime_seconds=runtime,
             candidates=candidates,
         )
-        return best, choice
+        return plan, best, choice
 
     def check_budget(self, request: TrainingRequest, estimate: CostEstimate) -> BudgetCheck:
         """Refuse before anything starts when the job does not fit its cap or the monthly budget."""
@@ -225,39 +244,103 @@ class VibeML:
         spent, committed = self.store.month_total(utcnow().strftime("%Y-%m"))
         return check_budget(estimate, request.max_cost, prefs, spent, committed)
 
-    def preview_launch(self, request: TrainingRequest) -> dict[str, Any]:
-        """What a launch would do, starting nothing: the estimate, the plan (paid backends) and budget
-        warnings. Raises exactly what ``launch`` would raise before starting."""
+    def _apply_cap(self, request: TrainingRequest, *, required: bool) -> TrainingRequest:
+        """A paid request's per-job cap: its own, else the preference ``max_cost_per_job``."""
+        if request.max_cost is not None:
+            return request
+        cap = self.preferences.load().max_cost_per_job
+        if cap is not None:
+            return request.model_copy(update={"max_cost": cap})
+        if required:
+            raise ConfigurationError(
+                f"the {request.backend} backend rents paid GPUs: give a budget cap",
+                {"backend": request.backend},
+                "Add --max-cost USD (or set a default: `vibeml budget set --per-job USD`).",
+            )
+        return request
+
+    def prepare_launch(self, request: TrainingRequest) -> LaunchPreparation:
+        """Everything a launch decides before it starts anything, in one place: validate (workflow, backend
+        capabilities, local paths and the dataset check) → cap (paid backends need one) → plan (paid
+        backends: the cheapest choice that fits) → budget gate → render the trainer program.
+
+        Nothing is written and nothing is rented; ``launch`` runs exactly this and then starts the job,
+        and ``preview_launch`` (MCP ``dry_run``) returns its summary, so a preview raises what a launch would.
+
+        Raises:
+            ConfigurationError: Unknown workflow or backend, an unsupported option, or no cap for a paid backend.
+            ModelNotFoundError, DatasetError: A local path is missing or the data is unusable.
+            BudgetExceededError: Over the per-job cap or the monthly budget.
+            ResourceError: No GPU choice fits.
+        """
+        from vibeml.reports import LaunchPreparation
+
         get_workflow(request.workflow)
         backend = self.backends.get(request.backend)
         backend.check(request)
-        request, _ = self._resolve_local_inputs(request)
-        plan_json: dict[str, Any] | None = None
-        if self._is_paid(request):
-            if request.max_cost is None:
-                cap = self.preferences.load().max_cost_per_job
-                if cap is not None:
-                    request = request.model_copy(update={"max_cost": cap})
-            from vibeml.estimate.report import plan_json as _plan_json
-
-            plan = self.plan(request)
-            plan_json = _plan_json(plan, [], 10)
-            if plan.cheapest is None:
-                raise ResourceError(f"no GPU choice fits {request.model}", {"model": request.model})
-            estimate = plan.cheapest.estimate.cost
-        else:
+        request, all_local = self._resolve_local_inputs(request)
+        plan: Plan | None = None
+        option: PlanOption | None = None
+        choice: LaunchChoice | None = None
+        trainer_runtime: float | None = None
+        if backend.capabilities.free:
             estimate = _FREE
+        else:
+            request = self._apply_cap(request, required=True)
+            plan, option, choice = self._choose(request)
+            estimate = option.estimate.cost
+            if choice.max_runtime_seconds is not None:
+                # The trainer checkpoints and stops before the machine's budget runs out (setup included).
+                setup_s = option.setup_hours * 3600
+                trainer_runtime = max(60.0, choice.max_runtime_seconds - setup_s - 120.0)
         budget = self.check_budget(request, estimate)
-        return {"estimate": estimate, "plan": plan_json, "warnings": list(budget.warnings)}
+
+        job_id = self._new_job_id()
+        job_dir = self.job_dir(job_id)
+        output_dir = request.output_dir or str(job_dir / "output")
+        env = {"HF_HUB_OFFLINE": "1"} if all_local else {}
+        if self.settings.hub.endpoint:
+            env["HF_ENDPOINT"] = self.settings.hub.endpoint
+        program = render_program(
+            request,
+            job_id,
+            output_dir=output_dir,
+            checkpoint_dir=str(job_dir / "checkpoints"),
+            events_path=str(job_dir / "events.jsonl"),
+            env=env,
+            secrets=self._hub_secrets() if not all_local else None,
+            max_runtime_seconds=trainer_runtime,
+        )
+        return LaunchPreparation(
+            request=request,
+            all_local=all_local,
+            estimate=estimate,
+            plan=plan,
+            option=option,
+            choice=choice,
+            budget=budget,
+            job_id=job_id,
+            job_dir=job_dir,
+            output_dir=output_dir,
+            program=program,
+        )
+
+    def preview_launch(self, request: TrainingRequest) -> LaunchPreview:
+        """What a launch would do, starting nothing (``prepare_launch``'s summary): raises exactly what
+        ``launch`` raises before it starts anything."""
+        return self.prepare_launch(request).preview()
 
     def search_offers(
         self, query: str = "", type: str = "on-demand", order: str = "dph_total", limit: int = 20
-    ) -> list[dict[str, Any]]:
-        """Live Vast.ai offers (the key: ``VAST_API_KEY``, the credential store, or Vast's own key files)."""
+    ) -> OffersReport:
+        """Live Vast.ai offers in Vast's query language (the key: ``VAST_API_KEY``, the credential store, or
+        Vast's own key files)."""
+        from vibeml.reports import Offer, OffersReport
         from vibeml.vast import VastAI
 
         with VastAI.from_settings(self.settings, raw=True, quiet=True) as vast:
-            return vast.search_offers(query, type=type, order=order, limit=limit)
+            rows = vast.search_offers(query, type=type, order=order, limit=limit)
+        return OffersReport(query=query, type=type, order=order, offers=[Offer.model_validate(r) for r in rows])
 
     # ----------------------------------------------------------------------------------- budget
 
@@ -286,13 +369,19 @@ class VibeML:
             self.preferences.update(**changes)
         return self.budget_status()
 
-    def spending(self, month: str | None = None) -> list[dict[str, Any]]:
-        """Ledger lines for a month ('YYYY-MM'; default this month; 'all' for every month)."""
-        if month == "all":
-            return self.store.spending()
-        if month is not None and not re.match(r"^\d{4}-\d{2}$", month):
-            raise ValidationError(f"month must look like 2026-11, not {month!r}", {"month": month})
-        return self.store.spending(month or utcnow().strftime("%Y-%m"))
+    def spending(self, month: str | None = None) -> SpendingReport:
+        """The budget and the ledger of a month ('YYYY-MM'; default this month; 'all' for every month)."""
+        from vibeml.reports import SpendingLine, SpendingReport
+
+        if month is not None and month != "all" and not re.match(r"^\d{4}-\d{2}$", month):
+            raise ValidationError(
+                f"month must look like 2026-11 (or be 'all'), not {month!r}"[:120], {"month": month[:40]}
+            )
+        month = month or utcnow().strftime("%Y-%m")
+        lines = [SpendingLine.model_validate(r) for r in self.store.spending(None if month == "all" else month)]
+        return SpendingReport(
+            month=month, budget=self.budget_status(), ledger=lines, total=round(sum(x.cost for x in lines), 4)
+        )
 
     # ----------------------------------------------------------------------------------- launch
 
@@ -302,52 +391,14 @@ class VibeML:
     def job_dir(self, job_id: str) -> Path:
         return self.settings.jobs_dir / job_id
 
-    def _launch_sync(self, request: TrainingRequest) -> JobRecord:
-        get_workflow(request.workflow)
-        backend = self.backends.get(request.backend)
-        backend.check(request)
-        request, all_local = self._resolve_local_inputs(request)
-        choice: LaunchChoice | None = None
-        trainer_runtime: float | None = None
-        if self._is_paid(request):
-            prefs = self.preferences.load()
-            if request.max_cost is None:
-                if prefs.max_cost_per_job is None:
-                    raise ConfigurationError(
-                        f"the {request.backend} backend rents paid GPUs: give a budget cap",
-                        {"backend": request.backend},
-                        "Add --max-cost USD (or set a default: `vibeml budget set --per-job USD`).",
-                    )
-                request = request.model_copy(update={"max_cost": prefs.max_cost_per_job})
-            option, choice = self.plan_launch(request)
-            estimate = option.estimate.cost
-            if choice.max_runtime_seconds is not None:
-                # The trainer checkpoints and stops before the machine's budget runs out (setup included).
-                setup_s = option.setup_hours * 3600
-                trainer_runtime = max(60.0, choice.max_runtime_seconds - setup_s - 120.0)
-        else:
-            estimate = _FREE
-        budget = self.check_budget(request, estimate)
-
-        job_id = self._new_job_id()
-        job_dir = self.job_dir(job_id)
+    def launch(self, request: TrainingRequest) -> JobRecord:
+        """Prepare (``prepare_launch``: validate, cap, plan, budget gate, program), then start the job.
+        Returns once the job has started; the record carries the budget warnings."""
+        prep = self.prepare_launch(request)
+        request, job_id, job_dir = prep.request, prep.job_id, prep.job_dir
         if job_dir.exists():  # ids are random: a clash means something is badly wrong
             raise ConfigurationError(f"job folder {job_dir} already exists", {"job_dir": str(job_dir)})
         make_private_dir(job_dir)
-        output_dir = request.output_dir or str(job_dir / "output")
-        env = {"HF_HUB_OFFLINE": "1"} if all_local else {}
-        if self.settings.hub.endpoint:
-            env["HF_ENDPOINT"] = self.settings.hub.endpoint
-        program = render_program(
-            request,
-            job_id,
-            output_dir=output_dir,
-            checkpoint_dir=str(job_dir / "checkpoints"),
-            events_path=str(job_dir / "events.jsonl"),
-            env=env,
-            secrets=self._hub_secrets() if not all_local else None,
-            max_runtime_seconds=trainer_runtime,
-        )
         now = utcnow()
         record = JobRecord(
             job_id=job_id,
@@ -357,27 +408,24 @@ class VibeML:
             request=request,
             created_at=now,
             updated_at=now,
-            output_dir=output_dir,
-            estimate=estimate,
+            output_dir=prep.output_dir,
+            estimate=prep.estimate,
         )
         self.store.create(record)
-        self.store.record_estimate(job_id, request.backend, estimate.expected_cost, request.max_cost)
+        self.store.record_estimate(job_id, request.backend, prep.estimate.expected_cost, request.max_cost)
         try:
-            handle = backend.launch(program, job_id, job_dir, choice)
+            handle = self.backends.get(request.backend).launch(prep.program, job_id, job_dir, prep.choice)
         except VibeMLError as exc:
             self.store.update(job_id, status=JobStatus.FAILED, error=exc.message, finished_at=utcnow())
             raise
         except Exception as exc:
             self.store.update(job_id, status=JobStatus.FAILED, error=str(exc), finished_at=utcnow())
             raise
-        for warning in budget.warnings:
+        warnings = list(prep.budget.warnings)
+        for warning in warnings:
             self.store.add_event(job_id, "warning", {"message": warning})
         record = self.store.update(job_id, handle=handle, status=JobStatus.PROVISIONING)
-        return record.model_copy(update={"warnings": list(budget.warnings)})
-
-    async def launch(self, request: TrainingRequest) -> JobRecord:
-        """Validate, estimate, check the budget, render and launch. Returns once the job has started."""
-        return await asyncio.to_thread(self._launch_sync, request)
+        return record.model_copy(update={"warnings": warnings})
 
     def request_from(
         self, model: str | None = None, dataset: str | None = None, *, demo: bool = False, **fields: Any
@@ -515,34 +563,26 @@ class VibeML:
                 updates["output_dir"] = progress.output_dir
         return self.store.update(record.job_id, **updates)
 
-    def get_status_sync(self, job_id: str) -> JobRecord:
+    def get_status(self, job_id: str) -> JobRecord:
+        """The job, reconciled with its backend (id or unique prefix)."""
         return self._refresh_sync(self.store.find(job_id))
 
-    async def get_status(self, job_id: str) -> JobRecord:
-        """The job, reconciled with its backend (id or unique prefix)."""
-        return await asyncio.to_thread(self.get_status_sync, job_id)
-
-    def _list_sync(self, limit: int, refresh: bool) -> list[JobRecord]:
+    def list_jobs(self, limit: int = 50, refresh: bool = True) -> list[JobRecord]:
+        """Newest first, each reconciled with its backend (``refresh``)."""
         records = self.store.list_jobs(limit=limit)
         if refresh:
             records = [self._refresh_sync(r) for r in records]
         return records
 
-    async def list_jobs(self, limit: int = 50, refresh: bool = True) -> list[JobRecord]:
-        """Newest first, each reconciled with its backend."""
-        return await asyncio.to_thread(self._list_sync, limit, refresh)
-
-    def iter_logs(self, job_id: str, tail: int | None = 200, follow: bool = False) -> Iterator[str]:
-        """Log lines of a job (sync iterator; ``follow`` keeps going until it ends)."""
+    def logs(self, job_id: str, tail: int | None = 200, follow: bool = False) -> Iterator[str]:
+        """Log lines of a job (the last ``tail``; ``follow`` keeps going until it ends)."""
         record = self._adopt_handle(self.store.find(job_id))
         if record.handle is None:
             return iter(())
         return self.backends.get(record.backend).logs(record.handle, tail=tail, follow=follow)
 
-    async def get_logs(self, job_id: str, tail: int = 200) -> list[str]:
-        return await asyncio.to_thread(lambda: list(self.iter_logs(job_id, tail=tail)))
-
-    def _stop_sync(self, job_id: str, grace_seconds: float | None) -> JobRecord:
+    def stop(self, job_id: str, grace_seconds: float | None = None) -> JobRecord:
+        """Stop a job (checkpoint first when the trainer can). Stopping a finished job is a no-op."""
         record = self._refresh_sync(self.store.find(job_id))
         if record.status.is_terminal:
             return record
@@ -558,29 +598,32 @@ class VibeML:
             )
         return record
 
-    def reconcile(self, cleanup: bool = False) -> list[dict[str, Any]]:
-        """Paid resources labelled as VibeML's with no live job, per paid backend already in use
-        (or all registered when ``cleanup``); with ``cleanup`` they are destroyed."""
-        live = {r.job_id for r in self.store.list_jobs(limit=10_000) if not r.status.is_terminal}
-        used = {r.backend for r in self.store.list_jobs(limit=10_000)}
-        found: list[dict[str, Any]] = []
-        for name in self.backends.names():
-            if name not in used and not cleanup:
-                continue
-            backend = self.backends.get(name)
-            if backend.capabilities.free:
-                continue
-            items = backend.orphans(live)
-            if cleanup and items:
-                destroyed = set(backend.destroy_orphans([str(i["id"]) for i in items]))
-                for item in items:
-                    item["destroyed"] = str(item["id"]) in destroyed
-            found.extend({"backend": name, **item} for item in items)
-        return found
+    def reconcile(self, cleanup: bool = False, backend: str | None = None) -> ReconcileReport:
+        """Paid resources labelled as VibeML's with no live job, per paid backend already in use (all
+        registered ones when ``cleanup``; only ``backend`` when given); ``cleanup`` destroys them."""
+        from vibeml.reports import OrphanedResource, ReconcileReport
 
-    async def stop(self, job_id: str, grace_seconds: float | None = None) -> JobRecord:
-        """Stop a job (checkpoint first when the trainer can). Stopping a finished job is a no-op."""
-        return await asyncio.to_thread(self._stop_sync, job_id, grace_seconds)
+        records = self.store.list_jobs(limit=10_000)
+        live = {r.job_id for r in records if not r.status.is_terminal}
+        used = {r.backend for r in records}
+        names = [self.backends.get(backend).name] if backend is not None else self.backends.names()
+        found: list[OrphanedResource] = []
+        for name in names:
+            if backend is None and name not in used and not cleanup:
+                continue
+            impl = self.backends.get(name)
+            if impl.capabilities.free:
+                continue
+            items = impl.orphans(live)
+            destroyed: set[str] | None = None
+            if cleanup and items:
+                destroyed = set(impl.destroy_orphans([str(i["id"]) for i in items]))
+            for item in items:
+                fields = {**item, "backend": name, "id": str(item["id"])}
+                if destroyed is not None:
+                    fields["destroyed"] = str(item["id"]) in destroyed
+                found.append(OrphanedResource.model_validate(fields))
+        return ReconcileReport(cleanup=cleanup, orphans=found)
 
     # ------------------------------------------------------------------------------- validation
 

@@ -7,7 +7,6 @@ to the config, the handle, the store, a log, or a listing.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -63,7 +62,7 @@ def gated(
 def _wait(svc: VibeML, job_id: str, timeout: float = 240) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        record = svc.get_status_sync(job_id)
+        record = svc.get_status(job_id)
         if record.status.is_terminal:
             return record
         time.sleep(0.3)
@@ -90,7 +89,7 @@ def test_the_local_trainer_process_gets_the_stored_token(
     registry = default_registry(settings)
     registry.register("local", _FakeTrainerLocal)
     svc = VibeML(settings, backends=registry)
-    record = asyncio.run(svc.launch(TrainingRequest(model=REPO, dataset=gated["dataset"], max_steps=2)))
+    record = svc.launch(TrainingRequest(model=REPO, dataset=gated["dataset"], max_steps=2))
     final = _wait(svc, record.job_id, timeout=60)
     assert final.status is JobStatus.COMPLETED, final.error
     events = [json.loads(line) for line in (svc.job_dir(record.job_id) / "events.jsonl").read_text().splitlines()]
@@ -109,7 +108,7 @@ def test_the_vast_instance_and_its_trainer_get_the_token_and_nothing_shows_it(
     caplog.set_level(logging.DEBUG)
     svc, _backend = vast_support.make_service(vast_env, backend_cls=vast_support.FakeProgramVast)
     request = TrainingRequest(model=REPO, dataset=gated["dataset"], backend="vast", max_cost=1.0, max_steps=2)
-    record = asyncio.run(svc.launch(request))
+    record = svc.launch(request)
     iid = int(record.handle.data.instance_id)  # type: ignore[union-attr]
     assert dict(vast_env.instance(iid)["extra_env"])["HF_TOKEN"] == TOKEN  # it reached the machine
 

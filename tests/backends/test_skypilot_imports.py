@@ -70,10 +70,10 @@ def test_local_launch_does_not_import_sky(tmp_path: Path, demo_assets_dir: Path)
         svc = VibeML()
         req = build_request(model={str(assets.model_dir)!r}, dataset={str(assets.dataset_path)!r}, max_steps=2,
                             backend="local")
-        rec = svc._launch_sync(req)
-        svc.get_status_sync(rec.job_id)
-        list(svc.iter_logs(rec.job_id, tail=5))
-        svc._stop_sync(rec.job_id, 5.0)
+        rec = svc.launch(req)
+        svc.get_status(rec.job_id)
+        list(svc.logs(rec.job_id, tail=5))
+        svc.stop(rec.job_id, 5.0)
         print(json.dumps({{"sky": sorted(m for m in sys.modules if m == "sky" or m.startswith("sky."))}}))
     """,
         tmp_path,

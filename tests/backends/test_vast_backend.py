@@ -7,7 +7,6 @@ the trainer's events in the instance log; the adapter is copied back; the instan
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -56,7 +55,7 @@ def test_launch_train_fetch_destroy_over_real_http(
     fake = vast_env
     svc, backend = make_service(fake)
     request = svc.demo_request(backend="vast", max_cost=1.0, max_steps=12)
-    record = asyncio.run(svc.launch(request))
+    record = svc.launch(request)
     assert record.status is JobStatus.PROVISIONING and record.handle is not None
     iid = int(record.handle.data.instance_id)
 
@@ -93,10 +92,10 @@ def test_launch_train_fetch_destroy_over_real_http(
     assert_nothing_billing(fake)
     billed = fake.accrued_cost(iid)
     assert billed <= final.cost_so_far <= billed + 0.001, (billed, final.cost_so_far)
-    assert svc.store.spending() and svc.reconcile(cleanup=True) == []
+    assert svc.store.spending() and svc.reconcile(cleanup=True).orphans == []
 
     # Logs survive the instance (kept locally), without the event plumbing lines.
-    lines = list(svc.iter_logs(record.job_id, tail=None))
+    lines = list(svc.logs(record.job_id, tail=None))
     assert any("step 12/12" in line for line in lines) and not any("@@vibeml" in line for line in lines)
 
     # The key went nowhere: not in logs, output, files, the store, the instance's env or log.
@@ -214,8 +213,8 @@ def test_orphans_are_listed_and_cleanup_destroys_only_them(vast_env: FakeVast, t
     found = backend.orphans(set())
     assert [o["id"] for o in found] == [str(dead)] and found[0]["job_id"] == "vml-deadbeef"
     assert backend.orphans({"vml-deadbeef"}) == []
-    cleaned = svc.reconcile(cleanup=True)
-    assert [(c["backend"], c["id"], c["destroyed"]) for c in cleaned] == [("vast", str(dead), True)]
+    cleaned = svc.reconcile(cleanup=True).orphans
+    assert [(c.backend, c.id, c.destroyed) for c in cleaned] == [("vast", str(dead), True)]
     assert fake.instance_ids() == [mine]
     client.destroy_instance(mine)
     client.close()

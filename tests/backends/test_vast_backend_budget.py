@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import re
 import threading
@@ -147,11 +146,11 @@ def test_watchdog_destroys_when_accrued_cost_reaches_the_cap(
             clock=lambda: fake.state.wall(fake.clock()),
         )
         max_cost = 0.5
-        record = asyncio.run(svc.launch(svc.demo_request(backend="vast", max_cost=max_cost, max_steps=20)))
+        record = svc.launch(svc.demo_request(backend="vast", max_cost=max_cost, max_steps=20))
         assert record.handle is not None
         iid, price = int(record.handle.data.instance_id), float(record.handle.data.price_per_hour)
         assert record.estimate is not None and record.estimate.expected_cost < max_cost / 5  # the plan said cheap
-        _wait(lambda: svc.get_status_sync(record.job_id).status is JobStatus.RUNNING, timeout=60)
+        _wait(lambda: svc.get_status(record.job_id).status is JobStatus.RUNNING, timeout=60)
         speed = max_cost / price * 3600 / 3.0  # the cap is reached ~3 s (real) from now
         polls: list[float] = []
         clock.set_speed(speed)
@@ -237,10 +236,10 @@ def test_a_preempted_training_resumes_from_its_checkpoint(vast_env: FakeVast, de
     fake = vast_env
     svc, _backend = make_service(fake)
     request = svc.demo_request(backend="vast", max_cost=1.0, max_steps=24, save_steps=6, use_spot=True)
-    record = asyncio.run(svc.launch(request))
+    record = svc.launch(request)
     assert record.handle is not None and record.handle.data.bid is not None, "the plan chose a bid"
     iid = int(record.handle.data.instance_id)
-    _wait(lambda: (svc.get_status_sync(record.job_id).progress or _no_ckpt).last_checkpoint, timeout=180, every=0.1)
+    _wait(lambda: (svc.get_status(record.job_id).progress or _no_ckpt).last_checkpoint, timeout=180, every=0.1)
     fake.set_min_bid(int(record.handle.data.offer_id), round(float(record.handle.data.bid) * 1.1, 4))
     _wait(lambda: fake.process(iid).poll() is not None)  # a stopped container runs nothing any more
     final = wait_terminal(svc, record.job_id, timeout=240)

@@ -6,7 +6,6 @@ zero instances are left running or billing.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -64,7 +63,7 @@ def _run_job(fake: FakeVast, kind: str, endpoint: str, n: int, **opts: Any) -> t
     req = build_request(model=MODEL, dataset="org/data", backend="vast", max_cost=5.0, max_steps=5)
     _inject(fake, kind, endpoint, n)
     try:
-        record = asyncio.run(svc.launch(req))
+        record = svc.launch(req)
     except VibeMLError as exc:
         assert exc.message and "Traceback" not in exc.message
         [job] = svc.store.list_jobs()
@@ -218,10 +217,13 @@ def test_cleanup_destroys_an_orphan_left_by_an_older_job(vast_env: FakeVast, vib
         offer = client.search_offers("num_gpus=1", limit=1)[0]
         client.create_instance(offer["id"], image="img", label="vibeml-vml-0ld0ld00")
     listed = _vibeml(vast_env, "vast", "cleanup", "--json", vast_group=True)  # --json without --yes: dry run
-    assert [o["label"] for o in json.loads(listed.stdout)] == ["vibeml-vml-0ld0ld00"]
+    report = json.loads(listed.stdout)
+    assert report["cleanup"] is False and [o["label"] for o in report["orphans"]] == ["vibeml-vml-0ld0ld00"]
+    assert [o["destroyed"] for o in report["orphans"]] == [None]  # not asked to destroy yet
     assert len(vast_env.instance_ids()) == 1
     res = _vibeml(vast_env, "vast", "cleanup", "--yes", "--json", vast_group=True)
-    assert [o["destroyed"] for o in json.loads(res.stdout)] == [True]
+    done = json.loads(res.stdout)
+    assert done["cleanup"] is True and [(o["backend"], o["destroyed"]) for o in done["orphans"]] == [("vast", True)]
     assert_nothing_billing(vast_env)
 
 
@@ -281,9 +283,7 @@ def test_errors_from_the_backend_never_carry_the_key(vast_env: FakeVast) -> None
 
     vast_env.faults.server_error(50, endpoint="create")
     with pytest.raises(VibeMLError) as info:
-        asyncio.run(
-            svc.launch(build_request(model=MODEL, dataset="org/data", backend="vast", max_cost=5.0, max_steps=5))
-        )
+        svc.launch(build_request(model=MODEL, dataset="org/data", backend="vast", max_cost=5.0, max_steps=5))
     err = info.value
     for text in (str(err), repr(err), json.dumps(err.to_dict(), default=str), str(err.__cause__)):
         assert SECRET_KEY not in text

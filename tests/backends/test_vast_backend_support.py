@@ -183,7 +183,7 @@ def wait_terminal(
     """Poll the service (the client-side watchdog runs on each poll) until the job ends."""
     deadline = time.monotonic() + timeout
     while True:
-        record = svc.get_status_sync(job_id)
+        record = svc.get_status(job_id)
         if on_poll is not None:
             on_poll(record)
         if record.status.is_terminal:

@@ -39,8 +39,10 @@ def test_spending_lists_the_ledger() -> None:
     store.record_estimate("vml-led1", "vast", 1.5, 3.0)
     store.record_spend("vml-led1", 1.25, final=True)
     res = runner.invoke(app, ["spending", "--json"])
-    [line] = json.loads(res.stdout)
+    report = json.loads(res.stdout)
+    [line] = report["ledger"]
     assert line["final_cost"] == 1.25 and line["estimated_cost"] == 1.5
+    assert report["total"] == 1.25 and report["budget"]["spent"] == 1.25
     table = runner.invoke(app, ["spending"])
     assert "vml-led1" in table.stdout and "total: $1.2500" in table.stdout
     assert runner.invoke(app, ["spending", "--month", "nov"]).exit_code == 2

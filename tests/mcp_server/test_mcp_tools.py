@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vibeml.mcp.server import create_server
+from vibeml.reports import EstimateReport, GpuRecommendation, OffersReport, PlanReport, SpendingReport
 
 EXPECTED_TOOLS = {
     "launch_training",
@@ -59,14 +60,64 @@ def test_lists_every_tool_with_descriptions() -> None:
             assert not any(s in prop.lower() for s in ("api_key", "token", "password", "credential")), prop
 
 
+#: The tools whose answer is one of the service's reports, returned as it is.
+REPORT_TOOLS = {
+    "estimate_training_cost": EstimateReport,
+    "plan_training": PlanReport,
+    "recommend_gpu": GpuRecommendation,
+    "search_gpu_offers": OffersReport,
+    "get_spending": SpendingReport,
+}
+#: JobHandle.data (inside every JobRecord) is typed by another part of issue 12; nothing else may be free-form.
+FREE_FORM_ALLOWED = ("/handle/anyOf[0]/properties/data",)
+
+
+def _free_form(node: Any, path: str = "") -> list[str]:
+    """Paths of objects that accept any properties (``additionalProperties: true``, or no properties at all)."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        extra = node.get("additionalProperties")
+        if (
+            extra is True
+            or extra == {}
+            or (node.get("type") == "object" and not node.keys() & {"properties", "additionalProperties", "$ref"})
+        ):
+            found.append(path)
+        for key, value in node.items():
+            found += _free_form(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _free_form(value, f"{path}[{i}]")
+    return found
+
+
+def test_output_schemas_are_the_typed_reports() -> None:
+    async def go() -> Any:
+        async with Client(create_server()) as client:
+            return await client.list_tools()
+
+    tools = {t.name: t for t in asyncio.run(go())}
+    for name, model in REPORT_TOOLS.items():
+        schema = tools[name].output_schema
+        assert schema is not None and set(schema["properties"]) == set(model.model_fields), name
+        assert schema.get("additionalProperties") is False, name
+    for tool in tools.values():
+        assert tool.output_schema is not None, tool.name
+        loose = [p for p in _free_form(tool.output_schema) if not p.endswith(FREE_FORM_ALLOWED)]
+        assert loose == [], (tool.name, loose)
+
+
 def test_estimate_plan_recommend_and_workflows() -> None:
     est = call("estimate_training_cost", {"query": {"model": "Qwen/Qwen2.5-0.5B", "gpu": "H100", "max_steps": 100}})
     assert est["fits"] is True and est["expected_cost"] > 0 and est["total_gib"] > 1
+    assert EstimateReport.model_validate(est).breakdown.weights > 0
     plan = call("plan_training", {"query": {"model": "Qwen/Qwen2.5-7B", "max_steps": 200, "top": 5}})
     costs = [o["expected_cost"] for o in plan["options"]]
     assert costs == sorted(costs) and len(costs) == 5
+    assert PlanReport.model_validate(plan).total_options >= 5
     rec = call("recommend_gpu", {"model": "meta-llama/Llama-3.1-8B"})
     assert rec["gpu_type"] and rec["memory_required_gib"] > 10
+    assert GpuRecommendation.model_validate(rec).model == "meta-llama/Llama-3.1-8B"
     names = {w["name"] for w in call("list_workflows")["result"]}
     assert {"trl-lora", "full"} <= names
 
@@ -92,6 +143,7 @@ def test_launch_requires_max_cost() -> None:
 def test_spending_and_empty_jobs() -> None:
     spending = call("get_spending")
     assert spending["budget"]["spent"] == 0 and spending["ledger"] == []
+    assert SpendingReport.model_validate(spending).total == 0
     assert call("list_jobs")["result"] == []
 
 

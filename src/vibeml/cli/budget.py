@@ -62,27 +62,24 @@ def spending(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The spending ledger: per job, estimated, accrued and final cost."""
-    lines = service().spending(month)
+    report = service().spending(month)
     if json_out:
-        emit_json(lines)
+        emit_json(report)
         return
     from rich.table import Table
 
-    table = Table(title="Spending")
+    table = Table(title=f"Spending ({report.month})")
     for col in ("job", "backend", "month", "estimated", "accrued", "final", "cap"):
         table.add_column(col)
-    total = 0.0
-    for line in lines:
-        final = line["final_cost"]
-        total += final if final is not None else line["accrued_cost"]
+    for line in report.ledger:
         table.add_row(
-            line["job_id"],
-            line["backend"],
-            line["month"],
-            fmt_money(line["estimated_cost"]),
-            fmt_money(line["accrued_cost"]),
-            fmt_money(final),
-            fmt_money(line["max_cost"]),
+            line.job_id,
+            line.backend,
+            line.month,
+            fmt_money(line.estimated_cost),
+            fmt_money(line.accrued_cost),
+            fmt_money(line.final_cost),
+            fmt_money(line.max_cost),
         )
     console().print(table)
-    console().print(f"total: {fmt_money(total)}")
+    console().print(f"total: {fmt_money(report.total)}")

@@ -15,6 +15,8 @@ from vibeml.cli._output import emit_json, error_boundary, service
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from vibeml.reports import EstimateReport, PlanReport
+
 Q = TypeVar("Q", bound="BaseModel")
 
 __all__ = ["register"]
@@ -41,48 +43,54 @@ class ParallelismChoice(str, Enum):
     fsdp = "fsdp"
 
 
-def _render_job(data: dict[str, Any]) -> None:
+def _render_job(r: "EstimateReport") -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
-    fits = data["fits"]
-    verdict = "[green]fits[/]" if fits else "[red]does not fit[/]"
+    verdict = "[green]fits[/]" if r.fits else "[red]does not fit[/]"
     console.print(
-        f"[bold]{data['model']}[/] · {data['method']} · batch {data['batch_size']} × {data['max_seq_length']} · "
-        f"{data['gpu_count']}× {data['gpu']} · loss={data['loss']}"
+        f"[bold]{escape(r.model)}[/] · {r.method} · batch {r.batch_size} × {r.max_seq_length} · "
+        f"{r.gpu_count}× {r.gpu} · loss={r.loss}"
     )
     mem = Table(title="GPU memory (per GPU, GiB)", show_header=True, header_style="bold")
     mem.add_column("part")
     mem.add_column("GiB", justify="right")
-    for key, value in data["breakdown"].items():
+    for key, value in r.breakdown.model_dump().items():
         if value >= 0.0005:
             mem.add_row(key.replace("_", " "), f"{value:.2f}")
-    mem.add_row("[bold]total (nvidia-smi)[/]", f"[bold]{data['total_gib']:.2f}[/]")
+    mem.add_row("[bold]total (nvidia-smi)[/]", f"[bold]{r.total_gib:.2f}[/]")
     console.print(mem)
     console.print(
-        f"{verdict} on {data['gpu']} ({data['capacity_gib']:.1f} GiB; needs {data['required_gib']:.1f}, "
-        f"headroom {data['headroom_gib']:.1f} GiB; peak in the {data['peak_phase']} phase)"
+        f"{verdict} on {r.gpu} ({_gib(r.capacity_gib)} GiB; needs {r.required_gib:.1f}, "
+        f"headroom {_gib(r.headroom_gib)} GiB; peak in the {r.peak_phase} phase)"
     )
     console.print(
-        f"speed {data['tokens_per_s']:,.0f} tokens/s ({data['bound']}-bound, MFU {data['mfu']:.0%}) · "
-        f"{data['steps']:,} steps · training {data['train_hours']:.2f} h + setup {data['setup_hours']:.2f} h"
+        f"speed {r.tokens_per_s:,.0f} tokens/s ({r.bound}-bound, MFU {r.mfu:.0%}) · "
+        f"{r.steps:,} steps · training {r.train_hours:.2f} h + setup {r.setup_hours:.2f} h"
     )
-    where = data["cloud"] if data["cloud"] == "local" else f"{data['cloud']}/{data['region']}"
+    where = r.cloud if r.cloud == "local" else f"{r.cloud}/{r.region}"
     console.print(
-        f"cost on {where}{' (spot)' if data['spot'] else ''}: [bold]${data['expected_cost']:.2f}[/] "
-        f"(${data['min_cost']:.2f}–${data['max_cost']:.2f}) at ${data['hourly_rate']:.2f}/h"
+        f"cost on {where}{' (spot)' if r.spot else ''}: [bold]${r.expected_cost:.2f}[/] "
+        f"(${r.min_cost:.2f}–${r.max_cost:.2f}) at ${r.hourly_rate:.2f}/h"
     )
-    for note in data["assumptions"]:
-        console.print(f"[dim]· {note}[/]")
+    for note in r.assumptions:
+        console.print(f"[dim]· {escape(note)}[/]")
 
 
-def _render_plan(data: dict[str, Any]) -> None:
+def _gib(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f}"
+
+
+def render_plan(r: "PlanReport", title: str | None = None) -> None:
+    """The plan's options as a table (also under `vibeml launch --dry-run`)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"{data['model']}: cheapest total cost first", header_style="bold")
+    table = Table(title=title or f"{escape(r.model)}: cheapest total cost first", header_style="bold")
     for col, justify in (
         ("#", "right"),
         ("cloud", "left"),
@@ -96,30 +104,30 @@ def _render_plan(data: dict[str, Any]) -> None:
         ("range $", "right"),
     ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for o in data["options"]:
+    for o in r.options:
         table.add_row(
-            str(o["rank"]),
-            f"{o['cloud']}/{o['region']}",
-            f"{o['gpu_count']}× {o['gpu']}",
-            "spot" if o["spot"] else "on-demand",
-            f"{o['usd_per_gpu_hour']:.2f}",
-            f"{o['hours']:.2f}",
-            f"{o['tokens_per_s']:,.0f}",
-            f"{o['memory_gib']:.1f}/{o['capacity_gib']:.0f}",
-            f"[bold]{o['expected_cost']:.2f}[/]",
-            f"{o['min_cost']:.2f}–{o['max_cost']:.2f}",
+            str(o.rank),
+            f"{o.cloud}/{o.region}",
+            f"{o.gpu_count}× {o.gpu}",
+            "spot" if o.spot else "on-demand",
+            f"{o.usd_per_gpu_hour:.2f}",
+            f"{o.hours:.2f}",
+            f"{o.tokens_per_s:,.0f}",
+            f"{o.memory_gib:.1f}/{o.capacity_gib:.0f}",
+            f"[bold]{o.expected_cost:.2f}[/]",
+            f"{o.min_cost:.2f}–{o.max_cost:.2f}",
         )
     console.print(table)
-    shown = len(data["options"])
-    if data["total_options"] > shown:
-        console.print(f"[dim]{data['total_options'] - shown} more options (--top)[/]")
+    shown = len(r.options)
+    if r.total_options > shown:
+        console.print(f"[dim]{r.total_options - shown} more options (--top)[/]")
     reasons: dict[str, int] = {}
-    for r in data["rejected"]:
-        reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    for rejected in r.rejected:
+        reasons[rejected.reason] = reasons.get(rejected.reason, 0) + 1
     if reasons:
         console.print("[dim]dropped: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in reasons.items()) + "[/]")
-    for note in data["assumptions"]:
-        console.print(f"[dim]· {note}[/]")
+    for note in r.assumptions:
+        console.print(f"[dim]· {escape(note)}[/]")
 
 
 def _query(cls: type[Q], **fields: Any) -> Q:
@@ -200,11 +208,11 @@ def register(app: typer.Typer) -> None:
             cloud=cloud,
             spot=spot,
         )
-        data = service().estimate_report(query)
+        report = service().estimate_report(query)
         if json_out:
-            emit_json(data)
+            emit_json(report)
         else:
-            _render_job(data)
+            _render_job(report)
 
     @app.command("plan")
     @error_boundary
@@ -267,11 +275,11 @@ def register(app: typer.Typer) -> None:
             spot=spot,
             top=top,
         )
-        data = service().plan_report(query)
+        report = service().plan_report(query)
         if json_out:
-            emit_json(data)
+            emit_json(report)
         else:
-            _render_plan(data)
+            render_plan(report)
 
     @app.command("gpus")
     @error_boundary
@@ -282,7 +290,6 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json(report)
             return
-        rows = report["gpus"]
         from rich.console import Console
         from rich.table import Table
 
@@ -297,15 +304,15 @@ def register(app: typer.Typer) -> None:
             ("clouds", "left"),
         ):
             table.add_column(col, justify=justify)  # type: ignore[arg-type]
-        for r in rows:
-            od, sp = r["on_demand"], r["spot"]
+        for r in report.gpus:
+            od, sp = r.on_demand, r.spot
             table.add_row(
-                r["gpu"],
-                f"{r['memory_gib']:.0f}",
-                f"{r['bf16_tflops']:.0f}",
-                f"{r['memory_bandwidth_gbs']:.0f}",
-                f"${od['usd_per_gpu_hour']:.2f} {od['cloud']}" if od else "—",
-                f"${sp['usd_per_gpu_hour']:.2f} {sp['cloud']}" if sp else "—",
-                ", ".join(r["clouds"]),
+                r.gpu,
+                f"{r.memory_gib:.0f}",
+                f"{r.bf16_tflops:.0f}",
+                f"{r.memory_bandwidth_gbs:.0f}",
+                f"${od.usd_per_gpu_hour:.2f} {od.cloud}" if od else "—",
+                f"${sp.usd_per_gpu_hour:.2f} {sp.cloud}" if sp else "—",
+                ", ".join(r.clouds),
             )
         Console().print(table)

@@ -42,12 +42,7 @@ from vibeml.exceptions import TrainingError
 if TYPE_CHECKING:
     from vibeml.client import VibeML
     from vibeml.models import JobRecord
-
-
-def _run(coro: Any) -> Any:
-    import asyncio
-
-    return asyncio.run(coro)
+    from vibeml.reports import LaunchPreview
 
 
 def _service() -> "VibeML":
@@ -105,9 +100,14 @@ def launch(
     ] = None,
     name: Annotated[str | None, typer.Option(help="A short label for the job.")] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Show progress until the job ends.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the plan, the cost and the budget check; start nothing.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Launch a fine-tune (validate → estimate → budget check → start). Returns at once unless --follow."""
+    """Launch a fine-tune (validate → cap → plan → budget check → start). Returns at once unless --follow.
+
+    --dry-run runs the same checks as the launch (so it fails where the launch would) and starts nothing."""
 
     hyper = training_settings(
         max_steps=max_steps,
@@ -151,7 +151,14 @@ def launch(
     else:  # the service says what is wrong with --demo plus --model, or a missing --model/--dataset
         request = svc.request_from(model, dataset, demo=demo, **other, **hyper)
 
-    record = _run(svc.launch(request))
+    if dry_run:
+        preview = svc.preview_launch(request)
+        if json_out:
+            emit_json(preview)
+        else:
+            _render_preview(preview)
+        return
+    record = svc.launch(request)
     for warning in record.warnings:
         console(stderr=True).print(f"[yellow]Budget warning:[/] {warning}")
     if not follow:
@@ -171,12 +178,39 @@ def launch(
         raise typer.Exit(1)
 
 
+def _render_preview(p: "LaunchPreview") -> None:
+    from rich.markup import escape
+
+    from vibeml.cli.estimate import render_plan
+
+    out = console()
+    r, e = p.request, p.estimate
+    out.print(f"[bold]Dry run[/]: nothing was started. {r.workflow} on {r.backend}")
+    out.print(f"  model:    {escape(r.model)}")
+    out.print(f"  dataset:  {escape(r.dataset)}")
+    where = f"{e.gpu_count}× {e.gpu_type}" + (f" on {e.cloud}" if e.cloud else "") + (" (spot)" if e.use_spot else "")
+    out.print(
+        f"  estimate: [bold]{fmt_money(e.expected_cost)}[/] ({fmt_money(e.min_cost)}–{fmt_money(e.max_cost)}), "
+        f"{e.estimated_duration_hours:.2f} h at {fmt_money(e.hourly_rate)}/h, {where}"
+    )
+    if p.choice is not None and p.choice.region:
+        out.print(f"  rents:    {p.choice.gpu_count}× {p.choice.gpu_type} in {p.choice.cloud}/{p.choice.region}")
+    if p.budget.job_cap is not None:
+        out.print(f"  cap:      {fmt_money(p.budget.job_cap)}")
+    if p.trainer_max_runtime_seconds is not None:
+        out.print(f"  trainer stops by {fmt_duration(p.trainer_max_runtime_seconds)} (checkpointing first)")
+    if p.plan is not None:
+        render_plan(p.plan, title="Choices, cheapest total cost first")
+    for warning in p.budget.warnings:
+        console(stderr=True).print(f"[yellow]Budget warning:[/] {escape(warning)}")
+
+
 def follow_job(svc: "VibeML", job_id: str, json_out: bool = False, poll: float = 0.5) -> "JobRecord":
     """Poll until the job ends, showing a progress bar (or JSON lines), then a summary."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     start = time.monotonic()
-    record = svc.get_status_sync(job_id)
+    record = svc.get_status(job_id)
     if json_out:
         last_step = -1
         while True:
@@ -189,7 +223,7 @@ def follow_job(svc: "VibeML", job_id: str, json_out: bool = False, poll: float =
                 emit_json(record)
                 return record
             time.sleep(poll)
-            record = svc.get_status_sync(job_id)
+            record = svc.get_status(job_id)
 
     out = console()
     out.print(f"[bold]Job {job_id}[/] on {record.backend} — following (Ctrl-C detaches; the job keeps running)")
@@ -232,7 +266,7 @@ def follow_job(svc: "VibeML", job_id: str, json_out: bool = False, poll: float =
                 if record.status.is_terminal:
                     break
                 time.sleep(poll)
-                record = svc.get_status_sync(job_id)
+                record = svc.get_status(job_id)
     except KeyboardInterrupt:
         out.print(f"\n[yellow]Detached.[/] {job_id} keeps running: vibeml status {job_id}")
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -293,7 +327,7 @@ def jobs(
     from rich.table import Table
 
     svc = _service()
-    records = _run(svc.list_jobs(limit=limit))
+    records = svc.list_jobs(limit=limit)
     if json_out:
         emit_json(records)
         return
@@ -327,16 +361,18 @@ def jobs(
 def _warn_orphans(svc: "VibeML") -> None:
     """Reconcile the paid backends in use and report what they left behind (an unreachable provider is
     not an error here: the command's own answer comes first)."""
+    from rich.markup import escape
+
     from vibeml.exceptions import VibeMLError
 
     try:
-        orphans = svc.reconcile()
+        orphans = svc.reconcile().orphans
     except VibeMLError:
         return
     if orphans:
         console(stderr=True).print(
             f"[bold yellow]{len(orphans)} paid instance(s) labelled as VibeML's have no live job[/] "
-            f"({', '.join(str(o.get('id')) for o in orphans[:5])}): destroy them with `vibeml vast cleanup`."
+            f"({escape(', '.join(o.id for o in orphans[:5]))}): destroy them with `vibeml vast cleanup`."
         )
 
 
@@ -346,7 +382,7 @@ def status(
 ) -> None:
     """Show one job: status, step, loss, ETA, cost so far."""
     svc = _service()
-    record = _run(svc.get_status(job_id))
+    record = svc.get_status(job_id)
     if json_out:
         emit_json(record)
         return
@@ -398,7 +434,7 @@ def logs(
     import sys
 
     svc = _service()
-    lines = svc.iter_logs(job_id, tail=tail, follow=follow)
+    lines = svc.logs(job_id, tail=tail, follow=follow)
     if json_out and not follow:
         emit_json({"job_id": job_id, "lines": list(lines)})
         return
@@ -421,7 +457,7 @@ def stop(
     json_out: JsonOpt = False,
 ) -> None:
     """Stop a job (it checkpoints first). Stopping a finished job is fine and changes nothing."""
-    record = _run(_service().stop(job_id, grace_seconds=grace))
+    record = _service().stop(job_id, grace_seconds=grace)
     if json_out:
         emit_json(record)
         return

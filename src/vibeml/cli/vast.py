@@ -3,7 +3,7 @@
 ``vibeml launch --backend vast`` itself goes through the ordinary launch command.
 """
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,6 +13,7 @@ from vibeml.cli._output import console, emit_json, error_boundary, fmt_money
 if TYPE_CHECKING:
     from vibeml.backends.vast import VastBackend
     from vibeml.client import VibeML
+    from vibeml.reports import ReconcileReport
 
 
 def register(app: typer.Typer) -> None:
@@ -46,8 +47,8 @@ def _backend(svc: "VibeML") -> "VastBackend":
     return backend
 
 
-def _gb(mb: Any) -> str:
-    return f"{float(mb) / 1024:.0f}" if isinstance(mb, (int, float)) else "-"
+def _gb(mb: float) -> str:
+    return f"{mb / 1024:.0f}" if mb else "-"
 
 
 def offers(
@@ -60,30 +61,30 @@ def offers(
     json_out: JsonOpt = False,
 ) -> None:
     """Search the Vast.ai marketplace (Vast's own query language)."""
-    rows = _backend(_service()).search(" ".join(query or []), type=type, order=order, limit=limit)
+    report = _service().search_offers(" ".join(query or []), type=type, order=order, limit=limit)
     if json_out:
-        emit_json(rows)
+        emit_json(report)
         return
-    if not rows:
+    if not report.offers:
         console().print("No offers match.")
         return
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"Vast.ai offers ({type})")
+    table = Table(title=f"Vast.ai offers ({escape(type)})")
     for col in ("id", "gpu", "VRAM GiB", "$/h", "min bid", "reliability", "cuda", "disk GB", "location"):
         table.add_column(col)
-    for o in rows:
-        rel = o.get("reliability")
+    for o in report.offers:
         table.add_row(
-            str(o.get("id")),
-            f"{o.get('num_gpus')}x {o.get('gpu_name')}",
-            _gb(o.get("gpu_ram")),
-            fmt_money(o.get("dph_total")),
-            fmt_money(o.get("min_bid")),
-            f"{rel:.4f}" if isinstance(rel, (int, float)) else "-",
-            str(o.get("cuda_max_good") or "-"),
-            str(o.get("disk_space") or "-"),
-            str(o.get("geolocation") or "-"),
+            str(o.id),
+            escape(f"{o.num_gpus}x {o.gpu_name}"),
+            _gb(o.gpu_ram),
+            fmt_money(o.dph_total),
+            fmt_money(o.min_bid),
+            "-" if o.reliability is None else f"{o.reliability:.4f}",
+            "-" if o.cuda_max_good is None else f"{o.cuda_max_good:g}",
+            "-" if o.disk_space is None else f"{o.disk_space:g}",
+            escape(o.geolocation or "-"),
         )
     console().print(table)
 
@@ -146,26 +147,23 @@ def cleanup(
     Jobs are refreshed first, so a launch that was killed half-way is settled (its instance destroyed).
     Without --yes it lists them and asks; with --json and no --yes it only lists them.
     """
-    import asyncio
-
     svc = _service()
-    records = asyncio.run(svc.list_jobs(limit=10_000))  # refreshing settles half-finished launches
+    svc.list_jobs(limit=10_000)  # refreshing settles half-finished launches
     if not yes:
-        live = {r.job_id for r in records if not r.status.is_terminal}
-        found = _backend(svc).orphans(live)
+        found = svc.reconcile(backend="vast")
         _report(found, json_out, title="Orphaned VibeML instances (not destroyed yet)")
-        if not found or json_out:  # --json without --yes is a dry run
+        if not found.orphans or json_out:  # --json without --yes is a dry run
             return
-        if not typer.confirm(f"Destroy these {len(found)} instance(s)?", default=False):
+        if not typer.confirm(f"Destroy these {len(found.orphans)} instance(s)?", default=False):
             raise typer.Exit(1)
-    _report(svc.reconcile(cleanup=True), json_out, title="Cleanup")
+    _report(svc.reconcile(cleanup=True, backend="vast"), json_out, title="Cleanup")
 
 
-def _report(items: list[dict[str, Any]], json_out: bool, title: str = "") -> None:
+def _report(report: "ReconcileReport", json_out: bool, title: str = "") -> None:
     if json_out:
-        emit_json(items)
+        emit_json(report)
         return
-    if not items:
+    if not report.orphans:
         console().print("No orphaned VibeML instances on Vast.ai.")
         return
     from rich.markup import escape
@@ -174,14 +172,14 @@ def _report(items: list[dict[str, Any]], json_out: bool, title: str = "") -> Non
     table = Table(title=title)
     for col in ("id", "label", "status", "$/h", "destroyed", "reason"):
         table.add_column(col)
-    for i in items:
-        done = i.get("destroyed")
+    for i in report.orphans:
+        done = i.destroyed
         table.add_row(
-            str(i.get("id")),
-            escape(str(i.get("label") or "")),
-            str(i.get("status") or "-"),
-            fmt_money(i.get("dph_total")),
+            escape(i.id),
+            escape(i.label),
+            escape(i.status or "-"),
+            fmt_money(i.dph_total),
             "-" if done is None else ("yes" if done else "[red]NO[/]"),
-            escape(str(i.get("reason") or "")),
+            escape(i.reason),
         )
     console().print(table)

@@ -1,5 +1,9 @@
 """VibeML's MCP server: each tool validates its arguments, makes one service call, returns a model.
 
+The service is synchronous: every tool runs its call in a worker thread (``asyncio.to_thread``) so the
+server keeps answering. Tools return the service's typed reports (``vibeml.reports``) as they are, so
+each tool's output schema is that model's.
+
 Nothing but protocol messages goes to stdout (logs go to stderr). Errors become tool errors whose text
 carries the message, the facts and the recovery suggestion, so an assistant can act on them. No tool
 reads, returns or accepts stored credentials.
@@ -28,10 +32,10 @@ from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from pydantic import BaseModel, ConfigDict, Field
 
-from vibeml.config.budget import BudgetStatus
 from vibeml.estimate.report import EstimateQuery, PlanQuery
 from vibeml.exceptions import ConfigurationError, VibeMLError
 from vibeml.models import CostEstimate, DatasetFormat, JobRecord
+from vibeml.reports import EstimateReport, GpuRecommendation, OffersReport, PlanReport, SpendingReport
 from vibeml.settings import Settings
 from vibeml.validation.dataset import DatasetReport
 from vibeml.validation.model import ModelInfo
@@ -55,59 +59,10 @@ read get_job_logs, and stop_job when asked. launch_training(demo=true) trains th
 locally in about a minute. Errors explain what to do next in `recovery_suggestion`."""
 
 
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class EstimateReport(_Loose):
-    """Memory, speed, time and cost of one fine-tune on one GPU (more fields ride along)."""
-
-    model: str
-    gpu: str
-    gpu_count: int
-    fits: bool
-    total_gib: float
-    capacity_gib: float
-    tokens_per_s: float
-    hours: float
-    expected_cost: float
-    min_cost: float
-    max_cost: float
-    breakdown: dict[str, float]
-    assumptions: list[str]
-
-
-class PlanOptionSummary(_Loose):
-    rank: int
-    cloud: str
-    region: str
-    gpu: str
-    gpu_count: int
-    spot: bool
-    hourly_rate: float
-    hours: float
-    expected_cost: float
-
-
-class PlanReport(_Loose):
-    """Choices that fit, cheapest expected total cost first, and how many were dropped."""
-
-    model: str
-    options: list[PlanOptionSummary]
-    total_options: int
-    rejected: list[dict[str, Any]]
-    assumptions: list[str]
-
-
-class GpuRecommendation(BaseModel):
-    model: str
-    use_quantization: bool
-    gpu_type: str
-    memory_required_gib: float
-
-
 class LaunchResult(BaseModel):
     """A launched job, or (dry run) what would be launched and what it would cost."""
+
+    model_config = ConfigDict(extra="forbid")
 
     dry_run: bool
     job: JobRecord | None = None
@@ -118,26 +73,18 @@ class LaunchResult(BaseModel):
 
 
 class LogTail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     job_id: str
     lines: list[str]
 
 
 class WorkflowInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str
     method: str
     description: str
-
-
-class Spending(BaseModel):
-    budget: BudgetStatus
-    ledger: list[dict[str, Any]]
-
-
-class Offer(_Loose):
-    id: int
-    gpu_name: str
-    num_gpus: int
-    dph_total: float
 
 
 def _tool_error(exc: VibeMLError) -> ToolError:
@@ -275,21 +222,20 @@ def create_server(service_factory: Callable[[], VibeML] | None = None, *, settin
         service = svc()
 
         request = await asyncio.to_thread(lambda: service.request_from(model, dataset, demo=demo, **fields))
-        if dry_run:
+        if dry_run:  # the same preparation as the launch: it raises what the launch would
             preview = await asyncio.to_thread(service.preview_launch, request)
-            plan = None if preview["plan"] is None else PlanReport.model_validate(preview["plan"])
             return LaunchResult(
                 dry_run=True,
-                estimate=preview["estimate"],
-                plan=plan,
-                warnings=preview["warnings"],
+                estimate=preview.estimate,
+                plan=preview.plan,
+                warnings=list(preview.budget.warnings),
                 next_step="Call again with dry_run=false to start it.",
             )
-        record = await service.launch(request)
+        record = await asyncio.to_thread(service.launch, request)
         return LaunchResult(
             dry_run=False,
             job=record,
-            estimate=record.estimate or service.estimate(request),
+            estimate=record.estimate or await asyncio.to_thread(service.estimate, request),
             warnings=record.warnings,
             next_step=f"Poll get_job_status(job_id={record.job_id!r}).",
         )
@@ -298,19 +244,19 @@ def create_server(service_factory: Callable[[], VibeML] | None = None, *, settin
     async def estimate_training_cost(query: EstimateQuery) -> EstimateReport:
         """GPU memory (what nvidia-smi would show), fit, tokens/s, time and total cost of one fine-tune on
         one GPU. loss='fused' models VibeML's trainer; 'standard' a plain transformers loop."""
-        return EstimateReport.model_validate(await asyncio.to_thread(svc().estimate_report, query))
+        return await asyncio.to_thread(svc().estimate_report, query)
 
     @tool
     async def plan_training(query: PlanQuery) -> PlanReport:
         """Every (cloud, GPU, count, spot/on-demand) choice that fits, ranked by expected TOTAL job cost."""
-        return PlanReport.model_validate(await asyncio.to_thread(svc().plan_report, query))
+        return await asyncio.to_thread(svc().plan_report, query)
 
     @tool
     async def recommend_gpu(
         model: Annotated[str, Field(min_length=1, max_length=1024)], use_quantization: bool = False
     ) -> GpuRecommendation:
         """The cheapest GPU type that fits a LoRA (QLoRA with use_quantization) fine-tune of the model."""
-        return GpuRecommendation.model_validate(await asyncio.to_thread(svc().recommend_gpu, model, use_quantization))
+        return await asyncio.to_thread(svc().recommend_gpu, model, use_quantization)
 
     @tool
     async def search_gpu_offers(
@@ -320,32 +266,32 @@ def create_server(service_factory: Callable[[], VibeML] | None = None, *, settin
         type: Literal["on-demand", "bid", "reserved"] = "on-demand",
         order: Annotated[str, Field(max_length=200)] = "dph_total",
         limit: Annotated[int, Field(ge=1, le=200)] = 20,
-    ) -> list[Offer]:
+    ) -> OffersReport:
         """Live Vast.ai GPU offers (needs a stored Vast API key)."""
-        offers = await asyncio.to_thread(svc().search_offers, query, type, order, limit)
-        return [Offer.model_validate(o) for o in offers]
+        return await asyncio.to_thread(svc().search_offers, query, type, order, limit)
 
     @tool
     async def list_jobs(limit: Annotated[int, Field(ge=1, le=500)] = 20) -> list[JobRecord]:
         """Jobs, newest first, with status, step, loss and cost so far."""
-        return await svc().list_jobs(limit=limit)
+        return await asyncio.to_thread(svc().list_jobs, limit)
 
     @tool
     async def get_job_status(job_id: Annotated[str, Field(min_length=1, max_length=64)]) -> JobRecord:
         """One job: status, step/max_steps, loss (and first loss), ETA, cost so far, error if any."""
-        return await svc().get_status(job_id)
+        return await asyncio.to_thread(svc().get_status, job_id)
 
     @tool
     async def get_job_logs(
         job_id: Annotated[str, Field(min_length=1, max_length=64)], tail: Annotated[int, Field(ge=1, le=5000)] = 100
     ) -> LogTail:
         """The last lines of a job's training log."""
-        return LogTail(job_id=job_id, lines=await svc().get_logs(job_id, tail=tail))
+        service = svc()
+        return LogTail(job_id=job_id, lines=await asyncio.to_thread(lambda: list(service.logs(job_id, tail=tail))))
 
     @tool
     async def stop_job(job_id: Annotated[str, Field(min_length=1, max_length=64)]) -> JobRecord:
         """Stop a job (it checkpoints first). Stopping a finished job changes nothing."""
-        return await svc().stop(job_id)
+        return await asyncio.to_thread(svc().stop, job_id)
 
     @tool
     async def list_workflows() -> list[WorkflowInfo]:
@@ -357,12 +303,9 @@ def create_server(service_factory: Callable[[], VibeML] | None = None, *, settin
     @tool
     async def get_spending(
         month: Annotated[str | None, Field(description="YYYY-MM (default this month) or 'all'.")] = None,
-    ) -> Spending:
+    ) -> SpendingReport:
         """The monthly budget, what is spent and committed, and the per-job ledger."""
-        service = svc()
-        budget = await asyncio.to_thread(service.budget_status)
-        ledger = await asyncio.to_thread(service.spending, month)
-        return Spending(budget=budget, ledger=ledger)
+        return await asyncio.to_thread(svc().spending, month)
 
     @tool
     async def validate_model(

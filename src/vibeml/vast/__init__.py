@@ -1,22 +1,32 @@
 """Vast.ai SDK layer: a thread-safe ``VastAI`` client, the search query language and typed errors.
 
 ``from vibeml.vast import VastAI`` mirrors the official ``vastai`` SDK's surface (synchronous, returns
-plain dicts and lists) over one pooled httpx client that many threads can share.
+plain dicts and lists) over one pooled httpx client that many threads can share. Names load on first
+use, so ``vibeml.vast.models`` (the typed payloads the reports use) imports without httpx.
 """
 
 from __future__ import annotations
 
-from vibeml.vast.client import DEFAULT_SERVER_URL, VastAI, resolve_api_key
-from vibeml.vast.models import (
-    Instance,
-    InstanceStatus,
-    Offer,
-    VastAmbiguousCreateError,
-    VastAPIError,
-    VastAuthError,
-    VastNotFoundError,
-)
-from vibeml.vast.query import VastQueryError, build_search_query, parse_order, parse_query, render_query
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "DEFAULT_SERVER_URL": "vibeml.vast.client",
+    "VastAI": "vibeml.vast.client",
+    "resolve_api_key": "vibeml.vast.client",
+    "Instance": "vibeml.vast.models",
+    "InstanceStatus": "vibeml.vast.models",
+    "Offer": "vibeml.vast.models",
+    "VastAmbiguousCreateError": "vibeml.vast.models",
+    "VastAPIError": "vibeml.vast.models",
+    "VastAuthError": "vibeml.vast.models",
+    "VastNotFoundError": "vibeml.vast.models",
+    "VastQueryError": "vibeml.vast.query",
+    "build_search_query": "vibeml.vast.query",
+    "parse_order": "vibeml.vast.query",
+    "parse_query": "vibeml.vast.query",
+    "render_query": "vibeml.vast.query",
+}
 
 __all__ = [
     "DEFAULT_SERVER_URL",
@@ -35,3 +45,29 @@ __all__ = [
     "render_query",
     "resolve_api_key",
 ]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vibeml.vast.client import DEFAULT_SERVER_URL, VastAI, resolve_api_key
+    from vibeml.vast.models import (
+        Instance,
+        InstanceStatus,
+        Offer,
+        VastAmbiguousCreateError,
+        VastAPIError,
+        VastAuthError,
+        VastNotFoundError,
+    )
+    from vibeml.vast.query import VastQueryError, build_search_query, parse_order, parse_query, render_query
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vibeml.vast' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
