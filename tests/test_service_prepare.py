@@ -24,12 +24,15 @@ from vibeml.client import VibeML, build_request
 from vibeml.config.preferences import Preferences, PreferencesStore
 from vibeml.exceptions import BudgetExceededError, ConfigurationError, VibeMLError
 from vibeml.jobs.store import utcnow
-from vibeml.models import JobHandle, JobRecord, JobStatus, TrainingRequest
+from vibeml.models import JobHandle, JobRecord, JobStatus, LocalHandle, LocalHandleData, TrainingRequest
 from vibeml.reports import LaunchPreview
 from vibeml.settings import Settings
 from vibeml.workflows.registry import TrainingProgram
 
 MODEL = "Qwen/Qwen2.5-0.5B"  # a built-in architecture: planned offline
+
+
+_NO_PID = 2**31 - 1
 
 
 class RecordingLocal(LocalBackend):
@@ -42,7 +45,17 @@ class RecordingLocal(LocalBackend):
         self, program: TrainingProgram, job_id: str, job_dir: Path, choice: LaunchChoice | None = None
     ) -> JobHandle:
         RecordingLocal.calls.append((job_id, program, choice))
-        return JobHandle(job_id=job_id, backend=self.name, backend_job_id=job_id, job_dir=str(job_dir))
+        # Handles are closed per backend kind: a local-rules backend stores the local kind. The pid is one no
+        # process can have (above any pid_max), so a later status or stop touches nothing.
+        data = LocalHandleData(
+            pid=_NO_PID,
+            pgid=_NO_PID,
+            events_path=str(job_dir / "events.jsonl"),
+            log_path=str(job_dir / "train.log"),
+            output_dir=program.config.output_dir,
+            argv=(),
+        )
+        return LocalHandle(job_id=job_id, backend_job_id=job_id, job_dir=str(job_dir), data=data)
 
 
 class RecordingPaid(RecordingLocal):

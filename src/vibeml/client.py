@@ -14,13 +14,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic import ValidationError as PydanticValidationError
 
 from vibeml.backends.base import HANDLE_FILENAME, LaunchCandidate, LaunchChoice
 from vibeml.backends.registry import BackendRegistry, default_registry
 from vibeml.config.budget import BudgetCheck, BudgetStatus, check_budget
 from vibeml.config.preferences import PreferencesStore
+from vibeml.estimate.planner import Plan, PlanOption
 from vibeml.exceptions import (
     ConfigurationError,
     ResourceError,
@@ -30,28 +31,26 @@ from vibeml.exceptions import (
 from vibeml.inputs import dataset_stats, hub_secrets, hub_token, resolve_local_inputs
 from vibeml.jobs.store import JobStore, utcnow
 from vibeml.models import CostEstimate, Hyperparameters, JobRecord, JobStatus, TrainingRequest, load_handle
+from vibeml.reports import LaunchPreview, PlanReport
 from vibeml.safe_paths import make_private_dir
 from vibeml.settings import Settings
-from vibeml.workflows.registry import get_workflow, render_program
+from vibeml.workflows.registry import TrainingProgram, get_workflow, render_program
 
 if TYPE_CHECKING:
-    from vibeml.estimate.planner import Plan, PlanConstraints, PlanOption
+    from vibeml.estimate.planner import PlanConstraints
     from vibeml.estimate.report import EstimateQuery, PlanQuery
     from vibeml.reports import (
         EstimateReport,
         GpuRecommendation,
         GpuReport,
-        LaunchPreparation,
-        LaunchPreview,
         OffersReport,
-        PlanReport,
         ReconcileReport,
         SpendingReport,
     )
     from vibeml.validation.dataset import DatasetReport
     from vibeml.validation.model import ModelInfo
 
-__all__ = ["VibeML", "build_request", "dataset_stats"]
+__all__ = ["LaunchPreparation", "VibeML", "build_request", "dataset_stats"]
 
 _LAUNCH_ADOPT_SECONDS = 120
 
@@ -75,6 +74,38 @@ _FREE = CostEstimate(
     max_cost=0.0,
     notes=("runs on this machine: no cloud charges",),
 )
+
+
+class LaunchPreparation(BaseModel):
+    """Everything a launch decided before starting anything (``VibeML.prepare_launch``).
+
+    ``request`` is the request as it will run: local paths absolute, the per-job cap applied.
+    ``program`` holds the hub token (if any) as a secret that no dump includes.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    request: TrainingRequest
+    all_local: bool = Field(description="Everything the job reads is local (the hub stays offline).")
+    estimate: CostEstimate
+    plan: Plan | None = Field(description="Paid backends: every choice, cheapest first.")
+    option: PlanOption | None = Field(description="Paid backends: the choice made.")
+    choice: LaunchChoice | None = Field(description="Paid backends: what the backend is told to rent.")
+    budget: BudgetCheck
+    job_id: str
+    job_dir: Path
+    output_dir: str
+    program: TrainingProgram
+
+    def preview(self, top: int = 10) -> LaunchPreview:
+        return LaunchPreview(
+            request=self.request,
+            estimate=self.estimate,
+            plan=None if self.plan is None else PlanReport.from_plan(self.plan, [], top),
+            choice=self.choice,
+            trainer_max_runtime_seconds=self.program.config.max_runtime_seconds,
+            budget=self.budget,
+        )
 
 
 class VibeML:
@@ -273,7 +304,6 @@ class VibeML:
             BudgetExceededError: Over the per-job cap or the monthly budget.
             ResourceError: No GPU choice fits.
         """
-        from vibeml.reports import LaunchPreparation
 
         get_workflow(request.workflow)
         backend = self.backends.get(request.backend)

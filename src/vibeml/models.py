@@ -525,3 +525,47 @@ class JobRecord(BaseModel):
     cost_so_far: float = 0.0
     stop_requested: bool = False
     warnings: list[str] = Field(default_factory=list, description="Shown once, on the launch response.")
+
+
+# ---------------------------------------------------------------- what a backend is told to rent
+
+
+class LaunchChoice(BaseModel):
+    """What the planner chose for a job, handed to ``Backend.launch``.
+
+    Cloud backends rent what it names (or the closest match they find); the local backend ignores it.
+    ``max_runtime_seconds`` is the hard wall-clock cap derived from the budget: backends enforce it on
+    the machine (the trainer checkpoints and stops at it; the machine is torn down after).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gpu_type: str | None = None
+    gpu_count: int = 1
+    num_nodes: int = 1
+    cloud: str | None = None
+    region: str | None = None
+    use_spot: bool = False
+    hourly_rate: float = 0.0
+    max_cost: float | None = None
+    estimated_hours: float = 0.0
+    required_memory_gib: float | None = None
+    disk_gb: float = 50.0
+    max_runtime_seconds: float | None = None
+    candidates: tuple[LaunchCandidate, ...] = ()
+
+
+class LaunchCandidate(BaseModel):
+    """Another equally good (cloud, region, GPU) choice a backend may fall back to."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gpu_type: str
+    gpu_count: int = 1
+    cloud: str | None = None
+    region: str | None = None
+    use_spot: bool = False
+    hourly_rate: float = 0.0
+
+
+LaunchChoice.model_rebuild()

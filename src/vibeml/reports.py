@@ -4,26 +4,22 @@ The CLI reads these models' attributes to draw its tables, ``--json`` prints ``m
 the same model, and the MCP tools return them as they are (their output schema is the model's). Reports
 are frozen and forbid unknown fields, so a field added in one place and not another fails a test.
 
-``LaunchPreparation`` is what the one preparation step (``VibeML.prepare_launch``) produces: everything a
-launch needs, decided before anything starts. A preview (``LaunchPreview``) is its public summary.
+Importing this module loads no backend, workflow or service code (the MCP server lists its tools from it).
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vibeml.backends.base import LaunchChoice
 from vibeml.catalog.architectures import ArchitectureSource
 from vibeml.config.budget import BudgetCheck, BudgetStatus
 from vibeml.estimate.memory import LossImpl, MemoryBreakdown, Method
 from vibeml.estimate.planner import Plan, PlanConstraints, PlanOption, RejectedOption
-from vibeml.models import CostEstimate, TrainingRequest
+from vibeml.models import CostEstimate, LaunchChoice, TrainingRequest
 from vibeml.vast.models import Offer
-from vibeml.workflows.registry import TrainingProgram
 
 if TYPE_CHECKING:
     from vibeml.catalog.architectures import ModelArchitecture
@@ -37,7 +33,6 @@ __all__ = [
     "GpuRecommendation",
     "GpuReport",
     "GpuRow",
-    "LaunchPreparation",
     "LaunchPreview",
     "Offer",
     "OffersReport",
@@ -317,38 +312,6 @@ class OffersReport(_Report):
 
 
 # -------------------------------------------------------------------------------------------- launch
-
-
-class LaunchPreparation(BaseModel):
-    """Everything a launch decided before starting anything (``VibeML.prepare_launch``).
-
-    ``request`` is the request as it will run: local paths absolute, the per-job cap applied.
-    ``program`` holds the hub token (if any) as a secret that no dump includes.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    request: TrainingRequest
-    all_local: bool = Field(description="Everything the job reads is local (the hub stays offline).")
-    estimate: CostEstimate
-    plan: Plan | None = Field(description="Paid backends: every choice, cheapest first.")
-    option: PlanOption | None = Field(description="Paid backends: the choice made.")
-    choice: LaunchChoice | None = Field(description="Paid backends: what the backend is told to rent.")
-    budget: BudgetCheck
-    job_id: str
-    job_dir: Path
-    output_dir: str
-    program: TrainingProgram
-
-    def preview(self, top: int = 10) -> LaunchPreview:
-        return LaunchPreview(
-            request=self.request,
-            estimate=self.estimate,
-            plan=None if self.plan is None else PlanReport.from_plan(self.plan, [], top),
-            choice=self.choice,
-            trainer_max_runtime_seconds=self.program.config.max_runtime_seconds,
-            budget=self.budget,
-        )
 
 
 class LaunchPreview(_Report):

@@ -10,13 +10,22 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 from pydantic import BaseModel, ConfigDict, Field
 
 from vibeml.exceptions import BackendError, ConfigurationError
-from vibeml.models import JobHandle, JobProgress, TrainingRequest
+from vibeml.models import JobHandle, JobProgress, LaunchCandidate, LaunchChoice, TrainingRequest
 
 if TYPE_CHECKING:
     from vibeml.catalog.prices import PriceQuote
 from vibeml.workflows.registry import TrainingProgram
 
-__all__ = ["HANDLE_FILENAME", "Backend", "Capabilities", "Capability", "HandleT", "LaunchChoice", "write_handle_file"]
+__all__ = [
+    "HANDLE_FILENAME",
+    "Backend",
+    "Capabilities",
+    "Capability",
+    "HandleT",
+    "LaunchCandidate",
+    "LaunchChoice",
+    "write_handle_file",
+]
 
 #: The handle beside the job (``<job dir>/handle.json``): a launcher killed before the store has the handle
 #: still leaves a way to find the process or machine (``VibeML`` adopts it).
@@ -42,47 +51,6 @@ def write_handle_file(handle: JobHandle) -> None:
             {"job_id": handle.job_id, "path": str(path)},
             "Check the job folder's permissions and free disk space under VIBEML_HOME.",
         ) from exc
-
-
-class LaunchChoice(BaseModel):
-    """What the planner chose for a job, handed to ``Backend.launch``.
-
-    Cloud backends rent what it names (or the closest match they find); the local backend ignores it.
-    ``max_runtime_seconds`` is the hard wall-clock cap derived from the budget: backends enforce it on
-    the machine (the trainer checkpoints and stops at it; the machine is torn down after).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    gpu_type: str | None = None
-    gpu_count: int = 1
-    num_nodes: int = 1
-    cloud: str | None = None
-    region: str | None = None
-    use_spot: bool = False
-    hourly_rate: float = 0.0
-    max_cost: float | None = None
-    estimated_hours: float = 0.0
-    required_memory_gib: float | None = None
-    disk_gb: float = 50.0
-    max_runtime_seconds: float | None = None
-    candidates: tuple[LaunchCandidate, ...] = ()
-
-
-class LaunchCandidate(BaseModel):
-    """Another equally good (cloud, region, GPU) choice a backend may fall back to."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    gpu_type: str
-    gpu_count: int = 1
-    cloud: str | None = None
-    region: str | None = None
-    use_spot: bool = False
-    hourly_rate: float = 0.0
-
-
-LaunchChoice.model_rebuild()
 
 
 class Capability(BaseModel):
