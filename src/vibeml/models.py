@@ -24,6 +24,7 @@ __all__ = [
     "JobProgress",
     "JobRecord",
     "JobStatus",
+    "TrainerEnd",
     "TrainingRequest",
 ]
 
@@ -319,6 +320,19 @@ class JobHandle(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class TrainerEnd(str, Enum):
+    """How the trainer's event stream ended, as the progress fold read it."""
+
+    DONE = "done"
+    STOPPED = "stopped"
+    ERROR = "error"
+    #: the program exited without writing a terminal event (killed, out of memory, crashed)
+    NO_FINAL_EVENT = "no_final_event"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class JobProgress(BaseModel):
     """The latest progress of a running or finished job, from the trainer's event stream."""
 
@@ -337,6 +351,9 @@ class JobProgress(BaseModel):
     last_checkpoint: str | None = None
     output_dir: str | None = None
     error: str | None = None
+    trainer_end: TrainerEnd | None = Field(
+        None, description="How the trainer's event stream ended; None while it has not (or no stream was read)."
+    )
     samples_before: list[dict[str, str]] = Field(default_factory=list)
     samples_after: list[dict[str, str]] = Field(default_factory=list)
     cost_so_far: float = 0.0
