@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from vibeml.trainer.events import read_events
+
 pytestmark = [pytest.mark.needs_train, pytest.mark.slow]
 
 VIBEML = [sys.executable, "-m", "vibeml"]
@@ -111,12 +113,8 @@ def _events(home: Path, kinds: set[str]) -> str | None:
     """The id of a job whose event stream has one of ``kinds`` (read from its file: polling through the
     CLI would start a Python process every few hundred ms beside the trainer on a 2-core machine)."""
     for path in (home / "jobs").glob("*/events.jsonl"):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                if json.loads(line).get("event") in kinds:
-                    return path.parent.name
-            except ValueError:
-                continue  # a line being written
+        if any(e.event in kinds for e in read_events(path)):  # a line being written is skipped
+            return path.parent.name
     return None
 
 

@@ -23,6 +23,8 @@ from vibeml.workflows.registry import TrainingProgram
 pytestmark = pytest.mark.needs_train  # the train extra: skipped by `make test-compat`
 
 HERE = Path(__file__).parent / "backends"
+#: fake_program and the VibeML it imports: this checkout's, not whichever is installed
+FAKE_PATH = os.pathsep.join([str(HERE), str(Path(__file__).resolve().parents[1] / "src")])
 
 
 class MeteredBackend(LocalBackend):
@@ -41,7 +43,7 @@ class MeteredBackend(LocalBackend):
     ) -> LocalHandle:
         MeteredBackend.launched.append(choice)
         program = program.model_copy(update={"module": "fake_program"})
-        program.env.update({"VIBEML_TEST_MODE": "graceful", "PYTHONPATH": str(HERE)})
+        program.env.update({"VIBEML_TEST_MODE": "graceful", "PYTHONPATH": FAKE_PATH})
         handle = super().launch(program, job_id, job_dir, choice)
         # The handle is the local backend's (typed, closed); the meter lives beside it in the job dir.
         meter = {"t0": time.time(), "rate": choice.hourly_rate if choice else 0.0}

@@ -35,6 +35,7 @@ __all__ = [
     "LocalHandleData",
     "SkyPilotHandle",
     "SkyPilotHandleData",
+    "TrainerEnd",
     "TrainingRequest",
     "VastHandle",
     "VastHandleData",
@@ -474,6 +475,19 @@ def _stored_job_id(raw: str | bytes | Mapping[str, object]) -> str | None:
     return job_id[:64] if isinstance(job_id, str) else None
 
 
+class TrainerEnd(str, Enum):
+    """How the trainer's event stream ended, as the progress fold read it."""
+
+    DONE = "done"
+    STOPPED = "stopped"
+    ERROR = "error"
+    #: the program exited without writing a terminal event (killed, out of memory, crashed)
+    NO_FINAL_EVENT = "no_final_event"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class JobProgress(BaseModel):
     """The latest progress of a running or finished job, from the trainer's event stream."""
 
@@ -492,6 +506,9 @@ class JobProgress(BaseModel):
     last_checkpoint: str | None = None
     output_dir: str | None = None
     error: str | None = None
+    trainer_end: TrainerEnd | None = Field(
+        None, description="How the trainer's event stream ended; None while it has not (or no stream was read)."
+    )
     samples_before: list[dict[str, str]] = Field(default_factory=list)
     samples_after: list[dict[str, str]] = Field(default_factory=list)
     cost_so_far: float = 0.0

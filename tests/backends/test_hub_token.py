@@ -78,7 +78,7 @@ class _FakeTrainerLocal(LocalBackend):
 
     def launch(self, program: TrainingProgram, job_id: str, job_dir: Path, choice: Any = None) -> Any:
         program = program.model_copy(update={"module": "fake_program"})
-        program.env.update({"VIBEML_TEST_MODE": "complete", "PYTHONPATH": str(Path(__file__).parent)})
+        program.env.update({"VIBEML_TEST_MODE": "complete", "PYTHONPATH": vast_support.FAKE_PATH})
         return super().launch(program, job_id, job_dir, choice)
 
 
@@ -92,8 +92,8 @@ def test_the_local_trainer_process_gets_the_stored_token(
     record = svc.launch(TrainingRequest(model=REPO, dataset=gated["dataset"], max_steps=2))
     final = _wait(svc, record.job_id, timeout=60)
     assert final.status is JobStatus.COMPLETED, final.error
-    events = [json.loads(line) for line in (svc.job_dir(record.job_id) / "events.jsonl").read_text().splitlines()]
-    assert events[0]["hf_token_sha256"] == hashlib.sha256(TOKEN.encode()).hexdigest()
+    digest = (svc.job_dir(record.job_id) / "hf_token_sha256").read_text(encoding="utf-8")
+    assert digest == hashlib.sha256(TOKEN.encode()).hexdigest()
     out = capsys.readouterr()
     for text in (_text_under(svc.settings.home), final.model_dump_json(), out.out, out.err):
         assert TOKEN not in text
@@ -122,10 +122,8 @@ def test_the_vast_instance_and_its_trainer_get_the_token_and_nothing_shows_it(
 
     final = vast_support.wait_terminal(svc, record.job_id, timeout=120)
     assert final.status is JobStatus.COMPLETED, final.error
-    started = next(
-        json.loads(line) for line in (vast_env.workdir(iid) / "vibeml-job" / "events.jsonl").read_text().splitlines()
-    )
-    assert started["hf_token_sha256"] == hashlib.sha256(TOKEN.encode()).hexdigest()
+    digest = (vast_env.workdir(iid) / "vibeml-job" / "hf_token_sha256").read_text(encoding="utf-8")
+    assert digest == hashlib.sha256(TOKEN.encode()).hexdigest()
     vast_support.assert_nothing_billing(vast_env)
     out = capsys.readouterr()
     machine = _text_under(vast_env.workdir(iid))  # the runner's onstart.log, the job dir on the instance

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import io
 import itertools
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -34,14 +33,31 @@ from vibeml.exceptions import BackendError, ResourceError
 from vibeml.models import JobStatus, SkyPilotHandle, TrainingRequest
 from vibeml.settings import Settings
 from vibeml.trainer.config import TrainerConfig
-from vibeml.trainer.events import ECHO_PREFIX
+from vibeml.trainer.events import (
+    ECHO_PREFIX,
+    CheckpointEvent,
+    DoneEvent,
+    ErrorEvent,
+    StartEvent,
+    StepEvent,
+    StoppedEvent,
+    TrainerEvent,
+    dump_event,
+    read_events,
+)
 from vibeml.workflows.registry import TrainingProgram, render_program
 
 S = JobStatus
 
 
-def ev(event: str, **fields: Any) -> str:
-    return ECHO_PREFIX + json.dumps({"event": event, "time": 1.0, **fields})
+def ev(event: TrainerEvent) -> str:
+    return ECHO_PREFIX + dump_event(event)
+
+
+def start(max_steps: int, resumed_from: str | None = None) -> StartEvent:
+    return StartEvent(
+        model="m", dataset="d", method="lora", device="cuda", max_steps=max_steps, resumed_from=resumed_from
+    )
 
 
 class FakeSky:
@@ -312,10 +328,10 @@ def test_cluster_job_status_table(raw: str, want: JobStatus) -> None:
     assert CLUSTER_JOB_STATUS[raw] is want
 
 
-STEP = {"event": "step", "step": 3, "max_steps": 10, "loss": 2.0}
-DONE = {"event": "done", "step": 10, "final_loss": 1.0, "output_dir": "x"}
-STOPPED = {"event": "stopped", "step": 5, "reason": "max_runtime"}
-ERROR = {"event": "error", "message": "CUDA out of memory"}
+STEP = StepEvent(step=3, max_steps=10, loss=2.0)
+DONE = DoneEvent(step=10, final_loss=1.0, output_dir="x")
+STOPPED = StoppedEvent(step=5, reason="max_runtime")
+ERROR = ErrorEvent(message="CUDA out of memory")
 
 
 @pytest.mark.parametrize(
@@ -334,7 +350,7 @@ ERROR = {"event": "error", "message": "CUDA out of memory"}
     ],
 )
 def test_reconcile(
-    sky_status: JobStatus | None, events: list[dict[str, Any]], want: JobStatus, error: str | None
+    sky_status: JobStatus | None, events: list[TrainerEvent], want: JobStatus, error: str | None
 ) -> None:
     p = reconcile(sky_status, events, "no capacity" if sky_status is S.FAILED else None)
     assert p.status is want
@@ -357,17 +373,18 @@ def test_on_demand_cluster_lifecycle(fake: FakeSky, sky: ModuleType, tmp_path: P
     assert backend.status(handle).status is S.PROVISIONING  # request still running, no cluster yet
     fake.request_status[handle.data.request_id] = "SUCCEEDED"
     fake.up(name, sky.JobStatus.RUNNING)
-    fake.logs = ["setup done", ev("start", max_steps=10), ev("step", step=4, max_steps=10, loss=2.5)]
+    fake.logs = ["setup done", ev(start(10)), ev(StepEvent(step=4, max_steps=10, loss=2.5))]
     fake.costs = [{"name": name, "total_cost": 0.3}, {"name": "someone-else", "total_cost": 9.0}]
     p = backend.status(handle)
     assert (p.status, p.step, p.loss, p.cost_so_far) == (S.RUNNING, 4, 2.5, 0.3)
-    assert [e["event"] for e in map(json.loads, Path(handle.data.events_path).read_text().splitlines())] == [
-        "start",
-        "step",
-    ]
+    mirrored = list(read_events(handle.data.events_path))  # the local copy reads as the same events
+    assert [type(e) for e in mirrored] == [StartEvent, StepEvent] and mirrored[1].step == 4
 
     fake.cluster_job = sky.JobStatus.SUCCEEDED
-    fake.logs += [ev("step", step=10, max_steps=10, loss=1.1), ev("done", step=10, final_loss=1.1)]
+    fake.logs += [
+        ev(StepEvent(step=10, max_steps=10, loss=1.1)),
+        ev(DoneEvent(output_dir="output", step=10, final_loss=1.1)),
+    ]
     fake.costs = [{"name": name, "total_cost": 0.52}]
     p = backend.status(handle)
     assert p.status is S.COMPLETED and p.cost_so_far == 0.52
@@ -428,7 +445,7 @@ def test_cluster_gone_mid_run_is_a_failure(fake: FakeSky, sky: ModuleType, tmp_p
     backend, handle, _ = _launch(fake, tmp_path, ON_DEMAND)
     fake.request_status[handle.data.request_id] = "SUCCEEDED"
     fake.up(handle.data.cluster_name, sky.JobStatus.RUNNING)
-    fake.logs = [ev("step", step=2, max_steps=10, loss=3.0)]
+    fake.logs = [ev(StepEvent(step=2, max_steps=10, loss=3.0))]
     assert backend.status(handle).status is S.RUNNING
     fake.clusters.clear()
     p = backend.status(handle)
@@ -439,7 +456,7 @@ def test_artifact_copy_failure_keeps_the_cluster_for_a_retry(fake: FakeSky, sky:
     backend, handle, runner = _launch(fake, tmp_path, ON_DEMAND)
     fake.request_status[handle.data.request_id] = "SUCCEEDED"
     fake.up(handle.data.cluster_name, sky.JobStatus.SUCCEEDED)
-    fake.logs = [ev("done", step=10, final_loss=1.0)]
+    fake.logs = [ev(DoneEvent(output_dir="output", step=10, final_loss=1.0))]
     runner.fail = True
     assert backend.status(handle).status is S.COMPLETED
     assert "down" not in fake.names()  # autodown is the backstop
@@ -488,9 +505,9 @@ def test_spot_runs_as_a_managed_job_and_resumes_after_preemption(
     fake.request_status[handle.data.request_id] = "SUCCEEDED"
     fake.managed_job(name, sky.ManagedJobStatus.RUNNING, job_duration=600.0)
     fake.logs = [
-        ev("start", max_steps=30),
-        ev("checkpoint", step=10, path=config.checkpoint_dir + "/checkpoint-10"),
-        ev("step", step=12, max_steps=30, loss=2.0),
+        ev(start(30)),
+        ev(CheckpointEvent(step=10, path=config.checkpoint_dir + "/checkpoint-10")),
+        ev(StepEvent(step=12, max_steps=30, loss=2.0)),
     ]
     p = backend.status(handle)
     assert (p.status, p.step, p.cost_so_far) == (S.RUNNING, 12, round(600 / 3600 * 0.45, 4))
@@ -504,8 +521,8 @@ def test_spot_runs_as_a_managed_job_and_resumes_after_preemption(
 
     fake.managed_job(name, sky.ManagedJobStatus.RUNNING, job_duration=900.0)
     fake.logs = [
-        ev("start", max_steps=30, resumed_from=config.checkpoint_dir + "/checkpoint-10"),
-        ev("step", step=20, max_steps=30, loss=1.5),
+        ev(start(30, resumed_from=config.checkpoint_dir + "/checkpoint-10")),
+        ev(StepEvent(step=20, max_steps=30, loss=1.5)),
     ]
     p = backend.status(handle)
     assert (p.status, p.step, p.loss) == (S.RUNNING, 20, 1.5)
@@ -517,7 +534,7 @@ def test_spot_runs_as_a_managed_job_and_resumes_after_preemption(
     ]
 
     fake.managed_job(name, sky.ManagedJobStatus.SUCCEEDED, job_duration=1200.0)
-    fake.logs.append(ev("done", step=30, final_loss=1.2))
+    fake.logs.append(ev(DoneEvent(output_dir="output", step=30, final_loss=1.2)))
     fake.storages = [{"name": name, "store": [sky.StoreType.S3]}]
     p = backend.status(handle)
     assert p.status is S.COMPLETED and p.cost_so_far == round(1200 / 3600 * 0.45, 4)
@@ -556,7 +573,7 @@ def test_budget_stop_reads_as_stopped(fake: FakeSky, sky: ModuleType, tmp_path: 
     backend, handle, _ = _launch(fake, tmp_path, SPOT, bucket="s3://b/v")
     fake.request_status[handle.data.request_id] = "SUCCEEDED"
     fake.managed_job(handle.data.cluster_name, sky.ManagedJobStatus.SUCCEEDED, job_duration=100.0)
-    fake.logs = [ev("step", step=5, max_steps=30, loss=2.0), ev("stopped", step=5, reason="max_runtime")]
+    fake.logs = [ev(StepEvent(step=5, max_steps=30, loss=2.0)), ev(StoppedEvent(step=5, reason="max_runtime"))]
     p = backend.status(handle)
     assert p.status is S.STOPPED and p.error == "stopped: max_runtime"
 

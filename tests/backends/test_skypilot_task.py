@@ -33,6 +33,7 @@ from vibeml.backends.skypilot_task import (
 from vibeml.exceptions import ConfigurationError
 from vibeml.models import TrainingRequest
 from vibeml.trainer.config import TrainerConfig
+from vibeml.trainer.events import StoppedEvent, parse_event_lines
 from vibeml.workflows.registry import TrainingProgram, render_program
 
 
@@ -284,8 +285,8 @@ def test_run_script_enforces_the_budget(sky: ModuleType, tmp_path: Path) -> None
     assert 0 < int(words[4]) < 999999999 and timed["argv"][:2] == ["-m", "vibeml.trainer"]
     spent = _run_script(tmp_path, envs, {"VIBEML_MAX_RUNTIME_SECONDS": "1"})
     assert spent["code"] == 0 and "argv" not in spent  # the trainer never started
-    event = next(line for line in spent["stdout"].splitlines() if line.startswith("@@vibeml-event "))
-    assert json.loads(event.removeprefix("@@vibeml-event "))["event"] == "stopped"
+    [event] = list(parse_event_lines(spent["stdout"].splitlines()))  # the shell's own line: the same contract
+    assert isinstance(event, StoppedEvent) and event.reason == "max_runtime" and event.step is None
 
 
 def test_local_inputs_are_mounted(sky: ModuleType, tmp_path: Path) -> None:

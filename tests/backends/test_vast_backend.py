@@ -36,6 +36,15 @@ from vibeml.models import JobStatus
 from vibeml.settings import Settings
 from vibeml.testing.fake_vast import FakeVast
 from vibeml.testing.fake_vast_market import generate_offers, price_offer
+from vibeml.trainer.events import (
+    ECHO_PREFIX,
+    DoneEvent,
+    StartEvent,
+    StepEvent,
+    StoppedEvent,
+    TrainerEvent,
+    dump_event,
+)
 from vibeml.vast import VastAI
 from vibeml.workflows.registry import render_program
 
@@ -332,24 +341,30 @@ def test_options_from_settings() -> None:
 
 
 def test_run_info_follows_the_current_run_only() -> None:
-    ev = "@@vibeml-event "
     rn = "@@vibeml-runner "
+    start = StartEvent(model="m", dataset="d", method="lora", device="cuda", max_steps=3)
+
+    def ev(event: TrainerEvent) -> str:
+        return ECHO_PREFIX + dump_event(event)
+
     lines = [
         rn + '{"phase":"start","run":1}',
-        ev + '{"event":"start","time":1}',
-        ev + '{"event":"step","time":2,"step":1,"loss":5.0}',
-        ev + '{"event":"stopped","time":3,"step":1,"reason":"sigterm"}',
+        ev(start.model_copy(update={"time": 1.0})),
+        ev(StepEvent(time=2, step=1, loss=5.0)),
+        ev(StoppedEvent(time=3, step=1, reason="sigterm")),
+        ECHO_PREFIX + '{"event":"step","time":3.5,"step":"torn',
         rn + '{"phase":"interrupted","run":1}',
         rn + '{"phase":"start","run":2}',
-        ev + '{"event":"start","time":4}',
-        ev + '{"event":"step","time":5,"step":2,"loss":4.0}',
+        ev(start.model_copy(update={"time": 4.0})),
+        ev(StepEvent(time=5, step=2, loss=4.0)),
     ]
     info = RunInfo.from_records(lines)
     assert info.finished is None and info.outcome is None
+    assert [e.event for e in info.all_events] == ["start", "step", "stopped", "start", "step"]
     p = info.interim()
     assert p.status is JobStatus.RUNNING and p.step == 2 and p.first_loss == 5.0
     done = RunInfo.from_records(
-        [*lines, ev + '{"event":"done","time":6,"step":3}', rn + '{"phase":"finished","run":2,"rc":0}']
+        [*lines, ev(DoneEvent(time=6, output_dir="output", step=3)), rn + '{"phase":"finished","run":2,"rc":0}']
     )
     assert done.finished and done.outcome == "done"
     assert done.interim().status is JobStatus.RUNNING  # done only once the adapter is back

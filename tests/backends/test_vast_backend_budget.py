@@ -25,6 +25,7 @@ from vibeml.backends.vast_progress import JobState, RunInfo
 from vibeml.models import JobStatus, TrainingRequest, VastHandle
 from vibeml.settings import Settings
 from vibeml.testing.fake_vast import FakeVast
+from vibeml.trainer.events import StartEvent
 from vibeml.workflows.registry import render_program
 
 fake = support.fake
@@ -246,8 +247,8 @@ def test_a_preempted_training_resumes_from_its_checkpoint(vast_env: FakeVast, de
     assert final.status is JobStatus.COMPLETED, final.error
     assert final.output_dir and (Path(final.output_dir) / "adapter_config.json").exists()
     info = RunInfo.from_records(JobState(Path(record.handle.job_dir)).records())
-    starts = [e for e in info.all_events if e["event"] == "start"]
-    assert len(starts) == 2 and starts[0]["resumed_from"] is None and starts[1]["resumed_from"], starts
+    starts = [e for e in info.all_events if isinstance(e, StartEvent)]
+    assert len(starts) == 2 and starts[0].resumed_from is None and starts[1].resumed_from, starts
     assert final.progress is not None and final.progress.step == 24
     assert_nothing_billing(fake)
     assert fake.instance(iid)["destroyed"]

@@ -33,6 +33,8 @@ from vibeml.vast import VastAI
 from vibeml.workflows.registry import TrainingProgram
 
 HERE = Path(__file__).parent
+#: fake_program and the VibeML it imports: this checkout's, not whichever is installed
+FAKE_PATH = os.pathsep.join([str(HERE), str(Path(__file__).resolve().parents[2] / "src")])
 
 #: Looks like a real key; the tests assert it never shows up anywhere.
 SECRET_KEY = "vk_live_5e1f0c9b8a7d6e5f4a3b2c1d0e9f8a7b"
@@ -92,7 +94,7 @@ class FakeProgramVast(VastBackend):
     def launch(
         self, program: TrainingProgram, job_id: str, job_dir: Path, choice: LaunchChoice | None = None
     ) -> VastHandle:
-        env = {**program.env, "VIBEML_TEST_MODE": self.mode, "PYTHONPATH": str(HERE)}
+        env = {**program.env, "VIBEML_TEST_MODE": self.mode, "PYTHONPATH": FAKE_PATH}
         # fake_program needs no setup (the workflow's import checks would only add seconds to each case)
         program = program.model_copy(update={"module": "fake_program", "env": env, "setup_commands": {}})
         return super().launch(program, job_id, job_dir, choice)

@@ -184,7 +184,7 @@ def test_demo_import_stays_light() -> None:
 @pytest.mark.skipif(not os.environ.get("VIBEML_RUN_DEMO_BENCH"), reason="set VIBEML_RUN_DEMO_BENCH=1 (≈30 s)")
 def test_demo_trains_fast_with_a_clear_loss_drop(tmp_path: Path, demo_assets: Any) -> None:
     """The demo's promise, measured: the whole trainer process in ≤ 60 s, loss down by > 30%."""
-    from vibeml.trainer.events import read_events
+    from vibeml.trainer.events import StepEvent, read_events
 
     cfg = {
         "model": str(demo_assets.model_dir),
@@ -209,7 +209,7 @@ def test_demo_trains_fast_with_a_clear_loss_drop(tmp_path: Path, demo_assets: An
     wall = time.monotonic() - t
     assert proc.returncode == 0, proc.stderr
     events = list(read_events(tmp_path / "events.jsonl"))
-    losses = [e["loss"] for e in events if e["event"] == "step"]
+    losses = [e.loss for e in events if isinstance(e, StepEvent) and e.loss is not None]
     tail = sum(losses[-10:]) / 10
     print(f"demo: {wall:.1f}s wall, loss {losses[0]:.3f} -> {tail:.3f} (mean of last 10)")
     assert wall <= 60

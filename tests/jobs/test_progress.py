@@ -1,38 +1,72 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from vibeml.jobs.progress import progress_from_events
-from vibeml.models import JobStatus
+from vibeml.models import JobStatus, TrainerEnd
+from vibeml.trainer.events import (
+    CheckpointEvent,
+    DoneEvent,
+    ErrorEvent,
+    SampleEvent,
+    StartEvent,
+    StepEvent,
+    StoppedEvent,
+    TrainerEvent,
+    read_events,
+)
+
+START = StartEvent(model="m", dataset="d", method="lora", device="cpu", max_steps=10)
 
 
 def test_running_then_done() -> None:
-    events = [
-        {"event": "start", "max_steps": 10},
-        {"event": "sample", "phase": "before", "prompt": "2+2?", "completion": "zz"},
-        {"event": "step", "step": 1, "max_steps": 10, "loss": 5.0, "learning_rate": 1e-3, "eta_seconds": 9},
-        {"event": "step", "step": 5, "max_steps": 10, "loss": 3.0, "tokens_per_s": 100.0},
-        {"event": "checkpoint", "step": 5, "path": "/c/checkpoint-5"},
+    events: list[TrainerEvent] = [
+        START,
+        SampleEvent(phase="before", prompt="2+2?", completion="zz"),
+        StepEvent(step=1, max_steps=10, loss=5.0, learning_rate=1e-3, eta_seconds=9),
+        StepEvent(step=5, max_steps=10, loss=3.0, tokens_per_s=100.0),
+        CheckpointEvent(step=5, path="/c/checkpoint-5"),
     ]
     p = progress_from_events(events, alive=True)
-    assert p.status is JobStatus.RUNNING
+    assert p.status is JobStatus.RUNNING and p.trainer_end is None
     assert (p.step, p.max_steps, p.loss, p.first_loss) == (5, 10, 3.0, 5.0)
+    assert p.learning_rate == 1e-3 and p.tokens_per_s == 100.0  # a step that leaves a metric out keeps the last
     assert p.last_checkpoint == "/c/checkpoint-5" and p.fraction_done == 0.5
-    done = [*events, {"event": "done", "output_dir": "/o", "step": 10, "final_loss": 1.5, "first_loss": 5.0}]
+    done = [*events, DoneEvent(output_dir="/o", step=10, final_loss=1.5, first_loss=5.0)]
     p = progress_from_events(done, alive=False)
-    assert p.status is JobStatus.COMPLETED and p.loss == 1.5 and p.output_dir == "/o" and p.eta_seconds == 0
-    assert p.samples_before == [{"prompt": "2+2?", "completion": "zz"}]
+    assert p.status is JobStatus.COMPLETED and p.trainer_end is TrainerEnd.DONE
+    assert p.loss == 1.5 and p.output_dir == "/o" and p.eta_seconds == 0 and p.step == 10
+    assert p.samples_before == [{"prompt": "2+2?", "completion": "zz"}] and p.samples_after == []
 
 
 def test_statuses_from_terminal_events_and_liveness() -> None:
     assert progress_from_events([], alive=True).status is JobStatus.PENDING
-    assert progress_from_events([{"event": "start"}], alive=True).status is JobStatus.RUNNING
-    dead = progress_from_events([{"event": "start"}], alive=False)
-    assert dead.status is JobStatus.FAILED and "without a final event" in (dead.error or "")
-    err = progress_from_events([{"event": "error", "message": "CUDA OOM"}], alive=True)
-    assert err.status is JobStatus.FAILED and err.error == "CUDA OOM"
-    st = progress_from_events([{"event": "stopped", "step": 3, "checkpoint": "/c", "reason": "signal"}], False)
+    assert progress_from_events([START], alive=True).status is JobStatus.RUNNING
+    dead = progress_from_events([START], alive=False)
+    assert dead.status is JobStatus.FAILED and dead.trainer_end is TrainerEnd.NO_FINAL_EVENT
+    assert "without a final event" in (dead.error or "")
+    err = progress_from_events([ErrorEvent(message="CUDA OOM")], alive=True)
+    assert err.status is JobStatus.FAILED and err.error == "CUDA OOM" and err.trainer_end is TrainerEnd.ERROR
+    st = progress_from_events([StoppedEvent(step=3, checkpoint="/c", reason="signal")], False)
     assert st.status is JobStatus.STOPPED and st.last_checkpoint == "/c" and st.step == 3
+    assert st.error == "stopped: signal" and st.trainer_end is TrainerEnd.STOPPED
+    # a stop that does not know the step (the SkyPilot budget check) keeps the last one seen
+    late = progress_from_events([StepEvent(step=4), StoppedEvent(reason="max_runtime")], alive=False)
+    assert late.step == 4 and late.status is JobStatus.STOPPED and late.last_checkpoint is None
 
 
-def test_garbage_fields_are_ignored() -> None:
-    p = progress_from_events([{"event": "step", "step": "x", "loss": "nan?", "max_steps": True}], alive=True)
-    assert p.status is JobStatus.RUNNING and p.step == 0 and p.loss is None
+def test_garbage_lines_are_skipped_not_folded(tmp_path: Path) -> None:
+    """A line with the wrong types is not an event at all: it moves nothing (not even pending → running)."""
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        '{"event": "step", "step": "x", "loss": "nan?", "max_steps": true}\n'
+        '{"event": "done", "output_dir": 3, "step": 1}\n',
+        encoding="utf-8",
+    )
+    p = progress_from_events(read_events(path), alive=True)
+    assert p.status is JobStatus.PENDING and p.step == 0 and p.loss is None and p.trainer_end is None
+
+
+def test_a_non_finite_loss_is_unknown() -> None:
+    p = progress_from_events([StepEvent(step=1, loss=float("nan")), StepEvent(step=2, loss=2.0)], alive=True)
+    assert p.first_loss == 2.0 and p.loss == 2.0 and p.step == 2

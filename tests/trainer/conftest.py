@@ -10,14 +10,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from vibeml.demo.assets import demo_rows
-from vibeml.trainer.events import read_events
+from vibeml.trainer.events import TrainerEvent, read_events
 
 REPO_SRC = Path(__file__).resolve().parents[2] / "src"
+E = TypeVar("E")
 
 
 @pytest.fixture(scope="session")
@@ -158,20 +159,20 @@ class TrainerProcess:
             raise AssertionError(f"trainer hung; stderr tail:\n{stderr[-3000:]}") from None
         return Run(self.proc.returncode, list(read_events(self.events_path)), stdout, stderr, self.workdir)
 
-    def events(self) -> list[dict[str, Any]]:
+    def events(self) -> list[TrainerEvent]:
         return list(read_events(self.events_path))
 
 
 @dataclass
 class Run:
     rc: int
-    events: list[dict[str, Any]]
+    events: list[TrainerEvent]
     stdout: str
     stderr: str
     workdir: Path
 
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["event"] == kind]
+    def of(self, kind: type[E]) -> list[E]:
+        return [e for e in self.events if isinstance(e, kind)]
 
     def describe(self) -> str:
         return f"rc={self.rc}\nevents={self.events}\nstdout={self.stdout[-2000:]}\nstderr={self.stderr[-3000:]}"

@@ -13,6 +13,7 @@ import pytest
 from vibeml.exceptions import ResourceError
 from vibeml.trainer.config import TrainerConfig
 from vibeml.trainer.engine import Loaded
+from vibeml.trainer.events import DoneEvent, ErrorEvent, StartEvent, StepEvent
 from vibeml.trainer.modeling import DeviceSettings, check_bitsandbytes, load_unsloth
 from vibeml.trainer.speed import CheckpointingChoice, SpeedSettings
 
@@ -130,11 +131,11 @@ def test_qlora_in_the_trainer(runs: dict[str, Any]) -> None:
     run = runs["qlora"]
     if HAS_BNB:
         assert run.rc == 0, run.describe()
-        assert run.of("start")[0]["method"] == "qlora" and run.of("done")
+        assert run.of(StartEvent)[0].method == "qlora" and run.of(DoneEvent)
         return
     assert run.rc == 1, run.describe()
-    error = run.of("error")[0]
-    assert error["error_type"] == "ResourceError" and "bitsandbytes" in error["message"]
+    error = run.of(ErrorEvent)[0]
+    assert error.error_type == "ResourceError" and "bitsandbytes" in error.message
     assert "Traceback" not in run.stderr
 
 
@@ -143,9 +144,9 @@ def test_qlora_in_the_trainer(runs: dict[str, Any]) -> None:
 def test_unsloth_on_a_cpu_is_a_clear_error(runs: dict[str, Any]) -> None:
     run = runs["unsloth"]
     assert run.rc == 1, run.describe()
-    error = run.of("error")[0]
-    assert error["error_type"] == "ResourceError" and "NVIDIA GPU" in error["message"]
-    assert error["recovery_suggestion"] and "Traceback" not in run.stderr
+    error = run.of(ErrorEvent)[0]
+    assert error.error_type == "ResourceError" and "NVIDIA GPU" in error.message
+    assert error.recovery_suggestion and "Traceback" not in run.stderr
 
 
 @pytest.mark.needs_train
@@ -153,8 +154,8 @@ def test_unsloth_on_a_cpu_is_a_clear_error(runs: dict[str, Any]) -> None:
 def test_packing_and_the_start_event(runs: dict[str, Any]) -> None:
     run = runs["packed"]
     assert run.rc == 0, run.describe()
-    start = run.of("start")[0]
-    assert start["packing"] is True and start["engine"] == "transformers"
-    assert start["attn_implementation"] == "sdpa" and start["gradient_checkpointing"] is False
-    assert start["use_liger_kernel"] is False and start["dataset_format"] == "alpaca"
-    assert [s["step"] for s in run.of("step")] == [1, 2, 3]
+    start = run.of(StartEvent)[0]
+    assert start.packing is True and start.engine == "transformers"
+    assert start.attn_implementation == "sdpa" and start.gradient_checkpointing is False
+    assert start.use_liger_kernel is False and start.dataset_format == "alpaca"
+    assert [s.step for s in run.of(StepEvent)] == [1, 2, 3]

@@ -93,7 +93,7 @@ def test_stop_flag_deadline() -> None:
 @pytest.mark.slow
 def test_max_runtime_checkpoints_and_stops(tmp_path: Path, tiny_model_dir: Path, cli: Any, dataset_file: Any) -> None:
     from vibeml.trainer.config import TrainerConfig
-    from vibeml.trainer.events import EventWriter, read_events
+    from vibeml.trainer.events import DoneEvent, EventWriter, StepEvent, StoppedEvent, read_events
     from vibeml.trainer.run import train
 
     config = TrainerConfig.model_validate(
@@ -109,13 +109,14 @@ def test_max_runtime_checkpoints_and_stops(tmp_path: Path, tiny_model_dir: Path,
     result = train(config, EventWriter(config.events_path))
     events = list(read_events(config.events_path))
     assert result["status"] == "stopped" and result["reason"] == "max_runtime"
-    (stopped,) = [e for e in events if e["event"] == "stopped"]
-    assert stopped["reason"] == "max_runtime" and not [e for e in events if e["event"] == "done"]
-    if stopped["step"] > 0:  # training began before the budget ran out (the usual case)
-        assert Path(stopped["checkpoint"]) == Path(config.checkpoint_dir) / f"checkpoint-{stopped['step']}"
-        assert Path(stopped["checkpoint"]).is_dir()
-        assert [e for e in events if e["event"] == "step"][-1]["step"] == stopped["step"]
-    assert 0 <= stopped["step"] < 100000
+    (stopped,) = [e for e in events if isinstance(e, StoppedEvent)]
+    assert stopped.reason == "max_runtime" and not [e for e in events if isinstance(e, DoneEvent)]
+    assert stopped.step is not None and 0 <= stopped.step < 100000
+    if stopped.step > 0:  # training began before the budget ran out (the usual case)
+        assert stopped.checkpoint is not None
+        assert Path(stopped.checkpoint) == Path(config.checkpoint_dir) / f"checkpoint-{stopped.step}"
+        assert Path(stopped.checkpoint).is_dir()
+        assert [e for e in events if isinstance(e, StepEvent)][-1].step == stopped.step
 
 
 @pytest.mark.needs_train

@@ -13,6 +13,16 @@ from typing import Any
 
 import pytest
 
+from vibeml.trainer.events import (
+    CheckpointEvent,
+    DoneEvent,
+    ErrorEvent,
+    SampleEvent,
+    StartEvent,
+    StepEvent,
+    StoppedEvent,
+)
+
 STEP_FIELDS = {"step", "max_steps", "epoch", "loss", "learning_rate", "tokens_per_s", "eta_seconds", "elapsed_seconds"}
 START_FIELDS = {"model", "dataset", "method", "num_examples", "max_steps", "device", "resumed_from"}
 DONE_FIELDS = {"output_dir", "step", "first_loss", "final_loss", "elapsed_seconds"}
@@ -51,7 +61,9 @@ def runs(
     started = {name: cli.start(Path(c["output_dir"]).parent, c) for name, c in scenarios.items()}
     victim = started["sharegpt"]
     reached = cli.wait_for(
-        lambda: victim.proc.poll() is not None or any(e["event"] == "step" and e["step"] >= 2 for e in victim.events()),
+        lambda: (
+            victim.proc.poll() is not None or any(isinstance(e, StepEvent) and e.step >= 2 for e in victim.events())
+        ),
         200,
     )
     victim.proc.send_signal(signal.SIGTERM)
@@ -66,7 +78,7 @@ def runs(
 
 
 def _kinds(run: Any) -> list[str]:
-    return [e["event"] for e in run.events]
+    return [e.event for e in run.events]
 
 
 @pytest.mark.needs_train
@@ -86,29 +98,29 @@ def test_alpaca_event_stream(runs: dict[str, Any]) -> None:
         "sample",
         "done",
     ], run.describe()
-    start = run.of("start")[0]
-    assert START_FIELDS <= set(start)
-    assert start["method"] == "lora" and start["device"] == "cpu" and start["max_steps"] == 4
-    assert start["num_examples"] == 40 and start["resumed_from"] is None
-    assert start["dataset_format"] == "alpaca"
-    steps = run.of("step")
-    assert [s["step"] for s in steps] == [1, 2, 3, 4]
+    start = run.of(StartEvent)[0]
+    assert {f for f in START_FIELDS if getattr(start, f) is None} == {"resumed_from"}  # the rest filled in
+    assert start.method == "lora" and start.device == "cpu" and start.max_steps == 4
+    assert start.num_examples == 40 and start.resumed_from is None
+    assert start.dataset_format == "alpaca"
+    steps = run.of(StepEvent)
+    assert [s.step for s in steps] == [1, 2, 3, 4]
     for s in steps:
-        assert STEP_FIELDS <= set(s)
-        assert s["max_steps"] == 4 and math.isfinite(s["loss"]) and s["tokens_per_s"] > 0
-        assert s["eta_seconds"] >= 0 and s["elapsed_seconds"] > 0
-    ckpts = run.of("checkpoint")
-    assert [c["step"] for c in ckpts] == [2, 4]
+        assert all(getattr(s, f) is not None for f in STEP_FIELDS), s
+        assert s.max_steps == 4 and math.isfinite(s.loss) and s.tokens_per_s > 0
+        assert s.eta_seconds >= 0 and s.elapsed_seconds > 0
+    ckpts = run.of(CheckpointEvent)
+    assert [c.step for c in ckpts] == [2, 4]
     for c in ckpts:
-        assert Path(c["path"]).is_dir() and (Path(c["path"]) / "adapter_model.safetensors").is_file()
-    before, after = run.of("sample")
-    assert before["phase"] == "before" and after["phase"] == "after"
-    assert before["prompt"] == "What is 2 + 3?" and isinstance(after["completion"], str)
-    done = run.of("done")[0]
-    assert DONE_FIELDS <= set(done)
-    assert done["step"] == 4
-    assert done["first_loss"] == pytest.approx(steps[0]["loss"])
-    assert done["final_loss"] == pytest.approx(steps[-1]["loss"])
+        assert Path(c.path).is_dir() and (Path(c.path) / "adapter_model.safetensors").is_file()
+    before, after = run.of(SampleEvent)
+    assert before.phase == "before" and after.phase == "after"
+    assert before.prompt == "What is 2 + 3?" and isinstance(after.completion, str)
+    done = run.of(DoneEvent)[0]
+    assert all(getattr(done, f) is not None for f in DONE_FIELDS), done
+    assert done.step == 4
+    assert done.first_loss == pytest.approx(steps[0].loss)
+    assert done.final_loss == pytest.approx(steps[-1].loss)
     assert "Traceback" not in run.stderr
     assert "[vibeml] step 4/4" in run.stdout
 
@@ -120,7 +132,7 @@ def test_adapter_loads_with_peft_and_generates(runs: dict[str, Any], tiny_model_
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out = Path(runs["alpaca"].of("done")[0]["output_dir"])
+    out = Path(runs["alpaca"].of(DoneEvent)[0].output_dir)
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     assert not (out / "model.safetensors").exists()
     tokenizer = AutoTokenizer.from_pretrained(out)
@@ -144,19 +156,19 @@ def test_each_format_trains(runs: dict[str, Any], fmt: str) -> None:
     assert run.rc == 0, run.describe()
     assert _kinds(run)[0] == "start"
     assert _kinds(run)[-1] == ("stopped" if fmt == "sharegpt" else "done")
-    assert run.of("start")[0]["dataset_format"] == fmt
-    steps = [s["step"] for s in run.of("step")]
+    assert run.of(StartEvent)[0].dataset_format == fmt
+    steps = [s.step for s in run.of(StepEvent)]
     assert steps == list(range(1, len(steps) + 1)) and len(steps) >= (2 if fmt == "sharegpt" else 3)
-    assert all(math.isfinite(s["loss"]) for s in run.of("step"))
+    assert all(math.isfinite(s.loss) for s in run.of(StepEvent))
 
 
 @pytest.mark.needs_train
 @pytest.mark.slow
 def test_full_finetune_saves_whole_model(runs: dict[str, Any]) -> None:
     run = runs["text"]
-    start = run.of("start")[0]
-    assert start["method"] == "full" and start["trainable_params"] == start["total_params"]
-    out = Path(run.of("done")[0]["output_dir"])
+    start = run.of(StartEvent)[0]
+    assert start.method == "full" and start.trainable_params == start.total_params
+    out = Path(run.of(DoneEvent)[0].output_dir)
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
     assert not (out / "adapter_config.json").exists()
     assert (out / "tokenizer.json").is_file()
@@ -165,9 +177,9 @@ def test_full_finetune_saves_whole_model(runs: dict[str, Any]) -> None:
 @pytest.mark.needs_train
 @pytest.mark.slow
 def test_save_merged_writes_plain_weights(runs: dict[str, Any]) -> None:
-    done = runs["messages"].of("done")[0]
-    merged = Path(done["merged_dir"])
-    assert merged == Path(done["output_dir"]) / "merged"
+    done = runs["messages"].of(DoneEvent)[0]
+    merged = Path(done.merged_dir)
+    assert merged == Path(done.output_dir) / "merged"
     assert (merged / "model.safetensors").is_file() and (merged / "tokenizer.json").is_file()
     assert not (merged / "adapter_config.json").exists()
 
@@ -179,23 +191,23 @@ def test_sigterm_checkpoints_then_resume_continues(runs: dict[str, Any], cli: An
     assert info["reached"], first.describe()
     assert info["exit_after_s"] < 60
     assert first.rc == 0, first.describe()
-    stopped = first.of("stopped")
-    assert len(stopped) == 1 and not first.of("done")
-    step = stopped[0]["step"]
-    assert stopped[0]["reason"] == "sigterm" and 2 <= step < 500
+    stopped = first.of(StoppedEvent)
+    assert len(stopped) == 1 and not first.of(DoneEvent)
+    step = stopped[0].step
+    assert stopped[0].reason == "sigterm" and 2 <= step < 500
     config = info["config"]
-    checkpoint = Path(stopped[0]["checkpoint"])
+    checkpoint = Path(stopped[0].checkpoint)
     assert checkpoint == Path(config["checkpoint_dir"]) / f"checkpoint-{step}" and checkpoint.is_dir()
-    assert first.of("checkpoint")[-1]["step"] == step
+    assert first.of(CheckpointEvent)[-1].step == step
     assert "SIGTERM received" in first.stdout
 
     config["hyperparameters"]["max_steps"] = step + 2
     config["events_path"] = str(Path(config["events_path"]).with_name("events-resumed.jsonl"))
     second = cli.run(Path(config["output_dir"]).parent, config)
     assert second.rc == 0, second.describe()
-    assert second.of("start")[0]["resumed_from"] == str(checkpoint)
-    assert [s["step"] for s in second.of("step")] == [step + 1, step + 2]
-    assert second.of("done")[0]["step"] == step + 2
+    assert second.of(StartEvent)[0].resumed_from == str(checkpoint)
+    assert [s.step for s in second.of(StepEvent)] == [step + 1, step + 2]
+    assert second.of(DoneEvent)[0].step == step + 2
 
 
 # ---------------------------------------------------------------------------------- failing configs
@@ -215,19 +227,19 @@ def test_invalid_config_writes_error_event(tmp_path: Path, cli: Any) -> None:
     )
     run = cli.run(tmp_path, raw, timeout=60)
     assert run.rc == 2, run.describe()
-    (error,) = run.of("error")
-    assert error["error_type"] == "ConfigurationError"
-    assert "model" in error["message"] and "method" in error["message"]
-    assert error["recovery_suggestion"]
+    (error,) = run.of(ErrorEvent)
+    assert error.error_type == "ConfigurationError"
+    assert "model" in error.message and "method" in error.message
+    assert error.recovery_suggestion
 
 
 @pytest.mark.needs_train
 def test_missing_dataset_is_an_error_event(tmp_path: Path, cli: Any, tiny_model_dir: Path) -> None:
     run = cli.run(tmp_path, cli.config(tmp_path, tiny_model_dir, tmp_path / "missing.jsonl"), timeout=120)
     assert run.rc == 1, run.describe()
-    (error,) = run.of("error")
-    assert error["error_type"] == "DatasetError" and "not found" in error["message"]
-    assert error["recovery_suggestion"] and "Traceback" not in run.stderr
+    (error,) = run.of(ErrorEvent)
+    assert error.error_type == "DatasetError" and "not found" in error.message
+    assert error.recovery_suggestion and "Traceback" not in run.stderr
 
 
 @pytest.mark.needs_train
@@ -251,8 +263,8 @@ def test_user_strings_never_execute(tmp_path: Path, cli: Any, tiny_model_dir: Pa
     for field, proc in started:
         run = proc.wait(timeout=120)
         assert run.rc == 1, run.describe()
-        (error,) = run.of("error")
-        assert error["error_type"] == ("ModelNotFoundError" if field == "model" else "DatasetError")
-        assert "not found" in error["message"]
+        (error,) = run.of(ErrorEvent)
+        assert error.error_type == ("ModelNotFoundError" if field == "model" else "DatasetError")
+        assert "not found" in error.message
         assert "Traceback" not in run.stderr
     assert not canary.exists()

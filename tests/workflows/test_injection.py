@@ -20,6 +20,7 @@ from pydantic import ValidationError as PydanticValidationError
 from vibeml.exceptions import ValidationError
 from vibeml.models import TrainingRequest
 from vibeml.trainer.config import load_config
+from vibeml.trainer.events import ErrorEvent, read_events
 from vibeml.workflows import render_program
 from vibeml.workflows.script import ScriptGenerator, decode_script_config
 
@@ -207,7 +208,7 @@ def test_the_trainer_receives_the_same_strings(corpus: list[str], canary: Path, 
             env=env,
         )
         assert out.returncode == 1, out.stderr
-        event = json.loads((work / "events.jsonl").read_text().splitlines()[-1])
-        assert event["event"] == "error" and event["error_type"] == "ModelNotFoundError"
-        assert repr(payload) in event["message"] and event["context"]["model"] == payload
+        *_, event = read_events(work / "events.jsonl")
+        assert isinstance(event, ErrorEvent) and event.error_type == "ModelNotFoundError"
+        assert repr(payload) in event.message and event.context["model"] == payload
     assert not canary.exists()

@@ -19,6 +19,16 @@ import pytest
 
 from vibeml.exceptions import ConfigurationError, ValidationError
 from vibeml.trainer.config import TrainerConfig
+from vibeml.trainer.events import (
+    CheckpointEvent,
+    DoneEvent,
+    ErrorEvent,
+    SampleEvent,
+    StartEvent,
+    StepEvent,
+    TrainerEvent,
+    read_events,
+)
 from vibeml.workflows.script import ScriptGenerator, decode_script_config, encode_config
 
 WORKFLOWS = ("trl-lora", "qlora", "full", "unsloth")
@@ -149,19 +159,24 @@ def test_print_config_runs_without_vibeml(scripts: dict[str, str], tmp_path: Pat
     assert "torch" not in out.stderr
 
 
-def test_the_inlined_formats_match_the_trainers(
-    scripts: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _load(script: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A generated script as a module (its definitions only: main() runs under __main__ alone)."""
     import importlib.util
 
     path = tmp_path / "generated_train.py"
-    path.write_text(scripts["full"], encoding="utf-8")
+    path.write_text(script, encoding="utf-8")
     spec = importlib.util.spec_from_file_location("generated_train", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "generated_train", module)
-    spec.loader.exec_module(module)  # defines functions only; main() runs under __main__ alone
-    namespace: dict[str, Any] = vars(module)
+    spec.loader.exec_module(module)
+    return vars(module)
+
+
+def test_the_inlined_formats_match_the_trainers(
+    scripts: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    namespace = _load(scripts["full"], tmp_path, monkeypatch)
     rows = [{"question": "2+2?", "answer": "4"}]
     from vibeml.trainer import formats
 
@@ -171,6 +186,29 @@ def test_the_inlined_formats_match_the_trainers(
     with pytest.raises(Exception) as err:
         namespace["detect_format"](rows)
     assert "columns" in str(err.value)
+
+
+def test_the_script_writes_the_trainers_events(
+    scripts: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The script's own copy of the event models (inlined, not imported) writes lines VibeML's reader parses
+    into the same events: one contract, whichever program wrote the stream."""
+    namespace = _load(scripts["trl-lora"], tmp_path, monkeypatch)
+    assert namespace["StepEvent"] is not StepEvent and namespace["StepEvent"].__module__ == "generated_train"
+    wanted: list[TrainerEvent] = [
+        StartEvent(model="m", dataset="d", method="lora", device="cpu", max_steps=8, num_examples=3),
+        StepEvent(step=1, max_steps=8, loss=2.5, learning_rate=1e-3, elapsed_seconds=0.5),
+        CheckpointEvent(step=1, path="out/checkpoints/checkpoint-1"),
+        SampleEvent(phase="after", prompt="Hello? \u2028", completion="hi"),
+        DoneEvent(output_dir="out", step=1, first_loss=2.5, final_loss=2.5, elapsed_seconds=1.0),
+        ErrorEvent(message="no usable rows", error_type="SystemExit"),
+    ]
+    writer = namespace["EventWriter"](tmp_path / "events.jsonl", echo=False)
+    for event in wanted:
+        writer.emit(namespace[type(event).__name__](**event.model_dump()))
+    assert list(read_events(tmp_path / "events.jsonl")) == wanted
+    with pytest.raises(ValueError):  # the script's copy refuses what the trainer's refuses
+        namespace["StepEvent"](step=True)
 
 
 @pytest.mark.needs_train

@@ -8,7 +8,6 @@ hold injection payloads: they must arrive as the same strings and never run.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -17,6 +16,16 @@ from typing import Any
 
 import pytest
 
+from vibeml.jobs.progress import progress_from_events
+from vibeml.models import JobStatus
+from vibeml.trainer.events import (
+    CheckpointEvent,
+    DoneEvent,
+    SampleEvent,
+    StepEvent,
+    parse_event_lines,
+    read_events,
+)
 from vibeml.workflows.script import ScriptGenerator
 
 pytestmark = [pytest.mark.needs_train, pytest.mark.slow]
@@ -110,26 +119,32 @@ def runs(tmp_path_factory: pytest.TempPathFactory, demo_assets_dir: Path) -> dic
     return results
 
 
-def _summary(run: dict[str, Any]) -> dict[str, Any]:
-    assert run["rc"] == 0, f"rc={run['rc']}\nstdout={run['stdout'][-2000:]}\nstderr={run['stderr'][-3000:]}"
-    lines = [json.loads(ln) for ln in run["stdout"].splitlines() if ln.startswith('{"')]
-    done = next(x["done"] for x in lines if "done" in x)
-    samples = [x for x in lines if "prompt" in x]
-    return {"done": done, "samples": samples}
-
-
 @pytest.mark.parametrize("workflow", ["trl-lora", "full", "qlora"])
 def test_script_trains_on_cpu(runs: dict[str, Any], workflow: str) -> None:
+    """The script reports in VibeML's trainer events: its stdout and its events file read with VibeML's own
+    reader, and fold into a completed job's progress."""
     if workflow == "qlora" and runs["qlora_skip"]:
         pytest.skip(runs["qlora_skip"])
     run = runs[workflow]
-    result = _summary(run)
-    done = result["done"]
-    assert done["steps"] == 8 and done["output_dir"] == str(run["out"])
-    assert done["final_loss"] < done["first_loss"]
+    assert run["rc"] == 0, f"rc={run['rc']}\nstdout={run['stdout'][-2000:]}\nstderr={run['stderr'][-3000:]}"
+    events = list(parse_event_lines(run["stdout"].splitlines()))
+    assert events == list(read_events(run["out"] / "events.jsonl"))  # the file holds what was echoed
+    assert [e.event for e in events if not isinstance(e, (StepEvent, CheckpointEvent))] == [
+        "start",
+        *["sample"] * len(PROMPTS),
+        "done",
+    ]
+    assert [e.step for e in events if isinstance(e, StepEvent)] == list(range(1, 9))
+    assert [e.step for e in events if isinstance(e, CheckpointEvent)] == [4, 8]
+    (done,) = [e for e in events if isinstance(e, DoneEvent)]
+    assert done.step == 8 and done.output_dir == str(run["out"])
+    assert done.final_loss is not None and done.first_loss is not None and done.final_loss < done.first_loss
+    progress = progress_from_events(events, alive=False)
+    assert progress.status is JobStatus.COMPLETED and progress.step == 8 and progress.loss == done.final_loss
     weights = "model.safetensors" if workflow == "full" else "adapter_model.safetensors"
     assert (run["out"] / weights).is_file()
     canary = runs["canary"]
     prompts = [p.replace("CANARY", str(canary)) for p in PROMPTS]
-    assert [s["prompt"] for s in result["samples"]] == prompts  # the same strings reached generation
+    samples = [e for e in events if isinstance(e, SampleEvent)]
+    assert [s.prompt for s in samples] == prompts and {s.phase for s in samples} == {"after"}  # the same strings
     assert not canary.exists()

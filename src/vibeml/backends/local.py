@@ -23,7 +23,7 @@ from vibeml.backends.base import Backend, Capabilities, Capability, LaunchChoice
 from vibeml.config._files import atomic_write_bytes
 from vibeml.exceptions import BackendError
 from vibeml.jobs.progress import progress_from_events
-from vibeml.models import JobProgress, LocalHandle, LocalHandleData
+from vibeml.models import JobProgress, LocalHandle, LocalHandleData, TrainerEnd
 from vibeml.safe_paths import make_private_dir
 from vibeml.settings import Settings
 from vibeml.trainer.events import read_events
@@ -164,7 +164,7 @@ class LocalBackend(Backend[LocalHandle]):
         alive = self._alive(handle)
         events_path = handle.data.events_path
         progress = progress_from_events(read_events(events_path), alive=alive)
-        if progress.status.value == "failed" and not alive and progress.error and "without a final" in progress.error:
+        if progress.trainer_end is TrainerEnd.NO_FINAL_EVENT:
             last = self._last_log_line(handle)
             if last:
                 progress = progress.model_copy(update={"error": f"{progress.error}. Last log line: {last}"})

@@ -48,7 +48,7 @@ from vibeml.exceptions import BackendError, CredentialError, ResourceError, Vibe
 from vibeml.jobs.progress import progress_from_events
 from vibeml.models import JobProgress, JobStatus, SkyPilotHandle, SkyPilotHandleData, TrainingRequest
 from vibeml.settings import Settings
-from vibeml.trainer.events import parse_event_lines
+from vibeml.trainer.events import TrainerEvent, dump_event, parse_event_lines
 from vibeml.workflows.registry import TrainingProgram
 
 __all__ = ["SkyPilotBackend"]
@@ -295,9 +295,8 @@ class SkyPilotBackend(Backend[SkyPilotHandle]):
                     if handle.data.mode == "managed"
                     else "the cluster went away before the job finished (torn down or preempted)"
                 )
-        progress = reconcile(sky_status, events, failure)
-        if progress.status is S.STOPPED and state.get("stop_requested") and progress.error in (None, "cancelled"):
-            progress = progress.model_copy(update={"error": "stopped by request"})
+        cancelled = "stopped by request" if state.get("stop_requested") else "cancelled"
+        progress = reconcile(sky_status, events, failure, cancelled=cancelled)
         state["status"] = progress.status.value
         if progress.status.is_terminal:
             self._finalize(handle, state, progress)  # output home, then teardown: cost is counted after
@@ -346,9 +345,9 @@ class SkyPilotBackend(Backend[SkyPilotHandle]):
             lines.extend(path.read_text(encoding="utf-8", errors="replace").splitlines())
         return lines
 
-    def _mirror_events(self, handle: SkyPilotHandle, events: list[dict[str, Any]]) -> None:
+    def _mirror_events(self, handle: SkyPilotHandle, events: list[TrainerEvent]) -> None:
         path = Path(handle.data.events_path)
-        text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events)
+        text = "".join(dump_event(e) + "\n" for e in events)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)

@@ -11,6 +11,7 @@ from typing import Any
 from vibeml.exceptions import BackendError
 from vibeml.jobs.progress import progress_from_events
 from vibeml.models import JobProgress, JobStatus
+from vibeml.trainer.events import TrainerEvent
 
 __all__ = [
     "CLUSTER_JOB_STATUS",
@@ -86,12 +87,17 @@ def is_sky_error(exc: BaseException, names: Iterable[str]) -> bool:
 
 
 def reconcile(
-    sky_status: JobStatus | None, events: Iterable[dict[str, Any]], failure: str | None = None
+    sky_status: JobStatus | None,
+    events: Iterable[TrainerEvent],
+    failure: str | None = None,
+    *,
+    cancelled: str = "cancelled",
 ) -> JobProgress:
     """SkyPilot's view of the job + the trainer's events → one ``JobProgress``.
 
     SkyPilot decides whether the job is still going; the trainer's terminal event says how it ended
-    (a budget stop exits 0 with a ``stopped`` event → stopped, not completed).
+    (a budget stop exits 0 with a ``stopped`` event → stopped, not completed). ``cancelled`` is the
+    error of a stop that neither the trainer nor SkyPilot explained.
     """
     progress = progress_from_events(events, alive=True)
     said = progress.status if progress.status.is_terminal else None
@@ -105,7 +111,7 @@ def reconcile(
         else:
             error = progress.error or failure or "SkyPilot reports that the job failed; see `vibeml logs JOB`"
     elif status is S.STOPPED:
-        error = progress.error or failure or "cancelled"
+        error = progress.error or failure or cancelled
     else:
         error = None if said is None else error
     return progress.model_copy(update={"status": status, "error": error})

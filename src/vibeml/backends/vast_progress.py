@@ -21,12 +21,12 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vibeml.backends.vast_remote import RUNNER_PREFIX
 from vibeml.jobs.progress import progress_from_events
 from vibeml.models import JobProgress, JobStatus, VastHandleData
-from vibeml.trainer.events import ECHO_PREFIX
+from vibeml.trainer.events import ECHO_PREFIX, TERMINAL_EVENTS, StepEvent, TrainerEvent, parse_event
 
 __all__ = ["RECORDS_FILE", "STATE_FILE", "JobState", "RunInfo", "billed_cost"]
 
@@ -115,30 +115,29 @@ def billed_cost(data: VastHandleData, state: JobState, end: float) -> float:
 class RunInfo:
     """The records folded: the current run's trainer events and the runner's report on it."""
 
-    events: list[dict[str, Any]] = field(default_factory=list)
-    all_events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[TrainerEvent] = field(default_factory=list)
+    all_events: list[TrainerEvent] = field(default_factory=list)
     runner: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_records(cls, lines: list[str]) -> RunInfo:
         info = cls()
         for line in lines:
-            for prefix, kind in ((ECHO_PREFIX, "event"), (RUNNER_PREFIX, "runner")):
-                if line.startswith(prefix):
-                    try:
-                        obj = json.loads(line[len(prefix) :])
-                    except json.JSONDecodeError:
-                        break
-                    if not isinstance(obj, dict):
-                        break
-                    if kind == "runner" and obj.get("phase") == "start":
-                        info.events, info.runner = [], []  # a new run: what came before is history
-                    if kind == "event" and isinstance(obj.get("event"), str):
-                        info.events.append(obj)
-                        info.all_events.append(obj)
-                    elif kind == "runner" and isinstance(obj.get("phase"), str):
-                        info.runner.append(obj)
-                    break
+            if line.startswith(ECHO_PREFIX):
+                event = parse_event(line[len(ECHO_PREFIX) :])
+                if event is not None:
+                    info.events.append(event)
+                    info.all_events.append(event)
+            elif line.startswith(RUNNER_PREFIX):
+                try:
+                    obj = json.loads(line[len(RUNNER_PREFIX) :])
+                except json.JSONDecodeError:
+                    continue
+                if not isinstance(obj, dict) or not isinstance(obj.get("phase"), str):
+                    continue
+                if obj["phase"] == "start":
+                    info.events, info.runner = [], []  # a new run: what came before is history
+                info.runner.append(obj)
         return info
 
     def _phase(self, name: str) -> dict[str, Any] | None:
@@ -159,26 +158,19 @@ class RunInfo:
         return self._phase("gave-up")
 
     @property
-    def outcome(self) -> str | None:
+    def outcome(self) -> Literal["done", "stopped", "error"] | None:
         """``done``/``stopped``/``error`` from the trainer's last terminal event in this run."""
         for ev in reversed(self.events):
-            if ev.get("event") in ("done", "stopped", "error"):
-                return str(ev["event"])
+            if isinstance(ev, TERMINAL_EVENTS):
+                return ev.event
         return None
 
     def progress(self, alive: bool = True) -> JobProgress:
         """Progress of the current run; ``first_loss`` from the very first step of any run."""
         p = progress_from_events(self.events, alive=alive)
-        first = next(
-            (
-                e.get("loss")
-                for e in self.all_events
-                if e.get("event") == "step" and isinstance(e.get("loss"), (int, float))
-            ),
-            None,
-        )
+        first = next((e.loss for e in self.all_events if isinstance(e, StepEvent) and e.loss is not None), None)
         if first is not None:
-            p = p.model_copy(update={"first_loss": float(first)})
+            p = p.model_copy(update={"first_loss": first})
         return p
 
     def interim(self) -> JobProgress:

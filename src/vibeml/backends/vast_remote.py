@@ -53,6 +53,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from vibeml.trainer.events import ECHO_PREFIX, TERMINAL_EVENTS, parse_event
+
 __all__ = [
     "COLLECTED_MARKER",
     "INPUTS_MARKER",
@@ -72,7 +74,6 @@ INPUTS_MARKER = "inputs/.complete"
 COLLECTED_MARKER = ".collected"
 STOP_MARKER = "STOP"
 STATE_FILE = "runner_state.json"
-_EVENT_PREFIX = "@@vibeml-event "
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _PAYLOAD_VERSION = "v1:"
 
@@ -184,11 +185,10 @@ class Runner:
 
     def emit_line(self, line: str) -> None:
         """Write one line to stdout and the mirror; remember the trainer's last terminal event."""
-        if line.startswith(_EVENT_PREFIX):
-            with contextlib.suppress(ValueError):
-                kind = json.loads(line[len(_EVENT_PREFIX) :]).get("event")
-                if kind in ("done", "stopped", "error"):
-                    self._last_event = kind
+        if line.startswith(ECHO_PREFIX):
+            event = parse_event(line[len(ECHO_PREFIX) :])
+            if isinstance(event, TERMINAL_EVENTS):
+                self._last_event = event.event
         with self._lock:
             for stream in (self.out, self._mirror):
                 if stream is None:

@@ -3,91 +3,94 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TypeVar
 
-from vibeml.models import JobProgress, JobStatus
+from vibeml.models import JobProgress, JobStatus, TrainerEnd
+from vibeml.trainer.events import (
+    CheckpointEvent,
+    DoneEvent,
+    ErrorEvent,
+    SampleEvent,
+    StartEvent,
+    StepEvent,
+    StoppedEvent,
+    TrainerEvent,
+)
 
-__all__ = ["progress_from_events"]
+__all__ = ["NO_FINAL_EVENT_MESSAGE", "progress_from_events"]
+
+NO_FINAL_EVENT_MESSAGE = (
+    "the trainer exited without a final event (killed, out of memory, or crashed); see the job's log"
+)
+_STATUS = {
+    TrainerEnd.DONE: JobStatus.COMPLETED,
+    TrainerEnd.STOPPED: JobStatus.STOPPED,
+    TrainerEnd.ERROR: JobStatus.FAILED,
+}
+
+_T = TypeVar("_T")
 
 
-def _int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _known(new: _T | None, old: _T) -> _T:
+    """An event's field, unless the event leaves it unknown: then the value an earlier event gave."""
+    return old if new is None else new
 
 
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def progress_from_events(events: Iterable[dict[str, Any]], alive: bool = True) -> JobProgress:
+def progress_from_events(events: Iterable[TrainerEvent], alive: bool = True) -> JobProgress:
     """Summarise events. ``alive`` says whether the program is still running (for non-terminal streams).
 
     Terminal events decide the status (done → completed, stopped → stopped, error → failed); without
-    one, a live program is running (or pending before ``start``) and a dead one has failed.
+    one, a live program is running (or pending before ``start``) and a dead one has failed
+    (``trainer_end`` is then ``NO_FINAL_EVENT``).
     """
-    p: dict[str, Any] = {"status": JobStatus.PENDING, "samples_before": [], "samples_after": []}
+    p = JobProgress(status=JobStatus.PENDING)
     started = False
-    terminal: str | None = None
+    end: TrainerEnd | None = None
     for ev in events:
-        kind = ev.get("event")
-        if kind == "start":
-            started = True
-            if _int(ev.get("max_steps")):
-                p["max_steps"] = ev["max_steps"]
-        elif kind == "step":
-            started = True
-            for key in ("step", "max_steps"):
-                if _int(ev.get(key)):
-                    p[key] = ev[key]
-            for key in ("epoch", "loss", "learning_rate", "tokens_per_s", "eta_seconds", "elapsed_seconds"):
-                val = _num(ev.get(key))
-                if val is not None:
-                    p[key] = val
-            if p.get("first_loss") is None and _num(ev.get("loss")) is not None:
-                p["first_loss"] = float(ev["loss"])
-        elif kind == "checkpoint":
-            if isinstance(ev.get("path"), str):
-                p["last_checkpoint"] = ev["path"]
-        elif kind == "sample":
-            phase = ev.get("phase")
-            entry = {"prompt": str(ev.get("prompt", "")), "completion": str(ev.get("completion", ""))}
-            if phase == "before":
-                p["samples_before"].append(entry)
-            elif phase == "after":
-                p["samples_after"].append(entry)
-        elif kind == "done":
-            terminal = "done"
-            if isinstance(ev.get("output_dir"), str):
-                p["output_dir"] = ev["output_dir"]
-            if _int(ev.get("step")):
-                p["step"] = ev["step"]
-            for src, dst in (("final_loss", "loss"), ("first_loss", "first_loss")):
-                val = _num(ev.get(src))
-                if val is not None:
-                    p[dst] = val
-            val = _num(ev.get("elapsed_seconds"))
-            if val is not None:
-                p["elapsed_seconds"] = val
-            p["eta_seconds"] = 0.0
-        elif kind == "stopped":
-            terminal = "stopped"
-            if isinstance(ev.get("checkpoint"), str):
-                p["last_checkpoint"] = ev["checkpoint"]
-            if _int(ev.get("step")):
-                p["step"] = ev["step"]
-            if ev.get("reason"):
-                p["error"] = f"stopped: {ev['reason']}"
-        elif kind == "error":
-            terminal = "error"
-            p["error"] = str(ev.get("message") or "the trainer failed")
-    if terminal == "done":
-        p["status"] = JobStatus.COMPLETED
-    elif terminal == "stopped":
-        p["status"] = JobStatus.STOPPED
-    elif terminal == "error":
-        p["status"] = JobStatus.FAILED
+        match ev:
+            case StartEvent():
+                started = True
+                p.max_steps = _known(ev.max_steps, p.max_steps)
+            case StepEvent():
+                started = True
+                p.step = ev.step
+                p.max_steps = _known(ev.max_steps, p.max_steps)
+                p.epoch = _known(ev.epoch, p.epoch)
+                p.loss = _known(ev.loss, p.loss)
+                p.learning_rate = _known(ev.learning_rate, p.learning_rate)
+                p.tokens_per_s = _known(ev.tokens_per_s, p.tokens_per_s)
+                p.eta_seconds = _known(ev.eta_seconds, p.eta_seconds)
+                p.elapsed_seconds = _known(ev.elapsed_seconds, p.elapsed_seconds)
+                if p.first_loss is None:
+                    p.first_loss = ev.loss
+            case CheckpointEvent():
+                p.last_checkpoint = ev.path
+            case SampleEvent():
+                samples = p.samples_before if ev.phase == "before" else p.samples_after
+                samples.append({"prompt": ev.prompt, "completion": ev.completion})
+            case DoneEvent():
+                end = TrainerEnd.DONE
+                p.output_dir = ev.output_dir
+                p.step = ev.step
+                p.loss = _known(ev.final_loss, p.loss)
+                p.first_loss = _known(ev.first_loss, p.first_loss)
+                p.elapsed_seconds = _known(ev.elapsed_seconds, p.elapsed_seconds)
+                p.eta_seconds = 0.0
+            case StoppedEvent():
+                end = TrainerEnd.STOPPED
+                p.last_checkpoint = _known(ev.checkpoint, p.last_checkpoint)
+                p.step = _known(ev.step, p.step)
+                p.error = f"stopped: {ev.reason}" if ev.reason else "stopped"
+            case ErrorEvent():
+                end = TrainerEnd.ERROR
+                p.error = ev.message or "the trainer failed"
+    if end is not None:
+        p.status = _STATUS[end]
     elif alive:
-        p["status"] = JobStatus.RUNNING if started else JobStatus.PENDING
+        p.status = JobStatus.RUNNING if started else JobStatus.PENDING
     else:
-        p["status"] = JobStatus.FAILED
-        p["error"] = "the trainer exited without a final event (killed, out of memory, or crashed); see the job's log"
-    return JobProgress.model_validate(p)
+        end = TrainerEnd.NO_FINAL_EVENT
+        p.status = JobStatus.FAILED
+        p.error = NO_FINAL_EVENT_MESSAGE
+    p.trainer_end = end
+    return p

@@ -23,7 +23,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from vibeml.exceptions import ConfigurationError, VibeMLError
 from vibeml.trainer.config import load_config
-from vibeml.trainer.events import EventWriter
+from vibeml.trainer.events import ErrorEvent, EventWriter, context_text
 
 __all__ = ["main"]
 
@@ -51,11 +51,12 @@ def _emit_error(
         return
     try:
         writer.emit(
-            "error",
-            message=str(exc) or type(exc).__name__,
-            error_type=error_type,
-            recovery_suggestion=suggestion,
-            context=context or {},
+            ErrorEvent(
+                message=str(exc) or type(exc).__name__,
+                error_type=error_type,
+                recovery_suggestion=suggestion,
+                context=context_text(context),
+            )
         )
     except OSError as write_exc:  # the event stream itself is broken: say so in the log
         print(f"[vibeml] could not write the error event: {write_exc}", file=sys.stderr)

@@ -1,15 +1,14 @@
-"""The trainer's JSONL event stream: written by the trainer, read by every backend.
+"""The trainer's JSONL event stream: one typed contract, written by the trainer and read by every backend.
 
-Each line is one JSON object with ``event`` and ``time`` (unix seconds). Kinds:
+Each line is one JSON object: an event model below, tagged by ``event``, with ``time`` (unix seconds).
+:data:`TrainerEvent` is their discriminated union and :func:`parse_event` the one way to read a line
+back; a torn, corrupt or unknown line is skipped, never fatal (the stream is written by another
+process, and a log read may cut it anywhere). Numbers are numbers (``true`` is not 1) and finite: a
+non-finite metric (a diverged loss) is recorded as ``null``, as JSON has no NaN. Fields a reader does
+not know are ignored, so a newer trainer's stream still reads.
 
-- ``start``: ``model``, ``dataset``, ``method``, ``max_steps``, ``num_examples``, ``device``, ``resumed_from``
-- ``step``: ``step``, ``max_steps``, ``epoch``, ``loss``, ``learning_rate``, ``tokens_per_s``,
-  ``eta_seconds``, ``elapsed_seconds``
-- ``sample``: ``phase`` ("before"/"after"), ``prompt``, ``completion``
-- ``checkpoint``: ``step``, ``path``
-- ``done``: ``output_dir``, ``step``, ``first_loss``, ``final_loss``, ``elapsed_seconds``
-- ``stopped``: ``step``, ``checkpoint``, ``reason``
-- ``error``: ``message``, ``error_type``, ``recovery_suggestion``
+This module imports nothing from VibeML (and not torch): the standalone training script inlines it
+whole (:mod:`vibeml.workflows.script`), so the script writes the very same events.
 """
 
 from __future__ import annotations
@@ -20,13 +19,31 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Literal
 
-__all__ = ["ECHO_ENV", "ECHO_PREFIX", "TERMINAL_EVENTS", "EventWriter", "parse_event_lines", "read_events"]
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
-TERMINAL_EVENTS = frozenset({"done", "stopped", "error"})
+__all__ = [
+    "ECHO_ENV",
+    "ECHO_PREFIX",
+    "TERMINAL_EVENTS",
+    "CheckpointEvent",
+    "DoneEvent",
+    "ErrorEvent",
+    "EventWriter",
+    "SampleEvent",
+    "StartEvent",
+    "StepEvent",
+    "StoppedEvent",
+    "TrainerEvent",
+    "context_text",
+    "dump_event",
+    "parse_event",
+    "parse_event_lines",
+    "read_events",
+]
 
 #: When this env var is "1", every event is also printed to stdout as ``ECHO_PREFIX + json``, so a
 #: backend that can only read the program's log (a rented instance) still sees the event stream.
@@ -34,15 +51,162 @@ ECHO_ENV = "VIBEML_ECHO_EVENTS"
 ECHO_PREFIX = "@@vibeml-event "
 
 
-def _clean(value: Any) -> Any:
-    """JSON has no NaN/inf: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
+def _finite_or_none(value: object) -> object:
+    """A metric that is not finite (NaN/inf: a diverged loss) is recorded as unknown."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _now() -> float:
+    return round(time.time(), 3)
+
+
+#: A count (steps, rows, parameters): a non-negative int, never a bool or a float.
+Count = Annotated[int, Field(ge=0)]
+#: An optional finite measurement; NaN/inf become None (JSON has no NaN).
+Metric = Annotated[float | None, BeforeValidator(_finite_or_none)]
+Text = Annotated[str, Field(min_length=1)]
+
+
+def _context_or_empty(value: object) -> object:
+    """An error's context is for people: any JSON object reads (as text), anything else as none."""
+    return context_text(value) if isinstance(value, Mapping) else {}
+
+
+#: An error's context, each value as text (written by :func:`context_text`).
+Context = Annotated[dict[str, str], BeforeValidator(_context_or_empty)]
+
+
+class _Event(BaseModel):
+    """What every event has. Strict: no coercion (``"3"`` is not 3, ``true`` is not 1), finite floats."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, frozen=True, extra="ignore")
+
+    time: float = Field(default_factory=_now, description="When the event was written (unix seconds).")
+
+
+class StartEvent(_Event):
+    """The trainer has loaded the model and data and is about to train."""
+
+    event: Literal["start"] = "start"
+    model: str
+    dataset: str
+    method: Literal["lora", "qlora", "full"]
+    device: str
+    max_steps: Count | None
+    num_examples: Count | None = None
+    resumed_from: str | None = None
+    dataset_format: str | None = None
+    skipped_rows: Count = 0
+    dtype: str | None = None
+    trainable_params: Count | None = None
+    total_params: Count | None = None
+    engine: Literal["transformers", "unsloth"] | None = None
+    attn_implementation: str | None = None
+    gradient_checkpointing: bool | None = None
+    checkpoint_every_n_layers: Count | None = None
+    use_liger_kernel: bool | None = None
+    packing: bool | None = None
+
+
+class StepEvent(_Event):
+    """One logged optimizer step."""
+
+    event: Literal["step"] = "step"
+    step: Count
+    max_steps: Count | None = None
+    epoch: Metric = None
+    loss: Metric = None
+    learning_rate: Metric = None
+    tokens_per_s: Metric = None
+    eta_seconds: Metric = None
+    elapsed_seconds: Metric = None
+
+
+class SampleEvent(_Event):
+    """A generation from a sample prompt, before or after training."""
+
+    event: Literal["sample"] = "sample"
+    phase: Literal["before", "after"]
+    prompt: str
+    completion: str
+
+
+class CheckpointEvent(_Event):
+    """A checkpoint was saved (the one to resume from)."""
+
+    event: Literal["checkpoint"] = "checkpoint"
+    step: Count
+    path: Text
+
+
+class DoneEvent(_Event):
+    """Terminal: training finished and the result is saved."""
+
+    event: Literal["done"] = "done"
+    output_dir: Text
+    step: Count
+    first_loss: Metric = None
+    final_loss: Metric = None
+    elapsed_seconds: Metric = None
+    merged_dir: str | None = None
+
+
+class StoppedEvent(_Event):
+    """Terminal: asked to stop (signal, budget, request); ``checkpoint`` is where to resume from."""
+
+    event: Literal["stopped"] = "stopped"
+    reason: str
+    step: Count | None = None  # None: not known to the writer (e.g. a budget stop before start)
+    checkpoint: str | None = None
+    elapsed_seconds: Metric = None
+
+
+class ErrorEvent(_Event):
+    """Terminal: the trainer failed; the message and suggestion are for the user."""
+
+    event: Literal["error"] = "error"
+    message: str
+    error_type: str | None = None
+    recovery_suggestion: str | None = None
+    context: Context = Field(default_factory=dict)
+
+
+TrainerEvent = Annotated[
+    StartEvent | StepEvent | SampleEvent | CheckpointEvent | DoneEvent | StoppedEvent | ErrorEvent,
+    Field(discriminator="event"),
+]
+#: The events that end a run (for ``isinstance``).
+TERMINAL_EVENTS = (DoneEvent, StoppedEvent, ErrorEvent)
+
+_ADAPTER: TypeAdapter[TrainerEvent] = TypeAdapter(TrainerEvent)
+
+
+def parse_event(text: str) -> TrainerEvent | None:
+    """One JSON line → its event, or None for anything else (torn, corrupt, unknown kind, wrong types)."""
+    try:
+        return _ADAPTER.validate_json(text)
+    except ValueError:  # pydantic's ValidationError (bad JSON included) and text that is not UTF-8
         return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
+
+
+def dump_event(event: TrainerEvent) -> str:
+    """One event as its JSON line (without the newline): ASCII, so no character in it splits the line."""
+    data = event.model_dump(mode="json")
+    return json.dumps({"event": data.pop("event"), **data}, ensure_ascii=True, allow_nan=False)
+
+
+def context_text(context: Mapping[str, object] | None) -> dict[str, str]:
+    """An error's context as text values (a value that is not a string is written as JSON)."""
+    out: dict[str, str] = {}
+    for key, value in (context or {}).items():
+        if isinstance(value, str):
+            out[str(key)] = value
+        else:
+            try:
+                out[str(key)] = json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
+            except ValueError:  # NaN somewhere inside, or a cycle
+                out[str(key)] = repr(value)
+    return out
 
 
 class EventWriter:
@@ -56,11 +220,11 @@ class EventWriter:
         # Under torchrun every rank runs the trainer; only rank 0 speaks for the job.
         self.enabled = os.environ.get("RANK", "0") in ("", "0")
 
-    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
-        record = {"event": event, "time": round(time.time(), 3), **_clean(fields)}
+    def emit(self, event: TrainerEvent) -> TrainerEvent:
+        """Append ``event`` (and echo it when asked); returns it."""
         if not self.enabled:
-            return record
-        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+            return event
+        line = dump_event(event) + "\n"
         with self._lock, open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line)
             fh.flush()
@@ -68,40 +232,29 @@ class EventWriter:
             if self.echo:
                 sys.stdout.write(ECHO_PREFIX + line)
                 sys.stdout.flush()
-        return record
+        return event
 
 
-def read_events(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield complete events; a torn or corrupt line is skipped, never fatal."""
-    p = Path(path)
+def read_events(path: str | Path) -> Iterator[TrainerEvent]:
+    """Yield the complete events of a file; a torn, corrupt or unknown line is skipped, never fatal."""
     try:
-        fh = open(p, encoding="utf-8", errors="replace")
-    except FileNotFoundError:
+        fh = open(Path(path), encoding="utf-8", errors="replace")
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):  # no stream (yet) at that path
         return
     with fh:
         for line in fh:
             if not line.endswith("\n"):
                 break  # still being written
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(obj, dict) and isinstance(obj.get("event"), str):
-                yield obj
+            event = parse_event(line) if line.strip() else None
+            if event is not None:
+                yield event
 
 
-def parse_event_lines(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
-    """Events echoed into a log (``ECHO_PREFIX`` lines); everything else is skipped."""
+def parse_event_lines(lines: Iterable[str]) -> Iterator[TrainerEvent]:
+    """Events echoed into a log (``ECHO_PREFIX`` lines, anywhere in the line); everything else is skipped."""
     for line in lines:
         idx = line.find(ECHO_PREFIX)
-        if idx < 0:
-            continue
-        try:
-            obj = json.loads(line[idx + len(ECHO_PREFIX) :])
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict) and isinstance(obj.get("event"), str):
-            yield obj
+        if idx >= 0:
+            event = parse_event(line[idx + len(ECHO_PREFIX) :])
+            if event is not None:
+                yield event

@@ -24,14 +24,22 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vibeml.exceptions import ConfigurationError, ResourceError, TrainingError
 from vibeml.trainer.config import TrainerConfig
 from vibeml.trainer.cpushare import CpuShare
 from vibeml.trainer.data import load_training_dataset
 from vibeml.trainer.engine import Loaded, load_for_training
-from vibeml.trainer.events import EventWriter
+from vibeml.trainer.events import (
+    CheckpointEvent,
+    DoneEvent,
+    EventWriter,
+    SampleEvent,
+    StartEvent,
+    StepEvent,
+    StoppedEvent,
+)
 from vibeml.trainer.modeling import (
     ensure_chat_template_and_pad,
     find_latest_checkpoint,
@@ -142,15 +150,16 @@ def _make_callback(writer: EventWriter, flag: StopFlag, t0: float, share: CpuSha
                 eta = round(max(0, state.max_steps - state.global_step) * per_step, 1)
             lr = logs.get("learning_rate")
             writer.emit(
-                "step",
-                step=state.global_step,
-                max_steps=state.max_steps,
-                epoch=round(float(state.epoch or 0.0), 4),
-                loss=round(loss, 6),
-                learning_rate=float(lr) if lr is not None else None,
-                tokens_per_s=tokens_per_s,
-                eta_seconds=eta,
-                elapsed_seconds=round(time.monotonic() - t0, 2),
+                StepEvent(
+                    step=int(state.global_step),
+                    max_steps=int(state.max_steps) if state.max_steps else None,
+                    epoch=round(float(state.epoch or 0.0), 4),
+                    loss=round(loss, 6),
+                    learning_rate=float(lr) if lr is not None else None,
+                    tokens_per_s=tokens_per_s,
+                    eta_seconds=eta,
+                    elapsed_seconds=round(time.monotonic() - t0, 2),
+                )
             )
             print(
                 f"[vibeml] step {state.global_step}/{state.max_steps} loss {loss:.4f}"
@@ -163,7 +172,7 @@ def _make_callback(writer: EventWriter, flag: StopFlag, t0: float, share: CpuSha
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             self.last_checkpoint = str(path)
-            writer.emit("checkpoint", step=state.global_step, path=str(path))
+            writer.emit(CheckpointEvent(step=int(state.global_step), path=str(path)))
 
     return VibeMLCallback()
 
@@ -272,7 +281,12 @@ def _oom_error(exc: BaseException, device: str, config: TrainerConfig) -> Resour
 
 
 def _samples(
-    phase: str, config: TrainerConfig, model: Any, tokenizer: Any, writer: EventWriter, flag: StopFlag
+    phase: Literal["before", "after"],
+    config: TrainerConfig,
+    model: Any,
+    tokenizer: Any,
+    writer: EventWriter,
+    flag: StopFlag,
 ) -> None:
     for prompt in config.sample_prompts:
         if flag.reason is not None:
@@ -283,7 +297,7 @@ def _samples(
             )
         except Exception as exc:  # a sample must never sink a run
             completion = f"[generation failed: {type(exc).__name__}: {exc}]"
-        writer.emit("sample", phase=phase, prompt=prompt, completion=completion)
+        writer.emit(SampleEvent(phase=phase, prompt=prompt, completion=completion))
 
 
 def _drop_log_printer(trainer: Any) -> None:
@@ -417,25 +431,26 @@ def _train(
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     writer.emit(
-        "start",
-        model=config.model,
-        dataset=config.dataset,
-        method=config.method,
-        num_examples=num_examples,
-        max_steps=planned,
-        device=dev.device,
-        resumed_from=str(resume_from) if resume_from else None,
-        dataset_format=prepared.format,
-        skipped_rows=prepared.skipped,
-        dtype=dev.dtype_name,
-        trainable_params=trainable,
-        total_params=total,
-        engine=config.engine,
-        attn_implementation=loaded.speed.attn_implementation,
-        gradient_checkpointing=loaded.checkpointing.enabled,
-        checkpoint_every_n_layers=loaded.checkpointing.every_n_layers,
-        use_liger_kernel=loaded.speed.use_liger_kernel,
-        packing=hp.packing,
+        StartEvent(
+            model=config.model,
+            dataset=config.dataset,
+            method=config.method,
+            num_examples=num_examples,
+            max_steps=planned,
+            device=dev.device,
+            resumed_from=str(resume_from) if resume_from else None,
+            dataset_format=prepared.format,
+            skipped_rows=prepared.skipped,
+            dtype=dev.dtype_name,
+            trainable_params=trainable,
+            total_params=total,
+            engine=config.engine,
+            attn_implementation=loaded.speed.attn_implementation,
+            gradient_checkpointing=loaded.checkpointing.enabled,
+            checkpoint_every_n_layers=loaded.checkpointing.every_n_layers,
+            use_liger_kernel=loaded.speed.use_liger_kernel,
+            packing=hp.packing,
+        )
     )
     print(
         f"[vibeml] {config.method} fine-tune of {config.model} on {num_examples} examples "
@@ -505,13 +520,14 @@ def _train(
 
     elapsed = round(time.monotonic() - t0, 2)
     writer.emit(
-        "done",
-        output_dir=str(out),
-        step=step,
-        first_loss=callback.first_loss,
-        final_loss=callback.last_loss,
-        elapsed_seconds=elapsed,
-        merged_dir=str(merged_dir) if merged_dir else None,
+        DoneEvent(
+            output_dir=str(out),
+            step=step,
+            first_loss=callback.first_loss,
+            final_loss=callback.last_loss,
+            elapsed_seconds=elapsed,
+            merged_dir=str(merged_dir) if merged_dir else None,
+        )
     )
     print(
         f"[vibeml] done: step {step}, loss {callback.first_loss} -> {callback.last_loss}, {elapsed}s; saved to {out}",
@@ -569,7 +585,7 @@ def _stopped(
     final_loss: float | None = None,
 ) -> dict[str, Any]:
     elapsed = round(time.monotonic() - t0, 2)
-    writer.emit("stopped", step=step, checkpoint=checkpoint, reason=reason, elapsed_seconds=elapsed)
+    writer.emit(StoppedEvent(step=step, checkpoint=checkpoint, reason=reason, elapsed_seconds=elapsed))
     print(f"[vibeml] stopped ({reason}) at step {step}; checkpoint: {checkpoint}", file=sys.stdout, flush=True)
     return {
         "status": "stopped",

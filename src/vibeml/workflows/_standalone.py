@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Fine-tune a causal language model with TRL's SFTTrainer (LoRA, QLoRA, full, or Unsloth).
 
-Written by VibeML (`vibeml script`). It needs only transformers, peft, trl and datasets (plus
+Written by VibeML (`vibeml script`). It needs only transformers, peft, trl, datasets and pydantic (plus
 bitsandbytes for QLoRA, unsloth for the Unsloth workflow); VibeML itself is not required.
+
+Progress is VibeML's trainer event stream: one JSON line per event (start, step, checkpoint, sample,
+done, error) appended to CONFIG's events_path and echoed to stdout after "@@vibeml-event ".
 
 Every setting you chose is in CONFIG: one JSON document, stored base64-encoded below and decoded when
 the script starts. It is data, never code. Read it with `python train.py --print-config`; edit it by
@@ -20,6 +23,7 @@ import json
 import math
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +33,18 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 # ---- your settings: base64 of UTF-8 JSON (only the characters A-Z a-z 0-9 + / =) ----
 CONFIG_B64 = ""
 
-# ---- VibeML's own dataset formats and bitsandbytes CPU guard: each import below is replaced by the module ----
+# ---- VibeML's own dataset formats, bitsandbytes CPU guard and event stream: each import below is replaced by
+# ---- the module ----
 from vibeml.trainer.bnb_compat import guard_cpu_4bit_packing  # noqa: E402
+from vibeml.trainer.events import (  # noqa: E402
+    CheckpointEvent,
+    DoneEvent,
+    ErrorEvent,
+    EventWriter,
+    SampleEvent,
+    StartEvent,
+    StepEvent,
+)
 from vibeml.trainer.formats import (  # noqa: E402
     DatasetError,
     RowProblem,
@@ -263,7 +277,7 @@ def latest_checkpoint(folder: str) -> str | None:
     return str(max(found)[1]) if found else None
 
 
-def sample(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int) -> None:
+def sample(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, events: EventWriter) -> None:
     import torch
 
     model.eval()
@@ -285,7 +299,33 @@ def sample(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int) 
                 pad_token_id=tokenizer.pad_token_id,
             )
         reply = tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-        print(json.dumps({"prompt": prompt, "completion": reply}, ensure_ascii=False), flush=True)
+        events.emit(SampleEvent(phase="after", prompt=prompt, completion=reply))
+
+
+def progress_callback(events: EventWriter, t0: float) -> Any:
+    """A TrainerCallback that reports each logged step and each checkpoint as an event."""
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if logs and "loss" in logs:
+                lr = logs.get("learning_rate")
+                events.emit(
+                    StepEvent(
+                        step=int(state.global_step),
+                        max_steps=int(state.max_steps) if state.max_steps else None,
+                        epoch=round(float(state.epoch or 0.0), 4),
+                        loss=float(logs["loss"]),
+                        learning_rate=float(lr) if lr is not None else None,
+                        elapsed_seconds=round(time.monotonic() - t0, 2),
+                    )
+                )
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            events.emit(CheckpointEvent(step=int(state.global_step), path=str(path)))
+
+    return Progress()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(json.dumps(cfg, indent=2, ensure_ascii=False))
         return 0
+    t0 = time.monotonic()
+    events = EventWriter(cfg["events_path"], echo=True)
     try:
         import torch
 
@@ -306,8 +348,14 @@ def main(argv: list[str] | None = None) -> int:
         model, tokenizer, adapters_added = load_model(cfg, device, dtype)  # Unsloth first, then TRL
         dataset, fmt = load_rows(cfg)
     except DatasetError as exc:
+        suggestion = exc.recovery_suggestion
+        events.emit(ErrorEvent(message=str(exc), error_type="DatasetError", recovery_suggestion=suggestion))
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except SystemExit as exc:  # a setting this machine cannot honour (no GPU, no bitsandbytes, no rows)
+        if isinstance(exc.code, str):
+            events.emit(ErrorEvent(message=exc.code, error_type="SystemExit"))
+        raise
     prepare_tokenizer(tokenizer, model)
     from peft import LoraConfig
     from trl import SFTTrainer
@@ -324,36 +372,56 @@ def main(argv: list[str] | None = None) -> int:
             task_type="CAUSAL_LM",
         )
     log(f"{cfg['method']} fine-tune of {cfg['model']} on {len(dataset)} {fmt} rows ({device})")
+    training_args = sft_config(cfg, device, bf16, fp16, args.max_steps)
     trainer = SFTTrainer(
         model=model,
-        args=sft_config(cfg, device, bf16, fp16, args.max_steps),
+        args=training_args,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
+        callbacks=[progress_callback(events, t0)],
     )
     resume = latest_checkpoint(cfg["checkpoint_dir"]) if cfg.get("resume", True) else None
+    events.emit(
+        StartEvent(
+            model=cfg["model"],
+            dataset=cfg["dataset"],
+            method=cfg["method"],
+            engine=cfg.get("engine", "transformers"),
+            device=device,
+            max_steps=training_args.max_steps if training_args.max_steps > 0 else None,
+            num_examples=len(dataset),
+            dataset_format=fmt,
+            resumed_from=resume,
+        )
+    )
     result = trainer.train(resume_from_checkpoint=resume)
     out = Path(cfg["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    summary = {
-        "output_dir": str(out),
-        "steps": trainer.state.global_step,
-        "train_loss": result.training_loss,
-        "first_loss": losses[0] if losses else None,
-        "final_loss": losses[-1] if losses else None,
-    }
+    losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    merged_dir = None
     if cfg.get("save_merged") and cfg["method"] == "lora" and peft_config is not None:
         peft_model: Any = trainer.model
         merged = peft_model.merge_and_unload()
         merged.save_pretrained(str(out / "merged"))
         tokenizer.save_pretrained(str(out / "merged"))
-        summary["merged_dir"] = str(out / "merged")
+        merged_dir = str(out / "merged")
     if cfg.get("sample_prompts"):
-        sample(trainer.model, tokenizer, list(cfg["sample_prompts"]), int(cfg.get("sample_max_new_tokens", 32)))
-    print(json.dumps({"done": summary}, ensure_ascii=False), flush=True)
+        sample(trainer.model, tokenizer, list(cfg["sample_prompts"]), int(cfg.get("sample_max_new_tokens", 32)), events)
+    step = int(trainer.state.global_step)
+    events.emit(
+        DoneEvent(
+            output_dir=str(out),
+            step=step,
+            first_loss=losses[0] if losses else None,
+            final_loss=losses[-1] if losses else None,
+            elapsed_seconds=round(time.monotonic() - t0, 2),
+            merged_dir=merged_dir,
+        )
+    )
+    log(f"done: {step} steps, mean training loss {result.training_loss:.4f}; saved to {out}")
     if not all(math.isfinite(x) for x in losses):
         print("warning: the loss was not finite at some step", file=sys.stderr)
     return 0

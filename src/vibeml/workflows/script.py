@@ -1,7 +1,8 @@
 """Standalone training scripts: one self-contained Python file per fine-tune, for users who want the file.
 
 The script is the fixed program in :mod:`vibeml.workflows._standalone` with VibeML's own dataset-format
-code (:mod:`vibeml.trainer.formats`) inlined, so it runs with transformers/peft/trl/datasets alone.
+code (:mod:`vibeml.trainer.formats`) and event stream (:mod:`vibeml.trainer.events`: the script reports
+in the trainer's typed events) inlined, so it runs with transformers/peft/trl/datasets/pydantic alone.
 User values never become code: they are validated into a :class:`~vibeml.trainer.config.TrainerConfig`,
 serialised to JSON, base64-encoded (an alphabet of ``A-Z a-z 0-9 + / =``, inert in any string literal)
 and decoded when the script starts. Nothing else in the script depends on the request.
@@ -31,7 +32,7 @@ _B64 = re.compile(r"^[A-Za-z0-9+/=]*$")
 _CONFIG_LINE = 'CONFIG_B64 = ""\n'
 #: The template's top-level imports of these modules are replaced by the whole module (the script must not
 #: need VibeML installed); its import from ``vibeml.trainer.modeling`` becomes the chat template's literal.
-_INLINED = ("vibeml.trainer.formats", "vibeml.trainer.bnb_compat")
+_INLINED = ("vibeml.trainer.formats", "vibeml.trainer.bnb_compat", "vibeml.trainer.events")
 _CHATML_FROM = "vibeml.trainer.modeling"
 #: Script settings that are not hyperparameters (and are passed through to the trainer config).
 _REQUEST_FIELDS = ("dataset_format", "dataset_split", "dataset_config", "output_dir", "save_merged", "sample_prompts")
