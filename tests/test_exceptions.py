@@ -3,6 +3,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vibeml.exceptions import (
     BudgetExceededError,
@@ -118,3 +120,96 @@ def test_retry_on_types() -> None:
     with pytest.raises(KeyError):
         op()
     assert calls["n"] == 2
+
+
+def test_on_retry_sees_each_error_attempt_and_delay_and_no_wait_follows_the_last() -> None:
+    seen: list[tuple[str, int, float]] = []
+    slept: list[float] = []
+
+    @retry_with_backoff(
+        max_attempts=4,
+        base_delay=1.0,
+        backoff=2.0,
+        max_delay=3.0,
+        jitter=0,
+        sleep=slept.append,
+        on_retry=lambda exc, attempt, delay: seen.append((str(exc), attempt, delay)),
+    )
+    def op() -> None:
+        raise ConnectionError(f"down {len(slept) + 1}")
+
+    with pytest.raises(ConnectionError, match="down 4"):
+        op()
+    assert seen == [("down 1", 1, 1.0), ("down 2", 2, 2.0), ("down 3", 3, 3.0)]  # 4.0 capped at max_delay
+    assert slept == [1.0, 2.0, 3.0]
+
+
+def test_on_retry_can_give_up_by_raising() -> None:
+    calls = {"n": 0}
+    slept: list[float] = []
+
+    class Cancelled(Exception):
+        pass
+
+    def give_up(exc: BaseException, attempt: int, delay: float) -> None:
+        if attempt == 2:
+            raise Cancelled
+
+    @retry_with_backoff(max_attempts=5, jitter=0, sleep=slept.append, on_retry=give_up)
+    def op() -> None:
+        calls["n"] += 1
+        raise TimeoutError("slow")
+
+    with pytest.raises(Cancelled) as info:
+        op()
+    assert calls["n"] == 2 and len(slept) == 1
+    assert isinstance(info.value.__context__, TimeoutError)  # the error that was not retried stays visible
+
+
+def test_async_on_retry_may_be_a_coroutine() -> None:
+    seen: list[int] = []
+
+    async def note(exc: BaseException, attempt: int, delay: float) -> None:
+        seen.append(attempt)
+
+    async def no_wait(_s: float) -> None:
+        return None
+
+    calls = {"n": 0}
+
+    @retry_with_backoff(max_attempts=3, sleep=no_wait, on_retry=note)
+    async def op() -> str:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise ConnectionError("c")
+        return "ok"
+
+    assert asyncio.run(op()) == "ok" and seen == [1, 2]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    base=st.floats(0.0, 10.0),
+    factor=st.floats(1.0, 3.0),
+    cap=st.floats(0.0, 60.0),
+    jitter=st.floats(0.0, 1.0),
+    attempts=st.integers(1, 8),
+)
+def test_delays_follow_the_documented_schedule(
+    base: float, factor: float, cap: float, jitter: float, attempts: int
+) -> None:
+    slept: list[float] = []
+
+    @retry_with_backoff(
+        max_attempts=attempts, base_delay=base, backoff=factor, max_delay=cap, jitter=jitter, sleep=slept.append
+    )
+    def op() -> None:
+        raise ConnectionError("c")
+
+    with pytest.raises(ConnectionError):
+        op()
+    assert len(slept) == attempts - 1
+    for n, delay in enumerate(slept, start=1):
+        d = min(cap, base * factor ** (n - 1))
+        assert 0.0 <= delay <= cap
+        assert d * (1 - jitter) - 1e-9 <= delay <= min(cap, d * (1 + jitter)) + 1e-9

@@ -220,6 +220,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 RetryPredicate = Callable[[BaseException], bool]
 
+#: Called before each wait as ``on_retry(error, attempt, delay)``: the error attempt ``attempt`` (1-based)
+#: raised and the seconds about to be waited. What it raises propagates instead of the retry.
+RetryCallback = Callable[[BaseException, int, float], Any]
+
 
 def _default_retryable(exc: BaseException) -> bool:
     """Retry what is transient: flagged provider errors and connection/timeouts."""
@@ -252,6 +256,7 @@ def retry_with_backoff(
     jitter: float = 0.5,
     retry_on: RetryPredicate | tuple[type[BaseException], ...] | None = None,
     sleep: Callable[[float], Any] | None = None,
+    on_retry: RetryCallback | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -265,6 +270,7 @@ def retry_with_backoff(
     jitter: float = 0.5,
     retry_on: RetryPredicate | tuple[type[BaseException], ...] | None = None,
     sleep: Callable[[float], Any] | None = None,
+    on_retry: RetryCallback | None = None,
 ) -> F | Callable[[F], F]:
     """Retry a sync or async callable with exponential backoff, jitter and a delay cap.
 
@@ -272,6 +278,11 @@ def retry_with_backoff(
     ``CloudProviderError(retryable=True)``, ``ConnectionError`` and ``TimeoutError``). After the last
     attempt the last error is re-raised unchanged. A retryable exception may carry ``retry_after``
     (seconds) to ask for a specific wait, still capped by ``max_delay``.
+
+    The wait before retry ``n`` (1-based) is ``min(max_delay, base_delay * backoff**(n-1))`` spread by
+    ``jitter`` over ``[d(1-jitter), d(1+jitter)]`` (then capped again); none follows the last attempt.
+    ``sleep`` (sync, or awaitable for an async callable) replaces the real wait, e.g. in tests;
+    ``on_retry(error, attempt, delay)`` is called before each wait (to log, or to give up by raising).
 
     Usable bare (``@retry_with_backoff``) or with arguments.
     """
@@ -308,6 +319,10 @@ def retry_with_backoff(
                         if attempt >= max_attempts or not predicate(exc):
                             raise
                         delay = wait_for(exc, attempt)
+                        if on_retry is not None:
+                            noted = on_retry(exc, attempt, delay)
+                            if inspect.isawaitable(noted):
+                                await noted
                         if sleep is not None:
                             result = sleep(delay)
                             if inspect.isawaitable(result):
@@ -329,7 +344,10 @@ def retry_with_backoff(
                 except BaseException as exc:
                     if attempt >= max_attempts or not predicate(exc):
                         raise
-                    (sleep or time.sleep)(wait_for(exc, attempt))
+                    delay = wait_for(exc, attempt)
+                    if on_retry is not None:
+                        on_retry(exc, attempt, delay)
+                    (sleep or time.sleep)(delay)
                     attempt += 1
 
         return cast(F, sync_wrapper)

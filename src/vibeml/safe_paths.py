@@ -3,7 +3,8 @@
 Input files must be regular files: a FIFO would block the reader for good, and a device such as
 ``/dev/zero`` never ends. Output paths must be regular files or new paths: replacing ``/dev/full`` (or a
 directory, or a socket) with a regular file is never what a user meant. Writes are atomic (a temp file
-beside the target, then ``os.replace``), so an interrupted write leaves the old file whole.
+beside the target, then ``os.replace``: :func:`atomic_write_bytes`, the one helper for every file VibeML
+replaces), so an interrupted write leaves the old file whole.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from vibeml.exceptions import ConfigurationError, DatasetError, VibeMLError
 
 __all__ = [
+    "atomic_write_bytes",
     "check_input_file",
     "check_output_path",
     "exists",
@@ -137,14 +140,48 @@ def check_output_path(path: str | Path, *, overwrite: bool = True, what: str = "
     return target
 
 
+def _fsync_dir(path: Path) -> None:
+    if os.name != "posix":
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` atomically: a private temp file beside it, fsync, ``os.replace``.
+
+    On any failure the temp file is removed and the old file (if any) is left exactly as it was.
+
+    Raises:
+        OSError: The write failed (callers translate it into their own error).
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # created 0600
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if os.name == "posix":
+                os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
 def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> Path:
-    """Write ``text`` to ``path`` atomically (creating missing parent folders), with ``mode``.
+    """:func:`atomic_write_bytes` for a path a user named: UTF-8 ``text``, missing parent folders created,
+    a failure as a typed error.
 
     Raises:
         ConfigurationError: The folder or the file cannot be written.
     """
-    from vibeml.config._files import atomic_write_bytes
-
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, text.encode("utf-8"), mode=mode)

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_vast_backend_support as vast_support
 from pydantic import SecretStr
 
+from tests.backends import test_vast_backend_support as vast_support
 from vibeml.backends.local import LocalBackend
 from vibeml.backends.registry import default_registry
 from vibeml.client import VibeML

@@ -105,12 +105,31 @@ def test_pid_reuse_is_not_mistaken_for_the_job() -> None:
     assert not process_alive(me, info[1] + 12345)
 
 
-def test_stop_of_vanished_process_group(tmp_path: Path) -> None:
+def test_stop_of_vanished_process_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job whose processes were killed from outside is FAILED with a reason; stop then is a no-op."""
     backend, handle = _launch(tmp_path, "graceful")
     _wait(backend, handle, {JobStatus.RUNNING})
     os.killpg(handle.data.pgid, signal.SIGKILL)
     _wait(backend, handle, {JobStatus.FAILED})
-    backend.stop(handle)  # nothing left to stop: no error
+    before = backend.status(handle)
+    assert before.error and before.error.startswith("the trainer exited without a final event (killed")
+    sent: list[tuple[int, int]] = []
+    real_kill = os.kill
+
+    def kill(pid: int, sig: int) -> None:
+        if sig == 0:  # only probes whether a process exists
+            real_kill(pid, sig)
+        else:
+            sent.append((pid, sig))
+
+    monkeypatch.setattr(os, "kill", kill)
+    monkeypatch.setattr(os, "killpg", lambda pgid, sig: sent.append((pgid, sig)))
+    events = Path(handle.data["events_path"]).read_text(encoding="utf-8")
+    assert backend.stop(handle, grace_seconds=0.5) is None  # nothing left to stop: no error, no wait
+    assert sent == []  # the group id may belong to someone else by now: nothing is signalled
+    after = backend.status(handle)
+    assert after.status is JobStatus.FAILED and after.error == before.error  # not turned into "stopped"
+    assert Path(handle.data["events_path"]).read_text(encoding="utf-8") == events
 
 
 @pytest.mark.parametrize("bad", ["", "relative/x"])

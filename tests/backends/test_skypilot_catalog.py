@@ -50,6 +50,8 @@ def test_seed_round_trips_through_read_sky_catalogs(tmp_path: Path) -> None:
     table = load_price_table()
     assert set(report.written) == set(table.clouds)
     assert not list(tmp_path.rglob("*.md5"))  # no md5: SkyPilot treats them as hand-made, never refetches
+    assert not list(tmp_path.rglob("*.tmp"))  # written atomically, nothing left beside them
+    assert {(Path(p).stat().st_mode & 0o777) for p in report.written.values()} == {0o644}  # as SkyPilot's own
     quotes = read_sky_catalogs(tmp_path)
     back = {(q.cloud, q.region, q.gpu, q.spot): q.usd_per_gpu_hour for q in quotes}
     skipped_gcp = {"T4", "V100"}  # GPUs on general-purpose GCP VMs need host specs the table lacks

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_vast_backend_support as support
-from test_vast_backend_support import (
+
+from tests.backends import test_vast_backend_support as support
+from tests.backends.test_vast_backend_support import (
     SECRET_KEY,
     WorkdirTransport,
     all_text_under,
@@ -24,7 +25,6 @@ from test_vast_backend_support import (
     options,
     wait_terminal,
 )
-
 from vibeml.backends.base import LaunchChoice
 from vibeml.backends.vast import LABEL_PREFIX, VastBackend
 from vibeml.backends.vast_offers import offer_filters, offer_query, rank_offers
@@ -429,7 +429,7 @@ def test_ssh_transport_command_lines(tmp_path: Path, vast_env: FakeVast) -> None
 
 
 def test_logs_follow_to_the_end_and_a_graceful_stop(vast_env: FakeVast, tmp_path: Path) -> None:
-    from test_vast_backend_support import FakeProgramVast
+    from tests.backends.test_vast_backend_support import FakeProgramVast
 
     fake = vast_env
     backend = FakeProgramVast(Settings.from_env(), mode="complete", options=options(), transport=WorkdirTransport(fake))

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_vast_backend_support as support
-from test_vast_backend_support import (
+
+from tests.backends import test_vast_backend_support as support
+from tests.backends.test_vast_backend_support import (
     FakeProgramVast,
     WorkdirTransport,
     assert_nothing_billing,
@@ -19,7 +20,6 @@ from test_vast_backend_support import (
     options,
     wait_terminal,
 )
-
 from vibeml.backends.base import LaunchChoice
 from vibeml.backends.vast_progress import JobState, RunInfo
 from vibeml.models import JobStatus, TrainingRequest, VastHandle

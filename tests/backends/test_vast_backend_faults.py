@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_vast_backend_support as support
 import typer
-from test_vast_backend_support import (
+from typer.testing import CliRunner
+
+from tests.backends import test_vast_backend_support as support
+from tests.backends.test_vast_backend_support import (
     SECRET_KEY,
     FakeProgramVast,
     assert_nothing_billing,
     make_service,
     wait_terminal,
 )
-from typer.testing import CliRunner
-
 from vibeml.exceptions import VibeMLError
 from vibeml.models import JobStatus
 from vibeml.testing.fake_vast import FakeVast

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-if str(Path(__file__).parent) not in sys.path:  # test modules import vast_helpers in any import mode
-    sys.path.insert(0, str(Path(__file__).parent))
-
-from vast_helpers import SECRET_KEY, fast_sleep
-
+from tests.vast.vast_helpers import SECRET_KEY, fast_sleep
 from vibeml.testing.fake_vast import FakeVast
 from vibeml.vast import VastAI
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from vast_helpers import SECRET_KEY, fast_sleep, first_offer
 
+from tests.vast.vast_helpers import SECRET_KEY, fast_sleep, first_offer
 from vibeml.exceptions import CloudProviderError, CredentialError, ValidationError
 from vibeml.settings import Settings
 from vibeml.testing.fake_vast import FakeVast

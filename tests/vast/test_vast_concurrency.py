@@ -6,8 +6,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from vast_helpers import SECRET_KEY, fast_sleep
-
+from tests.vast.vast_helpers import SECRET_KEY, fast_sleep
 from vibeml.testing.fake_vast import FakeVast
 from vibeml.vast import VastAI
 

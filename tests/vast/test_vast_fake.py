@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from vast_helpers import SECRET_KEY, wait_until
 
+from tests.vast.vast_helpers import SECRET_KEY, wait_until
 from vibeml.testing.fake_vast import FakeVast, ManualClock
 from vibeml.testing.fake_vast_market import generate_offers, price_offer
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from vast_helpers import SECRET_KEY, first_offer
 
+from tests.vast.vast_helpers import SECRET_KEY, first_offer
 from vibeml.testing.fake_vast import FakeVast
 from vibeml.vast import VastAI, VastAmbiguousCreateError, VastAPIError, VastNotFoundError
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from vast_helpers import SECRET_KEY, fast_sleep, first_offer
 
+from tests.vast.vast_helpers import SECRET_KEY, fast_sleep, first_offer
 from vibeml.exceptions import VibeMLError
 from vibeml.testing.fake_vast import FakeVast
 from vibeml.vast import VastAI, VastAPIError

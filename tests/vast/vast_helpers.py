@@ -1,4 +1,4 @@
-"""Helpers shared by the Vast SDK tests (imported as a plain module from this directory)."""
+"""Helpers shared by the Vast SDK tests (``from tests.vast.vast_helpers import …``)."""
 
 from __future__ import annotations
 

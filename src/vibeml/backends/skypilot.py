@@ -19,7 +19,6 @@ import contextlib
 import io
 import json
 import math
-import os
 import queue
 import threading
 import time
@@ -47,6 +46,7 @@ from vibeml.catalog.prices import CLOUDS, PriceQuote, read_sky_catalogs
 from vibeml.exceptions import BackendError, CredentialError, ResourceError, VibeMLError
 from vibeml.jobs.progress import progress_from_events
 from vibeml.models import JobProgress, JobStatus, SkyPilotHandle, SkyPilotHandleData, TrainingRequest
+from vibeml.safe_paths import atomic_write_bytes
 from vibeml.settings import Settings
 from vibeml.trainer.events import TrainerEvent, dump_event, parse_event_lines
 from vibeml.workflows.registry import TrainingProgram
@@ -130,10 +130,7 @@ class SkyPilotBackend(Backend[SkyPilotHandle]):
         return data if isinstance(data, dict) else {}
 
     def _save_state(self, handle: SkyPilotHandle, state: dict[str, Any]) -> None:
-        path = self._state_path(handle)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2, default=str), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_bytes(self._state_path(handle), json.dumps(state, indent=2, default=str).encode("utf-8"))
 
     def live_quotes(self, request: TrainingRequest) -> list[PriceQuote] | None:
         """Prices from SkyPilot's cached catalogues (``<SKY_RUNTIME_DIR or ~>/.sky/catalogs/v8``), when present."""
@@ -348,9 +345,7 @@ class SkyPilotBackend(Backend[SkyPilotHandle]):
     def _mirror_events(self, handle: SkyPilotHandle, events: list[TrainerEvent]) -> None:
         path = Path(handle.data.events_path)
         text = "".join(dump_event(e) + "\n" for e in events)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_bytes(path, text.encode("utf-8"))
 
     @staticmethod
     def _lines(chunks: Iterable[str | None]) -> Iterator[str]:

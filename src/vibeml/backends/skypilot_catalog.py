@@ -24,7 +24,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 
 from vibeml.catalog.gpus import resolve_gpu
 from vibeml.catalog.prices import PriceQuote, PriceTable, load_price_table
+from vibeml.safe_paths import atomic_write_bytes
 
 __all__ = [
     "CATALOG_SCHEMA_VERSION",
@@ -238,9 +238,7 @@ def seed_sky_catalogs(
         text, skip = render_vms_csv(cloud, table.quotes)
         skipped.extend(skip)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".csv.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_bytes(path, text.encode("utf-8"), mode=0o644)  # SkyPilot's own catalogues are 0644
         # A stale md5 would make SkyPilot treat the file as its own download and refetch it.
         (base / ".meta" / cloud / "vms.csv.md5").unlink(missing_ok=True)
         seeded[rel] = _sha256(path)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +25,7 @@ from typing import Any, Literal
 from vibeml.backends.vast_remote import RUNNER_PREFIX
 from vibeml.jobs.progress import progress_from_events
 from vibeml.models import JobProgress, JobStatus, VastHandleData
+from vibeml.safe_paths import atomic_write_bytes
 from vibeml.trainer.events import ECHO_PREFIX, TERMINAL_EVENTS, StepEvent, TrainerEvent, parse_event
 
 __all__ = ["RECORDS_FILE", "STATE_FILE", "JobState", "RunInfo", "billed_cost"]
@@ -48,9 +48,7 @@ class JobState:
 
     def save(self) -> None:
         self.job_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, default=str), encoding="utf-8")
-        os.replace(tmp, self.path)
+        atomic_write_bytes(self.path, json.dumps(self.data, indent=1, default=str).encode("utf-8"))
 
     @property
     def final(self) -> JobProgress | None:

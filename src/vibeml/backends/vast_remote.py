@@ -1,7 +1,8 @@
 """The program that runs on a rented Vast.ai instance: ``python -m vibeml.backends.vast_remote``.
 
 The instance's onstart (:data:`ONSTART`, fixed text, no user string ever in it) installs VibeML and
-execs this runner. Everything job-specific arrives as DATA in the environment:
+execs this runner from the installed package, so it may import VibeML's light modules (exceptions,
+safe_paths; ``vibeml.vast`` once the run starts). Everything job-specific arrives as DATA in the environment:
 
 * ``VIBEML_JOB``: the payload (zlib + base64 JSON, see :func:`encode_payload`): the trainer module, its
   JSON config with paths relative to the job directory, extra environment, which inputs to wait for;
@@ -53,6 +54,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from vibeml.exceptions import retry_with_backoff
+from vibeml.safe_paths import atomic_write_bytes
 from vibeml.trainer.events import ECHO_PREFIX, TERMINAL_EVENTS, parse_event
 
 __all__ = [
@@ -216,10 +219,8 @@ class Runner:
             return
         self._last_save = now
         data = dict(self.state, used_seconds=round(self.used(), 3))
-        tmp = self.root / (STATE_FILE + ".tmp")
         with contextlib.suppress(OSError):
-            tmp.write_text(json.dumps(data), encoding="utf-8")
-            os.replace(tmp, self.root / STATE_FILE)
+            atomic_write_bytes(self.root / STATE_FILE, json.dumps(data).encode("utf-8"))
 
     def _load(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -456,22 +457,41 @@ def destroy_own_instance(
     if not iid.isdigit() or not key or not url:
         say("destroy-failed", error="CONTAINER_ID, CONTAINER_API_KEY or VIBEML_VAST_API is missing")
         return False
+
+    def once() -> bool:
+        with contextlib.suppress(VastNotFoundError):  # already gone counts
+            vast.destroy_instance(int(iid))
+        return True
+
+    def note(exc: BaseException, attempt: int, delay: float) -> None:
+        say("destroy-retry", attempt=attempt, error=type(exc).__name__)
+        if cancelled():
+            raise _Cancelled
+
     with VastAI(api_key=key, server_url=url, retry=5, timeout=30.0, quiet=True) as vast:
-        for attempt in range(8):
-            try:
-                vast.destroy_instance(int(iid))
-                return True
-            except VastNotFoundError:
-                return True
-            except Exception as exc:
-                say("destroy-retry", attempt=attempt + 1, error=type(exc).__name__)
-                if cancelled():
-                    return False
-                sleep(min(60.0, 2.0**attempt))
-        with contextlib.suppress(Exception):
-            vast.stop_instance(int(iid))  # storage-only billing beats GPU billing
+        try:  # 8 rounds (each with the client's 5 HTTP attempts), 1 s × 2ⁿ⁻¹ apart, at most 60 s
+            return retry_with_backoff(
+                max_attempts=8,
+                base_delay=1.0,
+                backoff=2.0,
+                max_delay=60.0,
+                jitter=0.0,
+                retry_on=(Exception,),
+                sleep=sleep,
+                on_retry=note,
+            )(once)()
+        except _Cancelled:
+            return False
+        except Exception as exc:
+            say("destroy-retry", attempt=8, error=type(exc).__name__)
+            with contextlib.suppress(Exception):
+                vast.stop_instance(int(iid))  # storage-only billing beats GPU billing
     say("destroy-failed", error="the API did not accept the destroy")
     return False
+
+
+class _Cancelled(Exception):
+    """The runner was told to stop while it waited to retry a destroy."""
 
 
 def main() -> int:

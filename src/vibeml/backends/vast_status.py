@@ -28,7 +28,7 @@ from vibeml.backends.vast_options import VastOptions
 from vibeml.backends.vast_progress import JobState, RunInfo, billed_cost
 from vibeml.backends.vast_remote import COLLECTED_MARKER
 from vibeml.backends.vast_transport import ArtifactTransport
-from vibeml.exceptions import BackendError, VibeMLError
+from vibeml.exceptions import BackendError, VibeMLError, retry_with_backoff
 from vibeml.models import JobHandle, JobProgress, JobStatus, VastHandle, VastHandleData
 from vibeml.vast import VastAI, VastAPIError, VastNotFoundError
 
@@ -82,17 +82,36 @@ class VastJobMonitor:
         return str(PurePosixPath(data.remote_dir) / rel)
 
     def _destroy(self, vast: VastAI, iid: int) -> bool:
-        """Destroy an instance, retrying; True once it is gone (already gone counts)."""
-        for attempt in range(self.options.destroy_attempts):
-            try:
+        """Destroy an instance, retrying; True once it is gone (already gone counts).
+
+        ``destroy_attempts`` rounds (each with the client's own HTTP retries), 0.2 s × 2ⁿ⁻¹ (at most 5 s)
+        apart; any API error is worth another round, as a machine left running bills.
+        """
+
+        def once() -> bool:
+            with contextlib.suppress(VastNotFoundError):
                 vast.destroy_instance(iid)
-                return True
-            except VastNotFoundError:
-                return True
-            except VastAPIError as exc:
-                logger.warning("destroying instance %s failed (%s); attempt %d", iid, exc.message, attempt + 1)
-                self._sleep(min(5.0, 0.2 * 2**attempt))
-        return False
+            return True
+
+        def note(exc: BaseException, attempt: int, delay: float) -> None:
+            logger.warning("destroying instance %s failed (%s); attempt %d, again in %.1f s", iid, exc, attempt, delay)
+
+        try:
+            return retry_with_backoff(
+                max_attempts=self.options.destroy_attempts,
+                base_delay=0.2,
+                backoff=2.0,
+                max_delay=5.0,
+                jitter=0.0,
+                retry_on=(VastAPIError,),
+                sleep=self._sleep,
+                on_retry=note,
+            )(once)()
+        except VastAPIError as exc:
+            logger.warning(
+                "destroying instance %s failed (%s) after %d attempts", iid, exc, self.options.destroy_attempts
+            )
+            return False
 
     def _destroy_label(self, vast: VastAI, label: str, known: int | None = None) -> bool:
         ids = {known} if known else set()

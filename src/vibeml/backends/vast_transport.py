@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vibeml.exceptions import BackendError, ConfigurationError
+from vibeml.exceptions import BackendError, ConfigurationError, retry_with_backoff
 
 if TYPE_CHECKING:
     from vibeml.vast import VastAI
@@ -69,14 +69,27 @@ class ArtifactTransport(ABC):
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
+class _Failed(Exception):
+    """An ssh/scp command failed; ``output`` is the tail of what it printed."""
+
+    def __init__(self, output: str) -> None:
+        super().__init__(output)
+        self.output = output
+
+
+class _NotReady(_Failed):
+    """ssh could not connect (exit 255: sshd still coming up) or the command timed out: worth a retry."""
+
+
 class SSHTransport(ArtifactTransport):
     """``scp``/``ssh`` over the instance's SSH port with VibeML's own key.
 
     Args:
         key_dir: Where the key pair and the pinned host keys live (``<VIBEML_HOME>/ssh``).
         user: Login user (``root`` on Vast images).
-        attempts: Tries per command while the instance's sshd is still coming up.
-        retry_delay: Seconds between tries.
+        attempts: Tries per command while the instance's sshd is still coming up (ssh exits 255) or
+            a command timed out; any other failure is final.
+        retry_delay: Seconds between tries (fixed).
         timeout: Seconds for one copy.
         run: ``subprocess.run`` (a seam for tests of the command lines).
     """
@@ -190,26 +203,38 @@ class SSHTransport(ArtifactTransport):
                     f"{tool} is not installed; the Vast backend copies files over SSH",
                     recovery_suggestion="Install OpenSSH (e.g. `apt-get install openssh-client`).",
                 )
-        last = ""
-        for attempt in range(1, self.attempts + 1):
+
+        def once() -> None:
             try:
                 res = self._run(argv, input=stdin, capture_output=True, text=True, timeout=self.timeout, check=False)
             except subprocess.TimeoutExpired:
-                last = f"timed out after {self.timeout:g} s"
-                continue
+                raise _NotReady(f"timed out after {self.timeout:g} s") from None
             if res.returncode == 0:
                 return
-            last = (res.stderr or res.stdout or "").strip()[-400:]
-            if res.returncode != 255 or attempt == self.attempts:  # 255: could not connect (yet)
-                break
-            logger.info("%s: ssh not ready (attempt %d/%d): %s", what, attempt, self.attempts, last)
-            self._sleep(self.retry_delay)
-        raise BackendError(
-            f"{what} failed: {last or 'no output'}",
-            recovery_suggestion=(
-                "Check that the instance is running and that ssh/scp work from this machine; then retry."
-            ),
-        )
+            output = (res.stderr or res.stdout or "").strip()[-400:]
+            raise (_NotReady if res.returncode == 255 else _Failed)(output)  # 255: could not connect (yet)
+
+        def note(exc: BaseException, attempt: int, delay: float) -> None:
+            logger.info("%s: ssh not ready (attempt %d/%d): %s", what, attempt, self.attempts, exc)
+
+        try:
+            retry_with_backoff(
+                max_attempts=self.attempts,
+                base_delay=self.retry_delay,
+                backoff=1.0,
+                max_delay=self.retry_delay,
+                jitter=0.0,
+                retry_on=(_NotReady,),
+                sleep=self._sleep,
+                on_retry=note,
+            )(once)()
+        except _Failed as exc:
+            raise BackendError(
+                f"{what} failed: {exc.output or 'no output'}",
+                recovery_suggestion=(
+                    "Check that the instance is running and that ssh/scp work from this machine; then retry."
+                ),
+            ) from None
 
     def _ssh(self, instance: Mapping[str, Any], command: str, what: str, stdin: str | None = None) -> None:
         target, port = self._target(instance)

@@ -11,7 +11,6 @@ import functools
 import json
 import logging
 import math
-import random
 import re
 import shlex
 import ssl
@@ -25,7 +24,7 @@ import httpx
 from pydantic import SecretStr
 from rich.console import Console
 
-from vibeml.exceptions import CredentialError
+from vibeml.exceptions import CredentialError, retry_with_backoff
 from vibeml.vast.models import VastAPIError, VastAuthError, VastNotFoundError
 
 __all__ = ["DEFAULT_SERVER_URL", "RETRY_STATUSES", "VastHTTP", "default_key_files", "resolve_api_key"]
@@ -34,6 +33,12 @@ logger = logging.getLogger("vibeml.vast.client")
 
 DEFAULT_SERVER_URL = "https://console.vast.ai"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+#: The wait before retry n is 0.15 s × 1.5ⁿ⁻¹ plus 0-25 % jitter. In retry_with_backoff's terms (its
+#: jitter j spreads a delay d over [d(1-j), d(1+j)]): d = 0.15 × 9/8 and j = 1/9 give [0.15, 0.1875] × 1.5ⁿ⁻¹.
+_BASE_DELAY = 0.15 * 9 / 8
+_JITTER = 1 / 9
+
 SECRETISH = re.compile(r"(api[_-]?key|token|secret|password|passphrase|authorization)", re.IGNORECASE)
 
 
@@ -71,6 +76,28 @@ class CurlShortCircuit(Exception):
     def __init__(self, command: str) -> None:
         super().__init__("curl mode")
         self.command = command
+
+
+class _Transient(Exception):
+    """One attempt's outcome worth another try: a failure (``error``) or a retryable status (``response``).
+
+    ``ambiguous``: the request may have been served (a timeout, a 502-504); ``retry_after``: the
+    server's ``Retry-After``, already capped, which :func:`~vibeml.exceptions.retry_with_backoff` honours.
+    """
+
+    def __init__(
+        self,
+        *,
+        error: VastAPIError | None = None,
+        response: httpx.Response | None = None,
+        ambiguous: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(error.message if error is not None else "retryable status")
+        self.error = error
+        self.response = response
+        self.ambiguous = ambiguous
+        self.retry_after = retry_after
 
 
 class Ambiguous(Exception):
@@ -257,13 +284,6 @@ class VastHTTP:
             lines.append("  body: " + json.dumps(self.masked_body(body), sort_keys=True))
         self._err_console.print(self.mask("\n".join(lines)), markup=False, highlight=False)
 
-    def backoff(self, attempt: int, retry_after: float | None = None) -> float:
-        delay = 0.15 * (1.5 ** (attempt - 1))
-        delay += random.uniform(0.0, delay * 0.25)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.max_retry_after))
-        return delay
-
     def send(
         self,
         method: str,
@@ -299,32 +319,28 @@ class VastHTTP:
         shown = self.mask(full)
         ambiguous_seen = False
         attempt = 0
-        while True:
+
+        def once() -> httpx.Response:
+            """One attempt: the response, or :class:`_Transient` for one worth another try."""
+            nonlocal attempt
             attempt += 1
             if self.explain_requests:
                 self.explain(method, shown, body, auth, attempt)
             try:
-                resp = self._http.request(
-                    method,
-                    url,
-                    params=query or None,
-                    json=body,
-                    headers=headers,
-                )
+                resp = self._http.request(method, url, params=query or None, json=body, headers=headers)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # Never reached the server: safe to retry for any method.
-                error = VastAPIError(
-                    f"Could not connect to {self.server_url}: {self.mask(str(exc)) or type(exc).__name__}.",
-                    status=None,
-                    error="connection_error",
-                    method=method,
-                    path=path_only,
-                    retryable=True,
-                    recovery_suggestion="Check the network and the server URL, then retry.",
-                )
-                if attempt >= self.retry:
-                    raise error from None
-                delay = self.backoff(attempt)
+                raise _Transient(
+                    error=VastAPIError(
+                        f"Could not connect to {self.server_url}: {self.mask(str(exc)) or type(exc).__name__}.",
+                        status=None,
+                        error="connection_error",
+                        method=method,
+                        path=path_only,
+                        retryable=True,
+                        recovery_suggestion="Check the network and the server URL, then retry.",
+                    )
+                ) from None
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 timed_out = isinstance(exc, httpx.TimeoutException)
                 error = VastAPIError(
@@ -340,10 +356,7 @@ class VastHTTP:
                 )
                 if not idempotent:
                     raise Ambiguous(error) from None
-                ambiguous_seen = True
-                if attempt >= self.retry:
-                    raise error from None
-                delay = self.backoff(attempt)
+                raise _Transient(error=error, ambiguous=True) from None
             except httpx.HTTPError as exc:
                 raise VastAPIError(
                     f"{method} {path_only} failed: {self.mask(str(exc)) or type(exc).__name__}.",
@@ -351,19 +364,43 @@ class VastHTTP:
                     method=method,
                     path=path_only,
                 ) from None
-            else:
-                status = resp.status_code
-                logger.debug("vast %s %s -> %d (attempt %d/%d)", method, path_only, status, attempt, self.retry)
-                if status >= 500 and not idempotent:
-                    raise Ambiguous(self.error_from(resp, method, path_only))
-                if status not in RETRY_STATUSES or attempt >= self.retry:
-                    return resp, ambiguous_seen
-                if status != 429:
-                    ambiguous_seen = True
-                delay = self.backoff(attempt, _parse_retry_after(resp.headers.get("Retry-After")))
-                resp.close()
-            logger.info("vast %s %s: retrying in %.2fs (attempt %d/%d)", method, path_only, delay, attempt, self.retry)
-            self.sleep(delay)
+            status = resp.status_code
+            logger.debug("vast %s %s -> %d (attempt %d/%d)", method, path_only, status, attempt, self.retry)
+            if status >= 500 and not idempotent:
+                raise Ambiguous(self.error_from(resp, method, path_only))
+            if status not in RETRY_STATUSES:
+                return resp
+            hinted = _parse_retry_after(resp.headers.get("Retry-After"))
+            raise _Transient(
+                response=resp,
+                ambiguous=status != 429,  # a 429 was refused unseen; a 502-504 may have been served
+                retry_after=None if hinted is None else min(hinted, self.max_retry_after),
+            )
+
+        def note(exc: BaseException, n: int, delay: float) -> None:
+            nonlocal ambiguous_seen
+            if isinstance(exc, _Transient):  # always: nothing else is retried
+                ambiguous_seen = ambiguous_seen or exc.ambiguous
+                if exc.response is not None:
+                    exc.response.close()
+            logger.info("vast %s %s: retrying in %.2fs (attempt %d/%d)", method, path_only, delay, n, self.retry)
+
+        try:
+            return retry_with_backoff(
+                max_attempts=self.retry,
+                base_delay=_BASE_DELAY,
+                backoff=1.5,
+                jitter=_JITTER,
+                max_delay=math.inf,  # only a Retry-After is capped (at max_retry_after, above)
+                retry_on=(_Transient,),
+                sleep=self.sleep,
+                on_retry=note,
+            )(once)(), ambiguous_seen
+        except _Transient as last:  # the attempts are spent
+            if last.error is not None:
+                raise last.error from None
+            assert last.response is not None  # a _Transient holds one or the other
+            return last.response, ambiguous_seen
 
     def error_from(self, resp: httpx.Response, method: str, path: str) -> VastAPIError:
         """Translate an error response (or a 200 with ``success: false``) into a typed error."""

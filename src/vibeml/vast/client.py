@@ -343,6 +343,9 @@ class VastAI:
             body["cancel_unavail"] = cancel_unavail
         started = time.time()
         path = f"/asks/{int(id)}/"
+        # Not retry_with_backoff: a create whose answer was lost may have rented a machine, so what to
+        # do next depends on a lookup (found: done; offer taken: look again; nothing: send once more).
+        # A blind retry could rent two. The request itself still gets the safe retries (429, connect).
         try:
             data = self._core.call("PUT", path, body=body, idempotent=False)
         except Ambiguous as amb:
