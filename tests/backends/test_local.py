@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vibeml.backends.local import LocalBackend, process_alive
-from vibeml.models import JobStatus, LocalHandle, LocalHandleData, TrainingRequest
+from vibeml.models import JobStatus, LocalHandle, LocalHandleData, TrainerEnd, TrainingRequest
 from vibeml.settings import Settings
 from vibeml.workflows.registry import render_program
 
@@ -112,7 +112,7 @@ def test_stop_of_vanished_process_group(tmp_path: Path, monkeypatch: pytest.Monk
     os.killpg(handle.data.pgid, signal.SIGKILL)
     _wait(backend, handle, {JobStatus.FAILED})
     before = backend.status(handle)
-    assert before.error and before.error.startswith("the trainer exited without a final event (killed")
+    assert before.trainer_end is TrainerEnd.NO_FINAL_EVENT and before.error and "without a final event" in before.error
     sent: list[tuple[int, int]] = []
     real_kill = os.kill
 
@@ -124,12 +124,12 @@ def test_stop_of_vanished_process_group(tmp_path: Path, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(os, "kill", kill)
     monkeypatch.setattr(os, "killpg", lambda pgid, sig: sent.append((pgid, sig)))
-    events = Path(handle.data["events_path"]).read_text(encoding="utf-8")
+    events = Path(handle.data.events_path).read_text(encoding="utf-8")
     assert backend.stop(handle, grace_seconds=0.5) is None  # nothing left to stop: no error, no wait
     assert sent == []  # the group id may belong to someone else by now: nothing is signalled
     after = backend.status(handle)
     assert after.status is JobStatus.FAILED and after.error == before.error  # not turned into "stopped"
-    assert Path(handle.data["events_path"]).read_text(encoding="utf-8") == events
+    assert Path(handle.data.events_path).read_text(encoding="utf-8") == events
 
 
 @pytest.mark.parametrize("bad", ["", "relative/x"])
