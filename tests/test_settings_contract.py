@@ -30,6 +30,8 @@ EXEMPT = {
     "vibeml/workflows/_standalone.py": "the standalone script template runs on its own, without VibeML",
     "vibeml/backends/vast_remote.py": "the agent on the rented Vast machine: its job arrives in its environment",
     "vibeml/testing/": "testing fakes (fake Vast.ai) run as programs of their own",
+    "vibeml/config/credentials.py": "the seed's CredentialManager() with no environment mapping: "
+    "get_credential(..., fallback_env=NAME) reads the variable its caller names, not a VibeML setting",
 }
 #: Modules that only hand the whole environment to a child process unread: ``dict(os.environ)``.
 PASSTHROUGH = {
@@ -41,6 +43,7 @@ FRONT_ENDS = {
     "vibeml/mcp/server.py": "the MCP server: once, at start",
     "vibeml/client.py": "VibeML() with no settings",
     "vibeml/api.py": "the async API with no settings",
+    "vibeml/config/credentials.py": "the seed's CredentialManager() with no arguments",
 }
 
 

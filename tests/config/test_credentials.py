@@ -478,3 +478,23 @@ def test_threads_do_not_lose_writes(manager: CredentialManager) -> None:
     for t in threads:
         t.join()
     assert {i.provider for i in manager.list_providers()} == {f"p{i}" for i in range(8)}
+
+
+def test_the_seed_form_with_no_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``CredentialManager()`` as the API reference writes it: settings from the environment (the store under
+    VIBEML_HOME, its passphrase from VIBEML_PASSPHRASE) and ``fallback_env`` naming any variable."""
+    monkeypatch.setenv("VIBEML_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VIBEML_CREDENTIAL_BACKEND", "passphrase")
+    monkeypatch.setenv("VIBEML_PASSPHRASE", "correct horse battery staple")
+    monkeypatch.delenv("VIBEML_CONFIG_DIR", raising=False)
+    monkeypatch.setenv("NEBIUS_API_KEY", "from-the-environment")
+    manager = CredentialManager()
+    assert manager.config_dir == tmp_path / "home" / "config" and manager.backend == "passphrase"
+    found = manager.get_credential(provider="nebius", credential_type="api_key", fallback_env="NEBIUS_API_KEY")
+    assert found is not None and found.get_secret_value() == "from-the-environment"
+    manager.store_credential(provider="nebius", credential_type="api_key", value="your-key")
+    stored = CredentialManager().get_credential("nebius", "api_key", fallback_env="NEBIUS_API_KEY")
+    assert stored is not None and stored.get_secret_value() == "your-key"  # the store wins over the variable
+    monkeypatch.delenv("NEBIUS_API_KEY")
+    assert CredentialManager().get_credential("nebius", "other", fallback_env="NEBIUS_API_KEY") is None
+    assert "from-the-environment" not in repr(manager) and "your-key" not in repr(manager)

@@ -178,19 +178,22 @@ class CredentialManager:
     """Store, read and check credentials, encrypted at rest. Thread-safe; safe across processes.
 
     Front ends build it with :meth:`from_settings` (the config dir, ``VIBEML_CREDENTIAL_BACKEND``,
-    ``VIBEML_PASSPHRASE`` and the providers' variables, all from the settings); nothing here reads the
-    environment.
+    ``VIBEML_PASSPHRASE`` and the providers' variables, all from the settings). ``CredentialManager()``
+    with no arguments (the seed's form) is its own front end: it reads the settings from the environment
+    once, and ``fallback_env`` then names any variable of the process environment, read when asked.
 
     Args:
-        config_dir: Directory of the store (``settings.config_dir``).
+        config_dir: Directory of the store (``settings.config_dir``); omitted: the settings are read from
+            the environment (``Settings()``) for it, the passphrase and the key source.
         passphrase: Passphrase for the ``passphrase`` key source (else ``prompt``).
         backend: Where the data key lives: ``"auto"`` (an existing store's own source; for a new store the OS
             keyring when usable, else a passphrase), ``"keyring"``, ``"passphrase"`` or ``"keyfile"``
             (weaker; only when asked for).
         prompt: Called with a message to read a passphrase interactively (hiding input is the caller's job).
         scrypt_n: scrypt cost for a *new* store (a power of two, 2**10 … 2**20); existing stores use their own.
-        env: The providers' variables that are set (``VAST_API_KEY``, ``HF_TOKEN``, …; from
-            ``Settings.credential_env()``), for ``fallback_env`` and the checks; default none.
+        env: The variables ``fallback_env`` and the checks may read (``Settings.credential_env()``: the
+            providers' ``VAST_API_KEY``, ``HF_TOKEN``, …). Omitted: the process environment, read when a
+            fallback is asked for.
 
     Raises:
         ConfigurationError: An unknown backend or an out-of-range ``scrypt_n``.
@@ -198,14 +201,22 @@ class CredentialManager:
 
     def __init__(
         self,
-        config_dir: Path,
+        config_dir: Path | None = None,
         *,
         passphrase: str | SecretStr | None = None,
-        backend: Backend = "auto",
+        backend: Backend | None = None,
         prompt: Callable[[str], str] | None = None,
         scrypt_n: int = SCRYPT_N,
         env: Mapping[str, str | SecretStr] | None = None,
     ) -> None:
+        if config_dir is None:
+            from vibeml.settings import Settings
+
+            settings = Settings()
+            config_dir = settings.config_dir
+            passphrase = settings.credentials.passphrase if passphrase is None else passphrase
+            backend = settings.credentials.backend if backend is None else backend
+        backend = "auto" if backend is None else backend
         if backend not in get_args(Backend):
             raise ConfigurationError(
                 f"unknown credential backend {str(backend)[:40]!r}",
@@ -222,7 +233,11 @@ class CredentialManager:
         self._prompted = False
         self._prompt = prompt
         self._scrypt_n = scrypt_n
-        self._env = {k: v if isinstance(v, SecretStr) else SecretStr(v) for k, v in (env or {}).items()}
+        # A given mapping is held as secrets (no repr shows it); without one, the process environment is read
+        # when a variable is asked for (and never held).
+        self._env: dict[str, SecretStr] | None = (
+            None if env is None else {k: v if isinstance(v, SecretStr) else SecretStr(v) for k, v in env.items()}
+        )
         self._keys: dict[str, bytes] = {}
         self._mutex = threading.RLock()
 
@@ -294,8 +309,7 @@ class CredentialManager:
             CredentialError: The store is damaged, or the key or passphrase is wrong or missing.
         """
         prov, ctype = normalize_name(provider, "provider"), normalize_name(credential_type, "credential type")
-        found_env = self._env.get(fallback_env) if fallback_env else None
-        env_value = found_env.get_secret_value() if found_env is not None else None
+        env_value = self._env_value(fallback_env)
         try:
             creds = self._load_credentials()
         except PassphraseRequiredError:
@@ -346,7 +360,6 @@ class CredentialManager:
             looked for in its usual environment variables (``VAST_API_KEY``, ``HF_TOKEN``, …).
         """
         stored = self._load_credentials()
-        env = self._env
         if provider:
             names = [normalize_name(provider, "provider")]
         else:
@@ -363,11 +376,20 @@ class CredentialManager:
                 if ctype in have:
                     value, source = have[ctype]["value"], "store"
                 elif spec is not None:
-                    var = next((v for v in spec.env if v in env and env[v].get_secret_value()), None)
+                    var = next((v for v in spec.env if self._env_value(v)), None)
                     if var is not None:
-                        value, source = env[var].get_secret_value(), f"env:{var}"
+                        value, source = self._env_value(var), f"env:{var}"
                 report[prov][ctype] = _check(prov, ctype, value, source, spec)
         return report
+
+    def _env_value(self, name: str | None) -> str | None:
+        """The plain value of variable ``name`` in this manager's environment (``None``: unnamed or unset)."""
+        if not name:
+            return None
+        if self._env is None:
+            return os.environ.get(name)
+        found = self._env.get(name)
+        return None if found is None else found.get_secret_value()
 
     def credential_lookup(
         self, provider: str, credential_type: str, fallback_env: str | None = None
