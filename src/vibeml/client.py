@@ -153,7 +153,7 @@ class VibeML:
         return hub_secrets(self.settings)
 
     def _resolve_local_inputs(self, request: TrainingRequest) -> tuple[TrainingRequest, bool]:
-        return resolve_local_inputs(request)
+        return resolve_local_inputs(request, self.settings)
 
     def estimate(self, request: TrainingRequest) -> CostEstimate:
         """Expected cost of a request on its backend: local runs are free; paid ones are planned as the launch

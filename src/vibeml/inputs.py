@@ -22,12 +22,16 @@ if TYPE_CHECKING:
     from vibeml.estimate.cost import DatasetStats
 
 __all__ = [
+    "check_dataset_split",
+    "check_hub_dataset",
     "check_local_dataset",
+    "check_local_model",
     "dataset_stats",
     "hub_secrets",
     "hub_token",
     "looks_like_path",
     "resolve_local_inputs",
+    "split_names",
 ]
 
 _DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
@@ -123,8 +127,125 @@ def check_local_dataset(path: Path, request: TrainingRequest, max_bytes: int = C
     )
 
 
-def resolve_local_inputs(request: TrainingRequest) -> tuple[TrainingRequest, bool]:
-    """Make local paths absolute (the trainer runs elsewhere) and reject missing ones early.
+#: A split as ``datasets`` reads it: names, each with an optional slice, joined by ``+``.
+_SPLIT = re.compile(r"^\s*\w[\w.-]*\s*(\[[^\]]*\])?(\s*\+\s*\w[\w.-]*\s*(\[[^\]]*\])?)*\s*$")
+
+
+def split_names(split: str) -> list[str]:
+    """The split names in a split expression (``train[:100]+test`` → ``["train", "test"]``).
+
+    Raises:
+        DatasetError: Not a split expression.
+    """
+    if not _SPLIT.match(split):
+        raise DatasetError(
+            f"{split!r} is not a dataset split (a name such as 'train', optionally sliced: 'train[:1000]')",
+            {"split": split},
+            "Give --dataset-split as a split name, e.g. 'train', 'test' or 'train[:1000]'.",
+        )
+    return [part.split("[")[0].strip() for part in split.split("+")]
+
+
+def check_dataset_split(dataset: Path, request: TrainingRequest) -> None:
+    """Refuse a split (or config) a local dataset does not have, as the trainer would after renting.
+
+    Files and folders of files have one split, ``train``, and no configs; a ``save_to_disk`` folder of
+    several splits has the splits its ``dataset_dict.json`` names.
+
+    Raises:
+        DatasetError: The split or config does not exist in the local data.
+    """
+    import json
+
+    from vibeml.trainer.data import resolve_dataset_source
+
+    names = split_names(request.dataset_split)
+    ctx: dict[str, Any] = {"dataset": str(dataset), "split": request.dataset_split}
+    source = resolve_dataset_source(str(dataset))
+    if source.kind == "files":
+        if request.dataset_config is not None:
+            raise DatasetError(
+                f"local dataset files have no configs, so dataset_config {request.dataset_config!r} cannot apply",
+                {**ctx, "config": request.dataset_config},
+                "Drop --dataset-config for local files (it names a configuration of a hub dataset).",
+            )
+        available = ["train"]
+    else:
+        index = dataset / "dataset_dict.json"
+        if not is_file(index):
+            return  # a single saved Dataset: the trainer uses it whatever the split
+        try:
+            available = [str(x) for x in json.loads(index.read_text(encoding="utf-8"))["splits"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # unreadable index: the trainer reports it
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise DatasetError(
+            f"dataset {dataset} has no split {missing[0]!r} (it has {', '.join(repr(a) for a in available)})",
+            {**ctx, "available_splits": available},
+            f"Set --dataset-split to one of {', '.join(available)} (a slice such as '{available[0]}[:1000]' "
+            "also works).",
+        )
+
+
+def check_local_model(path: Path, model: str) -> None:
+    """Refuse a local model directory whose config.json the trainer could not load (unreadable, no
+    ``model_type``, or missing the sizes every causal LM has).
+
+    Raises:
+        ModelNotFoundError: The config is not a usable model config.
+    """
+    from vibeml.catalog.architectures import architecture_from_config, load_config_file
+
+    suggestion = "Point --model at a directory saved with save_pretrained() (its config.json intact), or a hub id."
+    try:
+        config = load_config_file(path)
+        if not config.get("model_type"):
+            raise ModelNotFoundError(
+                f"{path / 'config.json'} names no model_type: transformers cannot tell which architecture it is",
+                {"model": model},
+                suggestion,
+            )
+        architecture_from_config(config, name=model, source="local")
+    except ModelNotFoundError:
+        raise
+    except VibeMLError as exc:
+        raise ModelNotFoundError(
+            f"{model} is not a usable model directory: {exc.message}", {"model": model}, suggestion
+        ) from exc
+
+
+def check_hub_dataset(request: TrainingRequest, settings: Settings | None) -> None:
+    """Refuse a hub dataset whose split or config the hub's metadata shows does not exist (no download).
+
+    Skipped when the hub is offline (HF_HUB_OFFLINE) or cannot be reached: the trainer reports those.
+
+    Raises:
+        DatasetError: The dataset, its split or its config does not exist.
+        CredentialError: The dataset is gated or private and the token has no access.
+    """
+    from vibeml.exceptions import CloudProviderError
+    from vibeml.validation.dataset import DatasetValidator
+    from vibeml.validation.hub import is_offline
+
+    names = split_names(request.dataset_split)
+    if is_offline(settings.hub if settings is not None else None):
+        return  # HF_HUB_OFFLINE: the hub is not asked; the trainer reads the dataset where it runs
+    validator = DatasetValidator(settings=settings)
+    try:
+        validator.check_hub_split(request.dataset, names, request.dataset_config)
+    except CloudProviderError:
+        return  # the hub is unreachable now: not a verdict on the dataset
+    except DatasetError as exc:
+        if exc.context.get("offline"):
+            return
+        raise
+
+
+def resolve_local_inputs(request: TrainingRequest, settings: Settings | None = None) -> tuple[TrainingRequest, bool]:
+    """Make local paths absolute (the trainer runs elsewhere) and reject missing ones early; check a local
+    model's config, a local dataset's split, format and columns, and a hub dataset's split and config
+    (through ``settings``' hub, when given and online).
 
     Returns the request and whether everything it reads is local (so the hub can stay offline).
     """
@@ -138,6 +259,7 @@ def resolve_local_inputs(request: TrainingRequest) -> tuple[TrainingRequest, boo
                 {"model": request.model},
                 "Point --model at a directory saved with save_pretrained(), or give a hub id.",
             )
+        check_local_model(model_path.resolve(), request.model)
         updates["model"] = str(model_path.resolve())
     elif looks_like_path(request.model):
         raise ModelNotFoundError(
@@ -156,6 +278,7 @@ def resolve_local_inputs(request: TrainingRequest) -> tuple[TrainingRequest, boo
     data_path = Path(request.dataset).expanduser()
     if exists(data_path):
         updates["dataset"] = str(data_path.resolve())
+        check_dataset_split(data_path.resolve(), request)
         check_local_dataset(data_path.resolve(), request)
     elif looks_like_path(request.dataset):
         raise DatasetError(
@@ -170,6 +293,8 @@ def resolve_local_inputs(request: TrainingRequest) -> tuple[TrainingRequest, boo
         )
     else:
         local = False
+        if settings is not None:
+            check_hub_dataset(request, settings)
     if request.output_dir:
         updates["output_dir"] = str(Path(request.output_dir).expanduser().resolve())
     if updates:

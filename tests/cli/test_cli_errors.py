@@ -70,7 +70,10 @@ def test_budget_is_checked_before_anything_starts(tmp_path: Path, vibeml_env: Pa
     data.write_text('{"text": "hi"}\n')
     model = tmp_path / "model"
     model.mkdir()
-    (model / "config.json").write_text("{}")
+    (model / "config.json").write_text(
+        json.dumps({"model_type": "llama", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+                    "vocab_size": 32})
+    )  # fmt: skip
     # Local runs cost nothing, so any positive budget holds and the job is created.
     code, out, err = _invoke("launch", "--model", str(model), "--dataset", str(data), "--max-cost", "0.01", "--json")
     assert code == 0, err

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import statistics
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -37,6 +38,12 @@ if TYPE_CHECKING:
 
 __all__ = ["DatasetReport", "DatasetValidator", "TokenStats", "render_for_count"]
 
+#: File-name words ``datasets`` reads as a split, and the split they name.
+_SPLIT_KEYWORDS = {
+    **dict.fromkeys(("train", "training"), "train"),
+    **dict.fromkeys(("validation", "valid", "val", "dev"), "validation"),
+    **dict.fromkeys(("test", "testing", "eval", "evaluation"), "test"),
+}
 #: Rows normalised to check them (the rest are counted, not parsed into formats).
 MAX_CHECKED_ROWS = 50_000
 #: Rows whose tokens are counted for the statistics.
@@ -550,6 +557,77 @@ class DatasetValidator:
             warnings.append(f"read {len(local)} of {len(chosen)} data files; the row count is extrapolated by size")
         extra["warnings"] = warnings
         return [s.rfilename for s in chosen[: len(local)]], rows, total, exact, extra
+
+    def check_hub_split(self, repo_id: str, splits: list[str], config: str | None = None) -> list[str]:
+        """The splits of a hub dataset, from its metadata only (no data downloaded); raises when one of
+        ``splits`` (or ``config``) is not among them.
+
+        Splits come from the card's ``configs`` (their ``data_files`` splits) when it declares them, else
+        from the data file names as ``datasets`` reads them (train/training, validation/valid/val/dev,
+        test/testing/eval/evaluation); data files naming none are one ``train`` split.
+
+        Raises:
+            DatasetError: Not found, no such split or config; CloudProviderError: offline or unreachable.
+            CredentialError: Gated or private without access.
+        """
+        hub = self.hub
+        hub.check_online(repo_id, "dataset")
+        api = hub.api()
+        try:
+            info = api.dataset_info(repo_id, token=hub.hf_token)
+        except VibeMLError:
+            raise
+        except Exception as exc:
+            raise hub.translate(exc, repo_id, "dataset") from exc
+        ctx: dict[str, Any] = {"dataset": repo_id, "split": "+".join(splits), "config": config}
+        card = info.card_data
+        declared = getattr(card, "configs", None) if card is not None else None
+        if declared is None and card is not None and hasattr(card, "to_dict"):
+            declared = card.to_dict().get("configs")
+        available: list[str] | None = None
+        if isinstance(declared, list) and declared and all(isinstance(c, Mapping) for c in declared):
+            names = [str(c.get("config_name", "default")) for c in declared]
+            if config is not None and config not in names:
+                raise DatasetError(
+                    f"hub dataset {repo_id!r} has no config {config!r} (it has {', '.join(map(repr, names))})",
+                    {**ctx, "available_configs": names},
+                    f"Set --dataset-config to one of {', '.join(names)}, or leave it out for the default.",
+                )
+            chosen = next(
+                (c for c in declared if str(c.get("config_name", "default")) == config),
+                next((c for c in declared if c.get("default")), declared[0]),
+            )
+            files = chosen.get("data_files")
+            if isinstance(files, list) and files and all(isinstance(f, Mapping) for f in files):
+                available = [str(f.get("split", "train")) for f in files]
+            elif files is not None:
+                available = ["train"]
+        elif config is None:
+            data = [
+                s.rfilename
+                for s in (info.siblings or [])
+                if Path(s.rfilename).suffix.lower() in SUFFIX_BUILDERS
+                and not any(part.startswith(".") for part in Path(s.rfilename).parts)
+            ]
+            if data:
+                found = {
+                    _SPLIT_KEYWORDS[token]
+                    for name in data
+                    for token in re.split(r"[-_./ ]|\d+", name.lower())
+                    if token in _SPLIT_KEYWORDS
+                }
+                available = sorted(found) or ["train"]
+        if available is None:
+            return []  # a script, a config the card does not declare, or no data files: the trainer decides
+        missing = [n for n in splits if n not in available]
+        if missing:
+            raise DatasetError(
+                f"hub dataset {repo_id!r} has no split {missing[0]!r} (it has {', '.join(map(repr, available))})",
+                {**ctx, "available_splits": available},
+                f"Set --dataset-split to one of {', '.join(available)} (a slice such as "
+                f"'{available[0]}[:1000]' also works).",
+            )
+        return available
 
     def _tokenizer(self, model: str) -> tuple[Any | None, str | None, str]:
         """(tokenizer, its name, why not) for a local model dir or a hub id."""
