@@ -629,8 +629,9 @@ class VibeML:
         return record
 
     def reconcile(self, cleanup: bool = False, backend: str | None = None) -> ReconcileReport:
-        """Paid resources labelled as VibeML's with no live job, per paid backend already in use (all
-        registered ones when ``cleanup``; only ``backend`` when given); ``cleanup`` destroys them."""
+        """Paid resources no live job uses, per paid backend already in use (all registered ones when
+        ``cleanup``; only ``backend`` when given). ``cleanup`` destroys only those the backend owns (a
+        recorded launch of this installation whose job is over); everything else is listed, left alone."""
         from vibeml.reports import OrphanedResource, ReconcileReport
 
         records = self.store.list_jobs(limit=10_000)
@@ -638,6 +639,7 @@ class VibeML:
         used = {r.backend for r in records}
         names = [self.backends.get(backend).name] if backend is not None else self.backends.names()
         found: list[OrphanedResource] = []
+        others: list[OrphanedResource] = []
         for name in names:
             if backend is None and name not in used and not cleanup:
                 continue
@@ -645,15 +647,19 @@ class VibeML:
             if impl.capabilities.free:
                 continue
             items = impl.orphans(live)
+            owned = [i for i in items if i.get("owned", True)]
             destroyed: set[str] | None = None
-            if cleanup and items:
-                destroyed = set(impl.destroy_orphans([str(i["id"]) for i in items]))
+            if cleanup and owned:
+                destroyed = set(impl.destroy_orphans([str(i["id"]) for i in owned]))
             for item in items:
-                fields = {**item, "backend": name, "id": str(item["id"])}
-                if destroyed is not None:
-                    fields["destroyed"] = str(item["id"]) in destroyed
-                found.append(OrphanedResource.model_validate(fields))
-        return ReconcileReport(cleanup=cleanup, orphans=found)
+                fields = {**item, "backend": name, "id": str(item["id"]), "owned": bool(item.get("owned", True))}
+                if fields["owned"]:
+                    if destroyed is not None:
+                        fields["destroyed"] = str(item["id"]) in destroyed
+                    found.append(OrphanedResource.model_validate(fields))
+                else:
+                    others.append(OrphanedResource.model_validate(fields))
+        return ReconcileReport(cleanup=cleanup, orphans=found, left_alone=others)
 
     # ------------------------------------------------------------------------------- validation
 

@@ -349,7 +349,10 @@ class VastHandleData(HandleData):
     """A Vast.ai instance (``backends/vast.py``). Written before the create (label, launcher), again once an
     instance is rented (its id and prices) and once it runs (``launched``, ``running_from``)."""
 
-    label: str = Field(min_length=1, description="The instance label, vibeml-<job id>.")
+    label: str = Field(
+        min_length=1,
+        description="The instance label, vibeml-<installation id>-<job id> (older: vibeml-<job id>).",
+    )
     launched: bool = Field(False, description="The instance runs and its inputs are in place.")
     launcher_pid: int = Field(ge=0, description="The process that launched it (a dead launcher's rent is undone).")
     launcher_start: int | None = Field(None, ge=0, description="That process's start time in clock ticks.")

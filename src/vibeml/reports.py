@@ -358,12 +358,14 @@ class SpendingReport(_Report):
 
 
 class OrphanedResource(_Report):
-    """A paid resource labelled as VibeML's with no live job."""
+    """A paid resource no live job uses: VibeML's own (``owned``: a recorded launch of this installation
+    whose job is over) or someone else's (left alone, never destroyed)."""
 
     backend: str
     id: str
     label: str
     reason: str
+    owned: bool = Field(True, description="A recorded launch of this installation: cleanup may destroy it.")
     job_id: str | None = None
     status: str | None = None
     dph_total: float | None = None
@@ -374,4 +376,8 @@ class ReconcileReport(_Report):
     """What paid backends left behind, and (``cleanup``) what was destroyed."""
 
     cleanup: bool
-    orphans: list[OrphanedResource]
+    orphans: list[OrphanedResource] = Field(description="This installation's leftovers (cleanup destroys them).")
+    left_alone: list[OrphanedResource] = Field(
+        default_factory=list,
+        description="Resources on the same account that are not this installation's: listed, never destroyed.",
+    )

@@ -70,7 +70,10 @@ def test_launch_train_fetch_destroy_over_real_http(
 
     # What was rented, and how: a fixed onstart, the job as data, our label and image.
     inst = fake.instance(iid)
-    assert inst["label"] == LABEL_PREFIX + record.job_id and inst["image_uuid"] == DEFAULT_IMAGE
+    install = svc.store.installation_id()
+    assert inst["label"] == f"{LABEL_PREFIX}{install}-{record.job_id}" and inst["image_uuid"] == DEFAULT_IMAGE
+    intents = svc.store.intents("vast")  # recorded before the create, with what it rented
+    assert [(i["job_id"], i["label"], i["resource_id"]) for i in intents] == [(record.job_id, inst["label"], str(iid))]
     assert inst["onstart"] == ONSTART and len(ONSTART) <= 4096
     env = dict(inst["extra_env"])
     payload = decode_payload(env["VIBEML_JOB"])
@@ -215,15 +218,22 @@ def test_no_key_is_a_clear_error_before_anything(
 def test_orphans_are_listed_and_cleanup_destroys_only_them(vast_env: FakeVast, tmp_path: Path) -> None:
     fake = vast_env
     svc, backend = make_service(fake)
+    store = backend.store()
     client = VastAI(api_key=SECRET_KEY, server_url=fake.url)
     offers = client.search_offers("num_gpus=1", limit=3, order="dph_total")
-    dead = client.create_instance(offers[0]["id"], image="img", label="vibeml-vml-deadbeef")["new_contract"]
+    label = backend.label_for("vml-deadbeef")
+    store.record_intent("vast", "vml-deadbeef", label, offers[0]["id"])  # its job record is gone
+    dead = client.create_instance(offers[0]["id"], image="img", label=label)["new_contract"]
     mine = client.create_instance(offers[1]["id"], image="img", label="my-own-notebook")["new_contract"]
     found = backend.orphans(set())
-    assert [o["id"] for o in found] == [str(dead)] and found[0]["job_id"] == "vml-deadbeef"
-    assert backend.orphans({"vml-deadbeef"}) == []
-    cleaned = svc.reconcile(cleanup=True).orphans
-    assert [(c.backend, c.id, c.destroyed) for c in cleaned] == [("vast", str(dead), True)]
+    owned = [o for o in found if o["owned"]]
+    assert [o["id"] for o in owned] == [str(dead)] and owned[0]["job_id"] == "vml-deadbeef"
+    assert [o["id"] for o in found if not o["owned"]] == [str(mine)]
+    assert [o["id"] for o in backend.orphans({"vml-deadbeef"})] == [str(mine)]  # a live job's: not listed
+    assert backend.destroy_orphans([str(mine)]) == []  # never what orphans() did not find owned
+    report = svc.reconcile(cleanup=True)
+    assert [(c.backend, c.id, c.destroyed) for c in report.orphans] == [("vast", str(dead), True)]
+    assert [(c.id, c.owned, c.destroyed) for c in report.left_alone] == [(str(mine), False, None)]
     assert fake.instance_ids() == [mine]
     client.destroy_instance(mine)
     client.close()

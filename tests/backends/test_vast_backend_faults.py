@@ -27,8 +27,11 @@ from tests.backends.test_vast_backend_support import (
     make_service,
     wait_terminal,
 )
+from vibeml.backends.vast import VastBackend
 from vibeml.exceptions import VibeMLError
-from vibeml.models import JobStatus
+from vibeml.jobs.store import JobStore, utcnow
+from vibeml.models import JobRecord, JobStatus, TrainingRequest
+from vibeml.settings import Settings
 from vibeml.testing.fake_vast import FakeVast
 from vibeml.vast import VastAI
 
@@ -211,20 +214,87 @@ def test_sigkill_mid_launch_then_vast_cleanup_settles_it(vast_env: FakeVast, vib
     assert SECRET_KEY not in res.stdout + res.stderr
 
 
-def test_cleanup_destroys_an_orphan_left_by_an_older_job(vast_env: FakeVast, vibeml_env: Path) -> None:
-    """A label whose job is gone (or never recorded here) is an orphan: listed, confirmed, destroyed."""
+def _job(store: JobStore, job_id: str, status: JobStatus) -> None:
+    now = utcnow()
+    request = TrainingRequest(model=MODEL, dataset="org/data", backend="vast", max_steps=3)
+    record = JobRecord(job_id=job_id, status=status, backend="vast", request=request, created_at=now, updated_at=now)
+    store.create(record)
+
+
+def _rent_as_backend(client: VastAI, store: JobStore, job_id: str, offer: dict[str, Any]) -> tuple[int, str]:
+    """What the backend does for ``job_id`` of ``store``'s home: record the intent, then create."""
+    label = VastBackend(Settings.from_env(), store=store).label_for(job_id)
+    intent = store.record_intent("vast", job_id, label, offer["id"])
+    iid = int(client.create_instance(offer["id"], image="img", label=label)["new_contract"])
+    store.record_intent_resource(intent, iid)
+    return iid, label
+
+
+def test_cleanup_destroys_only_this_homes_orphans(vast_env: FakeVast, vibeml_env: Path, tmp_path: Path) -> None:
+    """The SDK's own instances (no label, or a hand-made vibeml- one) and a running job of a second VibeML
+    home on the same account survive `vibeml vast cleanup --yes`; this home's instance whose job is over
+    is destroyed."""
+    home, other_home = JobStore(vibeml_env / "vibeml.db"), JobStore(tmp_path / "other-home" / "vibeml.db")
+    assert home.installation_id() != other_home.installation_id()
     with VastAI(api_key=SECRET_KEY, server_url=vast_env.url) as client:
-        offer = client.search_offers("num_gpus=1", limit=1)[0]
-        client.create_instance(offer["id"], image="img", label="vibeml-vml-0ld0ld00")
-    listed = _vibeml(vast_env, "vast", "cleanup", "--json", vast_group=True)  # --json without --yes: dry run
-    report = json.loads(listed.stdout)
-    assert report["cleanup"] is False and [o["label"] for o in report["orphans"]] == ["vibeml-vml-0ld0ld00"]
-    assert [o["destroyed"] for o in report["orphans"]] == [None]  # not asked to destroy yet
-    assert len(vast_env.instance_ids()) == 1
-    res = _vibeml(vast_env, "vast", "cleanup", "--yes", "--json", vast_group=True)
-    done = json.loads(res.stdout)
-    assert done["cleanup"] is True and [(o["backend"], o["destroyed"]) for o in done["orphans"]] == [("vast", True)]
-    assert_nothing_billing(vast_env)
+        offers = client.search_offers("num_gpus=1", limit=4, order="dph_total")
+        sdk_plain = int(client.create_instance(offers[0]["id"], image="img")["new_contract"])
+        named = client.create_instance(offers[1]["id"], image="img", label="vibeml-vml-0ld0ld00")  # by hand
+        sdk_named = int(named["new_contract"])
+        _job(other_home, "vml-07e1a0e5", JobStatus.RUNNING)
+        theirs, theirs_label = _rent_as_backend(client, other_home, "vml-07e1a0e5", offers[2])
+        _job(home, "vml-dead0001", JobStatus.FAILED)
+        orphan, orphan_label = _rent_as_backend(client, home, "vml-dead0001", offers[3])
+    assert vast_env.instance(sdk_plain).get("label") in (None, "")
+
+    listed = json.loads(_vibeml(vast_env, "vast", "cleanup", "--json", vast_group=True).stdout)  # a dry run
+    assert [(o["id"], o["owned"], o["destroyed"]) for o in listed["orphans"]] == [(str(orphan), True, None)]
+    alone = {o["id"]: o for o in listed["left_alone"]}
+    assert set(alone) == {str(sdk_plain), str(sdk_named), str(theirs)}
+    assert not any(o["owned"] for o in alone.values())
+    assert all(o["dph_total"] and o["dph_total"] > 0 for o in alone.values())  # what each costs, shown
+    assert "another VibeML installation" in alone[str(theirs)]["reason"]
+    assert len(vast_env.instance_ids()) == 4
+
+    res = _vibeml(vast_env, "vast", "cleanup", "--yes", vast_group=True)
+    assert res.returncode == 0, res.stderr
+    assert "left alone" in res.stdout and theirs_label in res.stdout
+    assert sorted(vast_env.instance_ids()) == sorted([sdk_plain, sdk_named, theirs])
+    again = json.loads(_vibeml(vast_env, "vast", "cleanup", "--yes", "--json", vast_group=True).stdout)
+    assert again["orphans"] == [] and len(again["left_alone"]) == 3
+    assert orphan_label not in {vast_env.instance(i).get("label") for i in vast_env.instance_ids()}
+    assert sorted(vast_env.instance_ids()) == sorted([sdk_plain, sdk_named, theirs])
+
+
+def test_old_format_label_is_ours_only_when_our_job_used_it(vast_env: FakeVast, vibeml_env: Path) -> None:
+    """A vibeml-<job> label from before installation ids: destroyed when this store's finished vast job
+    carried it, left alone otherwise."""
+    from vibeml.models import VastHandle, VastHandleData
+
+    store = JobStore(vibeml_env / "vibeml.db")
+    _job(store, "vml-01d0b001", JobStatus.COMPLETED)
+    handle = VastHandle(
+        job_id="vml-01d0b001",
+        job_dir=str(vibeml_env / "jobs" / "vml-01d0b001"),
+        backend_job_id="vibeml-vml-01d0b001",
+        data=VastHandleData(
+            label="vibeml-vml-01d0b001",
+            launched=False,
+            launcher_pid=1,
+            output_dir=str(vibeml_env / "out"),
+            checkpoint_dir=str(vibeml_env / "ckpt"),
+            disk_gb=8,
+        ),
+    )
+    store.update("vml-01d0b001", handle=handle)
+    with VastAI(api_key=SECRET_KEY, server_url=vast_env.url) as client:
+        offers = client.search_offers("num_gpus=1", limit=2, order="dph_total")
+        old = int(client.create_instance(offers[0]["id"], image="img", label="vibeml-vml-01d0b001")["new_contract"])
+        stray = int(client.create_instance(offers[1]["id"], image="img", label="vibeml-vml-5eeeeee5")["new_contract"])
+    done = json.loads(_vibeml(vast_env, "vast", "cleanup", "--yes", "--json", vast_group=True).stdout)
+    assert [(o["id"], o["destroyed"]) for o in done["orphans"]] == [(str(old), True)]
+    assert [o["id"] for o in done["left_alone"]] == [str(stray)]
+    assert vast_env.instance_ids() == [stray]
 
 
 # ------------------------------------------------------------------------------ the key never shows

@@ -36,6 +36,47 @@ def test_migrations_apply_once_and_wal(tmp_path: Path) -> None:
     assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
 
 
+def test_a_database_from_before_ownership_keeps_working(tmp_path: Path) -> None:
+    """A database with only the jobs and spending tables (no installation id, no intents) opens, keeps its
+    jobs and ledger, and gains the ownership tables."""
+    db = tmp_path / "old.db"
+    old = [m for m in MIGRATIONS if m[1] in ("m001_jobs", "m002_spending")]
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    for version, name, sql in old:
+        conn.executescript(sql)
+        conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 'then')", (version, name))
+    conn.commit()
+    conn.close()
+    legacy = JobStore(db)
+    legacy.create(_record("vml-01d00001"))
+    legacy.record_estimate("vml-01d00001", "local", 0.5, 1.0)
+    legacy.close()
+    conn = sqlite3.connect(db)  # written by the old schema: drop the new tables' traces to be sure
+    conn.execute("DELETE FROM schema_migrations WHERE name NOT IN ('m001_jobs', 'm002_spending')")
+    conn.execute("DROP TABLE launch_intents")
+    conn.execute("DROP TABLE installation")
+    conn.commit()
+    conn.close()
+
+    store = JobStore(db)
+    assert store.schema_version() == MIGRATIONS[-1][0]
+    assert store.get("vml-01d00001").status is JobStatus.PENDING
+    assert [r["job_id"] for r in store.spending()] == ["vml-01d00001"]
+    install = store.installation_id()
+    assert len(install) == 12 and int(install, 16) >= 0
+    assert JobStore(db).installation_id() == install  # generated once, kept
+    assert JobStore(tmp_path / "other.db").installation_id() != install  # another home, another id
+    intent = store.record_intent("vast", "vml-01d00001", f"vibeml-{install}-vml-01d00001", 42)
+    store.record_intent_resource(intent, 777)
+    (row,) = store.intents("vast")
+    assert (row["job_id"], row["offer_id"], row["resource_id"]) == ("vml-01d00001", "42", "777")
+    assert row["install_id"] == install
+    assert store.intents("skypilot") == []
+
+
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     JobStore(db)

@@ -100,10 +100,14 @@ def test_instance_lifecycle_through_every_method(client: VastAI, fake: FakeVast)
     assert client.show_instances() == []
 
 
-def test_create_generates_a_unique_label_and_parses_env_strings(client: VastAI, fake: FakeVast) -> None:
+def test_create_without_a_label_sends_none_and_parses_env_strings(client: VastAI, fake: FakeVast) -> None:
+    """Like the official SDK: no label given, none sent, none invented (cleanup must never mistake a
+    user's own instance for VibeML's)."""
     a = client.create_instance(first_offer(client)["id"], image="img", env="-e HF_HOME=/data -p 8080:8080")
     b = client.create_instance(first_offer(client)["id"], image="img")
-    assert a["label"].startswith("vibeml-") and b["label"].startswith("vibeml-") and a["label"] != b["label"]
+    assert "label" not in a and "label" not in b
+    assert not client.show_instance(a["new_contract"]).get("label")
+    assert not client.show_instance(b["new_contract"]).get("label")
     view = client.show_instance(a["new_contract"])
     assert ["HF_HOME", "/data"] in view["extra_env"] and ["-p 8080:8080", "1"] in view["extra_env"]
 
@@ -249,6 +253,9 @@ def test_curl_mode_sends_nothing(
     assert capsys.readouterr().out.strip() == cmd
     body = json.loads(cmd.split(" -d ", 1)[1].strip("'").replace("'\"'\"'", "'"))
     assert body["label"] == "x" and body["onstart"] == "echo 'hi'" and body["client_id"] == "me"
+    unlabelled = client.create_instance(5, image="img")
+    capsys.readouterr()
+    assert isinstance(unlabelled, str) and "label" not in json.loads(unlabelled.split(" -d ", 1)[1].strip("'"))
     assert client.search_offers("num_gpus=1").startswith("curl -sS -X POST")  # type: ignore[attr-defined]
     assert "owner=me" in client.show_instance(7)  # type: ignore[operator]
     assert "request_logs/7/" in client.logs(7)

@@ -162,8 +162,8 @@ def test_create_whose_response_is_dropped_rents_exactly_one(fake: FakeVast) -> N
     with _client(fake) as client:
         offer = first_offer(client)
         fake.faults.drop_response(1, endpoint="create")
-        result = client.create_instance(offer["id"], image="img")
-    assert result["recovered"] is True and result["label"].startswith("vibeml-")
+        result = client.create_instance(offer["id"], image="img", label="job-a")
+    assert result["recovered"] is True and result["label"] == "job-a"
     assert _live(fake) == [result["new_contract"]]
     assert fake.count("create") == 1  # found by label: never sent twice
 
@@ -180,7 +180,7 @@ def test_create_dropped_before_landing_is_retried_once(fake: FakeVast) -> None:
 def test_create_5xx_is_ambiguous_and_safe(fake: FakeVast, status: int) -> None:
     with _client(fake) as client:
         fake.faults.server_error(1, status=status, endpoint="create")
-        result = client.create_instance(first_offer(client)["id"], image="img")
+        result = client.create_instance(first_offer(client)["id"], image="img", label="job-5xx")
     assert _live(fake) == [result["new_contract"]] and fake.count("create") == 2
 
 
@@ -196,7 +196,7 @@ def test_create_timeout_that_lands_late_rents_exactly_one(fake: FakeVast) -> Non
     """The first request sleeps server-side past the client's timeout, then lands after the retry."""
     with _client(fake, timeout=0.15) as client:
         fake.faults.slow(0.5, n=1, endpoint="create")
-        result = client.create_instance(first_offer(client)["id"], image="img")
+        result = client.create_instance(first_offer(client)["id"], image="img", label="job-late")
         time.sleep(0.6)  # let the slow first request finish on the server
     assert _live(fake) == [result["new_contract"]]
     assert fake.count("create") == 2
@@ -205,10 +205,20 @@ def test_create_timeout_that_lands_late_rents_exactly_one(fake: FakeVast) -> Non
 def test_create_timing_out_twice_is_found_by_polling(fake: FakeVast) -> None:
     with _client(fake, timeout=0.1, create_lookup_grace=3.0) as client:
         fake.faults.slow(0.35, n=2, endpoint="create")
-        result = client.create_instance(first_offer(client)["id"], image="img")
+        result = client.create_instance(first_offer(client)["id"], image="img", label="job-slow")
         time.sleep(0.5)
     assert result["recovered"] is True
     assert _live(fake) == [result["new_contract"]]
+
+
+def test_unlabelled_create_that_fails_ambiguously_is_never_retried(fake: FakeVast) -> None:
+    """No label (the SDK invents none): nothing to look it up by, so no blind retry that could rent two."""
+    with _client(fake, retry=3) as client:
+        fake.faults.drop_response(1, endpoint="create")
+        with pytest.raises(VastAmbiguousCreateError) as info:
+            client.create_instance(first_offer(client)["id"], image="img")
+    assert info.value.label is None and "label" in str(info.value.recovery_suggestion)
+    assert fake.count("create") == 1 and len(_live(fake)) == 1  # it landed; the caller was told it may have
 
 
 def test_create_lost_with_no_way_to_check_is_a_clear_error(fake: FakeVast) -> None:

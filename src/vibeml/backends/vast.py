@@ -5,9 +5,10 @@ Launch (returns once the instance runs and its inputs are in place):
 1. search offers for the planner's GPU (``num_gpus``, ``gpu_ram`` ≥ the memory need, reliability floor,
    ``cuda_max_good`` ≥ the image's CUDA, ``disk_space`` ≥ the job's disk, rentable; interruptible bids for
    spot) and rank them by expected total job cost (:mod:`vibeml.backends.vast_offers`);
-2. create the instance: image :data:`~vibeml.backends.vast_options.DEFAULT_IMAGE`, label
-   ``vibeml-<job_id>``, the fixed onstart :data:`~vibeml.backends.vast_remote.ONSTART`, and the job as data
-   in the environment (payload, install spec, run-time budget = max_cost / dph_total × 0.95);
+2. record the intent (job, label, offer, this installation's id) in the job store, then create the
+   instance: image :data:`~vibeml.backends.vast_options.DEFAULT_IMAGE`, label
+   ``vibeml-<installation id>-<job_id>``, the fixed onstart :data:`~vibeml.backends.vast_remote.ONSTART`,
+   and the job as data in the environment (payload, install spec, run-time budget = max_cost / dph_total × 0.95);
 3. poll until running (give up and destroy on exited/offline/error messages or a start timeout), then
    upload local inputs through the :class:`~vibeml.backends.vast_transport.ArtifactTransport`.
 
@@ -30,6 +31,11 @@ Spot: a preempted (outbid, stopped) bid instance is re-bid at the new ``min_bid`
 re-bid never breaks the cap). When it runs again the runner restarts and the trainer resumes from its
 last checkpoint. A stopped instance that does not run again within ``spot_wait`` is destroyed (storage is
 billed while stopped) and the job reported stopped.
+
+Ownership: ``cleanup``/reconcile destroy only instances whose label matches a recorded intent of this
+installation (or, for labels of the old ``vibeml-<job_id>`` form, a job of this store that used it) and
+whose job is terminal or gone. Everything else on the account — no label, the SDK's or a user's own,
+another VibeML home's — is listed with its price and left alone.
 """
 
 from __future__ import annotations
@@ -54,7 +60,15 @@ from vibeml.backends.vast_status import FAILED_MSG, LOG_FILENAME, VastJobMonitor
 from vibeml.backends.vast_transport import ArtifactTransport, SSHTransport
 from vibeml.catalog.gpus import GPUS
 from vibeml.catalog.prices import PriceQuote, quotes_from_vast_offers
-from vibeml.exceptions import BackendError, BudgetExceededError, ConfigurationError, ResourceError, VibeMLError
+from vibeml.exceptions import (
+    BackendError,
+    BudgetExceededError,
+    ConfigurationError,
+    JobNotFoundError,
+    ResourceError,
+    VibeMLError,
+)
+from vibeml.jobs.store import JobStore
 from vibeml.models import JobProgress, JobStatus, TrainingRequest, VastHandle, VastHandleData
 from vibeml.settings import Settings
 from vibeml.trainer.config import TrainerConfig
@@ -68,6 +82,8 @@ __all__ = ["LABEL_PREFIX", "VastBackend"]
 logger = logging.getLogger(__name__)
 
 LABEL_PREFIX = "vibeml-"
+#: ``vibeml-<installation id>-<job id>``: the label of every instance this backend creates.
+_OWNED_LABEL = re.compile(r"^vibeml-([0-9a-f]{12})-(.+)$")
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
 
 
@@ -95,6 +111,8 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
         sleep: Waits between polls.
         client: A ready :class:`~vibeml.vast.VastAI` (default: built on first use from the settings, the
             ``VAST_API_KEY`` of the settings, the credential store or Vast's own key files).
+        store: The job store that records create intents and this installation's id (default: the one
+            at ``settings.db_path``, the service's).
     """
 
     name: ClassVar[str] = "vast"
@@ -120,8 +138,11 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Any] = time.sleep,
         client: VastAI | None = None,
+        store: JobStore | None = None,
     ) -> None:
         self.settings = settings
+        self._store = store
+        self._owned_orphans: set[str] = set()
         self.options = options or settings.vast
         self.transport = transport or SSHTransport(settings.ssh_dir, user=self.options.ssh_user)
         self._clock = clock
@@ -147,6 +168,17 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
                     key_files=default_key_files(o.config_home),
                 )
             return self._vast
+
+    def store(self) -> JobStore:
+        """The job store (opened on first use: estimates never touch it)."""
+        with self._lock:
+            if self._store is None:
+                self._store = JobStore(self.settings.db_path)
+            return self._store
+
+    def label_for(self, job_id: str) -> str:
+        """The label this installation gives ``job_id``'s instance."""
+        return f"{LABEL_PREFIX}{self.store().installation_id()}-{job_id}"
 
     def check(self, request: TrainingRequest) -> None:
         super().check(request)
@@ -354,7 +386,8 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
         disk = self._disk_gb(choice, inputs)
         ranked = self._offers(vast, choice, disk)
         payload = self._payload(program, inputs, "vast" if self.settings.remote_install else "local")
-        label = LABEL_PREFIX + job_id
+        store = self.store()
+        label = self.label_for(job_id)
         pid = os.getpid()
         data = VastHandleData(
             label=label,
@@ -372,6 +405,7 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
         for pick in ranked[:3]:
             budget_s = self._budget_seconds(choice, pick)
             created_at = self._clock()
+            intent = store.record_intent(self.name, job_id, label, pick.id)  # before any paid call
             try:
                 env = self._env(vast, payload, budget_s, program.secret_env())
                 res = vast.create_instance(
@@ -395,6 +429,7 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
                 last = exc
                 continue
             iid = int(res["new_contract"])
+            store.record_intent_resource(intent, iid)
             storage = float(pick.offer.get("storage_cost") or 0.0) * disk / 720.0
             gpu_rate = pick.bid if pick.bid is not None else max(0.0, pick.price_per_hour - storage)
             gpu_name = pick.offer.get("gpu_name")
@@ -602,26 +637,71 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
     # ------------------------------------------------------------------------------ reconcile
 
     def orphans(self, live_job_ids: set[str]) -> list[dict[str, Any]]:
-        out = []
+        """Every instance on the account that no live job of this installation uses, each with ``owned``:
+        True only when a recorded intent (or, for an old-format label, a job) of this store matches its
+        label and that job is terminal or gone; those alone may be destroyed."""
+        store = self.store()
+        mine = store.installation_id()
+        intents: dict[str, str] = {i["label"]: i["job_id"] for i in store.intents(self.name)}
+        out: list[dict[str, Any]] = []
+        owned: set[str] = set()
         for inst in self.client().show_instances():
-            label = str(inst.get("label") or "")
-            if not label.startswith(LABEL_PREFIX) or label[len(LABEL_PREFIX) :] in live_job_ids:
-                continue
-            out.append(
-                {
-                    "id": str(inst.get("id")),
-                    "label": label,
-                    "job_id": label[len(LABEL_PREFIX) :],
-                    "status": inst.get("actual_status"),
-                    "dph_total": inst.get("dph_total"),
-                    "reason": "labelled as VibeML's, but no live job owns it",
-                }
-            )
+            iid, label = str(inst.get("id")), str(inst.get("label") or "")
+            item: dict[str, Any] = {
+                "id": iid,
+                "label": label,
+                "status": inst.get("actual_status"),
+                "dph_total": inst.get("dph_total"),
+                "owned": False,
+            }
+            job_id, reason = self._owner(store, mine, intents, label)
+            if job_id is not None:
+                if job_id in live_job_ids or not self._job_over(store, job_id):
+                    continue  # ours and in use
+                item.update(job_id=job_id, owned=True, reason=reason)
+                owned.add(iid)
+            else:
+                item["reason"] = reason
+            out.append(item)
+        self._owned_orphans = owned
         return out
 
+    @staticmethod
+    def _owner(store: JobStore, mine: str, intents: dict[str, str], label: str) -> tuple[str | None, str]:
+        """(the job of this installation that owns ``label``, or None; why)."""
+        left = " — left alone"
+        if not label:
+            return None, "no label: not VibeML's" + left
+        if label in intents:
+            return intents[label], "VibeML's (a recorded launch of this installation) and its job is over"
+        m = _OWNED_LABEL.match(label)
+        if m is not None:
+            if m.group(1) != mine:
+                return None, f"another VibeML installation's (id {m.group(1)})" + left
+            return None, "this installation's label, but no recorded launch matches it" + left
+        if label.startswith(LABEL_PREFIX):  # the old vibeml-<job id> form: ours only if our job used it
+            job_id = label[len(LABEL_PREFIX) :]
+            try:
+                record = store.get(job_id)
+            except JobNotFoundError:
+                record = None
+            handle_label = getattr(getattr(record.handle, "data", None), "label", None) if record else None
+            if record is not None and record.backend == "vast" and handle_label == label:
+                return job_id, "VibeML's (a job of this installation) and its job is over"
+            return None, "labelled vibeml-, but no job or launch of this installation matches it" + left
+        return None, "not VibeML's" + left
+
+    @staticmethod
+    def _job_over(store: JobStore, job_id: str) -> bool:
+        try:
+            return store.get(job_id).status.is_terminal
+        except JobNotFoundError:
+            return True
+
     def destroy_orphans(self, ids: list[str]) -> list[str]:
+        """Destroy those of ``ids`` that the last :meth:`orphans` found owned; never anything else."""
         vast = self.client()
-        return [i for i in ids if i.isdigit() and self._destroy(vast, int(i))]
+        return [i for i in ids if i in self._owned_orphans and i.isdigit() and self._destroy(vast, int(i))]
 
     # ------------------------------------------------------------------------------ CLI helpers
 

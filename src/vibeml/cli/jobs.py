@@ -371,7 +371,7 @@ def _warn_orphans(svc: "VibeML") -> None:
         return
     if orphans:
         console(stderr=True).print(
-            f"[bold yellow]{len(orphans)} paid instance(s) labelled as VibeML's have no live job[/] "
+            f"[bold yellow]{len(orphans)} paid instance(s) VibeML rented here have no live job[/] "
             f"({escape(', '.join(o.id for o in orphans[:5]))}): destroy them with `vibeml vast cleanup`."
         )
 

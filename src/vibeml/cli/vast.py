@@ -90,7 +90,7 @@ def offers(
 
 
 def instances(json_out: JsonOpt = False) -> None:
-    """List the account's instances (VibeML's carry the label vibeml-<job id>)."""
+    """List the account's instances (VibeML's carry the label vibeml-<installation id>-<job id>)."""
     rows = _backend(_service()).instances()
     if json_out:
         emit_json(rows)
@@ -142,8 +142,10 @@ def cleanup(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Destroy without asking.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Find instances labelled as VibeML's whose job is over (or gone) and destroy them.
+    """Destroy this installation's instances whose job is over (or gone); list the rest, leave them alone.
 
+    Only instances whose label matches a launch recorded in this VIBEML_HOME are ever destroyed; the
+    account's other instances (no label, your own, another VibeML home's) are listed with their price.
     Jobs are refreshed first, so a launch that was killed half-way is settled (its instance destroyed).
     Without --yes it lists them and asks; with --json and no --yes it only lists them.
     """
@@ -163,23 +165,32 @@ def _report(report: "ReconcileReport", json_out: bool, title: str = "") -> None:
     if json_out:
         emit_json(report)
         return
-    if not report.orphans:
-        console().print("No orphaned VibeML instances on Vast.ai.")
-        return
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title)
-    for col in ("id", "label", "status", "$/h", "destroyed", "reason"):
-        table.add_column(col)
-    for i in report.orphans:
-        done = i.destroyed
-        table.add_row(
-            escape(i.id),
-            escape(i.label),
-            escape(i.status or "-"),
-            fmt_money(i.dph_total),
-            "-" if done is None else ("yes" if done else "[red]NO[/]"),
-            escape(i.reason),
-        )
-    console().print(table)
+    if not report.orphans:
+        console().print("No orphaned VibeML instances on Vast.ai.")
+    else:
+        table = Table(title=title)
+        for col in ("id", "label", "status", "$/h", "destroyed", "reason"):
+            table.add_column(col)
+        for i in report.orphans:
+            done = i.destroyed
+            table.add_row(
+                escape(i.id),
+                escape(i.label),
+                escape(i.status or "-"),
+                fmt_money(i.dph_total),
+                "-" if done is None else ("yes" if done else "[red]NO[/]"),
+                escape(i.reason),
+            )
+        console().print(table)
+    if report.left_alone:
+        others = Table(title="Not this VibeML's (another installation's, or not VibeML's) — left alone")
+        for col in ("id", "label", "status", "$/h", "reason"):
+            others.add_column(col)
+        for i in report.left_alone:
+            others.add_row(
+                escape(i.id), escape(i.label or "-"), escape(i.status or "-"), fmt_money(i.dph_total), escape(i.reason)
+            )
+        console().print(others)

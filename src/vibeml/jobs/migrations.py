@@ -55,4 +55,26 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX spending_month ON spending(month)
         """,
     ),
+    (
+        3,
+        "m003_ownership",
+        """
+        CREATE TABLE installation (
+            key   TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        CREATE TABLE launch_intents (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            install_id  TEXT NOT NULL,
+            backend     TEXT NOT NULL,
+            job_id      TEXT NOT NULL,
+            label       TEXT NOT NULL,
+            offer_id    TEXT,
+            resource_id TEXT,
+            created_at  TEXT NOT NULL,
+            updated_at  TEXT NOT NULL
+        );
+        CREATE INDEX launch_intents_label ON launch_intents(backend, label)
+        """,
+    ),
 ]

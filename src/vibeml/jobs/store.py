@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -365,6 +366,49 @@ class JobStore:
             .fetchone()
         )
         return float(row[0]), float(row[1])
+
+    # -------------------------------------------------------------------------------- ownership
+
+    def installation_id(self) -> str:
+        """This installation's id (12 hex digits), generated once per database (so once per VIBEML_HOME)."""
+        row = self._conn().execute("SELECT value FROM installation WHERE key = 'install_id'").fetchone()
+        if row is not None:
+            return str(row[0])
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO installation(key, value) VALUES ('install_id', ?)", (secrets.token_hex(6),)
+            )
+            row = conn.execute("SELECT value FROM installation WHERE key = 'install_id'").fetchone()
+        return str(row[0])
+
+    def record_intent(self, backend: str, job_id: str, label: str, offer_id: str | int | None = None) -> int:
+        """Record, before a paid create, that this installation is about to rent ``label`` for ``job_id``;
+        returns the intent's id (for :meth:`record_intent_resource`)."""
+        now = _ts(utcnow())
+        install = self.installation_id()
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO launch_intents(install_id, backend, job_id, label, offer_id, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (install, backend, job_id, label, None if offer_id is None else str(offer_id), now, now),
+            )
+            return int(cur.lastrowid or 0)
+
+    def record_intent_resource(self, intent_id: int, resource_id: str | int) -> None:
+        """The create behind an intent answered with this resource (instance) id."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE launch_intents SET resource_id = ?, updated_at = ? WHERE id = ?",
+                (str(resource_id), _ts(utcnow()), intent_id),
+            )
+
+    def intents(self, backend: str) -> list[dict[str, Any]]:
+        """This installation's recorded create intents on ``backend``, oldest first."""
+        rows = self._conn().execute(
+            "SELECT * FROM launch_intents WHERE backend = ? AND install_id = ? ORDER BY id",
+            (backend, self.installation_id()),
+        )
+        return [dict(r) for r in rows]
 
     # ----------------------------------------------------------------------------------- events
 

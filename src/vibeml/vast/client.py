@@ -7,7 +7,9 @@ repr, an exception, a log line, ``explain`` output or a ``curl`` command.
 Retries: 429/502/503/504, connection errors and timeouts are retried (``retry`` attempts in all) with
 backoff 0.15 s ×1.5 plus jitter, honouring ``Retry-After``. ``create_instance`` is never retried blindly:
 after an ambiguous failure (timeout, dropped connection, 5xx once the request may have landed) it looks
-the instance up by its label first, so one call can never rent two machines.
+the instance up by its label first, so one call can never rent two machines. Like the official SDK, it
+never invents a label: a create without one cannot be looked up, so an ambiguous failure is reported
+(``VastAmbiguousCreateError``) and never retried.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import functools
 import logging
 import shlex
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
@@ -296,9 +297,10 @@ class VastAI:
     ) -> dict[str, Any]:
         """Rent offer ``id`` (``PUT /api/v0/asks/{id}/``).
 
-        The instance always gets a label (``vibeml-<uuid>`` when none is given): after an ambiguous
-        failure the client looks the label up and returns the instance it finds, retrying the create
-        once only when none exists. One call never rents two machines.
+        With a ``label``, after an ambiguous failure the client looks the label up and returns the
+        instance it finds, retrying the create once only when none exists. Without one (the official
+        SDK's default: no label is sent, none is invented) an ambiguous failure raises at once. One call
+        never rents two machines.
 
         Args:
             id: Offer (ask) id from :meth:`search_offers`.
@@ -306,7 +308,7 @@ class VastAI:
             disk: Disk GB (≥ 8).
             env: Environment as a dict, or the official ``"-e K=V -p 8080:8080"`` string.
             onstart_cmd: Shell script run when the container starts.
-            label: Instance label (≤ 256 chars).
+            label: Instance label (≤ 256 chars); none when omitted.
             price: Bid in $/hour for an interruptible instance; ``None`` for on-demand.
             runtype: ``ssh``, ``jupyter`` or ``args``.
             args: Arguments for the image's entrypoint (``runtype="args"``).
@@ -314,7 +316,7 @@ class VastAI:
             cancel_unavail: Fail with 410 instead of queueing when the machine is unavailable.
 
         Returns:
-            ``{"success": True, "new_contract": <instance id>, "label": <label>}`` (plus
+            ``{"success": True, "new_contract": <instance id>}`` plus ``"label"`` when one was given (and
             ``"recovered": True`` when the instance was found by label after an ambiguous failure).
 
         Raises:
@@ -322,7 +324,6 @@ class VastAI:
             VastAmbiguousCreateError: The create may have landed and the lookup could not tell.
             VastAPIError: The server refused.
         """
-        label = label if label is not None else f"vibeml-{uuid.uuid4().hex}"
         arg_list = shlex.split(args) if isinstance(args, str) else list(args or [])
         self._validate_create(image, disk, label, price, onstart_cmd, arg_list)
         body: dict[str, Any] = {
@@ -331,10 +332,11 @@ class VastAI:
             "env": _parse_env(env),
             "price": price,
             "disk": disk,
-            "label": label,
             "onstart": onstart_cmd,
             "runtype": runtype,
         }
+        if label is not None:
+            body["label"] = label
         if arg_list:
             body["args"] = arg_list
         if login:
@@ -352,6 +354,18 @@ class VastAI:
             # It may have landed: look before trying again. Retrying on the same offer is then safe
             # against a late landing too, because a rented offer answers no_such_ask.
             first = amb.error
+            if label is None:
+                raise VastAmbiguousCreateError(
+                    f"Creating an instance on offer {id} failed ambiguously ({first.message}); it has no "
+                    "label to look it up by, so it was not retried and may have rented a machine.",
+                    label=None,
+                    offer_id=int(id),
+                    status=first.status,
+                    error=first.error,
+                    method="PUT",
+                    path=first.path,
+                    retryable=False,
+                ) from None
             logger.warning(
                 "vast create on offer %s failed ambiguously (%s); looking up label %s", id, first.error, label
             )
@@ -399,9 +413,10 @@ class VastAI:
             return result
         return self._created(data, label)
 
-    def _created(self, data: Any, label: str) -> dict[str, Any]:
+    def _created(self, data: Any, label: str | None) -> dict[str, Any]:
         result = dict(data) if isinstance(data, Mapping) else {"success": True, "new_contract": data}
-        result.setdefault("label", label)
+        if label is not None:
+            result.setdefault("label", label)
         self._show(result)
         return result
 
@@ -431,14 +446,14 @@ class VastAI:
 
     @staticmethod
     def _validate_create(
-        image: str, disk: float, label: str, price: float | None, onstart: str | None, args: list[str]
+        image: str, disk: float, label: str | None, price: float | None, onstart: str | None, args: list[str]
     ) -> None:
         problems = []
         if not image or len(image) > 1024:
             problems.append("image must be 1–1024 characters")
         if not isinstance(disk, (int, float)) or isinstance(disk, bool) or not disk >= 8:
             problems.append(f"disk must be at least 8 GB (got {disk!r})")
-        if len(label) > 256:
+        if label is not None and len(label) > 256:
             problems.append(f"label must be at most 256 characters (got {len(label)})")
         if price is not None and not (0.001 <= price <= 128):
             problems.append(f"price must be between 0.001 and 128 $/hour (got {price!r})")

@@ -197,16 +197,19 @@ class VastAuthError(VastAPIError, CredentialError):
 class VastAmbiguousCreateError(VastAPIError):
     """A create request may or may not have rented a machine, and a lookup could not tell.
 
-    ``label`` is the label the instance would carry: look for it with ``show_instances()`` before
-    trying again, and destroy it if it appears.
+    ``label`` is the label the instance would carry (None: the create had none): look for it with
+    ``show_instances()`` before trying again, and destroy it if it appears.
     """
 
-    def __init__(self, message: str, *, label: str, offer_id: int, **kwargs: Any) -> None:
+    def __init__(self, message: str, *, label: str | None, offer_id: int, **kwargs: Any) -> None:
         context = dict(kwargs.pop("context", None) or {})
         context.update({"label": label, "offer_id": offer_id})
         kwargs.setdefault(
             "recovery_suggestion",
-            f"Run show_instances() and look for label {label!r}; destroy it if present, then retry.",
+            f"Run show_instances() and look for label {label!r}; destroy it if present, then retry."
+            if label is not None
+            else "Run show_instances() and look for a new instance on this offer; destroy it if it is unwanted. "
+            "Give create_instance a label to make such failures recoverable.",
         )
         super().__init__(message, context=context, **kwargs)
         self.label = label
