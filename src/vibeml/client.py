@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -130,19 +131,22 @@ class VibeML:
         self._store = store
         self.backends = backends or default_registry(self.settings)
         self._preferences = preferences
+        self._open_lock = threading.Lock()
 
     # Opened on first use: estimates and plans need neither, and `vibeml estimate` must start fast.
     @property
     def store(self) -> JobStore:
-        if self._store is None:
-            self._store = JobStore(self.settings.db_path)
-        return self._store
+        with self._open_lock:  # MCP tools call in from several threads at once: one store for all
+            if self._store is None:
+                self._store = JobStore(self.settings.db_path)
+            return self._store
 
     @property
     def preferences(self) -> PreferencesStore:
-        if self._preferences is None:
-            self._preferences = PreferencesStore(self.settings.config_dir)
-        return self._preferences
+        with self._open_lock:
+            if self._preferences is None:
+                self._preferences = PreferencesStore(self.settings.config_dir)
+            return self._preferences
 
     # ------------------------------------------------------------------------------- validation
 

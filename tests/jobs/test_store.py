@@ -140,6 +140,25 @@ def test_threads_share_one_store(tmp_path: Path) -> None:
     assert len(store.list_jobs(limit=100)) == 16
 
 
+def test_opening_waits_for_another_connections_lock(tmp_path: Path) -> None:
+    # SQLite refuses the switch to WAL with "database is locked", without waiting, while another connection
+    # holds a lock: a server whose first tool calls arrived together used to fail one of them.
+    db = tmp_path / "new.db"
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t(x)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t VALUES (1)")
+    releaser = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    releaser.start()
+    try:
+        store = JobStore(db)  # waits for the lock instead of failing
+        assert store.list_jobs(limit=5) == []
+        assert store._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        releaser.join()
+        other.close()
+
+
 def _proc_work(db: str, prefix: str) -> None:
     store = JobStore(db)
     for i in range(20):
