@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from vibeml.backends.local import LocalBackend, process_alive
+from vibeml.exceptions import ConfigurationError
 from vibeml.models import JobStatus, LocalHandle, LocalHandleData, TrainerEnd, TrainingRequest
 from vibeml.settings import Settings
 from vibeml.workflows.registry import render_program
@@ -149,3 +150,33 @@ def test_missing_log_reads_empty(tmp_path: Path, bad: str) -> None:
         ),
     )
     assert list(LocalBackend(Settings.from_env()).logs(handle)) == []
+
+
+def _python_that_exits(tmp_path: Path, code: int) -> str:
+    script = tmp_path / f"python-{code}"
+    script.write_text(f"#!/bin/sh\nexit {code}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+@pytest.mark.parametrize(("code", "refused"), [(3, True), (1, True), (0, False)])
+def test_a_cuda_only_workflow_is_refused_before_start_without_a_gpu(tmp_path: Path, code: int, refused: bool) -> None:
+    # The probe runs in the trainer's Python: 3 = torch sees no CUDA device, 1 = no torch at all, 0 = a GPU.
+    backend = LocalBackend(Settings(python=_python_that_exits(tmp_path, code)))
+    request = TrainingRequest(model="m/x", dataset="d/x", max_steps=5, workflow="unsloth")
+    if refused:
+        with pytest.raises(ConfigurationError, match="only on an NVIDIA GPU") as info:
+            backend.check(request)
+        assert "--backend vast" in info.value.recovery_suggestion
+    else:
+        backend.check(request)
+    backend.check(request.model_copy(update={"workflow": "trl-lora"}))  # a CPU workflow asks nothing
+
+
+def test_the_service_refuses_unsloth_on_this_cpu_machine_and_starts_nothing(vibeml_env: Path) -> None:
+    from vibeml.client import VibeML
+
+    service = VibeML()
+    with pytest.raises(ConfigurationError, match="NVIDIA GPU"):
+        service.prepare_launch(TrainingRequest(model="m/x", dataset="d/x", max_steps=5, workflow="unsloth"))
+    assert service.store.list_jobs(limit=5) == []

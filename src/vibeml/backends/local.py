@@ -21,9 +21,9 @@ from typing import Any, ClassVar
 
 from vibeml.backends.base import Backend, Capabilities, Capability, LaunchChoice, write_handle_file
 from vibeml.config._files import atomic_write_bytes
-from vibeml.exceptions import BackendError
+from vibeml.exceptions import BackendError, ConfigurationError
 from vibeml.jobs.progress import progress_from_events
-from vibeml.models import JobProgress, LocalHandle, LocalHandleData, TrainerEnd
+from vibeml.models import JobProgress, LocalHandle, LocalHandleData, TrainerEnd, TrainingRequest
 from vibeml.safe_paths import make_private_dir
 from vibeml.settings import Settings
 from vibeml.trainer.events import read_events
@@ -94,6 +94,37 @@ class LocalBackend(Backend[LocalHandle]):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def check(self, request: TrainingRequest) -> None:
+        super().check(request)
+        from vibeml.workflows.registry import get_workflow
+
+        workflow = get_workflow(request.workflow)
+        if workflow.requires_cuda and not self._trainer_sees_cuda():
+            raise ConfigurationError(
+                f"the {workflow.name} workflow runs only on an NVIDIA GPU, and the trainer's Python on this "
+                "machine sees none",
+                {"workflow": workflow.name, "backend": self.name, "python": self.settings.python},
+                "Choose a workflow that runs on the CPU (e.g. --workflow trl-lora), or a cloud backend "
+                "(--backend vast or --backend skypilot) to rent an NVIDIA GPU.",
+            )
+
+    def _trainer_sees_cuda(self) -> bool:
+        """Does the trainer's Python (VIBEML_PYTHON, which may not be this one) see a CUDA device? Asked in a
+        child process, so that this one imports no torch; no torch there counts as no."""
+        probe = "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 3)"
+        try:
+            res = subprocess.run(
+                [self.settings.python, "-c", probe],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=120,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return res.returncode == 0
 
     # ------------------------------------------------------------------------------------ launch
 
