@@ -20,6 +20,7 @@ __all__ = [
     "REQUEST_STATUS",
     "LineSink",
     "bucket_download_argv",
+    "cluster_download_argv",
     "field",
     "is_sky_error",
     "reconcile",
@@ -163,3 +164,9 @@ def bucket_download_argv(url: str, dest: Path) -> list[str]:
         {"url": url, "dest": str(dest)},
         f"Copy {url} to {dest} with your cloud's CLI, or use an s3:// or gs:// bucket (VIBEML_SKY_BUCKET).",
     )
+
+
+def cluster_download_argv(cluster: str, remote_dir: str, dest: Path) -> list[str]:
+    """rsync of a cluster's output dir to ``dest`` over the SSH entry SkyPilot writes for the cluster
+    (``Host <cluster>`` in ``~/.ssh/config``: its head node). ``remote_dir`` is relative to the remote home."""
+    return ["rsync", "-a", "--partial", f"{cluster}:{remote_dir}/", f"{dest}/"]
