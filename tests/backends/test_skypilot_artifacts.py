@@ -264,3 +264,25 @@ def test_the_ssh_entry_helper_exists_in_the_pinned_skypilot(sky: ModuleType) -> 
 
     params = inspect.signature(command._get_cluster_records_and_set_ssh_config).parameters
     assert list(params)[:1] == ["clusters"]
+
+
+def test_a_missing_local_command_is_a_backend_error(tmp_path: Path) -> None:
+    from vibeml.backends.skypilot_status import run_command
+
+    with pytest.raises(BackendError, match="cannot run") as info:
+        run_command([str(tmp_path / "no-such-rsync"), "-a", "x:y/", "z/"])
+    assert "Install" in (info.value.recovery_suggestion or "")
+
+
+def test_on_demand_with_a_bucket_may_tear_down_when_the_copy_fails(
+    fake: FakeSky, sky: ModuleType, tmp_path: Path
+) -> None:
+    backend, handle, runner = _launch(fake, tmp_path, ON_DEMAND, bucket="gs://my-bucket/v")
+    _finish(fake, sky, handle)
+    runner.fail = True
+    p = backend.status(handle)
+    url = "gs://my-bucket/v/vml-sky1/output"
+    assert p.status is S.COMPLETED and f"the adapter is at {url}" in (p.error or "")
+    assert f"gsutil -m rsync -r {url} " in (p.error or "")
+    (down,) = [kw for n, kw in fake.calls if n == "down"]  # the adapter is safe on the bucket
+    assert down["graceful"] is True  # MOUNT_CACHED uploads finish before the teardown

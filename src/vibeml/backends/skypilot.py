@@ -589,7 +589,8 @@ class SkyPilotBackend(Backend[SkyPilotHandle]):
             self._run_cmd(["sky", "status", name])
             return
         try:
-            refresh(clusters=[name])
+            with contextlib.redirect_stdout(io.StringIO()):  # its request log must not reach `--json` output
+                refresh(clusters=[name])
         except Exception as exc:
             raise BackendError(
                 f"could not write the SSH entry for cluster {name}: {type(exc).__name__}: {exc}"[:1000],

@@ -141,7 +141,14 @@ class LineSink(io.TextIOBase):
 
 def run_command(argv: list[str]) -> None:
     """Run a local command (rsync, a bucket sync); a failure is a ``BackendError`` with its output."""
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError as exc:  # rsync / aws / gsutil not installed here
+        raise BackendError(
+            f"cannot run {argv[0]}: {exc.strerror or exc}",
+            {"command": argv[0]},
+            f"Install {argv[0]} on this machine, then run `vibeml status JOB` again.",
+        ) from exc
     if proc.returncode != 0:
         raise BackendError(
             f"{argv[0]} failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-500:]}",
