@@ -184,6 +184,13 @@ class FakeSky:
     def storage_ls(self) -> str:
         return self._req("storage_ls", lambda: list(self.storages))
 
+    def ssh_config(self, clusters: list[str] | None, **kwargs: Any) -> list[dict[str, Any]]:
+        """``sky.client.cli.command._get_cluster_records_and_set_ssh_config`` (what ``sky status NAME`` runs)."""
+        self.calls.append(("ssh_config", {"clusters": clusters}))
+        if not clusters or any(c not in self.clusters for c in clusters):
+            raise self.sky.exceptions.ClusterDoesNotExist(str(clusters))
+        return [self.clusters[c] for c in clusters]
+
     # -- helpers for tests -------------------------------------------------------------------
     def up(self, name: str, job: Any) -> None:
         self.clusters[name] = {"name": name, "status": self.sky.ClusterStatus.UP}
@@ -226,6 +233,8 @@ def fake(sky: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
         "storage_ls",
     ):
         monkeypatch.setattr(sky, name, getattr(f, name))
+    command = importlib.import_module("sky.client.cli.command")
+    monkeypatch.setattr(command, "_get_cluster_records_and_set_ssh_config", f.ssh_config)
     for name, attr in (
         ("launch", "jobs_launch"),
         ("queue", "queue"),
@@ -248,6 +257,9 @@ class Runner:
         self.commands.append(argv)
         if self.fail:
             raise BackendError("rsync failed")
+        dest = Path(argv[-1])  # rsync / bucket sync: the copy lands in the last argument
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "adapter_config.json").write_text("{}")
 
 
 def _program(job_dir: Path) -> TrainingProgram:
@@ -458,7 +470,8 @@ def test_artifact_copy_failure_keeps_the_cluster_for_a_retry(fake: FakeSky, sky:
     fake.up(handle.data.cluster_name, sky.JobStatus.SUCCEEDED)
     fake.logs = [ev(DoneEvent(output_dir="output", step=10, final_loss=1.0))]
     runner.fail = True
-    assert backend.status(handle).status is S.COMPLETED
+    p = backend.status(handle)
+    assert p.status is S.STOPPING and "rsync" in (p.error or "")  # open: the next status retries
     assert "down" not in fake.names()  # autodown is the backstop
     runner.fail = False
     assert backend.fetch_artifacts(handle) == Path(handle.data.local_output_dir)

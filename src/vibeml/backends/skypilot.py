@@ -20,6 +20,7 @@ import io
 import json
 import math
 import queue
+import shlex
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +36,7 @@ from vibeml.backends.skypilot_status import (
     REQUEST_STATUS,
     LineSink,
     bucket_download_argv,
+    cluster_download_argv,
     field,
     is_sky_error,
     reconcile,
@@ -273,6 +275,7 @@ class SkyPilotBackend(Backend[SkyPilotHandle]):
                     state["recovering"] = True
         else:
             sky_status = self._cluster_job(sky, handle)
+        cluster_up = handle.data.mode == "cluster" and sky_status is not None
         if sky_status is None:
             sky_status = {"pending": S.PROVISIONING, "failed": S.FAILED, "cancelled": S.STOPPED}.get(launch)
             failure = launch_error
@@ -296,7 +299,7 @@ class SkyPilotBackend(Backend[SkyPilotHandle]):
         progress = reconcile(sky_status, events, failure, cancelled=cancelled)
         state["status"] = progress.status.value
         if progress.status.is_terminal:
-            self._finalize(handle, state, progress)  # output home, then teardown: cost is counted after
+            progress = self._finalize(handle, state, progress, cluster_up)  # output home, then teardown
         progress = progress.model_copy(
             update={
                 "cost_so_far": self._cost(sky, handle, state, progress.status, duration),
@@ -479,7 +482,7 @@ class SkyPilotBackend(Backend[SkyPilotHandle]):
         """``sky down`` the job's cluster; a cluster that is already gone is fine."""
         buf = io.StringIO()
         try:
-            request = sky.down(handle.data.cluster_name, graceful=bool(handle.data.store_url))
+            request = sky.down(handle.data.cluster_name, graceful=self._has_store(handle))
             sky.stream_and_get(request, output_stream=buf)
         except Exception as exc:
             if not is_sky_error(exc, GONE):
@@ -490,20 +493,60 @@ class SkyPilotBackend(Backend[SkyPilotHandle]):
                     fh.write(buf.getvalue())
         state["torn_down"] = True
 
-    def _finalize(self, handle: SkyPilotHandle, state: dict[str, Any], progress: JobProgress) -> None:
-        """On the terminal status: bring the output home, then tear the cluster down (clusters only)."""
+    @staticmethod
+    def _has_store(handle: SkyPilotHandle) -> bool:
+        return bool(handle.data.store_url or handle.data.store_name)
+
+    def _finalize(
+        self, handle: SkyPilotHandle, state: dict[str, Any], progress: JobProgress, cluster_up: bool
+    ) -> JobProgress:
+        """On SkyPilot's terminal status: bring the output home, then tear the cluster down (clusters only).
+
+        The cluster is downed only once the adapter is here (or on a bucket, or the job produced none).
+        A failed copy from a live cluster keeps the job open (``stopping``, not cached): the next status
+        retries, and the error says where the adapter is and how to copy it by hand. SkyPilot's autodown
+        (the idle window, paid out of the budget) is the backstop when the client never returns.
+        """
         sky = self._sky()
-        if progress.status in (S.COMPLETED, S.STOPPED) and not state.get("artifacts"):
+        dest = self._default_dest(handle)
+        stopped = bool(state.get("stop_requested"))
+        wanted = progress.status in (S.COMPLETED, S.STOPPED) and not state.get("artifacts")
+        on_disk_only = handle.data.mode == "cluster" and not self._has_store(handle)
+        if wanted and on_disk_only and not cluster_up and not state.get("torn_down"):
+            if progress.status is S.COMPLETED and not stopped:
+                return progress.model_copy(
+                    update={
+                        "status": S.FAILED,
+                        "error": (
+                            f"training finished, but cluster {handle.data.cluster_name} was torn down (autodown "
+                            "after its idle window) before VibeML copied the adapter, which was only on its disk; "
+                            "set VIBEML_SKY_BUCKET so outputs outlive the cluster"
+                        ),
+                    }
+                )
+            wanted = False
+        if wanted:
             try:
-                self._fetch(sky, handle, self._default_dest(handle), state)
+                self._fetch(sky, handle, dest, state)
             except VibeMLError as exc:
                 state["artifacts_error"] = exc.message
-        if handle.data.mode == "managed" or state.get("torn_down"):
-            return
-        if state.get("artifacts_error") and not state.get("stop_requested"):
-            return  # autodown removes it after its idle window; fetch_artifacts can retry until then
-        with contextlib.suppress(VibeMLError):
-            self._down(sky, handle, state)
+                hint = self._fetch_hint(sky, handle, dest)
+                if on_disk_only and not stopped:
+                    return progress.model_copy(
+                        update={
+                            "status": S.STOPPING,
+                            "error": f"training finished; copying the adapter failed ({exc.message}); "
+                            f"VibeML retries on the next status; {hint}",
+                        }
+                    )
+                note = f"copying the adapter failed ({exc.message}); {hint}"
+                progress = progress.model_copy(
+                    update={"error": f"{progress.error}; {note}" if progress.error else note}
+                )
+        if handle.data.mode != "managed" and not state.get("torn_down"):
+            with contextlib.suppress(VibeMLError):
+                self._down(sky, handle, state)
+        return progress
 
     # ------------------------------------------------------------------------------ artifacts
 
@@ -529,6 +572,54 @@ class SkyPilotBackend(Backend[SkyPilotHandle]):
             "Check `sky storage ls`; the job may not have started.",
         )
 
+    def _ssh_config(self, name: str) -> None:
+        """Write the cluster's ``~/.ssh/config`` entry, so that ``rsync NAME:…`` reaches its head node.
+
+        SkyPilot 0.14.1's SDK has no call for this: its CLI writes the entry on ``sky status NAME``
+        (``sky.client.cli.command._get_cluster_records_and_set_ssh_config``, asking the API server for the
+        cluster's SSH credentials). The same function is called here; without it, ``sky status NAME`` is run.
+        """
+        try:
+            from sky.client.cli import command
+
+            refresh = getattr(command, "_get_cluster_records_and_set_ssh_config", None)
+        except Exception:
+            refresh = None
+        if refresh is None:
+            self._run_cmd(["sky", "status", name])
+            return
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # its request log must not reach `--json` output
+                refresh(clusters=[name])
+        except Exception as exc:
+            raise BackendError(
+                f"could not write the SSH entry for cluster {name}: {type(exc).__name__}: {exc}"[:1000],
+                {"cluster": name},
+                f"Run `sky status {name}`, then `vibeml status` again.",
+            ) from exc
+
+    def _fetch_hint(self, sky: ModuleType, handle: SkyPilotHandle, dest: Path) -> str:
+        """Where the job's output is, and the commands that copy it by hand."""
+        name = handle.data.cluster_name
+        if self._has_store(handle):
+            try:
+                url = self._store_output_url(sky, handle)
+            except VibeMLError:
+                url = None
+            if url is None:
+                where = f"{handle.data.store_name} under {handle.job_id}/output"
+                return f"the adapter is in SkyPilot bucket {where} (`sky storage ls`)"
+            try:
+                command = shlex.join(bucket_download_argv(url, dest))
+            except BackendError:
+                command = "your cloud's CLI"
+            return f"the adapter is at {url}; copy it with: {command}"
+        rsync = shlex.join(cluster_download_argv(name, handle.data.remote_output_dir, dest))
+        return (
+            f"the adapter is on cluster {name} in ~/{handle.data.remote_output_dir} until it autodowns; "
+            f"copy it with: sky status {name} && {rsync} && sky down {name}"
+        )
+
     @staticmethod
     def _default_dest(handle: SkyPilotHandle) -> Path:
         return Path(handle.data.local_output_dir)
@@ -546,8 +637,15 @@ class SkyPilotBackend(Backend[SkyPilotHandle]):
                 "Set VIBEML_SKY_BUCKET (e.g. s3://my-bucket/vibeml) so outputs outlive the cluster.",
             )
         else:
-            remote = handle.data.remote_output_dir
-            self._run_cmd(["rsync", "-a", "--partial", f"{handle.data.cluster_name}:{remote}/", f"{target}/"])
+            name = handle.data.cluster_name
+            self._ssh_config(name)
+            self._run_cmd(cluster_download_argv(name, handle.data.remote_output_dir, target))
+        if not any(p.is_file() for p in target.rglob("*")):
+            raise BackendError(
+                f"the download of the job's output into {target} brought back no files",
+                {"job_id": handle.job_id, "target": str(target)},
+                "See `vibeml logs JOB`: the trainer may have written nothing.",
+            )
         if target == self._default_dest(handle):
             state["artifacts"] = str(target)
             state.pop("artifacts_error", None)
@@ -560,7 +658,8 @@ class SkyPilotBackend(Backend[SkyPilotHandle]):
         target = Path(dest) if dest is not None else self._default_dest(handle)
         try:
             self._fetch(sky, handle, target, state)
-            if state.get("final") and handle.data.mode != "managed" and not state.get("torn_down"):
+            ended = state.get("status") in {s.value for s in JobStatus.TERMINAL}
+            if ended and handle.data.mode != "managed" and not state.get("torn_down"):
                 self._down(sky, handle, state)  # it was kept up only because the copy had failed
         finally:
             self._save_state(handle, state)

@@ -20,6 +20,7 @@ __all__ = [
     "REQUEST_STATUS",
     "LineSink",
     "bucket_download_argv",
+    "cluster_download_argv",
     "field",
     "is_sky_error",
     "reconcile",
@@ -140,7 +141,14 @@ class LineSink(io.TextIOBase):
 
 def run_command(argv: list[str]) -> None:
     """Run a local command (rsync, a bucket sync); a failure is a ``BackendError`` with its output."""
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError as exc:  # rsync / aws / gsutil not installed here
+        raise BackendError(
+            f"cannot run {argv[0]}: {exc.strerror or exc}",
+            {"command": argv[0]},
+            f"Install {argv[0]} on this machine, then run `vibeml status JOB` again.",
+        ) from exc
     if proc.returncode != 0:
         raise BackendError(
             f"{argv[0]} failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-500:]}",
@@ -163,3 +171,9 @@ def bucket_download_argv(url: str, dest: Path) -> list[str]:
         {"url": url, "dest": str(dest)},
         f"Copy {url} to {dest} with your cloud's CLI, or use an s3:// or gs:// bucket (VIBEML_SKY_BUCKET).",
     )
+
+
+def cluster_download_argv(cluster: str, remote_dir: str, dest: Path) -> list[str]:
+    """rsync of a cluster's output dir to ``dest`` over the SSH entry SkyPilot writes for the cluster
+    (``Host <cluster>`` in ``~/.ssh/config``: its head node). ``remote_dir`` is relative to the remote home."""
+    return ["rsync", "-a", "--partial", f"{cluster}:{remote_dir}/", f"{dest}/"]

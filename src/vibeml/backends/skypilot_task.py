@@ -56,6 +56,7 @@ __all__ = [
     "budget_plan",
     "build_task_spec",
     "choice_from_flags",
+    "export_header",
     "export_task_yaml",
     "import_sky",
     "sky_cluster_name",
@@ -252,7 +253,8 @@ class ResourceSpec(BaseModel):
         if self.max_hourly_cost:
             kw["max_hourly_cost"] = round(self.max_hourly_cost, 4)
         if self.autostop_idle_minutes is not None:
-            kw["autostop"] = {"idle_minutes": self.autostop_idle_minutes, "down": True}
+            # jobs_and_ssh (SkyPilot's default, spelt out): the idle timer waits for the client's rsync.
+            kw["autostop"] = {"idle_minutes": self.autostop_idle_minutes, "down": True, "wait_for": "jobs_and_ssh"}
         if self.labels:
             kw["labels"] = dict(self.labels)
         return kw
@@ -601,22 +603,67 @@ def choice_from_flags(
     )
 
 
+def export_header(spec: SkyTaskSpec, filename: str = "task.yaml") -> str:
+    """YAML comment lines: how to run the exported task as is and where its adapter ends up.
+
+    Built from the spec's VibeML-made names only (job id, cluster name, a checked bucket URL); a
+    ``filename`` that is not a plain file name is replaced by ``task.yaml``.
+    """
+    import shlex
+
+    from vibeml.backends.skypilot_status import bucket_download_argv, cluster_download_argv
+
+    file = filename if _SAFE_FILENAME.match(filename) else "task.yaml"
+    name = spec.name
+    lines = [f"VibeML fine-tune {spec.job_id}, written by `vibeml sky export`. Run it as is from this folder:"]
+    if spec.managed:
+        lines.append(f"  sky jobs launch -n {name} {file}    (gated models: add --secret HF_TOKEN)")
+    else:
+        lines.append(f"  sky launch -c {name} {file}    (gated models: add --secret HF_TOKEN)")
+    if spec.store is not None and spec.store.url is not None:
+        url = f"{spec.store.url}/{spec.job_id}/output"
+        try:
+            fetch = shlex.join(bucket_download_argv(url, Path("output")))
+        except Exception:
+            fetch = "your cloud's CLI"
+        lines += [f"The adapter is written to {url}; copy it with:", f"  {fetch}"]
+    elif spec.store is not None:
+        lines += [
+            f"The adapter is written to SkyPilot bucket {name} (`sky storage ls`) under {spec.job_id}/output;",
+            f"copy it with e.g. `aws s3 sync s3://{name}/{spec.job_id}/output output` (or gsutil for gs://).",
+        ]
+    else:
+        idle = spec.resources[0].autostop_idle_minutes
+        rsync = shlex.join(cluster_download_argv(name, spec.remote_output_dir, Path("output")))
+        lines += [
+            f"The adapter is written to ~/{spec.remote_output_dir} on the cluster, which tears itself down {idle} "
+            "idle minutes after the job ends (the adapter goes with it). Copy it first:",
+            f"  sky status {name} && {rsync} && sky down {name}",
+        ]
+    return "".join(f"# {line}\n" for line in lines)
+
+
 def export_task_yaml(
     request: TrainingRequest,
     *,
     settings: Settings,
     choice: LaunchChoice | None = None,
     job_id: str | None = None,
+    filename: str = "task.yaml",
 ) -> str:
     """The SkyPilot task YAML for a request (``sky launch`` it yourself); nothing is launched.
 
-    Without ``choice`` the planner picks the cheapest fitting option (as ``vibeml launch`` would).
+    Without ``choice`` the planner picks the cheapest fitting option (as ``vibeml launch`` would). The
+    YAML starts with comments (:func:`export_header`): the command that runs it and how to get the
+    adapter back. Local inputs are mounted from absolute paths; secrets (HF_TOKEN) are never written.
     """
     import secrets
 
     from vibeml.workflows.registry import render_program
 
     job_id = job_id or "vml-" + secrets.token_hex(4)
+    if not _SAFE_FILENAME.match(job_id):
+        raise ValidationError(f"job id {job_id[:60]!r} is not a plain name", {"job_id": job_id[:60]})
     if choice is None:
         from vibeml.client import VibeML
 
@@ -625,4 +672,5 @@ def export_task_yaml(
     program = render_program(
         request, job_id, output_dir="output", checkpoint_dir="checkpoints", events_path="events.jsonl", env=env
     )
-    return build_task_spec(program, job_id, choice, SkyOptions.from_settings(settings)).to_yaml()
+    spec = build_task_spec(program, job_id, choice, SkyOptions.from_settings(settings))
+    return export_header(spec, filename) + spec.to_yaml()

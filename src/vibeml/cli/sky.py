@@ -70,7 +70,7 @@ def export(
             max_cost=max_cost,
             runtime_dir=current.skypilot.runtime_dir,
         )
-    text = export_task_yaml(request, settings=current, choice=choice)
+    text = export_task_yaml(request, settings=current, choice=choice, filename=target.name if target else "task.yaml")
     if target is not None:
         write_text_atomic(target, text)
     if json_out:
@@ -78,7 +78,8 @@ def export(
     elif output is None:
         typer.echo(text, nl=False)
     else:
-        console().print(f"Wrote {output}. Run it with: sky launch {output}")
+        how = "sky jobs launch" if spot else "sky launch"
+        console().print(f"Wrote {output}. Run it with: {how} {output} (its first lines say how to fetch the adapter)")
 
 
 @sky_app.command("seed-catalog")
