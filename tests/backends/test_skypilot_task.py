@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -287,6 +288,28 @@ def test_run_script_enforces_the_budget(sky: ModuleType, tmp_path: Path) -> None
     assert spent["code"] == 0 and "argv" not in spent  # the trainer never started
     [event] = list(parse_event_lines(spent["stdout"].splitlines()))  # the shell's own line: the same contract
     assert isinstance(event, StoppedEvent) and event.reason == "max_runtime" and event.step is None
+
+
+def test_the_budget_counts_the_boot_once_and_not_a_reused_machines_uptime(sky: ModuleType, tmp_path: Path) -> None:
+    envs = build_task_spec(_program(), "vml-boot", CASES["single-gpu"], OPTS).envs
+    envs = {**envs, "VIBEML_RESERVE_SECONDS": "0"}
+    uptime = int(float(Path("/proc/uptime").read_text().split()[0]))
+
+    def left(limit: int, run: str) -> int:
+        (tmp_path / run).mkdir(exist_ok=True)
+        out = _run_script(tmp_path / run, envs, {"VIBEML_MAX_RUNTIME_SECONDS": str(limit)}, timeout_stub=True)
+        assert out["code"] == 0, out
+        return int((tmp_path / run / "timeout.txt").read_text().split()[4])
+
+    # A machine started for this job: its boot (provisioning, setup) is billed and comes off the budget, once.
+    fresh = left(uptime + 5000, "fresh")
+    assert 4900 <= fresh <= 5000
+    (tmp_path / "again").mkdir()
+    shutil.copytree(tmp_path / "fresh" / "node-home", tmp_path / "again" / "node-home")
+    assert 4800 <= left(uptime + 5000, "again") <= fresh  # a second run of the job: the boot is not counted twice
+    # A machine up longer than the whole budget was not started for this job (a reused cluster): from now.
+    if uptime > 600:
+        assert uptime - 600 - 100 <= left(uptime - 600, "reused") <= uptime - 600
 
 
 def test_local_inputs_are_mounted(sky: ModuleType, tmp_path: Path) -> None:

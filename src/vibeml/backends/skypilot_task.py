@@ -17,10 +17,11 @@ so a recovered job resumes from the same checkpoint directory.
 
 Budget: each candidate's ``max_hourly_cost`` is its planned rate + 10 %, and the wall-clock limit is
 ``max_cost / (that cap × nodes)`` (or the choice's ``max_runtime_seconds`` when smaller). The run script
-subtracts what the machine has already been up (``/proc/uptime``: provisioning and setup are billed),
-what earlier attempts used (a start stamp kept on the bucket across recoveries) and the idle window before
-autodown, then runs the trainer under ``timeout --preserve-status`` (SIGTERM: the trainer checkpoints and
-stops; SIGKILL after the grace). The trainer's own ``max_runtime_seconds`` is set to the same limit.
+subtracts the time since the job's first start (a stamp kept on the bucket across recoveries, set on the first
+run to the machine's boot: provisioning and setup are billed; a machine up longer than the whole budget was
+not started for this job, e.g. a reused cluster, and counts from now) and the idle window before autodown,
+then runs the trainer under ``timeout --preserve-status`` (SIGTERM: the trainer checkpoints and stops;
+SIGKILL after the grace). The trainer's own ``max_runtime_seconds`` is set to the same limit.
 """
 
 from __future__ import annotations
@@ -110,10 +111,13 @@ RESERVE="${VIBEML_RESERVE_SECONDS:-0}"
 TIMEOUT=()
 if [ "$LIMIT" -gt 0 ]; then
   NOW="$(date +%s)"
-  if [ ! -s "$STATE_DIR/started_at" ]; then echo "$NOW" > "$STATE_DIR/started_at"; fi
+  if [ ! -s "$STATE_DIR/started_at" ]; then
+    BOOT="$(cut -d. -f1 /proc/uptime 2>/dev/null || echo 0)"
+    if [ "$BOOT" -ge "$LIMIT" ]; then BOOT=0; fi
+    echo "$(( NOW - BOOT ))" > "$STATE_DIR/started_at"
+  fi
   STARTED="$(head -n1 "$STATE_DIR/started_at")"
-  UPTIME="$(cut -d. -f1 /proc/uptime)"
-  LEFT=$(( LIMIT - (NOW - STARTED) - UPTIME - RESERVE ))
+  LEFT=$(( LIMIT - (NOW - STARTED) - RESERVE ))
   if [ "$LEFT" -le "$GRACE" ]; then
     echo "[vibeml] the budget leaves no time to train (${LEFT}s); stopping"
     printf '@@vibeml-event {"event": "stopped", "time": %s, "reason": "max_runtime"}\\n' "$NOW"
