@@ -45,8 +45,7 @@ DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, so a req
 if not SEEDS.is_dir():
     pytest.skip(f"the seed documents are not here ({SEEDS} is absent)", allow_module_level=True)
 
-sys.path.insert(0, str(RUNNER.parent))
-from seed_examples_runner import extract_blocks  # noqa: E402
+from tests.seed_examples_runner import extract_blocks  # noqa: E402 - after the skip: it reads no seeds
 
 
 class MissingVastSurface(AssertionError):
