@@ -269,11 +269,14 @@ class TrainingRequest(_UserModel):
 
 
 class CostEstimate(BaseModel):
-    """What a run is expected to cost (USD), with a range. Immutable."""
+    """What a run is expected to cost (USD), with a range. Immutable.
+
+    ``gpu_type`` is ``None`` for an estimate not tied to one GPU (e.g. a rate and a duration given directly).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    gpu_type: str
+    gpu_type: str | None = None
     gpu_count: int = Field(1, ge=1)
     use_spot: bool = False
     cloud: str | None = None

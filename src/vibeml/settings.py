@@ -239,7 +239,11 @@ class CredentialSettings(_Section):
     """The credential store's key source, and the providers' credentials found in the environment."""
 
     backend: Annotated[Literal["auto", "keyring", "passphrase", "keyfile"], Env("VIBEML_CREDENTIAL_BACKEND")] = Field(
-        "auto", description="Where the store's key lives: auto, keyring, passphrase or keyfile."
+        "auto",
+        description=(
+            "Where the store's key lives: auto (the OS keyring, else the passphrase if set, else a key file only "
+            "you can read, with a one-time warning), keyring, passphrase or keyfile."
+        ),
     )
     passphrase: Annotated[SecretStr | None, Env("VIBEML_PASSPHRASE", secret=True)] = Field(
         None, description="Passphrase of a passphrase-locked store (else a terminal prompts)."

@@ -24,7 +24,7 @@ _FIXTURE_OK = settings(max_examples=60, deadline=None, suppress_health_check=[He
 def test_any_credential_string_round_trips(manager: CredentialManager, value: str) -> None:
     manager.store_credential("vast", "api_key", value)
     got = manager.get_credential("vast", "api_key")
-    assert got is not None and got.get_secret_value() == value
+    assert got is not None and got == value
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ def test_any_credential_string_round_trips(manager: CredentialManager, value: st
 def test_awkward_credential_strings_round_trip(manager: CredentialManager, value: str) -> None:
     manager.store_credential("p", "t", SecretStr(value))
     got = manager.get_credential("p", "t")
-    assert got is not None and got.get_secret_value() == value
+    assert got is not None and got == value
 
 
 _values = st.one_of(

@@ -50,11 +50,11 @@ def test_round_trip_and_listing(manager: CredentialManager, make_manager: Any, p
     manager.store_credential("vast", "api_key", SECRET)
     manager.store_credential("HF", "token", SecretStr(HF))  # provider alias, SecretStr input
     got = manager.get_credential("vast", "api_key")
-    assert isinstance(got, SecretStr)
-    assert got.get_secret_value() == SECRET
+    assert type(got) is str  # the plain value, as the API reference uses it
+    assert got == SECRET
     # A fresh manager (another process) opens it with the same passphrase.
     again = make_manager(passphrase=passphrase)
-    assert again.get_credential("huggingface", "token") == SecretStr(HF)
+    assert again.get_credential("huggingface", "token") == HF
     names = [(i.provider, i.credential_type, i.masked) for i in again.list_providers()]
     assert names == [("huggingface", "token", None), ("vast", "api_key", None)]
     masked = {i.provider: i.masked for i in again.list_providers(with_masked=True)}
@@ -65,7 +65,7 @@ def test_round_trip_and_listing(manager: CredentialManager, make_manager: Any, p
 def test_replace_and_delete(manager: CredentialManager) -> None:
     manager.store_credential("vast", "api_key", SECRET)
     manager.store_credential("vast", "api_key", SECRET + "x")
-    assert manager.get_credential("vast", "api_key") == SecretStr(SECRET + "x")
+    assert manager.get_credential("vast", "api_key") == SECRET + "x"
     assert manager.delete_credential("vast", "api_key") is True
     assert manager.delete_credential("vast", "api_key") is False
     assert manager.get_credential("vast", "api_key") is None
@@ -158,7 +158,7 @@ def test_failed_write_keeps_old_file(
     assert "left as it was" in (info.value.recovery_suggestion or "")
     assert (cfg / "credentials.enc").read_bytes() == before
     assert _tmp_files(cfg) == []
-    assert manager.get_credential("vast", "api_key") == SecretStr(SECRET)
+    assert manager.get_credential("vast", "api_key") == SECRET
 
 
 # -------------------------------------------------------------------------------- errors
@@ -181,7 +181,7 @@ def test_wrong_passphrase_is_clear_and_file_untouched(manager: CredentialManager
         assert "Nothing was changed" in (info.value.recovery_suggestion or "")
         assert "not the passphrase" not in str(info.value) + repr(info.value) + json.dumps(info.value.to_dict())
     assert path.read_bytes() == before
-    assert manager.get_credential("vast", "api_key") == SecretStr(SECRET)
+    assert manager.get_credential("vast", "api_key") == SECRET
 
 
 def _flip_ciphertext(doc: dict[str, Any]) -> None:
@@ -268,8 +268,8 @@ def test_backend_mismatch_is_explained(manager: CredentialManager, make_manager:
 def test_passphrase_from_settings(make_manager: Any, cfg: Path, passphrase: str) -> None:
     make_manager(passphrase=passphrase).store_credential("vast", "api_key", SECRET)
     settings = Settings.from_env({"VIBEML_PASSPHRASE": passphrase, "VIBEML_CONFIG_DIR": str(cfg)})
-    assert CredentialManager.from_settings(settings).get_credential("vast", "api_key") == SecretStr(SECRET)
-    assert make_manager(passphrase=SecretStr(passphrase)).get_credential("vast", "api_key") == SecretStr(SECRET)
+    assert CredentialManager.from_settings(settings).get_credential("vast", "api_key") == SECRET
+    assert make_manager(passphrase=SecretStr(passphrase)).get_credential("vast", "api_key") == SECRET
     with pytest.raises(PassphraseRequiredError):  # the process environment is not read behind the settings' back
         make_manager().get_credential("vast", "api_key")
 
@@ -281,20 +281,20 @@ def test_prompt_asks_twice_for_a_new_store_and_once_after(make_manager: Any, pas
         asked.append(message)
         return passphrase
 
-    mgr = make_manager(prompt=prompt)
+    mgr = make_manager(prompt=prompt, backend="passphrase")  # auto never prompts for a new store
     mgr.store_credential("vast", "api_key", SECRET)
     assert len(asked) == 2 and "Repeat" in asked[1]
     mgr.store_credential("wandb", "api_key", SECRET)  # cached: no more prompts
     assert len(asked) == 2
     asked.clear()
-    assert make_manager(prompt=prompt).get_credential("vast", "api_key") == SecretStr(SECRET)
+    assert make_manager(prompt=prompt).get_credential("vast", "api_key") == SECRET
     assert len(asked) == 1
 
 
 def test_prompt_mismatch_and_short_passphrases(make_manager: Any, cfg: Path) -> None:
     answers = iter(["first passphrase", "second passphrase"])
     with pytest.raises(CredentialError, match="differ"):
-        make_manager(prompt=lambda _m: next(answers)).store_credential("vast", "api_key", SECRET)
+        make_manager(prompt=lambda _m: next(answers), backend="passphrase").store_credential("vast", "api_key", SECRET)
     with pytest.raises(CredentialError, match="too short"):
         make_manager(passphrase="short").store_credential("vast", "api_key", SECRET)
     assert not (cfg / "credentials.enc").exists()
@@ -315,12 +315,12 @@ def test_fallback_env(manager: CredentialManager, make_manager: Any, passphrase:
     assert manager.get_credential("vast", "api_key", fallback_env="VAST_API_KEY") is None
     env = {"VAST_API_KEY": "from-the-environment-000"}
     with_env = make_manager(passphrase=passphrase, env=env)
-    assert with_env.get_credential("vast", "api_key", "VAST_API_KEY") == SecretStr("from-the-environment-000")
+    assert with_env.get_credential("vast", "api_key", "VAST_API_KEY") == "from-the-environment-000"
     manager.store_credential("vast", "api_key", SECRET)
-    assert with_env.get_credential("vast", "api_key", "VAST_API_KEY") == SecretStr(SECRET)  # stored wins
+    assert with_env.get_credential("vast", "api_key", "VAST_API_KEY") == SECRET  # stored wins
     # A locked store with nobody to unlock it still yields the environment's value.
     locked = make_manager(env=env)
-    assert locked.get_credential("vast", "api_key", "VAST_API_KEY") == SecretStr("from-the-environment-000")
+    assert locked.get_credential("vast", "api_key", "VAST_API_KEY") == "from-the-environment-000"
     with pytest.raises(PassphraseRequiredError):
         make_manager(env={"VAST_API_KEY": ""}).get_credential("vast", "api_key", "VAST_API_KEY")
     assert manager.credential_lookup("vast", "api_key")() == SECRET
@@ -330,9 +330,9 @@ def test_fallback_env(manager: CredentialManager, make_manager: Any, passphrase:
 def test_explicit_env_mapping(make_manager: Any, passphrase: str) -> None:
     env = {"MY_TOKEN": "tok-from-mapping-0000"}
     mgr = make_manager(env=env, passphrase=passphrase)
-    assert mgr.get_credential("x", "token", fallback_env="MY_TOKEN") == SecretStr("tok-from-mapping-0000")
+    assert mgr.get_credential("x", "token", fallback_env="MY_TOKEN") == "tok-from-mapping-0000"
     mgr.store_credential("x", "token", SECRET)
-    assert make_manager(env=env, passphrase=passphrase).get_credential("x", "token") == SecretStr(SECRET)
+    assert make_manager(env=env, passphrase=passphrase).get_credential("x", "token") == SECRET
     assert "tok-from-mapping" not in repr(vars(mgr))  # held as SecretStr
 
 
@@ -343,7 +343,7 @@ def test_keyfile_backend(make_manager: Any, cfg: Path) -> None:
     mgr = make_manager(backend="keyfile")
     mgr.store_credential("vast", "api_key", SECRET)
     assert mgr.key_source() == "keyfile"
-    assert make_manager().get_credential("vast", "api_key") == SecretStr(SECRET)  # auto follows the header
+    assert make_manager().get_credential("vast", "api_key") == SECRET  # auto follows the header
     store_bytes = (cfg / "credentials.enc").read_bytes()
     assert SECRET.encode() not in store_bytes
     (cfg / "credentials.key").rename(cfg / "moved.key")
@@ -365,7 +365,7 @@ def test_auto_uses_a_usable_keyring(make_manager: Any, memory_keyring: Any, cfg:
     mgr = make_manager()  # no passphrase anywhere: the keyring holds the key
     mgr.store_credential("vast", "api_key", SECRET)
     assert mgr.key_source() == "keyring"
-    assert make_manager().get_credential("vast", "api_key") == SecretStr(SECRET)
+    assert make_manager().get_credential("vast", "api_key") == SECRET
     [(service, _user)] = memory_keyring.entries
     assert service == "vibeml"
     assert SECRET not in json.dumps(list(memory_keyring.entries.values()))
@@ -384,6 +384,74 @@ def test_auto_without_keyring_falls_back_to_passphrase(make_manager: Any, passph
         make_manager(config_dir=Path(str(mgr.config_dir) + "-2"), backend="keyring").store_credential(
             "vast", "api_key", SECRET
         )
+
+
+@posix_only
+def test_auto_without_keyring_or_passphrase_uses_a_private_key_file(
+    make_manager: Any, cfg: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The gh / huggingface-cli convention: no keyring and no passphrase → a key file only the user can read,
+    said once per config dir with the stronger choices named; never a prompt, never an error."""
+    caplog.set_level(logging.WARNING)
+    asked: list[str] = []
+    mgr = make_manager(prompt=lambda m: asked.append(m) or "typed passphrase")
+    mgr.store_credential("nebius", "api_key", SECRET)
+    assert asked == [] and mgr.key_source() == "keyfile"
+    assert stat.S_IMODE(cfg.stat().st_mode) == 0o700
+    for name in ("credentials.key", "credentials.enc"):
+        assert stat.S_IMODE((cfg / name).stat().st_mode) == 0o600
+    assert SECRET.encode() not in (cfg / "credentials.enc").read_bytes()
+    assert _tmp_files(cfg) == []
+    notices = [r.getMessage() for r in caplog.records if "no OS keyring and no passphrase" in r.getMessage()]
+    assert len(notices) == 1
+    assert "VIBEML_CREDENTIAL_BACKEND=passphrase" in notices[0] and "VIBEML_PASSPHRASE" in notices[0]
+    assert "keyring" in notices[0] and str(cfg / "credentials.key") in notices[0]
+    # More writes and other managers on the same dir say nothing more; the value reads back as written.
+    caplog.clear()
+    mgr.store_credential("vast", "api_key", SECRET + "x")
+    again = make_manager()
+    again.store_credential("wandb", "api_key", SECRET)
+    assert again.get_credential("nebius", "api_key") == SECRET
+    assert not [r for r in caplog.records if "no OS keyring" in r.getMessage()]
+    # Another config dir gets its own notice.
+    make_manager(config_dir=cfg.parent / "other").store_credential("vast", "api_key", SECRET)
+    assert len([r for r in caplog.records if "no OS keyring" in r.getMessage()]) == 1
+    assert SECRET not in caplog.text
+
+
+def test_auto_keyring_refusal_without_passphrase_uses_the_key_file(
+    make_manager: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_crypto, "keyring_backend", lambda: object())  # "usable", but set_password fails
+
+    def refuse(key_id: str, key: bytes) -> None:
+        raise CredentialError("the OS keyring refused to store the credential store key (X)")
+
+    monkeypatch.setattr(_crypto, "keyring_set", refuse)
+    mgr = make_manager()
+    mgr.store_credential("vast", "api_key", SECRET)
+    assert mgr.key_source() == "keyfile"
+
+
+def test_the_seed_form_without_keyring_or_passphrase(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The API reference's example on a machine with no keyring and no passphrase: it stores, and reads back
+    the plain string; everything stays under VIBEML_HOME."""
+    caplog.set_level(logging.WARNING)
+    home = tmp_path / "home"
+    monkeypatch.setenv("VIBEML_HOME", str(home))
+    for name in ("VIBEML_CONFIG_DIR", "VIBEML_PASSPHRASE", "VIBEML_CREDENTIAL_BACKEND", "NEBIUS_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    manager = CredentialManager()
+    manager.store_credential(provider="nebius", credential_type="api_key", value="your-key")
+    api_key = manager.get_credential(provider="nebius", credential_type="api_key", fallback_env="NEBIUS_API_KEY")
+    assert api_key == "your-key" and type(api_key) is str
+    assert sorted(p.name for p in (home / "config").iterdir() if not p.name.startswith(".")) == [
+        "credentials.enc",
+        "credentials.key",
+    ]
+    assert "no OS keyring and no passphrase" in caplog.text
 
 
 def test_from_settings(tmp_path: Path) -> None:
@@ -443,13 +511,11 @@ def test_no_secret_in_reprs_logs_or_errors(
     mgr = make_manager(passphrase=passphrase)
     mgr.store_credential("vast", "api_key", SECRET)
     mgr.store_credential("huggingface", "token", HF)
-    got = mgr.get_credential("vast", "api_key")
+    assert mgr.get_credential("vast", "api_key") == SECRET  # the plain value goes to its caller, nowhere else
     texts = [
         repr(mgr),
         str(mgr),
         repr(vars(mgr)),
-        repr(got),
-        str(got),
         repr(mgr.list_providers(with_masked=True)),
         repr(mgr.validate_credentials()),
         json.dumps([c.model_dump(mode="json") for t in mgr.validate_credentials().values() for c in t.values()]),
@@ -465,7 +531,6 @@ def test_no_secret_in_reprs_logs_or_errors(
     blob = "\n".join(texts)
     for secret in (SECRET, HF, passphrase):
         assert secret not in blob
-    assert "**********" in repr(got)
 
 
 def test_threads_do_not_lose_writes(manager: CredentialManager) -> None:
@@ -491,10 +556,10 @@ def test_the_seed_form_with_no_arguments(tmp_path: Path, monkeypatch: pytest.Mon
     manager = CredentialManager()
     assert manager.config_dir == tmp_path / "home" / "config" and manager.backend == "passphrase"
     found = manager.get_credential(provider="nebius", credential_type="api_key", fallback_env="NEBIUS_API_KEY")
-    assert found is not None and found.get_secret_value() == "from-the-environment"
+    assert found is not None and found == "from-the-environment"
     manager.store_credential(provider="nebius", credential_type="api_key", value="your-key")
     stored = CredentialManager().get_credential("nebius", "api_key", fallback_env="NEBIUS_API_KEY")
-    assert stored is not None and stored.get_secret_value() == "your-key"  # the store wins over the variable
+    assert stored is not None and stored == "your-key"  # the store wins over the variable
     monkeypatch.delenv("NEBIUS_API_KEY")
     assert CredentialManager().get_credential("nebius", "other", fallback_env="NEBIUS_API_KEY") is None
     assert "from-the-environment" not in repr(manager) and "your-key" not in repr(manager)

@@ -188,7 +188,8 @@ def _render_preview(p: "LaunchPreview") -> None:
     out.print(f"[bold]Dry run[/]: nothing was started. {r.workflow} on {r.backend}")
     out.print(f"  model:    {escape(r.model)}")
     out.print(f"  dataset:  {escape(r.dataset)}")
-    where = f"{e.gpu_count}× {e.gpu_type}" + (f" on {e.cloud}" if e.cloud else "") + (" (spot)" if e.use_spot else "")
+    gpus = f"{e.gpu_count}× {e.gpu_type}" if e.gpu_type else "no particular GPU"  # None: not tied to a GPU
+    where = gpus + (f" on {e.cloud}" if e.cloud else "") + (" (spot)" if e.use_spot else "")
     out.print(
         f"  estimate: [bold]{fmt_money(e.expected_cost)}[/] ({fmt_money(e.min_cost)}–{fmt_money(e.max_cost)}), "
         f"{e.estimated_duration_hours:.2f} h at {fmt_money(e.hourly_rate)}/h, {where}"

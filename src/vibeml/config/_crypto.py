@@ -20,8 +20,11 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
+import os
 import re
 import secrets
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +32,10 @@ from typing import Any, Literal, cast, get_args
 
 from pydantic import SecretStr
 
-from vibeml.config._files import atomic_write_bytes
+from vibeml.config._files import POSIX, atomic_write_bytes
 from vibeml.exceptions import CredentialError
+
+log = logging.getLogger(__name__)
 
 KeySource = Literal["keyring", "passphrase", "keyfile"]
 
@@ -288,7 +293,10 @@ def keyring_set(key_id: str, key: bytes) -> None:
 def keyfile_read(path: Path) -> tuple[str, bytes] | None:
     """``(key_id, key)`` from the key file, ``None`` when there is none."""
     try:
-        raw = path.read_bytes()[:4096]
+        with path.open("rb") as fh:
+            raw = fh.read(4096)
+            if POSIX and stat.S_IMODE(os.fstat(fh.fileno()).st_mode) & 0o077:
+                log.warning("the credential key file %s is readable by other users; `chmod 600` it", path)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -322,15 +330,16 @@ def keyfile_get(path: Path, key_id: str) -> bytes:
     return found[1]
 
 
-def keyfile_create(path: Path) -> tuple[str, bytes]:
-    """Reuse the key file if there is one (it may belong to a store moved aside), else write a new one."""
+def keyfile_create(path: Path) -> tuple[str, bytes, bool]:
+    """Reuse the key file if there is one (it may belong to a store moved aside), else write a new one (0600,
+    atomically). Returns ``(key_id, key, created)``."""
     existing = keyfile_read(path)
     if existing is not None:
-        return existing
+        return (*existing, False)
     key_id, key = secrets.token_hex(16), secrets.token_bytes(32)
     body = json.dumps({"key_id": key_id, "key": b64e(key), "note": "VibeML credential key: keep it private"})
     try:
         atomic_write_bytes(path, (body + "\n").encode("ascii"))
     except OSError as exc:
         raise CredentialError(f"cannot write the key file {path}: {exc.strerror or exc}", {"path": str(path)}) from exc
-    return key_id, key
+    return key_id, key, True

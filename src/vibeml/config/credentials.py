@@ -7,13 +7,16 @@ One file, ``<config dir>/credentials.enc``, holds every credential, encrypted wi
   Service). Chosen by ``backend="auto"`` when a usable keyring exists.
 * ``passphrase``: derived from ``VIBEML_PASSPHRASE`` (``settings.credentials.passphrase``) or a prompt with
   scrypt (N=2**17, r=8, p=1: 128 MiB and about half a second per unlock; a random 16-byte salt per store).
-  The fallback of ``"auto"``.
-* ``keyfile``: a random key in ``credentials.key`` beside the store. Only when asked for: whoever can read
-  that file can read the credentials.
+  Chosen by ``"auto"`` when there is no keyring and a passphrase is given.
+* ``keyfile``: a random key in ``credentials.key`` beside the store, readable only by the user (as ``gh``,
+  ``huggingface-cli`` and ``llm`` keep tokens): whoever can read that file can read the credentials.
+  Chosen by ``"auto"`` when there is neither a keyring nor a passphrase, with a one-time warning (when the
+  key file is made) naming the stronger choices.
 
 Files are 0600 in a 0700 directory, written atomically. A damaged or wrongly-keyed store raises
-:class:`~vibeml.exceptions.CredentialError` and is never rewritten. Values are
-:class:`pydantic.SecretStr`; nothing here logs or formats a secret.
+:class:`~vibeml.exceptions.CredentialError` and is never rewritten. ``get_credential`` returns the plain
+``str`` (as the API reference documents); listings and checks show only masked forms, and nothing here logs
+or formats a secret.
 """
 
 from __future__ import annotations
@@ -187,9 +190,11 @@ class CredentialManager:
             the environment (``Settings()``) for it, the passphrase and the key source.
         passphrase: Passphrase for the ``passphrase`` key source (else ``prompt``).
         backend: Where the data key lives: ``"auto"`` (an existing store's own source; for a new store the OS
-            keyring when usable, else a passphrase), ``"keyring"``, ``"passphrase"`` or ``"keyfile"``
-            (weaker; only when asked for).
-        prompt: Called with a message to read a passphrase interactively (hiding input is the caller's job).
+            keyring when usable, else the passphrase when one is given, else a key file readable only by
+            the user, with a one-time warning), ``"keyring"``, ``"passphrase"`` or ``"keyfile"``.
+        prompt: Called with a message to read a passphrase interactively (hiding input is the caller's job):
+            to open a passphrase store, or to make one with ``backend="passphrase"`` (``"auto"`` never
+            prompts for a new store).
         scrypt_n: scrypt cost for a *new* store (a power of two, 2**10 … 2**20); existing stores use their own.
         env: The variables ``fallback_env`` and the checks may read (``Settings.credential_env()``: the
             providers' ``VAST_API_KEY``, ``HF_TOKEN``, …). Omitted: the process environment, read when a
@@ -300,10 +305,12 @@ class CredentialManager:
             self._save(creds, unlocked)
         log.info("stored credential %s/%s", prov, ctype)
 
-    def get_credential(self, provider: str, credential_type: str, fallback_env: str | None = None) -> SecretStr | None:
+    def get_credential(self, provider: str, credential_type: str, fallback_env: str | None = None) -> str | None:
         """The stored value, else ``$fallback_env`` (when named and non-empty), else ``None``.
 
-        A store that needs a passphrase nobody supplied also falls back to ``fallback_env`` when it is set.
+        The value is the plain ``str``, as the API reference uses it: hand it to the client that needs it and
+        never log or print it (show it with :func:`mask`). A store that needs a passphrase nobody supplied also
+        falls back to ``fallback_env`` when it is set.
 
         Raises:
             CredentialError: The store is damaged, or the key or passphrase is wrong or missing.
@@ -315,12 +322,12 @@ class CredentialManager:
         except PassphraseRequiredError:
             if env_value:
                 log.debug("credential store locked; using $%s for %s/%s", fallback_env, prov, ctype)
-                return SecretStr(env_value)
+                return env_value
             raise
         entry = creds.get(prov, {}).get(ctype)
         if entry is not None:
-            return SecretStr(entry["value"])
-        return SecretStr(env_value) if env_value else None
+            return str(entry["value"])
+        return env_value or None
 
     def delete_credential(self, provider: str, credential_type: str) -> bool:
         """Remove one credential. Returns whether it existed (deleting a missing one writes nothing)."""
@@ -398,8 +405,7 @@ class CredentialManager:
         (e.g. ``VastAI(credential_lookup=manager.credential_lookup("vast", "api_key"))``)."""
 
         def lookup() -> str | None:
-            found = self.get_credential(provider, credential_type, fallback_env)
-            return None if found is None else found.get_secret_value()
+            return self.get_credential(provider, credential_type, fallback_env)
 
         return lookup
 
@@ -529,26 +535,35 @@ class CredentialManager:
     def _new_key(self) -> Unlocked:
         """Make the data key for a store that does not exist yet."""
         choice: KeySource
-        if self.backend == "auto":
-            choice = "keyring" if crypto.keyring_backend() is not None else "passphrase"
+        auto = self.backend == "auto"
+        # auto: the keyring, else a passphrase given to us, else the key file (never a prompt for a new store)
+        without_keyring: KeySource = "passphrase" if self._has_passphrase() else "keyfile"
+        if auto:
+            choice = "keyring" if crypto.keyring_backend() is not None else without_keyring
         else:
-            choice = self.backend
+            choice = cast(KeySource, self.backend)
         if choice == "keyring":
             key, key_id = secrets.token_bytes(32), secrets.token_hex(16)
             try:
                 crypto.keyring_set(key_id, key)
             except CredentialError:
-                if self.backend != "auto":
+                if not auto:
                     raise
-                log.warning("the OS keyring refused the key; the credential store will use a passphrase")
+                log.warning("the OS keyring refused the key; the credential store will use a %s", without_keyring)
+                choice = without_keyring
             else:
                 return Unlocked(crypto.base_header("keyring", key, key_id=key_id), key)
         if choice == "keyfile":
-            key_id, key = crypto.keyfile_create(self.keyfile_path)
+            key_id, key, created = crypto.keyfile_create(self.keyfile_path)
+            if auto and created:
+                _keyfile_notice(self.keyfile_path, self.path)
             return Unlocked(crypto.base_header("keyfile", key, key_id=key_id), key)
         kdf = crypto.new_scrypt_kdf(self._scrypt_n)
         key = crypto.derive_scrypt(self._get_passphrase(new=True), kdf)
         return Unlocked(crypto.base_header("passphrase", key, kdf=kdf), key)
+
+    def _has_passphrase(self) -> bool:
+        return self._passphrase is not None and self._passphrase.get_secret_value() != ""
 
     def _get_passphrase(self, *, new: bool) -> SecretStr:
         found: SecretStr | None
@@ -585,6 +600,19 @@ class CredentialManager:
             return None
         self._passphrase, self._prompted = SecretStr(value), True
         return self._passphrase
+
+
+def _keyfile_notice(keyfile: Path, store: Path) -> None:
+    """Said once per config dir (when ``auto`` makes its key file): where the key is, and the stronger choices."""
+    log.warning(
+        "VibeML found no OS keyring and no passphrase, so the key of the credential store %s is kept in %s, "
+        "readable only by you (as gh and huggingface-cli keep tokens): anyone who can read your files as you "
+        "can read the credentials. For stronger protection set VIBEML_CREDENTIAL_BACKEND=passphrase with "
+        "VIBEML_PASSPHRASE (from a secret manager), or install an OS keyring (VIBEML_CREDENTIAL_BACKEND=keyring); "
+        "then move both files aside and store the credentials again.",
+        store,
+        keyfile,
+    )
 
 
 def _check(

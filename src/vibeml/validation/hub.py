@@ -85,8 +85,8 @@ class HubAccess:
                 found = CredentialManager.from_settings(settings).get_credential("huggingface", "token")
             except (VibeMLError, OSError):  # a locked or damaged store must not block validation
                 found = None
-            if found is not None and found.get_secret_value():
-                token, source = found.get_secret_value(), "vibeml credential store"
+            if found:
+                token, source = found, "vibeml credential store"
             elif settings.credentials.hf_token is not None:
                 token = settings.credentials.hf_token.get_secret_value()
                 source = settings.source("credentials.hf_token") or "HF_TOKEN"
