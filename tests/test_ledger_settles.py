@@ -91,6 +91,8 @@ def test_a_terminal_jobs_open_line_commits_nothing(tmp_path: Path) -> None:
     assert store.settle_terminal() == 1
     assert _line(store, "vml-c1")["final_cost"] == 0.0 and _line(store, "vml-c2")["final_cost"] is None
     assert store.settle_terminal() == 0
+    # The store's SQL (and migration m004) name the terminal states literally: they must be these.
+    assert {s.value for s in JobStatus.TERMINAL} == {"completed", "failed", "stopped"}
 
 
 def test_an_old_database_migrates_and_settles_its_open_lines(tmp_path: Path) -> None:

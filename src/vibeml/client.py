@@ -587,8 +587,7 @@ class VibeML:
         pid, start = marks[-1].get("pid"), marks[-1].get("start")
         if not isinstance(pid, int):
             return False
-        if pid == os.getpid():
-            return True  # a launch in this process settles itself when it raises
+        # This process counts too: a launch here settles itself when it raises, so an open row is still going.
         return process_alive(pid, start if isinstance(start, int) else None)
 
     def _settle_half_finished(self, record: JobRecord) -> JobRecord:

@@ -29,11 +29,13 @@ _BUSY_TIMEOUT_MS = 30_000
 #: Job ids are "vml-" and 8 hex digits; anything else that reaches SQL is letters, digits, '.', '_', '-'.
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_LIST_LIMIT = 100_000
+_TERMINAL_JOBS = "SELECT job_id FROM jobs WHERE status IN ('completed', 'failed', 'stopped')"
+_OPEN_TERMINAL_SQL = f"SELECT 1 FROM spending WHERE final_cost IS NULL AND job_id IN ({_TERMINAL_JOBS}) LIMIT 1"
 #: Close the open ledger lines of terminal jobs (the same rule as migration m004).
 _SETTLE_TERMINAL_SQL = (
     "UPDATE spending SET final_cost = MAX(accrued_cost, COALESCE((SELECT cost_so_far FROM jobs"
-    " WHERE jobs.job_id = spending.job_id), 0)), updated_at = ? WHERE final_cost IS NULL AND job_id IN"
-    " (SELECT job_id FROM jobs WHERE status IN ('completed', 'failed', 'stopped'))"
+    " WHERE jobs.job_id = spending.job_id), 0)), updated_at = ?"
+    f" WHERE final_cost IS NULL AND job_id IN ({_TERMINAL_JOBS})"
 )
 
 
@@ -392,6 +394,8 @@ class JobStore:
         """Settle every open ledger line whose job is terminal (a line left open by an older VibeML or a
         crash between the two writes): its final cost is the larger of its accrued cost and the job's last
         known cost. Returns how many lines it closed."""
+        if self._conn().execute(_OPEN_TERMINAL_SQL).fetchone() is None:
+            return 0  # the usual case, and no write lock for it
         with self._tx() as conn:
             cur = conn.execute(_SETTLE_TERMINAL_SQL, (_ts(utcnow()),))
             return int(cur.rowcount or 0)
