@@ -7,6 +7,8 @@ server run its methods in a worker thread. Every answer is a typed model (``vibe
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import secrets
 import threading
@@ -19,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic import ValidationError as PydanticValidationError
 
 from vibeml.backends.base import HANDLE_FILENAME, LaunchCandidate, LaunchChoice
+from vibeml.backends.local import _proc_start_time, process_alive
 from vibeml.backends.registry import BackendRegistry, default_registry
 from vibeml.config.budget import BudgetCheck, BudgetStatus, check_budget
 from vibeml.config.preferences import PreferencesStore
@@ -30,7 +33,7 @@ from vibeml.exceptions import (
     VibeMLError,
 )
 from vibeml.inputs import dataset_stats, hub_secrets, hub_token, resolve_local_inputs
-from vibeml.jobs.store import JobStore, utcnow
+from vibeml.jobs.store import MAX_LIST_LIMIT, JobStore, utcnow
 from vibeml.models import CostEstimate, Hyperparameters, JobRecord, JobStatus, TrainingRequest, load_handle
 from vibeml.reports import LaunchPreview, PlanReport
 from vibeml.safe_paths import make_private_dir
@@ -54,6 +57,14 @@ if TYPE_CHECKING:
 __all__ = ["LaunchPreparation", "VibeML", "build_request", "dataset_stats"]
 
 _LAUNCH_ADOPT_SECONDS = 120
+logger = logging.getLogger(__name__)
+
+
+def _launcher() -> dict[str, Any]:
+    """This process, as a job's "launching" event names it (pid and start time tell a reused pid apart)."""
+    pid = os.getpid()
+    info = _proc_start_time(pid)
+    return {"pid": pid, "start": info[1] if info else None}
 
 
 def build_request(**fields: Any) -> TrainingRequest:
@@ -276,6 +287,7 @@ class VibeML:
     def check_budget(self, request: TrainingRequest, estimate: CostEstimate) -> BudgetCheck:
         """Refuse before anything starts when the job does not fit its cap or the monthly budget."""
         prefs = self.preferences.load()
+        self.settle_ledger()
         spent, committed = self.store.month_total(utcnow().strftime("%Y-%m"))
         return check_budget(estimate, request.max_cost, prefs, spent, committed)
 
@@ -299,8 +311,9 @@ class VibeML:
         capabilities, local paths and the dataset check) → cap (paid backends need one) → plan (paid
         backends: the cheapest choice that fits) → budget gate → render the trainer program.
 
-        Nothing is written and nothing is rented; ``launch`` runs exactly this and then starts the job,
-        and ``preview_launch`` (MCP ``dry_run``) returns its summary, so a preview raises what a launch would.
+        Nothing is written (but the ledger settling jobs that are over) and nothing is rented; ``launch`` runs
+        exactly this and then starts the job, and ``preview_launch`` (MCP ``dry_run``) returns its summary, so
+        a preview raises what a launch would.
 
         Raises:
             ConfigurationError: Unknown workflow or backend, an unsupported option, or no cap for a paid backend.
@@ -380,6 +393,7 @@ class VibeML:
 
     def budget_status(self) -> BudgetStatus:
         prefs = self.preferences.load()
+        self.settle_ledger()
         month = utcnow().strftime("%Y-%m")
         spent, committed = self.store.month_total(month)
         remaining = None if prefs.monthly_budget is None else max(0.0, prefs.monthly_budget - spent - committed)
@@ -412,10 +426,9 @@ class VibeML:
                 f"month must look like 2026-11 (or be 'all'), not {month!r}"[:120], {"month": month[:40]}
             )
         month = month or utcnow().strftime("%Y-%m")
+        budget = self.budget_status()  # settles the ledger first
         lines = [SpendingLine.model_validate(r) for r in self.store.spending(None if month == "all" else month)]
-        return SpendingReport(
-            month=month, budget=self.budget_status(), ledger=lines, total=round(sum(x.cost for x in lines), 4)
-        )
+        return SpendingReport(month=month, budget=budget, ledger=lines, total=round(sum(x.cost for x in lines), 4))
 
     # ----------------------------------------------------------------------------------- launch
 
@@ -447,13 +460,11 @@ class VibeML:
         )
         self.store.create(record)
         self.store.record_estimate(job_id, request.backend, prep.estimate.expected_cost, request.max_cost)
+        self.store.add_event(job_id, "launching", _launcher())  # a crashed launcher is told from a slow one
         try:
             handle = self.backends.get(request.backend).launch(prep.program, job_id, job_dir, prep.choice)
-        except VibeMLError as exc:
-            self.store.update(job_id, status=JobStatus.FAILED, error=exc.message, finished_at=utcnow())
-            raise
-        except Exception as exc:
-            self.store.update(job_id, status=JobStatus.FAILED, error=str(exc), finished_at=utcnow())
+        except BaseException as exc:
+            self._settle_failed_launch(job_id, exc)
             raise
         warnings = list(prep.budget.warnings)
         for warning in warnings:
@@ -554,18 +565,72 @@ class VibeML:
             return self.store.update(record.job_id, handle=load_handle(text, where=str(path)))
         return record
 
+    def _settle_failed_launch(self, job_id: str, exc: BaseException) -> JobRecord:
+        """A launch raised: the job failed, and its ledger line is settled at what the backend billed (a
+        handle the backend left on disk says what was rented; its status, the bill), else 0."""
+        error = exc.message if isinstance(exc, VibeMLError) else (str(exc) or type(exc).__name__)
+        billed: dict[str, Any] = {}
+        try:
+            record = self._adopt_handle(self.store.get(job_id))
+            if record.handle is not None and isinstance(exc, Exception):
+                billed["cost_so_far"] = self.backends.get(record.backend).status(record.handle).cost_so_far
+        except Exception as inner:  # the launch's own error is the one the caller sees
+            logger.warning("job %s: the bill of the failed launch is unknown (%s)", job_id, inner)
+        return self.store.update(job_id, status=JobStatus.FAILED, error=error, finished_at=utcnow(), **billed)
+
+    def _launcher_alive(self, record: JobRecord) -> bool:
+        """Is the process that launched this job still running (and still launching it)? Rows of older
+        VibeMLs name no launcher: they count as gone."""
+        marks = [e for e in self.store.events(record.job_id) if e.get("kind") == "launching"]
+        if not marks:
+            return False
+        pid, start = marks[-1].get("pid"), marks[-1].get("start")
+        if not isinstance(pid, int):
+            return False
+        # This process counts too: a launch here settles itself when it raises, so an open row is still going.
+        return process_alive(pid, start if isinstance(start, int) else None)
+
+    def _settle_half_finished(self, record: JobRecord) -> JobRecord:
+        """A launch row a crashed launcher left (no handle, launcher gone): failed, at its last known cost
+        (0: nothing was rented, or nothing VibeML can find; a recorded rental is named for cleanup)."""
+        rented = [
+            str(i["resource_id"])
+            for i in self.store.intents(record.backend)
+            if i["job_id"] == record.job_id and i.get("resource_id")
+        ]
+        what = "before the job started"
+        if rented:
+            what += f"; it had rented {', '.join(rented)}: `vibeml reconcile --cleanup` destroys it"
+        return self.store.update(
+            record.job_id,
+            status=JobStatus.FAILED,
+            error=f"the launch did not complete (the launcher stopped {what})",
+            finished_at=utcnow(),
+        )
+
+    def settle_ledger(self) -> None:
+        """Settle what the ledger still counts as committed but is over: open lines of terminal jobs, and
+        half-finished launches (no handle, older than two minutes, launcher gone) — those with a handle
+        file go through their backend's status (which cleans up and bills), the rest fail at cost 0."""
+        self.store.settle_terminal()
+        cutoff = utcnow() - timedelta(seconds=_LAUNCH_ADOPT_SECONDS)
+        live = {s for s in JobStatus if not s.is_terminal}
+        for record in self.store.list_jobs(limit=MAX_LIST_LIMIT, statuses=live):
+            if record.handle is None and record.created_at < cutoff:
+                try:
+                    self._refresh_sync(record)
+                except VibeMLError as exc:  # the ledger still answers; it stays committed until it can settle
+                    logger.warning("job %s: could not settle its half-finished launch (%s)", record.job_id, exc)
+
     def _refresh_sync(self, record: JobRecord) -> JobRecord:
         if record.status.is_terminal:
             return record
         record = self._adopt_handle(record)
         if record.handle is None:
-            if utcnow() - record.created_at > timedelta(seconds=_LAUNCH_ADOPT_SECONDS):
-                return self.store.update(
-                    record.job_id,
-                    status=JobStatus.FAILED,
-                    error="the launch did not complete (the launcher stopped before the job started)",
-                    finished_at=utcnow(),
-                )
+            if utcnow() - record.created_at > timedelta(seconds=_LAUNCH_ADOPT_SECONDS) and not self._launcher_alive(
+                record
+            ):
+                return self._settle_half_finished(record)
             return record
         backend = self.backends.get(record.backend)
         progress = backend.status(record.handle)
@@ -603,6 +668,8 @@ class VibeML:
 
     def list_jobs(self, limit: int = 50, refresh: bool = True) -> list[JobRecord]:
         """Newest first, each reconciled with its backend (``refresh``)."""
+        if refresh:
+            self.settle_ledger()
         records = self.store.list_jobs(limit=limit)
         if refresh:
             records = [self._refresh_sync(r) for r in records]
@@ -638,6 +705,7 @@ class VibeML:
         recorded launch of this installation whose job is over); everything else is listed, left alone."""
         from vibeml.reports import OrphanedResource, ReconcileReport
 
+        self.settle_ledger()
         records = self.store.list_jobs(limit=10_000)
         live = {r.job_id for r in records if not r.status.is_terminal}
         used = {r.backend for r in records}

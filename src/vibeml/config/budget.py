@@ -4,7 +4,8 @@ A launch is refused (``BudgetExceededError``, nothing started) when its expected
 per-job cap (the request's ``max_cost``, else the preference ``max_cost_per_job``), or when
 spent + committed this month + the expected cost exceeds ``monthly_budget``. "Committed" is what live
 jobs may still spend (their estimate above what they have accrued), so two launches in a row cannot
-both squeeze under the same remaining budget. Free runs (the local backend) are never refused.
+both squeeze under the same remaining budget; a terminal job commits nothing (its line is settled).
+Free runs (the local backend) are never refused.
 """
 
 from __future__ import annotations

@@ -77,4 +77,16 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX launch_intents_label ON launch_intents(backend, label)
         """,
     ),
+    (
+        4,
+        "m004_settle_terminal",
+        # Older VibeMLs left failed launches and some stopped jobs' ledger lines open (their estimate stayed
+        # "committed" for ever): close every open line of a terminal job at its accrued or last known cost.
+        """
+        UPDATE spending SET final_cost = MAX(accrued_cost, COALESCE((SELECT cost_so_far FROM jobs
+            WHERE jobs.job_id = spending.job_id), 0))
+        WHERE final_cost IS NULL
+          AND job_id IN (SELECT job_id FROM jobs WHERE status IN ('completed', 'failed', 'stopped'))
+        """,
+    ),
 ]

@@ -29,6 +29,14 @@ _BUSY_TIMEOUT_MS = 30_000
 #: Job ids are "vml-" and 8 hex digits; anything else that reaches SQL is letters, digits, '.', '_', '-'.
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_LIST_LIMIT = 100_000
+_TERMINAL_JOBS = "SELECT job_id FROM jobs WHERE status IN ('completed', 'failed', 'stopped')"
+_OPEN_TERMINAL_SQL = f"SELECT 1 FROM spending WHERE final_cost IS NULL AND job_id IN ({_TERMINAL_JOBS}) LIMIT 1"
+#: Close the open ledger lines of terminal jobs (the same rule as migration m004).
+_SETTLE_TERMINAL_SQL = (
+    "UPDATE spending SET final_cost = MAX(accrued_cost, COALESCE((SELECT cost_so_far FROM jobs"
+    " WHERE jobs.job_id = spending.job_id), 0)), updated_at = ?"
+    f" WHERE final_cost IS NULL AND job_id IN ({_TERMINAL_JOBS})"
+)
 
 
 def check_job_id(job_id: object) -> str:
@@ -328,6 +336,8 @@ class JobStore:
                     data["error"] = fields["error"]
                 self._add_event(conn, job_id, "status", data)
             row = conn.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if JobStatus(row["status"]).is_terminal:  # every terminal transition settles, in the same write
+                self._settle(conn, job_id, float(row["cost_so_far"] or 0.0))
         return self._row_to_record(row)
 
     # --------------------------------------------------------------------------------- spending
@@ -360,6 +370,36 @@ class JobStore:
                     (job_id,),
                 )
 
+    @staticmethod
+    def _settle(conn: sqlite3.Connection, job_id: str, cost: float | None) -> None:
+        conn.execute(
+            "UPDATE spending SET accrued_cost = MAX(accrued_cost, ?1), final_cost = MAX(accrued_cost, ?1),"
+            " updated_at = ?2 WHERE job_id = ?3 AND final_cost IS NULL",
+            (cost or 0.0, _ts(utcnow()), job_id),
+        )
+
+    def settle(self, job_id: str, cost: float | None = None) -> float | None:
+        """Close a job's ledger line: its final cost is ``cost`` (what the backend billed, when known) or
+        else what it had accrued (0 when nothing was rented), never below the accrued cost. Idempotent: a
+        settled line never changes again. Returns the final cost (None: the job has no ledger line).
+
+        ``update`` does the same (in its own transaction) whenever a job is terminal, so a job that ends by any
+        path stops being committed exactly once."""
+        with self._tx() as conn:
+            self._settle(conn, job_id, cost)
+            row = conn.execute("SELECT final_cost FROM spending WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else float(row[0])
+
+    def settle_terminal(self) -> int:
+        """Settle every open ledger line whose job is terminal (a line left open by an older VibeML or a
+        crash between the two writes): its final cost is the larger of its accrued cost and the job's last
+        known cost. Returns how many lines it closed."""
+        if self._conn().execute(_OPEN_TERMINAL_SQL).fetchone() is None:
+            return 0  # the usual case, and no write lock for it
+        with self._tx() as conn:
+            cur = conn.execute(_SETTLE_TERMINAL_SQL, (_ts(utcnow()),))
+            return int(cur.rowcount or 0)
+
     def spending(self, month: str | None = None) -> list[dict[str, Any]]:
         """Ledger lines (newest first), optionally for one month ('YYYY-MM')."""
         sql = "SELECT * FROM spending"
@@ -371,15 +411,18 @@ class JobStore:
         return [dict(r) for r in rows]
 
     def month_total(self, month: str) -> tuple[float, float]:
-        """(spent, committed) for a month: final or accrued costs, plus what live jobs may still spend
-        (their estimate above what they have accrued)."""
+        """(spent, committed) for a month: final or accrued costs, plus what live (non-terminal) jobs may
+        still spend (their estimate above what they have accrued). A terminal job commits nothing."""
+        terminal = sorted(s.value for s in JobStatus.TERMINAL)
         row = (
             self._conn()
             .execute(
-                "SELECT COALESCE(SUM(COALESCE(final_cost, accrued_cost)), 0),"
-                " COALESCE(SUM(CASE WHEN final_cost IS NULL AND estimated_cost > accrued_cost"
-                " THEN estimated_cost - accrued_cost ELSE 0 END), 0) FROM spending WHERE month = ?",
-                (month,),
+                "SELECT COALESCE(SUM(COALESCE(s.final_cost, s.accrued_cost)), 0),"
+                " COALESCE(SUM(CASE WHEN s.final_cost IS NULL AND s.estimated_cost > s.accrued_cost"
+                f" AND j.status IS NOT NULL AND j.status NOT IN ({','.join('?' * len(terminal))})"
+                " THEN s.estimated_cost - s.accrued_cost ELSE 0 END), 0)"
+                " FROM spending s LEFT JOIN jobs j ON j.job_id = s.job_id WHERE s.month = ?",
+                (*terminal, month),
             )
             .fetchone()
         )
