@@ -15,6 +15,7 @@ import pytest
 
 from vibeml.backends.vast_transport import SSHTransport
 from vibeml.exceptions import BackendError
+from vibeml.locks import load_lock
 from vibeml.testing.fake_vast import FakeVast
 from vibeml.vast import VastAI
 
@@ -125,6 +126,8 @@ def test_the_machine_has_torch_but_no_vibeml_and_vasts_variables(faithful_vast: 
     assert _wait_for(root / "vibeml.rc").strip() != "0"
     assert "No module named 'vibeml'" in (root / "vibeml.err").read_text()
     assert _wait_for(root / "torch.rc", timeout=60).strip() == "0", (root / "torch.txt").read_text()
+    locked = next(p.version for p in load_lock("main") if p.name == "torch")
+    assert (root / "torch.txt").read_text().strip().split("+")[0] == locked
 
     env = dict(line.split("=", 1) for line in (root / "env.txt").read_text().splitlines() if "=" in line)
     assert env["CONTAINER_ID"] == str(iid)

@@ -5,10 +5,12 @@ importable) and has no SSH. ``FakeVast(machine=FakeMachineImage.build(folder))``
 behave like a container rented from Vast instead:
 
 * **Clean image.** Onstart and SSH commands run with the Python of a fresh virtual environment holding only
-  what a CUDA PyTorch image has: ``torch`` (the locked version, installed ``--offline`` from uv's cache or
-  ``UV_FIND_LINKS``/``PIP_FIND_LINKS``), ``pip`` and ``uv``. NONE of VibeML: whatever the machine needs of it
-  must be shipped over SSH, as on Vast. ``uv`` is there because VibeML's on-machine installs use it when
-  present and fall back to pip otherwise; both paths stay testable, and the binary is the locked one.
+  what a CUDA PyTorch image has: ``torch`` and ``numpy`` (the locked versions, installed ``--offline`` from
+  uv's cache or ``UV_FIND_LINKS``/``PIP_FIND_LINKS``), ``pip`` and ``uv``. NONE of VibeML: whatever the
+  machine needs of it must be shipped over SSH, as on Vast. ``uv`` (the locked binary) is on ``PATH`` too:
+  a single static executable that carries no Python packages, so it cannot hide a missing VibeML, and it lets
+  a machine-side install use it where VibeML chooses to (today's installs use ``pip``, which is there as in
+  every PyTorch image). ``build(..., with_uv=False)`` leaves it out.
   The environment is scrubbed (no ``PYTHONPATH``, no ``VIRTUAL_ENV``, none of the test's variables): ``PATH``
   is the image's ``bin`` then the system directories, ``HOME=/root``, plus the create request's ``env`` and
   the variables Vast sets in a container (:func:`vast_environment`).
@@ -127,7 +129,7 @@ def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
 
 @dataclass(frozen=True)
 class FakeMachineImage:
-    """A clean "CUDA PyTorch image" for fake instances: a venv with torch and pip (and uv), nothing else.
+    """A clean "CUDA PyTorch image" for fake instances: a venv with torch, numpy, pip (and uv), nothing else.
 
     Args:
         venv: The image's Python environment; its ``bin`` goes first on ``PATH``.
@@ -141,13 +143,17 @@ class FakeMachineImage:
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, folder: Path, *, uv: str | None = None, packages: Sequence[str] | None = None) -> FakeMachineImage:
+    def build(
+        cls, folder: Path, *, uv: str | None = None, packages: Sequence[str] | None = None, with_uv: bool = True
+    ) -> FakeMachineImage:
         """Create the image's venv in ``folder`` (offline: uv's cache and configured wheel folders only).
 
         Args:
             folder: Where the venv goes (must not exist yet, or be a previous build).
             uv: The uv executable (default: the one beside this Python, else on ``PATH``).
-            packages: What to install (default: ``torch`` at the locked version).
+            packages: What to install, each at its version in VibeML's lock (default: ``torch`` and ``numpy``,
+                as the official PyTorch images ship them).
+            with_uv: Put the ``uv`` binary in the image's ``bin`` as well.
 
         Raises:
             RuntimeError: uv is missing or an install failed (e.g. torch is not in the cache).
@@ -155,11 +161,9 @@ class FakeMachineImage:
         uv = uv or shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
         if uv is None:
             raise RuntimeError("uv is needed to build the fake machine image")
-        if packages is None:
-            from vibeml.locks import load_lock
+        from importlib import resources
 
-            torch = next(p for p in load_lock("main") if p.name == "torch")
-            packages = (f"torch=={torch.version}",)
+        lock = resources.files("vibeml.locks").joinpath("main.txt")
         env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "UV_PYTHON")}
         env["UV_PYTHON_DOWNLOADS"] = "never"
         if not env.get("UV_FIND_LINKS") and env.get("PIP_FIND_LINKS"):
@@ -169,16 +173,18 @@ class FakeMachineImage:
         if not python.exists():
             python = Path(shutil.which("python3", path=str(base / "bin")) or sys.executable)
         folder = Path(folder)
+        wanted = packages or ("torch", "numpy")
+        py = str(folder / "bin" / "python")
         cmds = [
             [uv, "venv", "--quiet", "--seed", "--offline", "--allow-existing", "--python", str(python), str(folder)],
-            [uv, "pip", "install", "--quiet", "--offline", "--python", str(folder / "bin" / "python"), *packages],
+            [uv, "pip", "install", "--quiet", "--offline", "--python", py, "--constraint", str(lock), *wanted],
         ]
         for cmd in cmds:
             res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
             if res.returncode != 0:
                 raise RuntimeError(f"building the fake machine image failed: {' '.join(cmd)}\n{res.stderr[-2000:]}")
         target = folder / "bin" / "uv"
-        if not target.exists():
+        if with_uv and not target.exists():
             try:
                 os.link(uv, target)
             except OSError:
