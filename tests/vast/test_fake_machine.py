@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -172,3 +173,36 @@ def test_plain_fake_keeps_its_old_behaviour(tmp_path: Path) -> None:
     with FakeVast(created_delay=0.01, loading_delay=0.01, tick_interval=0.01, workdir_root=tmp_path / "v") as fake:
         _, iid, inst = _running(fake, "sleep 5")
         assert inst["ssh_host"].endswith(".vast.ai") and fake.ssh_port(iid) is None and fake.ssh_host_key is None
+
+
+def test_a_stopped_instance_comes_back_on_a_new_port_with_its_files(faithful_vast: FakeVast, tmp_path: Path) -> None:
+    client, iid, inst = _running(faithful_vast)
+    transport = _transport(tmp_path / "ssh")
+    transport.prepare(client, inst)
+    transport.put_text(inst, "/workspace/kept.txt", "disk survives a stop")
+    first = faithful_vast.ssh_port(iid)
+    client.stop_instance(iid)
+    assert faithful_vast.ssh_port(iid) is None
+    client.start_instance(iid)
+    faithful_vast.wait_for_status(iid, "running")
+    again = client.show_instance(iid)
+    assert again["ssh_port"] == faithful_vast.ssh_port(iid) and again["ssh_port"] != first
+    transport._ssh(again, "grep -q survives /workspace/kept.txt", "reading the kept file")  # same key, new port
+
+
+def test_legacy_scp_protocol_works_too(faithful_vast: FakeVast, tmp_path: Path) -> None:
+    client, _, inst = _running(faithful_vast)
+    transport = _transport(tmp_path / "ssh")
+    transport.prepare(client, inst)
+    transport.put_text(inst, "/workspace/legacy/a.txt", "old scp")
+    out = tmp_path / "legacy"
+    source = "root@127.0.0.1:/workspace/legacy"
+    res = subprocess.run(
+        ["scp", "-O", *transport._options(), "-P", str(inst["ssh_port"]), "-r", "-q", source, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert (out / "a.txt").read_text() == "old scp"

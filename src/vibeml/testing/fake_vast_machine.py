@@ -78,7 +78,9 @@ _SANDBOX = r"""
 set -eu
 root=$1; shift
 bind() {  # bind $1 at $root$1, read-only unless $2 = rw
-  if [ -L "$1" ]; then [ -e "$root$1" ] || [ -L "$root$1" ] || ln -s "$(readlink "$1")" "$root$1"; return; fi
+  if [ -L "$1" ]; then  # merged /usr: /bin -> usr/bin; a concurrent session may have made it already
+    [ -L "$root$1" ] || ln -s "$(readlink "$1")" "$root$1" 2>/dev/null || [ -L "$root$1" ]; return
+  fi
   [ -d "$1" ] || return 0
   mkdir -p "$root$1"
   mount --rbind "$1" "$root$1"
