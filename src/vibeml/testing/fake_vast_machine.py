@@ -201,12 +201,17 @@ class FakeMachineImage:
             return "the faithful fake machine needs Linux (mount namespaces and chroot)"
         if shutil.which("unshare") is None or shutil.which("chroot") is None:
             return "the faithful fake machine needs `unshare` and `chroot` (util-linux, coreutils)"
-        try:
-            res = subprocess.run([*_unshare(), "true"], capture_output=True, text=True, timeout=30, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"unshare failed: {exc}"
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="fake-vast-probe-") as root:
+            argv = [*_unshare(), "/bin/bash", "-c", _SANDBOX, "sandbox", root, "--", "true"]
+            env = {"PATH": SYSTEM_PATH, "HOME": "/root"}
+            try:
+                res = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=False)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return f"the fake machine's sandbox could not start: {exc}"
         if res.returncode != 0:
-            return f"this host does not allow private mount namespaces here: {res.stderr.strip()[:200]}"
+            return f"this host does not allow the fake machine's sandbox (mount namespace + chroot): {res.stderr[:200]}"
         return None
 
     def environment(self, inst: FakeInstance, ssh_port: int | None) -> dict[str, str]:
