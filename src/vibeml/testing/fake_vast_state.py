@@ -192,22 +192,21 @@ class FakeVastState:
             inst.gpu_since = None
 
     def _spawn(self, inst: FakeInstance) -> None:
+        """The instance starts running: its SSH endpoint opens (faithful machines) and its onstart starts."""
         if self.closed:
             return
         inst.workdir.mkdir(parents=True, exist_ok=True)
-        argv = None
-        if self.machine is not None and self.ssh is not None:
-            machine = self.machine
+        machine = self.machine
+        port = None
+        if machine is not None and self.ssh is not None:  # sshd comes up with the container, onstart or not
             port = self.ssh.open(inst, lambda p: machine.environment(inst, p))
-            env = machine.environment(inst, port)
         script = inst.onstart or (" ".join(inst.args) if inst.args else "")
         if not script:
             return
-        if self.machine is not None:
-            argv = self.machine.argv(inst.workdir, script)
+        if machine is not None:
+            argv, env = machine.argv(inst.workdir, script), machine.environment(inst, port)
         else:
-            argv = [self._shell, "-c", script]
-            env = dict(self.base_env)
+            argv, env = [self._shell, "-c", script], dict(self.base_env)
             env.update(inst.env_vars())
             env.update(
                 {
