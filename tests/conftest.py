@@ -12,6 +12,8 @@ import pytest
 
 if TYPE_CHECKING:
     from vibeml.testing.fake_hub import FakeHub
+    from vibeml.testing.fake_vast import FakeVast
+    from vibeml.testing.fake_vast_machine import FakeMachineImage
 
 _SCRUB_PREFIXES = ("VIBEML_", "VAST_", "HF_", "HUGGING_FACE", "SKY")
 
@@ -84,4 +86,46 @@ def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
     with FakeHub(tokens={TOKENS["good"]: "alice", TOKENS["other"]: "bob"}) as fake:
         monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        yield fake
+
+
+# ------------------------------------------------------------------ the fake Vast.ai with faithful machines
+
+
+@pytest.fixture(scope="session")
+def fake_machine_image(tmp_path_factory: pytest.TempPathFactory) -> FakeMachineImage:
+    """The clean "CUDA PyTorch image" (torch, pip, uv; no VibeML), built once per session, offline.
+
+    Skips where instances cannot be sandboxed (no mount namespaces) or torch is not in uv's cache.
+    """
+    from vibeml.testing.fake_vast_machine import FakeMachineImage
+
+    problem = FakeMachineImage.sandbox_problem()
+    if problem is not None:
+        pytest.skip(problem)
+    try:
+        return FakeMachineImage.build(tmp_path_factory.mktemp("fake-machine-image") / "venv")
+    except RuntimeError as exc:
+        pytest.skip(str(exc).splitlines()[0])
+
+
+@pytest.fixture
+def faithful_vast(fake_machine_image: FakeMachineImage, tmp_path: Path) -> Iterator[FakeVast]:
+    """A started fake Vast.ai whose instances are faithful machines (clean image, container root, real SSH).
+
+    Short delays (an instance runs ~0.1 s after creation); ``fake.api_key`` / ``fake.url`` for clients,
+    ``fake.workdir(iid)`` is the container's ``/``, ``fake.ssh_port(iid)`` its SSH endpoint.
+    See :mod:`vibeml.testing.fake_vast_machine`.
+    """
+    from vibeml.testing.fake_vast import FakeVast
+
+    with FakeVast(
+        machine=fake_machine_image,
+        created_delay=0.02,
+        loading_delay=0.05,
+        logs_delay=0.01,
+        kill_grace=1.0,
+        tick_interval=0.01,
+        workdir_root=tmp_path / "fake-vast",
+    ) as fake:
         yield fake

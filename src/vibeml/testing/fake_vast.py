@@ -9,6 +9,10 @@ Usage in tests::
         fake.wait_for_status(iid, "exited")
         assert "hi" in client.logs(iid)
 
+Faithful machines (a clean image without VibeML, a container-like filesystem, a real SSH endpoint per
+running instance): ``FakeVast(machine=FakeMachineImage.build(folder))``, or the ``faithful_vast`` test
+fixture; see :mod:`vibeml.testing.fake_vast_machine`.
+
 Or stand-alone: ``python -m vibeml.testing.fake_vast --port 8765`` (key ``fake-vast-key``).
 
 Fault knobs live on ``fake.faults`` (thread-safe, settable while requests are in flight):
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from vibeml.testing.fake_vast_machine import FakeMachineImage
 from vibeml.testing.fake_vast_state import FakeVastState, Reply
 
 __all__ = ["ENDPOINTS", "Call", "FakeVast", "FaultPlan", "ManualClock", "main"]
@@ -307,6 +312,9 @@ class FakeVast:
         credit: Starting account credit in $.
         base_env: Environment for onstart processes (default: this process's, minus ``VAST_*``).
         workdir_root: Where instance directories go (default: a temp dir removed on close).
+        machine: Run instances as faithful machines of this image (clean environment, container filesystem,
+            SSH endpoint; :mod:`vibeml.testing.fake_vast_machine`). ``None`` (default): onstart runs with
+            ``base_env`` in the instance directory and there is no SSH.
     """
 
     def __init__(
@@ -328,6 +336,7 @@ class FakeVast:
         credit: float = 100.0,
         base_env: Mapping[str, str] | None = None,
         workdir_root: Path | None = None,
+        machine: FakeMachineImage | None = None,
     ) -> None:
         self.state = FakeVastState(
             api_key=api_key,
@@ -343,6 +352,7 @@ class FakeVast:
             credit=credit,
             base_env=base_env,
             workdir_root=workdir_root,
+            machine=machine,
         )
         self.api_key = api_key
         self.clock = clock
@@ -502,6 +512,16 @@ class FakeVast:
         """The instance's working directory (the onstart's cwd; ``onstart.log`` lives here)."""
         with self.state.lock:
             return self.state.instances[iid].workdir
+
+    def ssh_port(self, iid: int) -> int | None:
+        """The port of the instance's SSH endpoint on 127.0.0.1 (``None``: not running, or no ``machine``)."""
+        with self.state.lock:
+            return self.state.ssh.port(iid) if self.state.ssh is not None else None
+
+    @property
+    def ssh_host_key(self) -> str | None:
+        """The public host key every SSH endpoint of this fake presents (``None`` without a ``machine``)."""
+        return self.state.ssh.host_public_key if self.state.ssh is not None else None
 
     def preempt(self, iid: int, message: str = "outbid") -> None:
         """Stop an instance as if it were outbid (storage billing continues)."""

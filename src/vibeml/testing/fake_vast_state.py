@@ -5,7 +5,9 @@ only routes, authenticates, injects faults and serialises. All state sits behind
 
 Lifecycle: ``created`` → (``created_delay``) → ``loading`` → (``loading_delay``) → ``running``; the
 onstart script then runs as a real local process (``bash -c``) in the instance's own directory, and
-the instance becomes ``exited`` when it ends. Billing: storage (``storage_cost × disk / 720`` $/h)
+the instance becomes ``exited`` when it ends. With a ``machine`` (:class:`~vibeml.testing.fake_vast_machine.
+FakeMachineImage`) the onstart runs in a clean container instead and a running instance has an SSH endpoint
+(see :mod:`vibeml.testing.fake_vast_machine`). Billing: storage (``storage_cost × disk / 720`` $/h)
 from creation until destroy, GPU (``dph_base`` or the bid) only while ``running``.
 """
 
@@ -24,9 +26,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vibeml.testing.fake_vast_market import QueryRejected, generate_offers, search
+
+if TYPE_CHECKING:
+    from vibeml.testing.fake_vast_machine import FakeMachineImage, FakeSSHHub
 
 __all__ = ["FakeInstance", "FakeVastState", "Reply"]
 
@@ -68,6 +73,10 @@ class FakeInstance:
     exit_code: int | None = None
     ssh_keys: list[str] = field(default_factory=list)
 
+    def env_vars(self) -> dict[str, str]:
+        """The create request's ``env`` entries that are variables (Vast drops ``-p 8080:8080``-style keys)."""
+        return {k: v for k, v in self.env.items() if _ENV_NAME.match(k)}
+
     @property
     def is_bid(self) -> bool:
         return self.price is not None
@@ -107,6 +116,7 @@ class FakeVastState:
         credit: float = 100.0,
         base_env: Mapping[str, str] | None = None,
         workdir_root: Path | None = None,
+        machine: FakeMachineImage | None = None,
     ) -> None:
         self.lock = threading.RLock()
         self.api_key = api_key
@@ -135,6 +145,12 @@ class FakeVastState:
         self._own_root = workdir_root is None
         self.root = Path(workdir_root) if workdir_root else Path(tempfile.mkdtemp(prefix="fake-vast-"))
         self._shell = shutil.which("bash") or "/bin/sh"
+        self.machine = machine
+        self.ssh: FakeSSHHub | None = None
+        if machine is not None:
+            from vibeml.testing.fake_vast_machine import FakeSSHHub
+
+            self.ssh = FakeSSHHub(machine)
 
     # ------------------------------------------------------------------------ clock and processes
 
@@ -176,22 +192,32 @@ class FakeVastState:
             inst.gpu_since = None
 
     def _spawn(self, inst: FakeInstance) -> None:
-        script = inst.onstart or (" ".join(inst.args) if inst.args else "")
-        if not script or self.closed:
+        """The instance starts running: its SSH endpoint opens (faithful machines) and its onstart starts."""
+        if self.closed:
             return
-        env = dict(self.base_env)
-        env.update({k: v for k, v in inst.env.items() if _ENV_NAME.match(k)})
-        env.update(
-            {
-                "CONTAINER_ID": str(inst.id),
-                "CONTAINER_API_KEY": inst.api_key,
-                "VAST_CONTAINERLABEL": f"C.{inst.id}",
-            }
-        )
         inst.workdir.mkdir(parents=True, exist_ok=True)
+        machine = self.machine
+        port = None
+        if machine is not None and self.ssh is not None:  # sshd comes up with the container, onstart or not
+            port = self.ssh.open(inst, lambda p: machine.environment(inst, p))
+        script = inst.onstart or (" ".join(inst.args) if inst.args else "")
+        if not script:
+            return
+        if machine is not None:
+            argv, env = machine.argv(inst.workdir, script), machine.environment(inst, port)
+        else:
+            argv, env = [self._shell, "-c", script], dict(self.base_env)
+            env.update(inst.env_vars())
+            env.update(
+                {
+                    "CONTAINER_ID": str(inst.id),
+                    "CONTAINER_API_KEY": inst.api_key,
+                    "VAST_CONTAINERLABEL": f"C.{inst.id}",
+                }
+            )
         with open(inst.workdir / "onstart.log", "ab") as log:
             inst.proc = subprocess.Popen(
-                [self._shell, "-c", script],
+                argv,
                 cwd=inst.workdir,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -202,7 +228,12 @@ class FakeVastState:
         inst.exit_code = None
 
     def _kill(self, inst: FakeInstance) -> None:
-        """Terminate the instance's process group (SIGTERM, SIGKILL after the grace), off the lock."""
+        """Terminate the instance's process group (SIGTERM, SIGKILL after the grace), off the lock.
+
+        The instance's SSH endpoint (if any) closes at once: the container is going away.
+        """
+        if self.ssh is not None:
+            self.ssh.close(inst.id)
         proc = inst.proc
         if proc is None:
             return
@@ -236,6 +267,8 @@ class FakeVastState:
         with self.lock:
             self.closed = True  # no process starts and no directory appears after this
             procs = [i.proc for i in self.instances.values() if i.proc is not None]
+            if self.ssh is not None:
+                self.ssh.shutdown()
         for proc in procs:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -268,6 +301,12 @@ class FakeVastState:
         """The instance as the API shows it."""
         o = inst.offer
         running = inst.status == "running"
+        port = self.ssh.port(inst.id) if self.ssh is not None else None
+        if port is not None:
+            ssh_host, ssh_port, public_ip = "127.0.0.1", port, "127.0.0.1"
+        else:
+            ssh_host, ssh_port = f"ssh{inst.id % 9 + 1}.vast.ai", 20000 + inst.id % 40000
+            public_ip = f"198.51.100.{inst.id % 250 + 1}"
         return {
             "id": inst.id,
             "machine_id": o["machine_id"],
@@ -283,10 +322,10 @@ class FakeVastState:
             "image_args": inst.args,
             "onstart": inst.onstart,
             "extra_env": [[k, v] for k, v in inst.env.items()],
-            "ssh_host": f"ssh{inst.id % 9 + 1}.vast.ai",
-            "ssh_port": 20000 + inst.id % 40000,
+            "ssh_host": ssh_host,
+            "ssh_port": ssh_port,
             "ssh_idx": str(inst.id % 9 + 1),
-            "public_ipaddr": f"198.51.100.{inst.id % 250 + 1}",
+            "public_ipaddr": public_ip,
             "start_date": round(self.wall(inst.created_at), 3),
             "end_date": round(self.wall(inst.created_at) + float(o.get("duration") or 0.0), 3),
             "duration": o.get("duration"),
