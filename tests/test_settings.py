@@ -58,7 +58,7 @@ def test_sections_and_their_variables(tmp_path: Path) -> None:
     assert Settings.from_env({"HF_HUB_OFFLINE": "maybe"}).hub.offline is False  # as huggingface_hub reads it
     assert s.credentials.backend == "keyfile"
     defaults = Settings.from_env({})
-    assert defaults.remote_install.startswith("vibeml[train]==") and defaults.skypilot.managed is None
+    assert defaults.remote_install == "ship" and defaults.skypilot.managed is None  # the running build, never a name
     assert defaults.stop_grace_seconds == 30.0 and defaults.vast.url is None and not defaults.hub.offline
 
 
@@ -208,4 +208,5 @@ def test_backends_take_their_section() -> None:
     assert VastBackend(s).options is s.vast
     sky = SkyPilotBackend(s).options
     assert sky.bucket == "s3://b" and sky.managed is True and sky.install == s.remote_install
+    assert sky.wheel_cache == s.cache_dir
     assert sky.stop_grace_seconds == 30  # the one stop grace (VIBEML_STOP_GRACE_SECONDS)

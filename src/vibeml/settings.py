@@ -16,7 +16,8 @@ docs/configuration.md documents each one):
   that names the new one (and is ignored, with a warning, when the new one is set too).
 
 An empty value counts as unset, except where a field says that empty means something
-(``VIBEML_REMOTE_INSTALL=""``: VibeML is already on the machine). A value that does not parse is a
+(``VIBEML_REMOTE_INSTALL=""``: VibeML is already on the machine; its default ``ship`` uploads the running
+build). A value that does not parse is a
 :class:`~vibeml.exceptions.ConfigurationError` naming the variable, never a pydantic traceback.
 
 When ``VIBEML_HOME`` is set, everything VibeML keeps lives under it: data (jobs, database, caches,
@@ -115,12 +116,6 @@ def _lock_cuda_floor() -> float:
     from vibeml.locks import cuda_floor
 
     return cuda_floor()
-
-
-def _default_remote_install() -> str:
-    from vibeml import __version__
-
-    return f"vibeml[train]=={__version__}"
 
 
 class _Section(BaseModel):
@@ -390,8 +385,10 @@ class Settings(BaseSettings):
         30.0, ge=0, le=86_400, description="Seconds between SIGTERM and SIGKILL when a job is stopped."
     )
     remote_install: Annotated[str, Env("VIBEML_REMOTE_INSTALL", empty=True)] = Field(
-        default_factory=_default_remote_install,
-        description="pip requirement that installs VibeML on a rented machine ('' = already installed there).",
+        "ship",
+        description="How VibeML gets onto a rented machine: 'ship' = a wheel of the running build is uploaded "
+        "and installed; a pip requirement of your own published build (wheel URL, git+https://…, a fork's "
+        "name==version); '' = already installed there. Never the 'vibeml' name on PyPI (another project).",
     )
     vast: VastSettings = Field(default_factory=VastSettings, description="The Vast.ai backend.")
     skypilot: SkyPilotSettings = Field(default_factory=SkyPilotSettings, description="The SkyPilot backend.")

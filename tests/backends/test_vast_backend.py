@@ -79,7 +79,7 @@ def test_launch_train_fetch_destroy_over_real_http(
     payload = decode_payload(env["VIBEML_JOB"])
     assert payload["module"] == "vibeml.trainer" and payload["config"]["model"] == "inputs/model"
     assert payload["config"]["sample_prompts"] == list(request.sample_prompts)
-    assert env["VIBEML_ECHO_EVENTS"] == "1" and env["VIBEML_INSTALL"] == ""
+    assert env["VIBEML_ECHO_EVENTS"] == "1" and env["VIBEML_INSTALL"] == "" and env["VIBEML_WHEEL"] == ""
     assert float(env["VIBEML_MAX_RUNTIME_SECONDS"]) > 0 and env["VIBEML_VAST_API"] == fake.url
     assert env["VIBEML_STOP_GRACE_SECONDS"] == "1"  # the SkyPilot task's names for the budget and the grace
     # The previous release's names ride along for one release: an older runner on the image keeps its budget.

@@ -39,6 +39,7 @@ from vibeml.backends.base import LaunchChoice
 from vibeml.backends.skypilot_catalog import sky_accelerator_name
 from vibeml.exceptions import ConfigurationError, ValidationError
 from vibeml.models import TrainingRequest
+from vibeml.remote_build import is_ship, ship_wheel
 from vibeml.settings import Settings
 from vibeml.trainer.config import TrainerConfig
 from vibeml.workflows.registry import TrainingProgram
@@ -73,19 +74,25 @@ MIN_DISK_GB = 100
 PRICE_TOLERANCE = 0.10
 MASTER_PORT = 29500
 
-#: Installs VibeML (``$VIBEML_INSTALL``, a pip requirement or a mounted wheel/dir) and the workflow's
-#: requirements (``$VIBEML_REQUIREMENTS``, one per line, installed with ``-r``). Fixed text.
+#: Installs VibeML (``$VIBEML_INSTALL``: by default the shipped wheel of the running build, mounted under
+#: ``~/vibeml-pkg/``; or the user's own build) together with the workflow's pinned requirements
+#: (``$VIBEML_REQUIREMENTS``, one per line, installed with ``-r``) in one resolve, with uv when the machine
+#: has it, else pip. Fixed text.
 SETUP_SCRIPT = """\
 set -euo pipefail
 cd "$HOME"
 PY="${VIBEML_REMOTE_PYTHON:-python3}"
 mkdir -p vibeml-job
 printf '%s\\n' "${VIBEML_REQUIREMENTS:-}" > vibeml-job/requirements.txt
-if [ -n "${VIBEML_INSTALL:-}" ]; then
-  "$PY" -m pip install --quiet "$VIBEML_INSTALL"
-fi
-if grep -q '[^[:space:]]' vibeml-job/requirements.txt; then
-  "$PY" -m pip install --quiet -r vibeml-job/requirements.txt
+ARGS=()
+if grep -q '[^[:space:]]' vibeml-job/requirements.txt; then ARGS+=(-r vibeml-job/requirements.txt); fi
+if [ -n "${VIBEML_INSTALL:-}" ]; then ARGS+=("$VIBEML_INSTALL"); fi
+if [ "${#ARGS[@]}" -gt 0 ]; then
+  if command -v uv >/dev/null 2>&1; then
+    uv pip install --quiet --python "$PY" "${ARGS[@]}"
+  else
+    "$PY" -m pip install --quiet "${ARGS[@]}"
+  fi
 fi
 "$PY" -c 'import vibeml.trainer' && echo '[vibeml] setup done'
 """
@@ -193,7 +200,12 @@ class SkyOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    install: str = Field("", description="pip requirement, or a local wheel/dir to mount; '' = preinstalled.")
+    install: str = Field(
+        "",
+        description="'ship' (the running build's wheel), a pip requirement, or a local wheel/dir to mount; "
+        "'' = preinstalled.",
+    )
+    wheel_cache: Path | None = Field(None, description="Where the shipped wheel is built (the settings' cache dir).")
     bucket: str | None = Field(None, description="e.g. s3://my-bucket/vibeml: outputs and checkpoints go there.")
     stop_grace_seconds: int = Field(90, ge=5, le=3600)
     autodown_idle_minutes: int = Field(
@@ -209,6 +221,7 @@ class SkyOptions(BaseModel):
         managed jobs on or off)."""
         return cls(
             install=settings.remote_install,
+            wheel_cache=settings.cache_dir,
             bucket=settings.skypilot.bucket,
             stop_grace_seconds=max(5, min(3600, int(settings.stop_grace_seconds) or 90)),
             managed=settings.skypilot.managed,
@@ -430,10 +443,19 @@ def _mount_inputs(config: TrainerConfig, mounts: dict[str, str]) -> dict[str, st
 
 
 def _install(options: SkyOptions, mounts: dict[str, str]) -> str:
-    """``$VIBEML_INSTALL``: a pip requirement, or a local wheel/source dir mounted beside the job."""
+    """``$VIBEML_INSTALL``: the shipped wheel of the running VibeML (``ship``), a local wheel/source dir
+    (both mounted beside the job), or a pip requirement of the user's own build."""
     spec = options.install.strip()
     if not spec:
         return ""
+    if is_ship(spec):
+        if options.wheel_cache is None:
+            raise ConfigurationError(
+                "shipping VibeML to a SkyPilot machine needs a cache folder for its wheel",
+                {"install": spec},
+                "Build the options with SkyOptions.from_settings(settings), or give wheel_cache.",
+            )
+        spec = str(ship_wheel(options.wheel_cache).path)
     local = Path(spec).expanduser()
     if local.exists():
         name = local.name if _SAFE_FILENAME.match(local.name) else ("vibeml.whl" if local.is_file() else "vibeml")

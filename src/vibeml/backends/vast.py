@@ -10,11 +10,14 @@ Launch (returns once the instance runs and its inputs are in place):
    ``vibeml-<installation id>-<job_id>``, the fixed onstart :data:`~vibeml.backends.vast_remote.ONSTART`,
    and the job as data in the environment (payload, install spec, run-time budget = max_cost / dph_total × 0.95);
 3. poll until running (give up and destroy on exited/offline/error messages or a start timeout), then
-   upload local inputs through the :class:`~vibeml.backends.vast_transport.ArtifactTransport`.
+   upload local inputs through the :class:`~vibeml.backends.vast_transport.ArtifactTransport`, with a wheel
+   of the running VibeML (:mod:`vibeml.remote_build`; by default, ``VIBEML_REMOTE_INSTALL=ship``) and the
+   lock's pinned requirements (``inputs/requirements.txt``).
 
-On the instance the runner (:mod:`vibeml.backends.vast_remote`) runs the workflow's fixed ``vast`` setup
-steps (only its import checks when ``VIBEML_REMOTE_INSTALL`` is empty, i.e. VibeML is already on the
-image), then the trainer under the run-time budget, then destroys its own instance.
+On the instance the onstart waits for those, installs the wheel (or the user's own build named by
+``VIBEML_REMOTE_INSTALL``) with the pinned requirements, and execs the runner
+(:mod:`vibeml.backends.vast_remote`): the workflow's import checks, then the trainer under the run-time
+budget, then it destroys its own instance. ``VIBEML_REMOTE_INSTALL=""``: VibeML is already on the image.
 
 Any failure after the create destroys the instance. A ``handle.json`` is written beside the job before
 the create and after it, so a launcher killed mid-launch is noticed by the next command (whose status
@@ -55,7 +58,7 @@ from vibeml.backends.base import Backend, Capabilities, Capability, LaunchChoice
 from vibeml.backends.vast_offers import RankedOffer, offer_filters, offer_query, rank_offers
 from vibeml.backends.vast_options import VastOptions
 from vibeml.backends.vast_progress import JobState, RunInfo
-from vibeml.backends.vast_remote import INPUTS_MARKER, ONSTART, STOP_MARKER, encode_payload
+from vibeml.backends.vast_remote import INPUTS_MARKER, ONSTART, REQUIREMENTS_FILE, STOP_MARKER, encode_payload
 from vibeml.backends.vast_status import FAILED_MSG, LOG_FILENAME, VastJobMonitor, _instance_id, quiet
 from vibeml.backends.vast_transport import ArtifactTransport, SSHTransport
 from vibeml.catalog.gpus import GPUS
@@ -70,6 +73,7 @@ from vibeml.exceptions import (
 )
 from vibeml.jobs.store import JobStore
 from vibeml.models import JobProgress, JobStatus, TrainingRequest, VastHandle, VastHandleData
+from vibeml.remote_build import ShippedWheel, is_ship, ship_wheel
 from vibeml.settings import Settings
 from vibeml.trainer.config import TrainerConfig
 from vibeml.trainer.events import ECHO_PREFIX
@@ -328,22 +332,33 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
             "requirements": [str(r) for r in program.requirements],
         }
 
+    def _shipped(self) -> ShippedWheel | None:
+        """The wheel of the running VibeML when ``VIBEML_REMOTE_INSTALL`` asks for it (the default)."""
+        return ship_wheel(self.settings.cache_dir) if is_ship(self.settings.remote_install) else None
+
     def _env(
-        self, vast: VastAI, payload: dict[str, Any], budget_s: float, secrets: dict[str, str] | None = None
+        self,
+        vast: VastAI,
+        payload: dict[str, Any],
+        budget_s: float,
+        secrets: dict[str, str] | None = None,
+        wheel: ShippedWheel | None = None,
     ) -> dict[str, str]:
         """The instance's environment. Secrets (HF_TOKEN) ride as their own variables, outside the payload,
-        so the client masks them in --explain and in every instance listing."""
+        so the client masks them in --explain and in every instance listing. What the onstart installs:
+        ``VIBEML_WHEEL`` (the shipped wheel, under the job dir) or ``VIBEML_INSTALL`` (the user's own build)."""
         o = self.options
         return {
             **(secrets or {}),
             "VIBEML_JOB": encode_payload(payload),
-            "VIBEML_INSTALL": self.settings.remote_install,
+            "VIBEML_WHEEL": f"inputs/{wheel.filename}" if wheel else "",
+            "VIBEML_INSTALL": "" if wheel else self.settings.remote_install.strip(),
             "VIBEML_REMOTE_PYTHON": o.remote_python,
             "VIBEML_REMOTE_DIR": o.remote_dir,
             "VIBEML_MAX_RUNTIME_SECONDS": f"{budget_s:.1f}",
             "VIBEML_STOP_GRACE_SECONDS": f"{o.term_grace:g}",
             "VIBEML_LINGER_SECONDS": f"{o.linger:g}",
-            "VIBEML_INPUT_WAIT": f"{o.input_wait:g}",
+            "VIBEML_INPUT_WAIT": f"{o.input_wait:.1f}",  # the onstart's shell reads the part before the dot
             "VIBEML_VAST_API": vast.server_url,
             "VIBEML_LOG_MIRROR": o.log_mirror,
             "VIBEML_ECHO_EVENTS": "1",
@@ -385,7 +400,9 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
         inputs = self._inputs(program.config)
         disk = self._disk_gb(choice, inputs)
         ranked = self._offers(vast, choice, disk)
-        payload = self._payload(program, inputs, "vast" if self.settings.remote_install else "local")
+        install = self.settings.remote_install.strip()
+        wheel = self._shipped()  # built (or taken from the cache) before anything is rented
+        payload = self._payload(program, inputs, "vast" if install else "local")
         store = self.store()
         label = self.label_for(job_id)
         pid = os.getpid()
@@ -407,7 +424,7 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
             created_at = self._clock()
             intent = store.record_intent(self.name, job_id, label, pick.id)  # before any paid call
             try:
-                env = self._env(vast, payload, budget_s, program.secret_env())
+                env = self._env(vast, payload, budget_s, program.secret_env(), wheel)
                 res = vast.create_instance(
                     pick.id,
                     image=self.options.image,
@@ -458,7 +475,12 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
             self.transport.prepare(vast, inst)
             for _, local, remote in inputs:
                 self.transport.upload(inst, local, self._remote(data, remote))
-            if inputs:
+            if wheel is not None:  # the running VibeML, never a name on a registry
+                self.transport.upload(inst, wheel.path, self._remote(data, f"inputs/{wheel.filename}"))
+            if install:  # installed by the onstart together with VibeML, in one resolve
+                pins = "".join(f"{r}\n" for r in program.requirements)
+                self.transport.put_text(inst, self._remote(data, REQUIREMENTS_FILE), pins)
+            if inputs or install:
                 self.transport.put_text(inst, self._remote(data, INPUTS_MARKER), "ok\n")
         except BaseException as exc:
             gone = self._destroy(vast, iid)

@@ -1,7 +1,8 @@
 """The program that runs on a rented Vast.ai instance: ``python -m vibeml.backends.vast_remote``.
 
-The instance's onstart (:data:`ONSTART`, fixed text, no user string ever in it) installs VibeML and
-execs this runner from the installed package, so it may import VibeML's light modules (exceptions,
+The instance's onstart (:data:`ONSTART`, fixed text, no user string ever in it) waits for the uploaded
+inputs, installs the shipped VibeML wheel (or the user's own build) with the lock's pinned requirements,
+and execs this runner from the installed package, so it may import VibeML's light modules (exceptions,
 safe_paths; ``vibeml.vast`` once the run starts). Everything job-specific arrives as DATA in the environment:
 
 * ``VIBEML_JOB``: the payload (zlib + base64 JSON, see :func:`encode_payload`): the trainer module, its
@@ -20,8 +21,9 @@ Timeline, with B = the budget and g = the grace (both seconds of run time, count
 start so the install is included, and kept across restarts in ``runner_state.json`` so a preempted and
 restarted instance does not get a fresh budget):
 
-1. wait for the uploaded inputs (``inputs/.complete``), at most ``VIBEML_INPUT_WAIT``; run the
-   workflow's fixed setup steps (``requirements.txt`` install, import checks), once per disk;
+1. wait for the uploaded inputs (``inputs/.complete``), at most ``VIBEML_INPUT_WAIT`` (the onstart already
+   waited when it installed VibeML from them); run the workflow's fixed setup steps (import checks), once
+   per disk;
 2. run the trainer with ``max_runtime_seconds`` ≤ B − 2g (it checkpoints and stops by itself), send it
    SIGTERM at B − g (checkpoint and stop), SIGKILL at B − g/4; a ``STOP`` file from the client asks for
    the same graceful stop;
@@ -62,6 +64,7 @@ __all__ = [
     "COLLECTED_MARKER",
     "INPUTS_MARKER",
     "ONSTART",
+    "REQUIREMENTS_FILE",
     "RUNNER_PREFIX",
     "STOP_MARKER",
     "Runner",
@@ -80,19 +83,35 @@ STATE_FILE = "runner_state.json"
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _PAYLOAD_VERSION = "v1:"
 
-#: The instance's onstart script: fixed text (≈ 600 characters), identical for every job. It notes when it
-#: started (the install is billed run time too), installs ``$VIBEML_INSTALL`` (skipped when empty),
-#: destroys the instance if that fails (nothing else would), then execs the runner.
+#: The instance's onstart script: fixed text, identical for every job (no user string; what it installs
+#: is DATA in the environment). It notes when it started (the install is billed run time too). When there is
+#: something to install (``$VIBEML_WHEEL``: the shipped wheel, relative to the job dir; else
+#: ``$VIBEML_INSTALL``: a requirement of the user's own build) it waits, at most ``$VIBEML_INPUT_WAIT``
+#: seconds, for the uploaded inputs (``inputs/.complete``), installs that together with the lock's pinned
+#: requirements (``inputs/requirements.txt``) in one resolve (uv when the machine has it, else pip),
+#: destroys the instance if either fails (nothing else would), then execs the runner from what it installed.
 ONSTART = (
     'export VIBEML_ONSTART_AT="$(date +%s)"; PY="${VIBEML_REMOTE_PYTHON:-python3}"; '
-    'if [ -n "$VIBEML_INSTALL" ] && ! "$PY" -m pip install -q "$VIBEML_INSTALL"; then '
-    'echo "@@vibeml-runner {\\"phase\\": \\"gave-up\\", \\"reason\\": \\"pip install failed\\"}"; '
+    'D="${VIBEML_REMOTE_DIR:-vibeml-job}"; case "$D" in "~/"*) D="$HOME/${D#??}";; esac; '
+    'gave_up() { echo "@@vibeml-runner {\\"phase\\": \\"gave-up\\", \\"reason\\": \\"$1\\"}"; '
     'for i in 1 2 3 4 5; do "$PY" -c \'import os,urllib.request as u;e=os.environ;u.urlopen(u.Request('
     'e["VIBEML_VAST_API"].rstrip("/")+"/api/v0/instances/"+e["CONTAINER_ID"]+"/",method="DELETE",'
     'headers={"Authorization":"Bearer "+e["CONTAINER_API_KEY"]}),timeout=60)\' && exit 1; sleep 10; done; '
-    "exit 1; fi; "
+    "exit 1; }; "
+    'if [ -n "${VIBEML_WHEEL:-}${VIBEML_INSTALL:-}" ]; then '
+    'W="${VIBEML_INPUT_WAIT:-1800}"; W=$(( ${W%%.*} * 2 )); '
+    'while [ ! -e "$D/inputs/.complete" ]; do W=$((W-1)); [ "$W" -lt 0 ] && gave_up "the inputs were never uploaded"; '
+    "sleep 0.5; done; "
+    'if [ -n "${VIBEML_WHEEL:-}" ]; then set -- "$D/$VIBEML_WHEEL"; else set -- "$VIBEML_INSTALL"; fi; '
+    'if command -v uv >/dev/null 2>&1; then uv pip install -q --python "$PY" -r "$D/inputs/requirements.txt" "$@"; '
+    'else "$PY" -m pip install -q -r "$D/inputs/requirements.txt" "$@"; fi || gave_up "pip install failed"; '
+    "fi; "
     'exec "$PY" -m vibeml.backends.vast_remote'
 )
+
+#: Where the shipped wheel and the pinned requirements land under the job dir (the onstart's paths).
+REQUIREMENTS_FILE = "inputs/requirements.txt"
+WHEEL_DIR = "inputs"
 
 
 def encode_payload(payload: Mapping[str, Any]) -> str:
