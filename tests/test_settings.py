@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from pydantic import SecretStr
@@ -122,6 +122,8 @@ def test_every_bad_variable_is_named_at_once() -> None:
 
 @hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(var=st.sampled_from(Settings.variables()), value=st.text(st.characters(exclude_characters="\x00"), max_size=40))
+@example(var=next(v for v in Settings.variables() if v.name == "VIBEML_HOME"), value="~0")  # no user "0"
+@example(var=next(v for v in Settings.variables() if v.name == "VIBEML_CONFIG_DIR"), value="~nosuchuser/x")
 def test_any_value_either_parses_or_names_its_variable(var: object, value: str) -> None:
     """Whatever text a variable holds, building the settings never fails with anything but a
     ConfigurationError that names exactly that variable."""

@@ -112,6 +112,14 @@ def _env_of(info: FieldInfo, name: str, prefix: str) -> Env:
     return found
 
 
+def _expand_user(path: Path) -> Path:
+    """``~`` and ``~user`` expanded; an unknown user is a value error (named with its variable), not a crash."""
+    try:
+        return path.expanduser()
+    except RuntimeError as exc:  # "Could not determine home directory" for ~nosuchuser
+        raise ValueError(f"cannot expand {str(path)[:40]!r}: {exc}") from None
+
+
 def _lock_cuda_floor() -> float:
     from vibeml.locks import cuda_floor
 
@@ -452,7 +460,7 @@ class Settings(BaseSettings):
             home_given = True
         if data.get("config_dir") in (None, ""):
             if home_given:
-                data["config_dir"] = Path(data["home"]).expanduser() / "config"
+                data["config_dir"] = Path(data["home"]) / "config"  # expanded with home, below
             else:
                 from platformdirs import user_config_dir
 
@@ -462,7 +470,7 @@ class Settings(BaseSettings):
     @field_validator("home", "config_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path) -> Path:
-        return value.expanduser()
+        return _expand_user(value)
 
     @classmethod
     def variables(cls) -> list[Variable]:
