@@ -161,7 +161,8 @@ def _recorder(path: Path, log: Path, exit_code: int = 0) -> str:
         "marker = os.path.exists(os.path.join(os.environ.get('VIBEML_REMOTE_DIR', 'vibeml-job'), 'inputs/.complete'))\n"
         f"with open({str(log)!r}, 'a') as fh:\n"
         "    fh.write(json.dumps({'tool': os.path.basename(sys.argv[0]), 'argv': sys.argv[1:], 'cwd': os.getcwd(),\n"
-        "        'files': files, 'texts': texts, 'marker': marker}) + '\\n')\n"
+        "        'files': files, 'texts': texts, 'marker': marker,\n"
+        "        'env': {k: v for k, v in os.environ.items() if k.endswith('BREAK_SYSTEM_PACKAGES')}}) + '\\n')\n"
         f"sys.exit({exit_code})\n"
     )
     path.chmod(0o755)
@@ -404,3 +405,6 @@ def test_the_onstart_finds_a_home_relative_job_dir(tmp_path: Path) -> None:
     home = tmp_path / "home"
     assert calls[0]["argv"][-3:] == ["-r", f"{home}/job/inputs/requirements.txt", f"{home}/job/inputs/w.whl"]
     assert calls[1]["argv"] == ["-m", "vibeml.backends.vast_remote"]
+    # A rented container is this job's alone: an image whose system Python is "externally managed" (PEP 668,
+    # Debian/Ubuntu images) must not refuse the install after the GPU is paid for. Both installers read these.
+    assert calls[0]["env"] == {"PIP_BREAK_SYSTEM_PACKAGES": "1", "UV_BREAK_SYSTEM_PACKAGES": "1"}

@@ -103,6 +103,7 @@ ONSTART = (
     'while [ ! -e "$D/inputs/.complete" ]; do W=$((W-1)); [ "$W" -lt 0 ] && gave_up "the inputs were never uploaded"; '
     "sleep 0.5; done; "
     'if [ -n "${VIBEML_WHEEL:-}" ]; then set -- "$D/$VIBEML_WHEEL"; else set -- "$VIBEML_INSTALL"; fi; '
+    "export PIP_BREAK_SYSTEM_PACKAGES=1 UV_BREAK_SYSTEM_PACKAGES=1; "
     'if command -v uv >/dev/null 2>&1; then uv pip install -q --python "$PY" -r "$D/inputs/requirements.txt" "$@"; '
     'else "$PY" -m pip install -q -r "$D/inputs/requirements.txt" "$@"; fi || gave_up "pip install failed"; '
     "fi; "
