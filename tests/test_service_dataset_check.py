@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from vibeml.client import VibeML, build_request
-from vibeml.exceptions import DatasetError, ValidationError
+from vibeml.exceptions import DatasetError, ModelNotFoundError, ValidationError
 from vibeml.settings import Settings
 
 MAPPING = {"question": "instruction", "answer": "output"}
@@ -97,3 +97,27 @@ def test_cli_launch_passes_the_mapping_to_the_trainer(vibeml_env: Path, model_di
         assert config["column_mapping"] == MAPPING  # what the trainer reads (it trains on it in tests/trainer)
     finally:
         subprocess.run([*vibeml, "stop", job["job_id"], "--grace", "5"], capture_output=True, timeout=60)
+
+
+def _cache_model(hub_cache: Path, repo: str) -> None:
+    folder = hub_cache / f"models--{repo.replace('/', '--')}"
+    (folder / "snapshots" / "abc123").mkdir(parents=True)
+    (folder / "snapshots" / "abc123" / "config.json").write_text("{}")
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("abc123")
+
+
+def test_offline_a_local_run_of_what_is_not_cached_is_refused_before_a_job_exists(
+    vibeml_env: Path, tmp_path: Path
+) -> None:
+    # conftest: HF_HUB_OFFLINE=1 and HF_HOME in tmp (empty caches)
+    svc = VibeML(Settings.from_env())
+    with pytest.raises(ModelNotFoundError, match="not in the local hub cache") as info:
+        svc.prepare_launch(build_request(model="org/tiny", dataset="org/data", max_steps=2))
+    assert "hf download org/tiny" in (info.value.recovery_suggestion or "")
+    _cache_model(tmp_path / "hf-home" / "hub", "org/tiny")
+    with pytest.raises(DatasetError, match="not in the local caches"):
+        svc.prepare_launch(build_request(model="org/tiny", dataset="org/data", max_steps=2))
+    (tmp_path / "hf-home" / "datasets" / "org___data").mkdir(parents=True)  # what load_dataset caches
+    svc.prepare_launch(build_request(model="org/tiny", dataset="org/data", max_steps=2))
+    assert svc.store.list_jobs(limit=5) == []

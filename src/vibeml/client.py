@@ -32,7 +32,7 @@ from vibeml.exceptions import (
     ValidationError,
     VibeMLError,
 )
-from vibeml.inputs import dataset_stats, hub_secrets, hub_token, resolve_local_inputs
+from vibeml.inputs import check_cached_when_offline, dataset_stats, hub_secrets, hub_token, resolve_local_inputs
 from vibeml.jobs.store import MAX_LIST_LIMIT, JobStore, utcnow
 from vibeml.models import CostEstimate, Hyperparameters, JobRecord, JobStatus, TrainingRequest, load_handle
 from vibeml.reports import LaunchPreview, PlanReport
@@ -326,6 +326,11 @@ class VibeML:
         backend = self.backends.get(request.backend)
         backend.check(request)
         request, all_local = self._resolve_local_inputs(request)
+        if backend.capabilities.free and not all_local:
+            from vibeml.validation.hub import is_offline
+
+            if is_offline(self.settings.hub):  # the run reads only this machine's caches
+                check_cached_when_offline(request, self.settings)
         plan: Plan | None = None
         option: PlanOption | None = None
         choice: LaunchChoice | None = None

@@ -242,6 +242,42 @@ def check_hub_dataset(request: TrainingRequest, settings: Settings | None) -> No
         raise
 
 
+def check_cached_when_offline(request: TrainingRequest, settings: Settings) -> None:
+    """A run on this machine with the hub offline (HF_HUB_OFFLINE) can read a hub model or dataset only from
+    the local caches: refuse one that is not there before the trainer starts, instead of a job that fails.
+
+    Raises:
+        ModelNotFoundError: The hub model is not in the hub cache.
+        DatasetError: The hub dataset is in neither the hub cache nor the datasets cache.
+    """
+    import os
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    hub_cache = Path(settings.hub.cache_dir) if settings.hub.cache_dir else Path(constants.HF_HUB_CACHE)
+    if _HUB_ID.match(request.model) and not exists(Path(request.model).expanduser()):
+        found = try_to_load_from_cache(request.model, "config.json", cache_dir=hub_cache)
+        if not isinstance(found, str):
+            raise ModelNotFoundError(
+                f"model {request.model!r} is not in the local hub cache, and the hub is offline (HF_HUB_OFFLINE)",
+                {"model": request.model, "offline": True, "cache": str(hub_cache)},
+                "Unset HF_HUB_OFFLINE so the trainer can download it, download it once "
+                f"(`hf download {request.model}`), or give a local model directory.",
+            )
+    if _HUB_ID.match(request.dataset) and not exists(Path(request.dataset).expanduser()):
+        hf_home = settings.hub.hf_home or Path(constants.HF_HOME)
+        datasets_cache = Path(os.environ.get("HF_DATASETS_CACHE") or hf_home / "datasets").expanduser()
+        org, _, name = request.dataset.partition("/")
+        places = (hub_cache / f"datasets--{org}--{name}", datasets_cache / f"{org}___{name}")
+        if not any(exists(p) for p in places):
+            raise DatasetError(
+                f"dataset {request.dataset!r} is not in the local caches, and the hub is offline (HF_HUB_OFFLINE)",
+                {"dataset": request.dataset, "offline": True, "looked_in": [str(p) for p in places]},
+                "Unset HF_HUB_OFFLINE so the trainer can download it, download it once "
+                f"(`hf download --repo-type dataset {request.dataset}`), or give a local .jsonl/.csv/.parquet file.",
+            )
+
+
 def resolve_local_inputs(request: TrainingRequest, settings: Settings | None = None) -> tuple[TrainingRequest, bool]:
     """Make local paths absolute (the trainer runs elsewhere) and reject missing ones early; check a local
     model's config, a local dataset's split, format and columns, and a hub dataset's split and config

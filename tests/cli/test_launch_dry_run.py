@@ -23,7 +23,13 @@ def data(tmp_path: Path) -> str:
     return str(path)
 
 
-def test_dry_run_shows_the_prepared_launch_and_starts_nothing(vibeml_env: Path, data: str) -> None:
+def test_dry_run_shows_the_prepared_launch_and_starts_nothing(vibeml_env: Path, data: str, tmp_path: Path) -> None:
+    # Offline (conftest), a local run reads the model from the hub cache: put it there.
+    snapshot = tmp_path / "hf-home" / "hub" / "models--Qwen--Qwen2.5-0.5B" / "snapshots" / "r1"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("r1")
     args = ["launch", "--model", "Qwen/Qwen2.5-0.5B", "--dataset", data, "--max-steps", "5", "--dry-run"]
     res = runner.invoke(app, [*args, "--json"])
     assert res.exit_code == 0, res.output
