@@ -895,6 +895,9 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
     def settle_launches(self) -> None:
         """One :meth:`sweep` now; while intents stay open the background sweep goes on (for as long as
         this process lives: the next command picks up whatever is still open)."""
+        thread = self._sweeper
+        if thread is not None and thread.is_alive():
+            return  # this process's background sweep is on it
         self.sweep()
         if self.store().open_intents(self.name):
             self.start_sweeper()
