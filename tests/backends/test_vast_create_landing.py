@@ -185,8 +185,8 @@ def test_landing_after_the_launch_gave_up_is_destroyed(service: tuple[VibeML, Va
 def test_the_next_command_destroys_a_late_landing_and_closes_settled_intents(
     vast_env: FakeVast, vibeml_env: Path
 ) -> None:
-    """No launcher is left (it died): the next command's sweep destroys what landed under a finished job's
-    label, leaves a live job's own instance and other labels alone, and closes the intents once their
+    """No launcher is left (it died): the sweep the next command runs destroys what landed under a finished
+    job's label, leaves a live job's own instance and other labels alone, and closes the intents once their
     grace has passed with nothing left."""
     store = JobStore(vibeml_env / "vibeml.db")
     now = utcnow()
@@ -337,11 +337,11 @@ def test_sigkill_before_the_create_is_sent_claims_nothing_rented(vast_env: FakeV
     store.installation_id()
     vast_env.faults.slow(0.5, n=None, endpoint="search")
     proc = _launch_cli(vast_env)
-    _until(lambda: store.spending(), timeout=60, what="the job's ledger line")
+    _until(lambda: store.list_jobs(), timeout=60, what="the job's record")
     lock = sqlite3.connect(vibeml_env / "vibeml.db", timeout=30, isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")  # the launcher's own store cannot open (migrate) until we let go
     try:
-        time.sleep(1.5)  # the backend's (slow) offer search answers; the launcher then waits on the lock
+        time.sleep(1.5)  # the launcher now waits on the lock (its ledger line, or its own store opening)
         assert proc.poll() is None and vast_env.count("create") == 0
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
