@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -667,14 +668,34 @@ class VibeML:
                 updates["output_dir"] = progress.output_dir
         return self.store.update(record.job_id, **updates)
 
+    def _settle_launches(self) -> None:
+        """Let each backend with open create intents settle them (destroy late-landing instances no job
+        uses; see ``Backend.settle_launches``), at most once a second; a provider that cannot be asked is
+        not this command's error (the intents stay open for the next one)."""
+        now = time.monotonic()
+        if now - getattr(self, "_settled_at", -10.0) < 1.0:
+            return
+        self._settled_at = now
+        try:
+            names = self.store.open_intent_backends()
+        except VibeMLError:
+            return
+        for name in names:
+            try:
+                self.backends.get(name).settle_launches()
+            except VibeMLError as exc:
+                logger.warning("could not settle earlier %s launches yet: %s", name, exc.message)
+
     def get_status(self, job_id: str) -> JobRecord:
         """The job, reconciled with its backend (id or unique prefix)."""
+        self._settle_launches()
         return self._refresh_sync(self.store.find(job_id))
 
     def list_jobs(self, limit: int = 50, refresh: bool = True) -> list[JobRecord]:
         """Newest first, each reconciled with its backend (``refresh``)."""
         if refresh:
             self.settle_ledger()
+            self._settle_launches()
         records = self.store.list_jobs(limit=limit)
         if refresh:
             records = [self._refresh_sync(r) for r in records]
@@ -711,6 +732,7 @@ class VibeML:
         from vibeml.reports import OrphanedResource, ReconcileReport
 
         self.settle_ledger()
+        self._settle_launches()
         records = self.store.list_jobs(limit=10_000)
         live = {r.job_id for r in records if not r.status.is_terminal}
         used = {r.backend for r in records}

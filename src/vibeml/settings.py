@@ -186,6 +186,9 @@ class VastSettings(_Section):
     retry: int = Field(3, ge=1, le=20, description="HTTP attempts per request.")
     http_timeout: float = Field(30.0, gt=0, description="Seconds per HTTP request.")
     create_lookup_grace: float = Field(10.0, ge=0, description="Seconds to look for an ambiguously created instance.")
+    landing_grace: float = Field(
+        300.0, ge=0, description="Seconds after a create to destroy late-landing instances under its label."
+    )
     logs_tail: int = Field(5000, ge=1, le=1_000_000, description="Log lines read per status poll.")
     logs_timeout: float = Field(30.0, gt=0, description="Seconds to wait for a log to be ready.")
     logs_poll: float = Field(0.3, gt=0, description="Seconds between log-ready checks.")

@@ -115,6 +115,7 @@ def options(**overrides: Any) -> VastOptions:
         "term_grace": 1.0,
         "http_timeout": 5.0,
         "create_lookup_grace": 0.5,
+        "landing_grace": 2.0,
         "spot_wait": 30.0,
         "input_wait": 30.0,
     }

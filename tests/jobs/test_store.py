@@ -58,6 +58,7 @@ def test_a_database_from_before_ownership_keeps_working(tmp_path: Path) -> None:
     conn.execute("DELETE FROM schema_migrations WHERE name NOT IN ('m001_jobs', 'm002_spending')")
     conn.execute("DROP TABLE launch_intents")
     conn.execute("DROP TABLE installation")
+    conn.execute("DROP TABLE IF EXISTS launch_strays")
     conn.commit()
     conn.close()
 

@@ -162,6 +162,12 @@ class Backend(ABC, Generic[HandleT]):
         """Destroy the given orphaned resources (idempotent); returns the ids destroyed."""
         return []
 
+    def settle_launches(self) -> None:
+        """Settle earlier launches' creates that may still land (a killed launcher's among them): destroy
+        what they rented that no job uses. Called at the start of commands that track jobs; best effort
+        (raises ``VibeMLError`` when the provider cannot be asked). The default backend has nothing to do.
+        """
+
     @abstractmethod
     def fetch_artifacts(self, handle: HandleT, dest: Path | None = None) -> Path:
         """Bring the trained adapter/model to ``dest`` (or its default place) and return the path."""

@@ -35,6 +35,15 @@ re-bid never breaks the cap). When it runs again the runner restarts and the tra
 last checkpoint. A stopped instance that does not run again within ``spot_wait`` is destroyed (storage is
 billed while stopped) and the job reported stopped.
 
+Late landings: a create whose answer was lost may still land later (after the client's retry rented
+another instance, after that one was destroyed and its offer freed, after the launch gave up, or after the
+launcher was killed). Every try of a launch uses the job's one label, and the intent recorded before it
+stays open for ``landing_grace`` seconds: :meth:`VastBackend.sweep` (in a background thread of the
+launching process, and at the start of the next command that tracks jobs: status, list, reconcile,
+cleanup) destroys every instance under an open intent's label that is not the job's own instance, or any
+instance under it once the job is over, and records it in the store (``launch_strays``). Intents are
+closed when settled: grace passed, nothing left under the label.
+
 Ownership: ``cleanup``/reconcile destroy only instances whose label matches a recorded intent of this
 installation (or, for labels of the old ``vibeml-<job_id>`` form, a job of this store that used it) and
 whose job is terminal or gone. Everything else on the account — no label, the SDK's or a user's own,
@@ -51,10 +60,19 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from vibeml.backends.base import Backend, Capabilities, Capability, LaunchChoice, write_handle_file
+from vibeml.backends.base import (
+    HANDLE_FILENAME,
+    Backend,
+    Capabilities,
+    Capability,
+    LaunchChoice,
+    write_handle_file,
+)
+from vibeml.backends.local import process_alive
 from vibeml.backends.vast_offers import RankedOffer, offer_filters, offer_query, rank_offers
 from vibeml.backends.vast_options import VastOptions
 from vibeml.backends.vast_progress import JobState, RunInfo
@@ -71,8 +89,8 @@ from vibeml.exceptions import (
     ResourceError,
     VibeMLError,
 )
-from vibeml.jobs.store import JobStore
-from vibeml.models import JobProgress, JobStatus, TrainingRequest, VastHandle, VastHandleData
+from vibeml.jobs.store import JobStore, utcnow
+from vibeml.models import JobProgress, JobRecord, JobStatus, TrainingRequest, VastHandle, VastHandleData, load_handle
 from vibeml.remote_build import ShippedWheel, is_ship, ship_wheel
 from vibeml.settings import Settings
 from vibeml.trainer.config import TrainerConfig
@@ -89,6 +107,9 @@ LABEL_PREFIX = "vibeml-"
 #: ``vibeml-<installation id>-<job id>``: the label of every instance this backend creates.
 _OWNED_LABEL = re.compile(r"^vibeml-([0-9a-f]{12})-(.+)$")
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
+#: Jobs this process is launching right now (any backend object): the sweep leaves their labels to the launch.
+_LAUNCHING: set[str] = set()
+_LAUNCHING_LOCK = threading.Lock()
 
 
 def _start_time(pid: int) -> int | None:
@@ -154,6 +175,10 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
         self._vast = client
         self._lock = threading.Lock()
         self._last_log: dict[str, str] = {}
+        self._sweep_lock = threading.Lock()
+        self._sweeper_lock = threading.Lock()
+        self._sweeper: threading.Thread | None = None
+        self._sweep_stop = threading.Event()
 
     # ------------------------------------------------------------------------------ client
 
@@ -383,6 +408,16 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
     def launch(
         self, program: TrainingProgram, job_id: str, job_dir: Path, choice: LaunchChoice | None = None
     ) -> VastHandle:
+        with _LAUNCHING_LOCK:  # the sweep leaves this job's label to this launch until it returns
+            _LAUNCHING.add(job_id)
+        try:
+            return self._launch(program, job_id, job_dir, choice)
+        finally:
+            with _LAUNCHING_LOCK:
+                _LAUNCHING.discard(job_id)
+            self.start_sweeper()  # a create that timed out may still land: watch the label for a while
+
+    def _launch(self, program: TrainingProgram, job_id: str, job_dir: Path, choice: LaunchChoice | None) -> VastHandle:
         if choice is None:
             raise ConfigurationError(
                 "the vast backend needs the planner's choice (GPU, price, budget)",
@@ -436,7 +471,7 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
                     runtype="ssh",
                 )
             except VastAmbiguousCreateError as exc:
-                cleaned = self._destroy_label(vast, label)
+                cleaned, _ = self._destroy_strays(vast, store, job_id, label)
                 raise BackendError(
                     f"renting offer {pick.id} failed ambiguously: {exc.message}",
                     {"label": label, "offer_id": pick.id, "cleaned_up": cleaned},
@@ -447,6 +482,8 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
                 continue
             iid = int(res["new_contract"])
             store.record_intent_resource(intent, iid)
+            if res.get("recovered") or last is not None:  # an earlier try may have landed too: only one stays
+                self._destroy_strays(vast, store, job_id, label, keep={iid})
             storage = float(pick.offer.get("storage_cost") or 0.0) * disk / 720.0
             gpu_rate = pick.bid if pick.bid is not None else max(0.0, pick.price_per_hour - storage)
             gpu_name = pick.offer.get("gpu_name")
@@ -724,6 +761,189 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
         """Destroy those of ``ids`` that the last :meth:`orphans` found owned; never anything else."""
         vast = self.client()
         return [i for i in ids if i in self._owned_orphans and i.isdigit() and self._destroy(vast, int(i))]
+
+    # ------------------------------------------------------------------------------ late landings
+
+    def _destroy_strays(
+        self, vast: VastAI, store: JobStore, job_id: str, label: str, keep: set[int] | frozenset[int] = frozenset()
+    ) -> tuple[bool, list[int]]:
+        """Destroy every instance under ``label`` but ``keep``, each recorded; (nothing left?, ids destroyed)."""
+        try:
+            found = [int(i["id"]) for i in vast.show_instances() if i.get("label") == label and i.get("id")]
+        except VastAPIError as exc:
+            logger.warning("could not list instances to find strays under %s: %s", label, exc.message)
+            return False, []
+        return self._destroy_recorded(vast, store, job_id, label, [i for i in found if i not in keep])
+
+    def _destroy_recorded(
+        self, vast: VastAI, store: JobStore, job_id: str, label: str, ids: list[int]
+    ) -> tuple[bool, list[int]]:
+        gone: list[int] = []
+        for iid in ids:
+            done = self._destroy(vast, iid)
+            store.record_stray(self.name, job_id, label, iid, destroyed=done)
+            if done:
+                gone.append(iid)
+                logger.warning("destroyed instance %s: a late or duplicate create under %s (%s)", iid, label, job_id)
+            else:
+                logger.warning("instance %s under %s (%s) could NOT be destroyed; retrying later", iid, label, job_id)
+        return len(gone) == len(ids), gone
+
+    def _current_handle(self, record: JobRecord) -> VastHandle | None:
+        """The newest handle of a job: the launcher's ``handle.json`` (written at every step), else the store's."""
+        stored = record.handle if isinstance(record.handle, VastHandle) else None
+        job_dir = Path(stored.job_dir) if stored is not None else self.settings.jobs_dir / record.job_id
+        try:
+            loaded = load_handle((job_dir / HANDLE_FILENAME).read_text(encoding="utf-8"), where=str(job_dir))
+        except (OSError, VibeMLError):
+            return stored
+        return loaded if isinstance(loaded, VastHandle) else stored
+
+    def _sweep_keep(self, store: JobStore, job_id: str, label: str) -> set[int] | None:
+        """Instances under the job's label the sweep must leave, or None: hands off (a launcher is still
+        creating it and settles its own tries). A live job keeps only its instance; a finished (or
+        unknown) job keeps the instances a create answered with, recorded on its intents: those are
+        reconcile's orphans (listed; destroyed by ``vibeml vast cleanup``). Everything else is a stray."""
+        with _LAUNCHING_LOCK:
+            if job_id in _LAUNCHING:
+                return None
+        intents = [i for i in store.intents(self.name) if i["label"] == label]
+        recorded = {int(i["resource_id"]) for i in intents if i["resource_id"]}
+        try:
+            record = store.get(job_id)
+        except JobNotFoundError:  # the backend used without the service: no job record to go by
+            o = self.options
+            window = o.http_timeout * o.retry * 2 + o.create_lookup_grace + 5.0
+            newest = intents[-1] if intents else None
+            if newest is not None and not newest["resource_id"]:
+                age = (utcnow() - datetime.fromisoformat(str(newest["created_at"]))).total_seconds()
+                if age < window:
+                    return None  # its create may still be on its way back to a live launcher
+            return recorded
+        if record.status.is_terminal:
+            return recorded
+        handle = self._current_handle(record)
+        if handle is None:
+            return None  # the launcher writes its handle before its first intent: not this job's create yet
+        d = handle.data
+        if d.launched:
+            return {d.instance_id} if d.instance_id else set()
+        pid = d.launcher_pid
+        if pid and pid != os.getpid() and process_alive(pid, d.launcher_start):
+            return None
+        return set()  # the launch ended without an instance (it failed, or its launcher was killed)
+
+    def _settle_unlaunched(self, handle: VastHandle, met: list[int]) -> str:
+        """Why a launch whose launcher is gone did not complete, truthfully: an intent recorded means a
+        create may have been sent (and may still land: the sweep watches its label); ``met`` were under
+        the label now and are destroyed (recorded as strays)."""
+        d, store = handle.data, self.store()
+        for iid in met:
+            store.record_stray(self.name, handle.job_id, d.label, iid, destroyed=True)
+        if d.instance_id:
+            return f"the launcher stopped after renting instance {d.instance_id}; the instance was destroyed"
+        rented = sorted({*map(str, met), *(str(s["resource_id"]) for s in store.strays(self.name, handle.job_id))})
+        if rented:
+            return (
+                f"the launcher was killed during a create; it had rented instance(s) {', '.join(rented)}, which "
+                "VibeML destroyed; VibeML keeps watching the label for a late one"
+            )
+        if any(i["job_id"] == handle.job_id for i in store.intents(self.name)):
+            return (
+                "the launcher was killed during a create; VibeML will find and destroy anything it rented "
+                f"(label {d.label})"
+            )
+        return "the launcher stopped before renting anything"
+
+    def sweep(self) -> list[dict[str, Any]]:
+        """One pass over this installation's open create intents: every instance under an intent's label that
+        is not the job's own instance (all of them once the job is over) is destroyed and recorded
+        (:meth:`~vibeml.jobs.store.JobStore.record_stray`); an intent ``landing_grace`` seconds old with
+        nothing left to destroy is closed. Returns the strays met: ``id``, ``label``, ``job_id``, ``destroyed``.
+
+        Raises:
+            VastAPIError: The instance list could not be read (nothing was closed).
+        """
+        with self._sweep_lock:
+            store = self.store()
+            pending = store.open_intents(self.name)
+            if not pending:
+                return []
+            vast = self.client()
+            by_label: dict[str, list[int]] = {}
+            for inst in vast.show_instances():
+                if inst.get("label") and inst.get("id"):
+                    by_label.setdefault(str(inst["label"]), []).append(int(inst["id"]))
+            groups: dict[str, list[dict[str, Any]]] = {}
+            for intent in pending:
+                groups.setdefault(str(intent["label"]), []).append(intent)
+            out: list[dict[str, Any]] = []
+            now = utcnow()
+            for label, intents in groups.items():
+                job_id = str(intents[-1]["job_id"])
+                keep = self._sweep_keep(store, job_id, label)
+                if keep is None:
+                    continue
+                strays = [i for i in by_label.get(label, []) if i not in keep]
+                settled, gone = self._destroy_recorded(vast, store, job_id, label, strays)
+                out += [{"id": i, "label": label, "job_id": job_id, "destroyed": i in gone} for i in strays]
+                newest = max(datetime.fromisoformat(str(i["created_at"])) for i in intents)
+                if settled and (now - newest).total_seconds() >= self.options.landing_grace:
+                    store.close_intents(self.name, label, "landing grace passed; nothing else under the label")
+            return out
+
+    def settle_launches(self) -> None:
+        """One :meth:`sweep` now; while intents stay open the background sweep goes on (for as long as
+        this process lives: the next command picks up whatever is still open)."""
+        thread = self._sweeper
+        if thread is not None and thread.is_alive():
+            return  # this process's background sweep is on it
+        self.sweep()
+        if self.store().open_intents(self.name):
+            self.start_sweeper()
+
+    def start_sweeper(self) -> None:
+        """Sweep in a daemon thread (every ``landing_grace`` / 20 s, 0.05–5 s) until no intent is open."""
+        with self._sweeper_lock:
+            if self._sweeper is not None and self._sweeper.is_alive():
+                return
+            self._sweep_stop.clear()
+            self._sweeper = threading.Thread(target=self._sweep_loop, name="vibeml-vast-sweep", daemon=True)
+            self._sweeper.start()
+
+    def stop_sweeper(self, timeout: float = 5.0) -> None:
+        """Stop the background sweep (the next command picks up what is still open)."""
+        self._sweep_stop.set()
+        thread = self._sweeper
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _sweep_loop(self) -> None:
+        """Sweep until no intent is open, or (sweeps failing) until every open one is past its grace: the
+        next command then picks them up."""
+        every = max(0.05, min(5.0, self.options.landing_grace / 20))
+        give_up = self.options.landing_grace + 3 * every + 1.0
+        while not self._sweep_stop.wait(every):
+            try:
+                self.sweep()
+            except VibeMLError as exc:
+                logger.info("sweeping for late-landing instances failed (%s); trying again", exc.message)
+            except Exception:  # a background thread must not die silently mid-grace
+                logger.exception("sweeping for late-landing instances failed; trying again")
+            with self._sweeper_lock:
+                try:
+                    left = self.store().open_intents(self.name)
+                    now = utcnow()
+                    young = [
+                        i
+                        for i in left
+                        if (now - datetime.fromisoformat(str(i["created_at"]))).total_seconds() < give_up
+                    ]
+                except Exception:  # the store is gone (its home was removed): nothing to watch
+                    left = young = []
+                if not young:
+                    self._sweeper = None
+                    return
 
     # ------------------------------------------------------------------------------ CLI helpers
 

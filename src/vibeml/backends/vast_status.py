@@ -114,13 +114,24 @@ class VastJobMonitor:
             return False
 
     def _destroy_label(self, vast: VastAI, label: str, known: int | None = None) -> bool:
+        return self._destroy_label_ids(vast, label, known)[0]
+
+    def _destroy_label_ids(self, vast: VastAI, label: str, known: int | None = None) -> tuple[bool, list[int]]:
+        """Destroy ``known`` and every instance under ``label``: (all gone?, the ids met)."""
         ids = {known} if known else set()
+        listed = True
         try:
             ids |= {int(i["id"]) for i in vast.show_instances() if i.get("label") == label}
         except VastAPIError:
-            if not ids:
-                return False
-        return all([self._destroy(vast, i) for i in ids])
+            listed = False
+        return listed and all([self._destroy(vast, i) for i in sorted(ids)]), sorted(ids)
+
+    def _settle_unlaunched(self, handle: VastHandle, met: list[int]) -> str:
+        """Why a launch whose launcher is gone did not complete (``met``: what its label held, destroyed)."""
+        iid = handle.data.instance_id
+        if iid:
+            return f"the launcher stopped after renting instance {iid}; the instance was destroyed"
+        return "the launcher stopped before renting anything"
 
     # ------------------------------------------------------------------------------ status
 
@@ -227,15 +238,16 @@ class VastJobMonitor:
             return self._interim(handle, state, pending)
         vast = self.client()
         iid = d.instance_id
-        if not self._destroy_label(vast, d.label, iid):
+        gone, met = self._destroy_label_ids(vast, d.label, iid)
+        if not gone:
             return self._interim(
                 handle, state, pending, "the launcher stopped mid-launch; destroying its instance failed, retrying"
             )
-        what = f"after renting instance {iid}; the instance was destroyed" if iid else "before renting anything"
+        what = self._settle_unlaunched(handle, [i for i in met if i != iid])
         return self._done(
             handle,
             state,
-            JobProgress(status=JobStatus.FAILED, error=f"the launch did not complete (the launcher stopped {what})"),
+            JobProgress(status=JobStatus.FAILED, error=f"the launch did not complete ({what})"),
         )
 
     def _fail(

@@ -89,4 +89,24 @@ MIGRATIONS: list[tuple[int, str, str]] = [
           AND job_id IN (SELECT job_id FROM jobs WHERE status IN ('completed', 'failed', 'stopped'))
         """,
     ),
+    (
+        5,
+        "m005_intent_sweep",
+        """
+        ALTER TABLE launch_intents ADD COLUMN closed_at TEXT;
+        ALTER TABLE launch_intents ADD COLUMN closed_why TEXT;
+        CREATE TABLE launch_strays (
+            id           INTEGER PRIMARY KEY AUTOINCREMENT,
+            install_id   TEXT NOT NULL,
+            backend      TEXT NOT NULL,
+            job_id       TEXT NOT NULL,
+            label        TEXT NOT NULL,
+            resource_id  TEXT NOT NULL,
+            found_at     TEXT NOT NULL,
+            destroyed_at TEXT,
+            UNIQUE(backend, resource_id)
+        );
+        CREATE INDEX launch_intents_open ON launch_intents(backend, closed_at)
+        """,
+    ),
 ]

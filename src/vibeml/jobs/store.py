@@ -471,6 +471,59 @@ class JobStore:
         )
         return [dict(r) for r in rows]
 
+    def open_intents(self, backend: str) -> list[dict[str, Any]]:
+        """This installation's intents on ``backend`` not yet settled (a late-landing create may still
+        appear under their label), oldest first."""
+        rows = self._conn().execute(
+            "SELECT * FROM launch_intents WHERE backend = ? AND install_id = ? AND closed_at IS NULL ORDER BY id",
+            (backend, self.installation_id()),
+        )
+        return [dict(r) for r in rows]
+
+    def open_intent_backends(self) -> list[str]:
+        """The backends on which this installation has open intents (cheap: no backend is built)."""
+        rows = self._conn().execute(
+            "SELECT DISTINCT backend FROM launch_intents WHERE install_id = ? AND closed_at IS NULL ORDER BY backend",
+            (self.installation_id(),),
+        )
+        return [str(r[0]) for r in rows]
+
+    def close_intents(self, backend: str, label: str, why: str) -> int:
+        """Settle every open intent for ``label``: nothing more is expected under it. Returns how many."""
+        now = _ts(utcnow())
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE launch_intents SET closed_at = ?, closed_why = ?, updated_at = ?"
+                " WHERE backend = ? AND label = ? AND install_id = ? AND closed_at IS NULL",
+                (now, why, now, backend, label, self.installation_id()),
+            )
+            return int(cur.rowcount or 0)
+
+    def record_stray(self, backend: str, job_id: str, label: str, resource_id: str | int, destroyed: bool) -> None:
+        """An instance under an intent's label that the job does not use (a late-landing or duplicate
+        create): found, and destroyed (``destroyed``) or not yet. Also a job event when the job exists."""
+        now = _ts(utcnow())
+        rid = str(resource_id)
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO launch_strays(install_id, backend, job_id, label, resource_id, found_at, destroyed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(backend, resource_id) DO UPDATE SET"
+                " destroyed_at = COALESCE(launch_strays.destroyed_at, excluded.destroyed_at)",
+                (self.installation_id(), backend, job_id, label, rid, now, now if destroyed else None),
+            )
+            if conn.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone() is not None:
+                kind = "stray_destroyed" if destroyed else "stray_found"
+                self._add_event(conn, job_id, kind, {"backend": backend, "resource_id": rid, "label": label})
+
+    def strays(self, backend: str, job_id: str | None = None) -> list[dict[str, Any]]:
+        """Instances the sweep found under this installation's labels that no job used, oldest first."""
+        sql = "SELECT * FROM launch_strays WHERE backend = ? AND install_id = ?"
+        args: list[Any] = [backend, self.installation_id()]
+        if job_id is not None:
+            sql += " AND job_id = ?"
+            args.append(job_id)
+        return [dict(r) for r in self._conn().execute(sql + " ORDER BY id", args)]
+
     # ----------------------------------------------------------------------------------- events
 
     @staticmethod

@@ -16,7 +16,8 @@ fixture; see :mod:`vibeml.testing.fake_vast_machine`.
 Or stand-alone: ``python -m vibeml.testing.fake_vast --port 8765`` (key ``fake-vast-key``).
 
 Fault knobs live on ``fake.faults`` (thread-safe, settable while requests are in flight):
-``rate_limit``, ``server_error``, ``slow``, ``drop``, ``drop_response``, ``never_start``; plus
+``rate_limit``, ``server_error``, ``slow``, ``drop``, ``drop_response``, ``slow_response``, ``land_late``
+(a create the client gave up on that is applied later: :class:`LateLanding`), ``never_start``; plus
 ``fake.preempt(id)`` and ``fake.set_min_bid(offer_id, price)`` for interruptible instances. Endpoint
 names for targeting faults: see :data:`ENDPOINTS`.
 """
@@ -40,7 +41,7 @@ from urllib.parse import parse_qsl, urlsplit
 from vibeml.testing.fake_vast_machine import FakeMachineImage
 from vibeml.testing.fake_vast_state import FakeVastState, Reply
 
-__all__ = ["ENDPOINTS", "Call", "FakeVast", "FaultPlan", "ManualClock", "main"]
+__all__ = ["ENDPOINTS", "Call", "FakeVast", "FaultPlan", "LateLanding", "ManualClock", "main"]
 
 #: Logical endpoint names, usable as ``endpoint=`` in fault knobs.
 ENDPOINTS = (
@@ -76,14 +77,48 @@ class ManualClock:
             self._t += seconds
 
 
+class LateLanding:
+    """Requests held by :meth:`FaultPlan.land_late`: applied on :meth:`release` (or after ``seconds``),
+    whatever their client did meanwhile (timed out, retried, was killed)."""
+
+    def __init__(self, seconds: float | None, answer: bool) -> None:
+        self.seconds = seconds
+        self.answer = answer
+        self.received = threading.Event()  # a request is being held
+        self.landed = threading.Event()  # a held request was applied
+        self.replies: list[tuple[int, Any]] = []  # what each held request got, in order
+        self._release = threading.Event()
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        """Apply the held request(s) now (and any later one at once)."""
+        self._release.set()
+
+    def _wait(self, stop: threading.Event) -> bool:
+        """Block until released, ``seconds`` passed, or the fake closed (then False: never applied)."""
+        self.received.set()
+        deadline = None if self.seconds is None else time.monotonic() + self.seconds
+        while not self._release.is_set() and not stop.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            self._release.wait(0.01)
+        return not stop.is_set()
+
+    def _note(self, reply: tuple[int, Any]) -> None:
+        with self._lock:
+            self.replies.append(reply)
+        self.landed.set()
+
+
 @dataclass
 class _Rule:
-    kind: str  # status | drop | drop_response | slow
+    kind: str  # status | drop | drop_response | slow | slow_response | land_late
     endpoint: str | None
     remaining: int | None  # None = forever
     status: int = 503
     retry_after: float | None = None
     seconds: float = 0.0
+    landing: LateLanding | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +167,22 @@ class FaultPlan:
     def drop_response(self, n: int = 1, endpoint: str | None = None) -> None:
         """Handle the request (e.g. rent the machine), then close the connection without answering."""
         self._add(_Rule("drop_response", endpoint, n))
+
+    def slow_response(self, seconds: float, n: int = 1, endpoint: str | None = None) -> None:
+        """Handle the request at once (e.g. rent the machine), then wait ``seconds`` before answering."""
+        self._add(_Rule("slow_response", endpoint, n, seconds=seconds))
+
+    def land_late(
+        self, seconds: float | None = None, n: int = 1, endpoint: str | None = "create", answer: bool = False
+    ) -> LateLanding:
+        """Hold the next ``n`` requests unapplied until the returned :class:`LateLanding` is released (or
+        ``seconds`` pass), then apply them: a create that lands after its client gave up. Meanwhile the
+        connection is closed at once (``answer=False``: the client sees a dropped request and may retry)
+        or kept open and answered once applied (``answer=True``: the client waits, times out, or dies).
+        This rule is consulted before every other one, so a ``drop`` armed with it meets the next request."""
+        landing = LateLanding(seconds, answer)
+        self._add(_Rule("land_late", endpoint, n, landing=landing))
+        return landing
 
     def never_start(self, n: int = 1) -> None:
         """The next ``n`` created instances stay in ``loading`` forever."""
@@ -245,13 +296,14 @@ class _Handler(BaseHTTPRequestHandler):
         if key is None and params.get("api_key"):
             key, auth_kind = params["api_key"], "query"
         fake._record(Call(name, method, parts.path, auth_kind))
-        slow = fake.faults.take("slow", name)
+        late = fake.faults.take("land_late", name)
+        slow = fake.faults.take("slow", name) if late is None else None
         if slow is not None:
             time.sleep(slow.seconds)
-        if fake.faults.take("drop", name) is not None:
+        if late is None and fake.faults.take("drop", name) is not None:
             self._drop()
             return
-        rule = fake.faults.take("status", name)
+        rule = fake.faults.take("status", name) if late is None else None
         if rule is not None:
             if rule.status == 429:
                 headers = {"Retry-After": f"{rule.retry_after:g}"} if rule.retry_after is not None else {}
@@ -275,11 +327,38 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 self._send(400, {"success": False, "error": "invalid_args", "msg": "q is not JSON."})
                 return
-        status, payload = fake._dispatch(name, method, parts.path, match.groups(), params, body)
+        call = (name, method, parts.path, match.groups(), params, body)
+        if late is not None and late.landing is not None:
+            self._land_late(late.landing, call)
+            return
+        status, payload = fake._dispatch(*call)
         if fake.faults.take("drop_response", name) is not None:
             self._drop()
             return
+        slow_answer = fake.faults.take("slow_response", name)
+        if slow_answer is not None:
+            fake._stop.wait(slow_answer.seconds)
         self._send(status, payload)
+
+    def _land_late(self, landing: LateLanding, call: tuple[Any, ...]) -> None:
+        fake = self.fake
+
+        def apply() -> tuple[int, Any] | None:
+            if not landing._wait(fake._stop):
+                return None
+            reply = fake._dispatch(*call)
+            landing._note(reply)
+            return reply
+
+        if landing.answer:
+            reply = apply()
+            if reply is None:
+                self._drop()
+            else:
+                self._send(*reply)
+            return
+        self._drop()
+        threading.Thread(target=apply, name="fake-vast-late-landing", daemon=True).start()
 
 
 class _Server(ThreadingHTTPServer):
