@@ -250,8 +250,6 @@ def check_cached_when_offline(request: TrainingRequest, settings: Settings) -> N
         ModelNotFoundError: The hub model is not in the hub cache.
         DatasetError: The hub dataset is in neither the hub cache nor the datasets cache.
     """
-    import os
-
     from huggingface_hub import constants, try_to_load_from_cache
 
     hub_cache = Path(settings.hub.cache_dir) if settings.hub.cache_dir else Path(constants.HF_HUB_CACHE)
@@ -266,7 +264,7 @@ def check_cached_when_offline(request: TrainingRequest, settings: Settings) -> N
             )
     if _HUB_ID.match(request.dataset) and not exists(Path(request.dataset).expanduser()):
         hf_home = settings.hub.hf_home or Path(constants.HF_HOME)
-        datasets_cache = Path(os.environ.get("HF_DATASETS_CACHE") or hf_home / "datasets").expanduser()
+        datasets_cache = (settings.hub.datasets_cache or hf_home / "datasets").expanduser()
         org, _, name = request.dataset.partition("/")
         places = (hub_cache / f"datasets--{org}--{name}", datasets_cache / f"{org}___{name}")
         if not any(exists(p) for p in places):

@@ -224,6 +224,9 @@ class HubSettings(_Section):
     hf_home: Annotated[Path | None, Env("HF_HOME")] = Field(
         None, description="The hub's home (its cache is the hub folder in it when HF_HUB_CACHE is unset)."
     )
+    datasets_cache: Annotated[Path | None, Env("HF_DATASETS_CACHE")] = Field(
+        None, description="The datasets library's cache (default: the datasets folder in HF_HOME)."
+    )
 
     @field_validator("endpoint", mode="after")
     @classmethod
