@@ -183,6 +183,12 @@ class VastSettings(_Section):
     input_wait: float = Field(1800.0, ge=0, description="Seconds the runner waits for uploaded inputs.")
     term_grace: float = Field(120.0, ge=0, description="SIGTERM → SIGKILL grace on the instance (seconds).")
     cap_safety: float = Field(0.95, gt=0, le=1, description="Share of max_cost / dph_total the instance may run.")
+    bill_poll: float = Field(
+        60.0, ge=1, le=900, description="Seconds between the instance runner's readings of its own bill."
+    )
+    destroy_reserve: float = Field(
+        30.0, ge=0, description="Run time the instance keeps, before its budget or cap ends, for its destroy (s)."
+    )
     retry: int = Field(3, ge=1, le=20, description="HTTP attempts per request.")
     http_timeout: float = Field(30.0, gt=0, description="Seconds per HTTP request.")
     create_lookup_grace: float = Field(10.0, ge=0, description="Seconds to look for an ambiguously created instance.")

@@ -8,7 +8,8 @@ Launch (returns once the instance runs and its inputs are in place):
 2. record the intent (job, label, offer, this installation's id) in the job store, then create the
    instance: image :data:`~vibeml.backends.vast_options.DEFAULT_IMAGE`, label
    ``vibeml-<installation id>-<job_id>``, the fixed onstart :data:`~vibeml.backends.vast_remote.ONSTART`,
-   and the job as data in the environment (payload, install spec, run-time budget = max_cost / dph_total × 0.95);
+   and the job as data in the environment (payload, install spec, run-time budget = max_cost / dph_total × 0.95,
+   and max_cost itself: the runner reads the instance's bill every ``bill_poll`` seconds and stops before it);
 3. poll until running (give up and destroy on exited/offline/error messages or a start timeout), then
    upload local inputs through the :class:`~vibeml.backends.vast_transport.ArtifactTransport`, with a wheel
    of the running VibeML (:mod:`vibeml.remote_build`; by default, ``VIBEML_REMOTE_INSTALL=ship``) and the
@@ -368,10 +369,12 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
         budget_s: float,
         secrets: dict[str, str] | None = None,
         wheel: ShippedWheel | None = None,
+        max_cost: float | None = None,
     ) -> dict[str, str]:
         """The instance's environment. Secrets (HF_TOKEN) ride as their own variables, outside the payload,
         so the client masks them in --explain and in every instance listing. What the onstart installs:
-        ``VIBEML_WHEEL`` (the shipped wheel, under the job dir) or ``VIBEML_INSTALL`` (the user's own build)."""
+        ``VIBEML_WHEEL`` (the shipped wheel, under the job dir) or ``VIBEML_INSTALL`` (the user's own build).
+        With a cap, ``VIBEML_MAX_COST_USD``: the runner also reads the instance's bill and stops before it."""
         o = self.options
         return {
             **(secrets or {}),
@@ -382,6 +385,9 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
             "VIBEML_REMOTE_DIR": o.remote_dir,
             "VIBEML_MAX_RUNTIME_SECONDS": f"{budget_s:.1f}",
             "VIBEML_STOP_GRACE_SECONDS": f"{o.term_grace:g}",
+            "VIBEML_RESERVE_SECONDS": f"{o.destroy_reserve:g}",
+            "VIBEML_MAX_COST_USD": f"{max_cost:.6f}" if max_cost is not None else "",
+            "VIBEML_BILL_POLL_SECONDS": f"{o.bill_poll:g}",
             "VIBEML_LINGER_SECONDS": f"{o.linger:g}",
             "VIBEML_INPUT_WAIT": f"{o.input_wait:.1f}",  # the onstart's shell reads the part before the dot
             "VIBEML_VAST_API": vast.server_url,
@@ -459,7 +465,7 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
             created_at = self._clock()
             intent = store.record_intent(self.name, job_id, label, pick.id)  # before any paid call
             try:
-                env = self._env(vast, payload, budget_s, program.secret_env(), wheel)
+                env = self._env(vast, payload, budget_s, program.secret_env(), wheel, choice.max_cost)
                 res = vast.create_instance(
                     pick.id,
                     image=self.options.image,

@@ -9,6 +9,13 @@ safe_paths; ``vibeml.vast`` once the run starts). Everything job-specific arrive
   JSON config with paths relative to the job directory, extra environment, which inputs to wait for;
 * ``VIBEML_REMOTE_DIR``: the job directory (relative = under the onstart's working directory);
 * ``VIBEML_MAX_RUNTIME_SECONDS``: the hard budget in seconds of run time (max_cost / dph_total, less a margin);
+* ``VIBEML_MAX_COST_USD``: the cap in dollars; the runner reads the instance's bill (``show_instance`` with
+  the instance key: ``dph_total``, ``start_date``) every ``VIBEML_BILL_POLL_SECONDS`` (default 60, clamped
+  to 1–900) and turns the money left into seconds left at the *observed* rate, so a machine that bills
+  faster than its quote still stops under the cap; an API failure leaves the time budget (and the last
+  reading, counted down at its rate) in charge and is reported in a ``bill`` line;
+* ``VIBEML_RESERVE_SECONDS``: run time kept after the linger for the destroy to land (default 30, at most
+  a quarter of the budget);
 * ``VIBEML_STOP_GRACE_SECONDS``, ``VIBEML_LINGER_SECONDS``, ``VIBEML_INPUT_WAIT``: timings (the budget and
   the grace carry the names the SkyPilot task uses; the previous release's ``VIBEML_MAX_RUNTIME`` and
   ``VIBEML_TERM_GRACE`` are still read when the new names are absent);
@@ -17,24 +24,25 @@ safe_paths; ``vibeml.vast`` once the run starts). Everything job-specific arrive
 * ``VIBEML_LOG_MIRROR``: a file the output is copied to as well (``/proc/1/fd/1`` on Vast, so that the
   lines reach the container log that the logs API serves); empty = none.
 
-Timeline, with B = the budget and g = the grace (both seconds of run time, counted from the onstart's
-start so the install is included, and kept across restarts in ``runner_state.json`` so a preempted and
-restarted instance does not get a fresh budget):
+Timeline, with B = the budget, g = the grace and R = the reserve (seconds of run time, counted from the
+onstart's start so the install is included, and kept across restarts in ``runner_state.json`` so a
+preempted and restarted instance does not get a fresh budget). "Left" is the sooner of B − R − used and,
+once the bill has been read, (max_cost − accrued) / dph_total − R − time since that reading:
 
 1. wait for the uploaded inputs (``inputs/.complete``), at most ``VIBEML_INPUT_WAIT`` (the onstart already
    waited when it installed VibeML from them); run the workflow's fixed setup steps (import checks), once
    per disk;
-2. run the trainer with ``max_runtime_seconds`` ≤ B − 2g (it checkpoints and stops by itself), send it
-   SIGTERM at B − g (checkpoint and stop), SIGKILL at B − g/4; a ``STOP`` file from the client asks for
-   the same graceful stop;
+2. run the trainer with ``max_runtime_seconds`` ≤ left − 2g (it checkpoints and stops by itself), send it
+   SIGTERM when g is left (checkpoint and stop), SIGKILL when g/4 is left; a ``STOP`` file from the
+   client asks for the same graceful stop;
 3. linger until the client has collected the artifacts (``.collected``), the linger time has passed or
-   the budget is (all but 4 %, at most 30 s) spent;
-4. destroy the instance through the API (retried; a stop as the last resort).
+   nothing is left;
+4. destroy the instance through the API (retried; a stop as the last resort), with R still in hand.
 
 A SIGTERM from the platform (preemption, stop, destroy) is forwarded to the trainer, which checkpoints;
 the runner then exits without destroying anything, and resumes from the checkpoint when the instance
 runs again. Progress lines: the trainer's ``@@vibeml-event`` lines plus the runner's own
-``@@vibeml-runner {json}`` lines (``start``, ``inputs-ready``, ``trainer-start``, ``finished``,
+``@@vibeml-runner {json}`` lines (``start``, ``inputs-ready``, ``trainer-start``, ``bill``, ``finished``,
 ``interrupted``, ``gave-up``, ``destroying``).
 """
 
@@ -43,6 +51,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -80,6 +89,9 @@ INPUTS_MARKER = "inputs/.complete"
 COLLECTED_MARKER = ".collected"
 STOP_MARKER = "STOP"
 STATE_FILE = "runner_state.json"
+#: Bounds of ``VIBEML_BILL_POLL_SECONDS``: more often than every second the API rate-limits; less often than
+#: every 15 minutes a machine that bills fast can run far past its cap between two readings.
+BILL_POLL_RANGE = (1.0, 900.0)
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _PAYLOAD_VERSION = "v1:"
 
@@ -168,6 +180,9 @@ class Runner:
         sleep: Waits.
         out: Where lines go (stdout).
         destroy: Destroys this instance (default: through the Vast API with the instance key).
+        read_bill: Returns this instance as the API shows it (``dph_total``, ``start_date``; default:
+            ``show_instance`` with the instance key); may raise.
+        wall: Unix time (for the bill's ``start_date``).
     """
 
     def __init__(
@@ -178,9 +193,12 @@ class Runner:
         sleep: Callable[[float], Any] = time.sleep,
         out: IO[str] | None = None,
         destroy: Callable[[], bool] | None = None,
+        read_bill: Callable[[], Mapping[str, Any]] | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.env = dict(env)
         self.clock = clock
+        self.wall = wall
         self.sleep = sleep
         self.out = out or sys.stdout
         self.payload = decode_payload(self.env.get("VIBEML_JOB", ""))
@@ -194,6 +212,14 @@ class Runner:
         self.grace = min(_float(self.env, "VIBEML_STOP_GRACE_SECONDS", 120.0, old="VIBEML_TERM_GRACE"), self.budget / 4)
         self.linger = _float(self.env, "VIBEML_LINGER_SECONDS", 1800.0)
         self.input_wait = _float(self.env, "VIBEML_INPUT_WAIT", 1800.0)
+        self.reserve = min(_float(self.env, "VIBEML_RESERVE_SECONDS", 30.0), self.budget / 4)
+        cap = _float(self.env, "VIBEML_MAX_COST_USD", 0.0)
+        self.max_cost = cap if math.isfinite(cap) else 0.0  # 0: no money cap, the time budget alone
+        lo, hi = BILL_POLL_RANGE
+        self.bill_every = min(max(_float(self.env, "VIBEML_BILL_POLL_SECONDS", 60.0), lo), hi)
+        self._read_bill = read_bill or self._bill_via_api
+        self._money_end: float | None = None  # clock time the money runs out at the last observed rate
+        self._bill_done = threading.Event()
         self._destroy = destroy or self._destroy_via_api
         self._lock = threading.Lock()
         self._terminated = threading.Event()
@@ -202,7 +228,14 @@ class Runner:
         self._mirror: IO[str] | None = None
         self._t0 = clock()
         self._last_save = -1e9
-        self.state: dict[str, Any] = {"runs": 0, "used_seconds": 0.0, "phase": "training", "rc": None}
+        self.state: dict[str, Any] = {
+            "runs": 0,
+            "used_seconds": 0.0,
+            "phase": "training",
+            "rc": None,
+            "bill_accrued": 0.0,  # the last bill reading ($) and the run time it was taken at
+            "bill_used": 0.0,
+        }
 
     # ------------------------------------------------------------------------------ plumbing
 
@@ -231,7 +264,80 @@ class Runner:
         return float(self.state["used_seconds"]) + (self.clock() - self._t0)
 
     def remaining(self) -> float:
+        """Seconds until the destroy must start (the reserve R kept for it): the time budget's or, once the
+        bill has been read, the money's, whichever ends sooner."""
+        return min(self._time_left(), self._money_left()) - self.reserve
+
+    def _time_left(self) -> float:
         return self.budget - self.used()
+
+    def _money_left(self) -> float:
+        end = self._money_end
+        return math.inf if end is None else end - self.clock()
+
+    def _binding(self) -> str:
+        """Which clock ends the run: ``bill`` (the money at the observed rate) or ``time`` (the budget)."""
+        return "bill" if self._money_left() < self._time_left() else "time"
+
+    # ------------------------------------------------------------------------------ the bill
+
+    def poll_bill(self) -> bool:
+        """Read the instance's bill once and move the money deadline; returns whether the reading was usable.
+
+        accrued = (now − ``start_date``) × ``dph_total`` (Vast bills storage from the creation and the GPU
+        from running, so this errs high), and never less than the last reading plus the run time since, at
+        this rate (an instance clock behind Vast's, a ``start_date`` reset by a restart). The money left
+        becomes seconds at this *observed* rate. A failed reading changes nothing: the time budget, and the
+        last good reading counted down at its rate, stay in charge; a ``bill`` line says so (the error's
+        type only: no URL, no key).
+        """
+        if self.max_cost <= 0:
+            return False
+        try:
+            record = self._read_bill()
+            rate = float(record["dph_total"])
+            start = float(record["start_date"])
+            if not (math.isfinite(rate) and rate > 0 and math.isfinite(start)):
+                raise ValueError("no usable dph_total/start_date")
+        except Exception as exc:  # any failure: keep running on the time clock
+            using = "time" if self._money_end is None else "time+last-bill"
+            self.say("bill", ok=False, error=type(exc).__name__, using=using)
+            return False
+        now, used = self.clock(), self.used()
+        since_start = max(0.0, self.wall() - start)
+        carried = (
+            float(self.state.get("bill_accrued") or 0.0)
+            + max(0.0, used - float(self.state.get("bill_used") or 0.0)) * rate / 3600.0
+        )
+        accrued = max(since_start * rate / 3600.0, carried)
+        left = (self.max_cost - accrued) / rate * 3600.0
+        self._money_end = now + left
+        self.state.update(bill_accrued=round(accrued, 6), bill_used=round(used, 3))
+        self.say(
+            "bill",
+            ok=True,
+            accrued=round(accrued, 6),
+            rate=round(rate, 6),
+            cap=self.max_cost,
+            remaining=round(left, 1),
+            using=self._binding(),
+        )
+        return True
+
+    def _bill_loop(self) -> None:
+        while not self._bill_done.is_set():
+            self.poll_bill()
+            self._bill_done.wait(self.bill_every)
+
+    def _bill_via_api(self) -> Mapping[str, Any]:
+        from vibeml.vast import VastAI
+
+        iid, key, url = (self.env.get(k, "") for k in ("CONTAINER_ID", "CONTAINER_API_KEY", "VIBEML_VAST_API"))
+        if not iid.isdigit() or not key or not url:
+            raise LookupError("CONTAINER_ID, CONTAINER_API_KEY or VIBEML_VAST_API is missing")
+        timeout = min(30.0, max(2.0, self.bill_every))
+        with VastAI(api_key=key, server_url=url, retry=2, timeout=timeout, quiet=True) as vast:
+            return vast.show_instance(int(iid))
 
     def _save(self, force: bool = False) -> None:
         now = self.clock()
@@ -279,6 +385,8 @@ class Runner:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(sig, self._on_signal)
+        if self.max_cost > 0:
+            threading.Thread(target=self._bill_loop, name="vibeml-bill", daemon=True).start()
         self.say("start", remaining=round(self.remaining(), 1), phase_before=self.state.get("phase"))
         if self.state.get("phase") != "finished":
             if not self._wait_inputs() or not self._setup():
@@ -419,7 +527,7 @@ class Runner:
             stop_asked = (self.root / STOP_MARKER).exists()
             if not termed and (rem <= self.grace or stop_asked):
                 why = "budget" if rem <= self.grace else "stop-requested"
-                self.say("stopping", reason=why, remaining=round(rem, 1))
+                self.say("stopping", reason=why, remaining=round(rem, 1), by=self._binding())
                 with contextlib.suppress(OSError):
                     child.send_signal(signal.SIGTERM)
                 termed = True
@@ -440,9 +548,8 @@ class Runner:
         marker = self.root / COLLECTED_MARKER
         until = self.clock() + self.linger
         self.say("linger", seconds=round(min(self.linger, max(0.0, self.remaining())), 1))
-        reserve = min(30.0, 0.04 * self.budget)  # start the destroy a little before the budget's end
         while not marker.exists() and not self._terminated.is_set():
-            left = min(self.remaining() - reserve, until - self.clock())
+            left = min(self.remaining(), until - self.clock())  # remaining() keeps the reserve for the destroy
             if left <= 0:
                 break
             self._save()
@@ -450,6 +557,7 @@ class Runner:
         self._save(force=True)
 
     def _destroy_self(self) -> bool:
+        self._bill_done.set()
         self.say("destroying")
         try:
             return self._destroy()

@@ -385,7 +385,10 @@ class VastJobMonitor:
             )
             return self._done(handle, state, progress.model_copy(update={"status": JobStatus.STOPPED, "error": why}))
         else:
-            why = "the instance no longer exists (destroyed outside this job, or at the end of its budget)"
+            why = (
+                "the instance no longer exists (destroyed outside this job, or by itself at the end of its "
+                "budget or before its bill reached the cap)"
+            )
         return self._done(handle, state, progress.model_copy(update={"status": JobStatus.FAILED, "error": why}))
 
     def _on_stopped(

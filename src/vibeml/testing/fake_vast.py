@@ -17,7 +17,8 @@ Or stand-alone: ``python -m vibeml.testing.fake_vast --port 8765`` (key ``fake-v
 
 Fault knobs live on ``fake.faults`` (thread-safe, settable while requests are in flight):
 ``rate_limit``, ``server_error``, ``slow``, ``drop``, ``drop_response``, ``slow_response``, ``land_late``
-(a create the client gave up on that is applied later: :class:`LateLanding`), ``never_start``; plus
+(a create the client gave up on that is applied later: :class:`LateLanding`), ``never_start``,
+``fast_billing`` (instances bill faster than their quote); plus
 ``fake.preempt(id)`` and ``fake.set_min_bid(offer_id, price)`` for interruptible instances. Endpoint
 names for targeting faults: see :data:`ENDPOINTS`.
 """
@@ -189,11 +190,20 @@ class FaultPlan:
         with self._state.lock:
             self._state.never_start_next += n
 
+    def fast_billing(self, factor: float) -> None:
+        """Instances created from now on bill ``factor`` × their offer's quote (GPU and storage), and their
+        ``dph_base``/``dph_total`` show that real rate, as Vast's do (instances already created keep theirs)."""
+        if not factor > 0:
+            raise ValueError("the billing factor must be positive")
+        with self._state.lock:
+            self._state.bill_multiplier = float(factor)
+
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
         with self._state.lock:
             self._state.never_start_next = 0
+            self._state.bill_multiplier = 1.0
 
     def take(self, kind: str, endpoint: str) -> _Rule | None:
         with self._lock:
@@ -394,6 +404,7 @@ class FakeVast:
         machine: Run instances as faithful machines of this image (clean environment, container filesystem,
             SSH endpoint; :mod:`vibeml.testing.fake_vast_machine`). ``None`` (default): onstart runs with
             ``base_env`` in the instance directory and there is no SSH.
+        bill_multiplier: Instances bill this × their offer's quote (as ``faults.fast_billing``).
     """
 
     def __init__(
@@ -416,6 +427,7 @@ class FakeVast:
         base_env: Mapping[str, str] | None = None,
         workdir_root: Path | None = None,
         machine: FakeMachineImage | None = None,
+        bill_multiplier: float = 1.0,
     ) -> None:
         self.state = FakeVastState(
             api_key=api_key,
@@ -432,6 +444,7 @@ class FakeVast:
             base_env=base_env,
             workdir_root=workdir_root,
             machine=machine,
+            bill_multiplier=bill_multiplier,
         )
         self.api_key = api_key
         self.clock = clock

@@ -8,7 +8,9 @@ onstart script then runs as a real local process (``bash -c``) in the instance's
 the instance becomes ``exited`` when it ends. With a ``machine`` (:class:`~vibeml.testing.fake_vast_machine.
 FakeMachineImage`) the onstart runs in a clean container instead and a running instance has an SSH endpoint
 (see :mod:`vibeml.testing.fake_vast_machine`). Billing: storage (``storage_cost × disk / 720`` $/h)
-from creation until destroy, GPU (``dph_base`` or the bid) only while ``running``.
+from creation until destroy, GPU (``dph_base`` or the bid) only while ``running``; an instance created
+while ``bill_multiplier`` ≠ 1 bills that many times its offer's quote (both parts), and its ``dph_base`` and
+``dph_total`` show the rate it really bills, as Vast's do.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class FakeInstance:
     proc: subprocess.Popen[bytes] | None = None
     exit_code: int | None = None
     ssh_keys: list[str] = field(default_factory=list)
+    bill_factor: float = 1.0  # real rate / quoted rate (FakeVast(bill_multiplier=…), faults.fast_billing)
 
     def env_vars(self) -> dict[str, str]:
         """The create request's ``env`` entries that are variables (Vast drops ``-p 8080:8080``-style keys)."""
@@ -83,11 +86,12 @@ class FakeInstance:
 
     @property
     def gpu_rate(self) -> float:
-        return float(self.price) if self.price is not None else float(self.offer["dph_base"])
+        quoted = float(self.price) if self.price is not None else float(self.offer["dph_base"])
+        return quoted * self.bill_factor
 
     @property
     def storage_rate(self) -> float:
-        return float(self.offer.get("storage_cost") or 0.0) * self.disk / 720.0
+        return float(self.offer.get("storage_cost") or 0.0) * self.disk / 720.0 * self.bill_factor
 
     def accrued(self, now: float) -> float:
         end = self.destroyed_at if self.destroyed_at is not None else now
@@ -117,6 +121,7 @@ class FakeVastState:
         base_env: Mapping[str, str] | None = None,
         workdir_root: Path | None = None,
         machine: FakeMachineImage | None = None,
+        bill_multiplier: float = 1.0,
     ) -> None:
         self.lock = threading.RLock()
         self.api_key = api_key
@@ -134,6 +139,7 @@ class FakeVastState:
         self.ssh_keys: dict[int, dict[str, Any]] = {}
         self.log_results: dict[str, tuple[float, str]] = {}
         self.never_start_next = 0
+        self.bill_multiplier = bill_multiplier
         self.closed = False
         self._next_instance = 30_000_000 + seed % 1000 * 1000
         self._next_key = 1
@@ -422,6 +428,7 @@ class FakeVastState:
                 created_at=now,
                 start_wall=self.wall(now),
                 phase_since=now,
+                bill_factor=self.bill_multiplier,
             )
             inst.workdir.mkdir(parents=True, exist_ok=True)
             if self.never_start_next > 0:
