@@ -22,8 +22,9 @@ from tests.backends.test_vast_backend_support import (
     options,
 )
 from vibeml.backends.base import LaunchChoice
+from vibeml.backends.vast_progress import JobState, RunInfo, billed_cost
 from vibeml.backends.vast_remote import Runner, encode_payload, parse_runner_lines
-from vibeml.models import JobStatus, TrainingRequest
+from vibeml.models import JobStatus, TrainingRequest, VastHandleData
 from vibeml.settings import Settings
 from vibeml.testing.fake_vast import FakeVast
 from vibeml.trainer.events import ECHO_PREFIX, StoppedEvent, parse_event
@@ -153,6 +154,31 @@ def test_knobs_are_clamped_and_no_cap_means_no_reading(tmp_path: Path) -> None:
         bill = Bill({"dph_total": 1.0, "start_date": WALL0})
         runner, out = _runner(tmp_path, bill, clock, VIBEML_MAX_COST_USD=cap)
         assert not runner.poll_bill() and bill.calls == 0 and _bills(out) == []
+
+
+def test_the_clients_cost_is_never_below_the_bill_the_instance_read(tmp_path: Path) -> None:
+    lines = [
+        '@@vibeml-runner {"phase":"start","run":1}',
+        '@@vibeml-runner {"phase":"bill","ok":true,"accrued":0.42,"rate":5.0}',
+        '@@vibeml-runner {"phase":"bill","ok":false,"error":"TimeoutError","using":"time+last-bill"}',
+        '@@vibeml-runner {"phase":"bill","ok":true,"accrued":0.61,"rate":5.0}',
+    ]
+    info = RunInfo.from_records(lines)
+    assert info.bill_accrued == 0.61 and RunInfo.from_records(lines[:1]).bill_accrued == 0.0
+    data = VastHandleData(
+        label="vibeml-vml-01d0b001",
+        launcher_pid=1,
+        output_dir=str(tmp_path / "out"),
+        checkpoint_dir=str(tmp_path / "ckpt"),
+        disk_gb=8,
+        created_at=1000.0,
+        storage_rate=0.0,
+        gpu_rate=1.0,
+    )
+    state = JobState(tmp_path)
+    assert billed_cost(data, state, 1360.0) == pytest.approx(0.1)  # the quote: $1/h for 6 minutes
+    state.data["runner_bill"] = info.bill_accrued
+    assert billed_cost(data, state, 1360.0) == pytest.approx(0.61)  # the bill said more
 
 
 # ------------------------------------------------------------------------------ a whole launch

@@ -98,7 +98,8 @@ def billed_cost(data: VastHandleData, state: JobState, end: float) -> float:
 
     ``data`` is the handle's data (``created_at``, ``storage_rate``); ``state.data["segments"]`` is a list
     of ``[start, gpu $/h]`` (0 while stopped). Segments start at the last poll that saw the instance not
-    running, so the estimate errs high, never low.
+    running, so the estimate errs high, never low. Never below the instance's own last reading of its bill
+    (``state.data["runner_bill"]``, from the runner's ``bill`` lines): Vast may bill faster than it quoted.
     """
     created = data.created_at or end
     cost = (data.storage_rate or 0.0) * max(0.0, end - created) / 3600.0
@@ -106,6 +107,7 @@ def billed_cost(data: VastHandleData, state: JobState, end: float) -> float:
     for i, (start, rate) in enumerate(segments):
         stop = segments[i + 1][0] if i + 1 < len(segments) else end
         cost += float(rate) * max(0.0, min(stop, end) - float(start)) / 3600.0
+    cost = max(cost, float(state.data.get("runner_bill") or 0.0))
     return math.ceil(cost * 1e6) / 1e6  # whole micro-dollars, rounded up: never below the bill
 
 
@@ -154,6 +156,12 @@ class RunInfo:
     @property
     def gave_up(self) -> dict[str, Any] | None:
         return self._phase("gave-up")
+
+    @property
+    def bill_accrued(self) -> float:
+        """The highest accrued cost the runner read from its instance's bill in this run (0: none yet)."""
+        seen = [r.get("accrued") for r in self.runner if r.get("phase") == "bill" and r.get("ok")]
+        return max((float(a) for a in seen if isinstance(a, (int, float)) and math.isfinite(a)), default=0.0)
 
     @property
     def outcome(self) -> Literal["done", "stopped", "error"] | None:

@@ -198,6 +198,8 @@ class VastJobMonitor:
             return self._gone(handle, state)
         self._read_log(vast, handle, state)
         info = RunInfo.from_records(state.records())
+        if info.bill_accrued > float(state.data.get("runner_bill") or 0.0):  # what the instance read of its bill
+            state.data["runner_bill"] = info.bill_accrued
         status, msg = inst.get("actual_status"), str(inst.get("status_msg") or "")
         if status == "stopped":
             return self._on_stopped(vast, handle, state, inst, info, now)
