@@ -226,6 +226,7 @@ def test_a_machine_billing_faster_than_its_quote_stops_under_the_cap_with_no_cli
     assert handle.data.budget_seconds > 4 * money_s  # the time clock alone would bill ~4.75× the cap
     env = dict(fake.instance(iid)["extra_env"])
     assert float(env["VIBEML_MAX_COST_USD"]) == pytest.approx(cap)
+    assert (env["VIBEML_BILL_POLL_SECONDS"], env["VIBEML_RESERVE_SECONDS"]) == ("1", "2")
     deadline = launched + 60
     while fake.instance_ids():  # no client: only the fake's own bookkeeping is looked at
         assert time.monotonic() < deadline, "the instance did not destroy itself"

@@ -42,8 +42,10 @@ once the bill has been read, (max_cost − accrued) / dph_total − R − time s
 A SIGTERM from the platform (preemption, stop, destroy) is forwarded to the trainer, which checkpoints;
 the runner then exits without destroying anything, and resumes from the checkpoint when the instance
 runs again. Progress lines: the trainer's ``@@vibeml-event`` lines plus the runner's own
-``@@vibeml-runner {json}`` lines (``start``, ``inputs-ready``, ``trainer-start``, ``bill``, ``finished``,
-``interrupted``, ``gave-up``, ``destroying``).
+``@@vibeml-runner {json}`` lines (``start``, ``inputs-ready``, ``trainer-start``, ``bill``, ``stopping``,
+``finished``, ``interrupted``, ``gave-up``, ``destroying``). A ``bill`` line is ``{"ok": true, "accrued": $,
+"rate": $/h, "cap": $, "remaining": seconds until the money runs out at that rate, "using": "bill"|"time"}``
+(which clock ends the run) or ``{"ok": false, "error": <exception type>, "using": "time"|"time+last-bill"}``.
 """
 
 from __future__ import annotations
