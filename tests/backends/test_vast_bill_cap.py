@@ -43,6 +43,9 @@ class Clock:
     def __call__(self) -> float:
         return self.t
 
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
 
 class Bill:
     """A fake bill reader: returns ``record`` or raises ``error``."""
@@ -73,7 +76,7 @@ def _runner(tmp_path: Path, bill: Bill, clock: Clock, **env: str) -> tuple[Runne
     }
     out = io.StringIO()
     runner = Runner(
-        {**base, **env}, clock=clock, sleep=lambda _s: None, out=out, read_bill=bill, wall=lambda: WALL0 + clock.t
+        {**base, **env}, clock=clock, sleep=clock.sleep, out=out, read_bill=bill, wall=lambda: WALL0 + clock.t
     )
     return runner, out
 
@@ -154,6 +157,25 @@ def test_knobs_are_clamped_and_no_cap_means_no_reading(tmp_path: Path) -> None:
         bill = Bill({"dph_total": 1.0, "start_date": WALL0})
         runner, out = _runner(tmp_path, bill, clock, VIBEML_MAX_COST_USD=cap)
         assert not runner.poll_bill() and bill.calls == 0 and _bills(out) == []
+
+
+def test_the_destroy_starts_with_the_reserve_in_hand_whatever_the_budget(tmp_path: Path) -> None:
+    """A fixed reserve for the destroy's latency (it used to be 4 % of the budget: 0.2 s of a 5 s budget,
+    4 s of 100 s — too little for an API call on a busy host, and the bill ran past the cap)."""
+    for env, destroy_at in (({}, 75.0), ({"VIBEML_RESERVE_SECONDS": "10"}, 90.0)):
+        clock = Clock()
+        runner, _ = _runner(
+            tmp_path,
+            Bill(),
+            clock,
+            VIBEML_MAX_RUNTIME_SECONDS="100",
+            VIBEML_STOP_GRACE_SECONDS="5",
+            VIBEML_LINGER_SECONDS="1000",
+            VIBEML_MAX_COST_USD="",
+            **env,
+        )
+        runner._linger()  # nobody collects: it lingers until the destroy must start
+        assert runner.used() == pytest.approx(destroy_at, abs=0.25)
 
 
 def test_the_clients_cost_is_never_below_the_bill_the_instance_read(tmp_path: Path) -> None:
