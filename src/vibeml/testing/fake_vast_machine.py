@@ -9,8 +9,8 @@ behave like a container rented from Vast instead:
   uv's cache or ``UV_FIND_LINKS``/``PIP_FIND_LINKS``), ``pip`` and ``uv``. NONE of VibeML: whatever the
   machine needs of it must be shipped over SSH, as on Vast. ``uv`` (the locked binary) is on ``PATH`` too:
   a single static executable that carries no Python packages, so it cannot hide a missing VibeML, and it lets
-  a machine-side install use it where VibeML chooses to (today's installs use ``pip``, which is there as in
-  every PyTorch image). ``build(..., with_uv=False)`` leaves it out.
+  a machine-side install use it (the onstart installs with uv where the machine has it, else with ``pip``,
+  which is there as in every PyTorch image). ``build(..., with_uv=False)`` leaves it out.
   The environment is scrubbed (no ``PYTHONPATH``, no ``VIRTUAL_ENV``, none of the test's variables): ``PATH``
   is the image's ``bin`` then the system directories, ``HOME=/root``, plus the create request's ``env`` and
   the variables Vast sets in a container (:func:`vast_environment`).
@@ -19,10 +19,14 @@ behave like a container rented from Vast instead:
   and for ``scp``, so the client's absolute remote paths (``VIBEML_VAST_REMOTE_DIR``, default
   ``/workspace/vibeml``) work unchanged. Processes run ``chroot``-ed into it inside a private mount namespace
   (``unshare``; unprivileged user namespaces where the tests do not run as root) with the host's system
-  directories (``/usr``, ``/etc``, ``/lib*``, ``/bin``, ``/sbin``) and the image bound read-only at their own
-  paths, ``/dev``, ``/proc`` and ``/sys`` bound, and their own ``/tmp``, ``/root`` (HOME, the working
-  directory of the onstart and of SSH sessions) and ``/workspace``. The test process (and the fake's SFTP
-  server) see none of those mounts: they exist only inside the namespace and vanish with its last process.
+  directories (``/usr``, ``/etc``, ``/lib*``, ``/bin``, ``/sbin``) and the base interpreter bound read-only at
+  their own paths, ``/dev``, ``/proc`` and ``/sys`` bound, and their own ``/tmp``, ``/root`` (HOME, the working
+  directory of the onstart and of SSH sessions) and ``/workspace``. The image's venv (and any ``seed``
+  folders) are *in* the container's filesystem, writable, as a Docker image's files are: hard-linked into
+  the instance directory when it first runs (a container layer; files are replaced, never written in place,
+  by pip and uv), so an onstart can ``pip install`` into the image's Python as on Vast. The test process
+  (and the fake's SFTP server) see none of those mounts: they exist only inside the namespace and vanish
+  with its last process.
   ``onstart.log`` lies at ``<workdir>/onstart.log`` (``/onstart.log`` inside).
 * **SSH.** While the instance is ``running``, an `asyncssh <https://asyncssh.readthedocs.io>`_ server listens
   on ``127.0.0.1:<port>`` for it, and the API's ``ssh_host``/``ssh_port`` (and ``public_ipaddr``) say so.
@@ -135,14 +139,17 @@ class FakeMachineImage:
 
     Args:
         venv: The image's Python environment; its ``bin`` goes first on ``PATH``.
-        mounts: Host directories the container sees at their own paths (read-only): the venv and the base
-            interpreter it links to. Add e.g. uv's cache here to let an onstart install offline.
+        mounts: Host directories the container sees at their own paths (read-only), e.g. the base
+            interpreter the venv links to, or a wheel folder to install from offline.
         extra_env: Variables every container gets (after the scrubbed defaults, before the request's env).
+        seed: Host folders copied (hard links) into every container's writable filesystem at a container path
+            (e.g. ``{"/root/.cache/uv": uv's cache}``: a warm, writable package cache, as uv needs one).
     """
 
     venv: Path
     mounts: tuple[Path, ...] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    seed: Mapping[str, Path] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -191,7 +198,7 @@ class FakeMachineImage:
                 os.link(uv, target)
             except OSError:
                 shutil.copy2(uv, target)
-        return cls(venv=folder.resolve(), mounts=(folder.resolve(), base))
+        return cls(venv=folder.resolve(), mounts=(base,))
 
     @staticmethod
     @functools.lru_cache(maxsize=1)
@@ -228,6 +235,24 @@ class FakeMachineImage:
         env.update(inst.env_vars())
         env.update(vast_environment(inst, ssh_port))
         return env
+
+    def materialize(self, workdir: Path) -> None:
+        """Put the image's venv (at its own path) and the ``seed`` folders into the instance's filesystem,
+        once per disk (a stopped and restarted instance keeps what its onstart installed)."""
+        done = workdir / ".fake-image"
+        if done.exists():
+            return
+        copies = {str(self.venv): Path(self.venv), **{k: Path(v) for k, v in self.seed.items()}}
+        for inside, host in copies.items():
+            target = workdir / inside.lstrip("/")
+            if target.exists():
+                shutil.rmtree(target)  # a copy cut short earlier
+            target.parent.mkdir(parents=True, exist_ok=True)
+            res = subprocess.run(["cp", "-al", str(host), str(target)], capture_output=True, text=True, check=False)
+            if res.returncode != 0:  # another filesystem: copy the bytes
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(host, target, symlinks=True)
+        done.write_text("ok\n")
 
     def argv(self, workdir: Path, command: str) -> list[str]:
         """The host command that runs ``command`` with bash inside the instance's container."""

@@ -198,6 +198,8 @@ class FakeVastState:
         inst.workdir.mkdir(parents=True, exist_ok=True)
         machine = self.machine
         port = None
+        if machine is not None:
+            machine.materialize(inst.workdir)  # the image's files, in the container's writable filesystem
         if machine is not None and self.ssh is not None:  # sshd comes up with the container, onstart or not
             port = self.ssh.open(inst, lambda p: machine.environment(inst, p))
         script = inst.onstart or (" ".join(inst.args) if inst.args else "")
