@@ -81,6 +81,17 @@ def offline_image(fake_machine_image: FakeMachineImage, tmp_path_factory: pytest
     config = tmp_path_factory.mktemp("uv-image-config")
     gpu_only = sorted({p.name for p in load_lock("main") if _GPU_ONLY.match(p.name)})
     (config / "excludes.txt").write_text("".join(f"{n}\n" for n in gpu_only), encoding="utf-8")
+    # Where this host's venv was not built with uv, its cache cannot install the job: say so, do not fail.
+    from vibeml.workflows.registry import get_workflow
+
+    reqs = config / "requirements.txt"
+    reqs.write_text("".join(f"{r}\n" for r in get_workflow("trl-lora").remote_requirements()), encoding="utf-8")
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or "uv"
+    probe = [uv, "pip", "install", "--dry-run", "--offline", "--quiet", "--cache-dir", str(cache)]
+    probe += ["--python", str(fake_machine_image.venv / "bin" / "python"), "--excludes", str(config / "excludes.txt")]
+    res = subprocess.run([*probe, "-r", str(reqs)], capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        pytest.skip(f"uv's cache here cannot install the job's requirements offline: {res.stderr.strip()[-300:]}")
     return FakeMachineImage(
         venv=fake_machine_image.venv,
         mounts=(*fake_machine_image.mounts, config),
@@ -219,7 +230,7 @@ def test_a_preempted_spot_job_resumes_from_its_checkpoint_and_finishes(
     fake: FakeVast, demo_home: Path, offline_image: FakeMachineImage, tmp_path: Path
 ) -> None:
     started = time.monotonic()
-    proc = _launch(_cli_env(fake, demo_home, tmp_path), "--spot", "--max-steps", "10", "--save-steps", "3")
+    proc = _launch(_cli_env(fake, demo_home, tmp_path), "--spot", "--max-steps", "6", "--save-steps", "2")
     preempted: dict[str, Any] = {}
 
     def preempt_after_first_checkpoint() -> None:
@@ -241,13 +252,13 @@ def test_a_preempted_spot_job_resumes_from_its_checkpoint_and_finishes(
 
     assert preempted, "the instance was preempted"
     assert final["status"] == "completed", final.get("error")
-    assert final["progress"]["step"] == 10
+    assert final["progress"]["step"] == 6
     events = _events(Path(final["handle"]["job_dir"]))
     starts = [e for e in events if e["event"] == "start"]
     assert len(starts) >= 2 and starts[0].get("resumed_from") is None
     resumed = starts[-1]["resumed_from"]
     assert resumed and int(re.search(r"checkpoint-(\d+)", resumed).group(1)) > 0, resumed  # type: ignore[union-attr]
-    assert [e["step"] for e in events if e["event"] == "step"][-1] == 10
+    assert [e["step"] for e in events if e["event"] == "step"][-1] == 6
 
     iid = preempted["iid"]
     assert int(final["handle"]["data"]["instance_id"]) == iid  # re-bid: the same instance ran again
