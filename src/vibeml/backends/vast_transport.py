@@ -168,8 +168,15 @@ class SSHTransport(ArtifactTransport):
             )
         return f"{self.user}@{host}", str(int(port))
 
-    def _options(self) -> list[str]:
+    def _options(self, instance: Mapping[str, Any]) -> list[str]:
+        """ssh/scp options. Host keys are pinned per instance (``HostKeyAlias``), not per ``host:port``: Vast's
+        SSH proxies give a destroyed instance's port to later instances, each with its own sshd key, and a
+        key pinned for the address would refuse every one of them as a changed host (accept-new accepts only
+        unknown hosts). Within one instance, a changed key is still refused, across restarts and new ports."""
+        iid = str(instance.get("id") or "")
+        alias = ["-o", f"HostKeyAlias=vast-instance-{iid}"] if iid.isdigit() else []
         return [
+            *alias,
             "-i",
             str(self.key_path),
             "-o",
@@ -239,7 +246,7 @@ class SSHTransport(ArtifactTransport):
     def _ssh(self, instance: Mapping[str, Any], command: str, what: str, stdin: str | None = None) -> None:
         target, port = self._target(instance)
         self.public_key()
-        self._exec(["ssh", *self._options(), "-p", port, target, command], what, stdin)
+        self._exec(["ssh", *self._options(instance), "-p", port, target, command], what, stdin)
 
     def upload(self, instance: Mapping[str, Any], local: Path, remote: str) -> None:
         remote = self._remote(remote)
@@ -247,7 +254,7 @@ class SSHTransport(ArtifactTransport):
         parent = str(PurePosixPath(remote).parent)
         self._ssh(instance, f"mkdir -p {shlex.quote(parent)}", f"creating {parent} on the instance")
         self._exec(
-            ["scp", *self._options(), "-P", port, "-r", "-q", str(local), f"{target}:{shlex.quote(remote)}"],
+            ["scp", *self._options(instance), "-P", port, "-r", "-q", str(local), f"{target}:{shlex.quote(remote)}"],
             f"uploading {local.name}",
         )
 
@@ -256,7 +263,7 @@ class SSHTransport(ArtifactTransport):
         target, port = self._target(instance)
         local.parent.mkdir(parents=True, exist_ok=True)
         self._exec(
-            ["scp", *self._options(), "-P", port, "-r", "-q", f"{target}:{shlex.quote(remote)}", str(local)],
+            ["scp", *self._options(instance), "-P", port, "-r", "-q", f"{target}:{shlex.quote(remote)}", str(local)],
             f"downloading {PurePosixPath(remote).name}",
         )
 

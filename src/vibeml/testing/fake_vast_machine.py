@@ -33,9 +33,12 @@ behave like a container rented from Vast instead:
   Public-key authentication only, user ``root``, accepting exactly the keys attached to that instance
   (``POST /instances/{id}/ssh/``) at the time of login. Exec requests run the command with ``bash -c`` in
   the container (as above); SFTP and legacy scp are served by asyncssh, rooted at the instance directory,
-  so OpenSSH's ``scp`` (SFTP mode since 9.0, or ``-O``) works. One host key per :class:`FakeVast` (every
-  endpoint presents it). The endpoint closes, its sessions and their processes killed, when the instance
-  stops, exits, reboots, is preempted or destroyed, and comes back on a new port when it runs again.
+  so OpenSSH's ``scp`` (SFTP mode since 9.0, or ``-O``) works. Each instance has its own host key (its
+  sshd's, generated when the container first boots and kept on its disk across restarts), as on Vast. The
+  endpoint closes, its sessions and their processes killed, when the instance stops, exits, reboots, is
+  preempted or destroyed, and comes back on a new port when it runs again. Like the ports of Vast's SSH
+  proxies, a destroyed instance's port is handed to the next instance that starts: the same
+  ``host:port`` then presents another host key.
 
 Usage (the ``faithful_vast`` fixture in ``tests/conftest.py`` does this once per test)::
 
@@ -322,7 +325,7 @@ class _Endpoint:
         finally:
             self.procs.discard(proc)
 
-    async def start(self) -> int:
+    async def start(self, port: int = 0) -> int:
         import asyncssh
 
         endpoint = self
@@ -363,8 +366,8 @@ class _Endpoint:
         self.server = await asyncssh.create_server(
             Server,
             "127.0.0.1",
-            0,
-            server_host_keys=[self.hub.host_key],
+            port,
+            server_host_keys=[self.hub.host_key(self.iid)],
             process_factory=self.run,
             sftp_factory=lambda chan: SFTP(chan, chroot=chroot),
             allow_scp=True,
@@ -388,7 +391,7 @@ class _Endpoint:
 
 
 class FakeSSHHub:
-    """The SSH endpoints of one fake server: one asyncio loop thread, one host key, a port per instance.
+    """The SSH endpoints of one fake server: one asyncio loop thread, a host key and a port per instance.
 
     Called with the state's lock held; the loop never takes that lock (authentication reads the instance's
     key list directly), so waiting on it here cannot deadlock.
@@ -398,16 +401,23 @@ class FakeSSHHub:
         import asyncssh
 
         self.machine = machine
-        self.host_key = asyncssh.generate_private_key("ssh-ed25519")
+        self._asyncssh = asyncssh
+        self._host_keys: dict[int, Any] = {}
+        self._released: list[int] = []  # ports of destroyed instances, reused first-freed first
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="fake-vast-ssh", daemon=True)
         self._thread.start()
         self._endpoints: dict[int, _Endpoint] = {}
 
-    @property
-    def host_public_key(self) -> str:
-        """The host key's public half, as a ``known_hosts`` line would carry it (``ssh-ed25519 AAAA…``)."""
-        return str(self.host_key.export_public_key("openssh").decode().strip())
+    def host_key(self, iid: int) -> Any:
+        """Instance ``iid``'s host key (made on first use, kept across restarts)."""
+        if iid not in self._host_keys:
+            self._host_keys[iid] = self._asyncssh.generate_private_key("ssh-ed25519")
+        return self._host_keys[iid]
+
+    def host_public_key(self, iid: int) -> str:
+        """``iid``'s host key's public half, as a ``known_hosts`` line carries it (``ssh-ed25519 AAAA…``)."""
+        return str(self.host_key(iid).export_public_key("openssh").decode().strip())
 
     def port(self, iid: int) -> int | None:
         ep = self._endpoints.get(iid)
@@ -418,15 +428,22 @@ class FakeSSHHub:
         ep = self._endpoints.get(inst.id)
         if ep is None:
             ep = _Endpoint(self, inst, env)
-            asyncio.run_coroutine_threadsafe(ep.start(), self.loop).result(timeout=30)
+            port = self._released.pop(0) if self._released else 0
+            try:
+                asyncio.run_coroutine_threadsafe(ep.start(port), self.loop).result(timeout=30)
+            except OSError:  # the old port is taken meanwhile: any port
+                asyncio.run_coroutine_threadsafe(ep.start(0), self.loop).result(timeout=30)
             self._endpoints[inst.id] = ep
         return ep.port
 
-    def close(self, iid: int) -> None:
-        """Stop ``iid``'s endpoint: no new connections, open sessions cut, their processes killed."""
+    def close(self, iid: int, release: bool = False) -> None:
+        """Stop ``iid``'s endpoint: no new connections, open sessions cut, their processes killed.
+        ``release`` (the instance is destroyed): its port goes to the next instance that starts."""
         ep = self._endpoints.pop(iid, None)
         if ep is not None:
             asyncio.run_coroutine_threadsafe(ep.stop(), self.loop).result(timeout=30)
+            if release:
+                self._released.append(ep.port)
 
     def shutdown(self) -> None:
         for iid in list(self._endpoints):

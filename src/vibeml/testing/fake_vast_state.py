@@ -235,7 +235,7 @@ class FakeVastState:
         The instance's SSH endpoint (if any) closes at once: the container is going away.
         """
         if self.ssh is not None:
-            self.ssh.close(inst.id)
+            self.ssh.close(inst.id, release=inst.destroyed_at is not None)
         proc = inst.proc
         if proc is None:
             return
