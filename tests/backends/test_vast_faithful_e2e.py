@@ -186,6 +186,20 @@ def _assert_shipped_wheel_installed(fake: FakeVast, iid: int, home: Path, venv: 
     # uv adds its own INSTALLER/REQUESTED lines; every file of the wheel is there with the wheel's hash
     lines = set(installed[0].read_text().splitlines())
     assert {line for line in shipped.splitlines() if not line.endswith(",,")} <= lines
+    # In the container (its disk outlives the instance here), the only VibeML is that one; this checkout is absent.
+    image = fake.state.machine
+    assert image is not None
+    probe = f"python3 -c 'import vibeml; print(vibeml.__file__)'; test -e {SRC} && echo HOST-SOURCE-VISIBLE"
+    res = subprocess.run(
+        image.argv(root, probe),
+        env={"PATH": f"{venv}/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    inside = "/" + str((installed[0].parent.parent / "vibeml" / "__init__.py").relative_to(root))
+    assert res.stdout.strip() == inside, (res.stdout, res.stderr)  # the image's site-packages, nothing else
 
 
 def _wait(pred: Any, timeout: float, what: str) -> Any:
