@@ -212,7 +212,7 @@ def test_a_new_instance_on_a_reused_port_with_its_own_host_key_still_logs_in(
     faithful_vast: FakeVast, tmp_path: Path
 ) -> None:
     """Vast's SSH proxies hand a destroyed instance's port to later instances, each with its own sshd key.
-    VibeML pins host keys per instance, so the next job's instance at the same host:port is not refused
+    VibeML pins host keys per instance and address, so the next job's instance at that host:port is not refused
     as a changed host (before: "Host key verification failed" after a minute of retries)."""
     transport = _transport(tmp_path / "ssh")
     client, first, inst = _running(faithful_vast)

@@ -19,6 +19,7 @@ job directory against the onstart's working directory, which an SSH login does n
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import shutil
 import subprocess
@@ -169,12 +170,14 @@ class SSHTransport(ArtifactTransport):
         return f"{self.user}@{host}", str(int(port))
 
     def _options(self, instance: Mapping[str, Any]) -> list[str]:
-        """ssh/scp options. Host keys are pinned per instance (``HostKeyAlias``), not per ``host:port``: Vast's
-        SSH proxies give a destroyed instance's port to later instances, each with its own sshd key, and a
-        key pinned for the address would refuse every one of them as a changed host (accept-new accepts only
-        unknown hosts). Within one instance, a changed key is still refused, across restarts and new ports."""
+        """ssh/scp options. Host keys are pinned per instance and address (``HostKeyAlias``), not per address
+        alone: Vast's SSH proxies give a destroyed instance's port to later instances, each with its own sshd
+        key, and a key pinned for ``host:port`` would refuse every later instance there as a changed host
+        (accept-new accepts only unknown hosts). A changed key at one instance's address is still refused."""
         iid = str(instance.get("id") or "")
-        alias = ["-o", f"HostKeyAlias=vast-instance-{iid}"] if iid.isdigit() else []
+        host, port = instance.get("ssh_host"), instance.get("ssh_port")
+        name = re.sub(r"[^A-Za-z0-9.-]", "_", f"vast-{iid}-{host}-{port}")  # one known_hosts word
+        alias = ["-o", f"HostKeyAlias={name}"] if iid.isdigit() and host and port else []
         return [
             *alias,
             "-i",
