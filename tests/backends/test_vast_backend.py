@@ -427,6 +427,8 @@ def test_ssh_transport_command_lines(tmp_path: Path, vast_env: FakeVast) -> None
     assert keygen[0].endswith("ssh-keygen") and "-N" in keygen
     assert mkdir_refused == mkdir and mkdir[0] == "ssh" and mkdir[-1] == "mkdir -p /workspace/vibeml/inputs"
     assert ["-p", "20001", "root@ssh5.vast.ai"] == mkdir[-4:-1] and "StrictHostKeyChecking=accept-new" in mkdir
+    alias = "HostKeyAlias=vast-1-ssh5.vast.ai-20001"  # host keys pinned per instance and address
+    assert all(alias in argv for argv in (mkdir, scp_up, scp_down, put))
     assert scp_up[0] == "scp" and scp_up[-1] == "root@ssh5.vast.ai:/workspace/vibeml/inputs/model"
     assert scp_up[-2] == str(tmp_path / "model")
     assert scp_down[-2:] == ["root@ssh5.vast.ai:/workspace/vibeml/output", str(tmp_path / "out")]

@@ -79,8 +79,8 @@ def test_api_points_at_the_endpoint_and_only_attached_keys_log_in(faithful_vast:
     assert (faithful_vast.workdir(iid) / "root" / "hello.txt").read_text() == "hi\n"
     # the host key was pinned (accept-new) in VibeML's own known_hosts and is the fake's
     known = (tmp_path / "owner" / "known_hosts").read_text()
-    assert faithful_vast.ssh_host_key is not None
-    assert faithful_vast.ssh_host_key.split()[1] in known
+    host_key = faithful_vast.ssh_host_key(iid)
+    assert host_key is not None and host_key.split()[1] in known
     owner.put_text(inst, "/root/again.txt", "pinned key still matches")  # a second login checks the pin
 
     with pytest.raises(BackendError, match="Permission denied"):
@@ -172,7 +172,7 @@ def test_endpoint_closes_when_the_instance_stops_or_is_destroyed(faithful_vast: 
 def test_plain_fake_keeps_its_old_behaviour(tmp_path: Path) -> None:
     with FakeVast(created_delay=0.01, loading_delay=0.01, tick_interval=0.01, workdir_root=tmp_path / "v") as fake:
         _, iid, inst = _running(fake, "sleep 5")
-        assert inst["ssh_host"].endswith(".vast.ai") and fake.ssh_port(iid) is None and fake.ssh_host_key is None
+        assert inst["ssh_host"].endswith(".vast.ai") and fake.ssh_port(iid) is None and fake.ssh_host_key(iid) is None
 
 
 def test_a_stopped_instance_comes_back_on_a_new_port_with_its_files(faithful_vast: FakeVast, tmp_path: Path) -> None:
@@ -198,7 +198,7 @@ def test_legacy_scp_protocol_works_too(faithful_vast: FakeVast, tmp_path: Path) 
     out = tmp_path / "legacy"
     source = "root@127.0.0.1:/workspace/legacy"
     res = subprocess.run(
-        ["scp", "-O", *transport._options(), "-P", str(inst["ssh_port"]), "-r", "-q", source, str(out)],
+        ["scp", "-O", *transport._options(inst), "-P", str(inst["ssh_port"]), "-r", "-q", source, str(out)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -206,3 +206,24 @@ def test_legacy_scp_protocol_works_too(faithful_vast: FakeVast, tmp_path: Path) 
     )
     assert res.returncode == 0, res.stderr
     assert (out / "a.txt").read_text() == "old scp"
+
+
+def test_a_new_instance_on_a_reused_port_with_its_own_host_key_still_logs_in(
+    faithful_vast: FakeVast, tmp_path: Path
+) -> None:
+    """Vast's SSH proxies hand a destroyed instance's port to later instances, each with its own sshd key.
+    VibeML pins host keys per instance and address, so the next job's instance at that host:port is not refused
+    as a changed host (before: "Host key verification failed" after a minute of retries)."""
+    transport = _transport(tmp_path / "ssh")
+    client, first, inst = _running(faithful_vast)
+    transport.prepare(client, inst)
+    transport.put_text(inst, "/root/a.txt", "first job")
+    port, key = faithful_vast.ssh_port(first), faithful_vast.ssh_host_key(first)
+    client.destroy_instance(first)
+
+    client, second, inst2 = _running(faithful_vast)
+    assert (inst2["ssh_host"], faithful_vast.ssh_port(second)) == (inst["ssh_host"], port)  # the same address
+    assert faithful_vast.ssh_host_key(second) != key  # another machine's sshd
+    transport.prepare(client, inst2)
+    transport.put_text(inst2, "/root/b.txt", "second job")
+    assert (faithful_vast.workdir(second) / "root" / "b.txt").read_text() == "second job"

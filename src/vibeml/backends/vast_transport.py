@@ -19,6 +19,7 @@ job directory against the onstart's working directory, which an SSH login does n
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import shutil
 import subprocess
@@ -168,8 +169,17 @@ class SSHTransport(ArtifactTransport):
             )
         return f"{self.user}@{host}", str(int(port))
 
-    def _options(self) -> list[str]:
+    def _options(self, instance: Mapping[str, Any]) -> list[str]:
+        """ssh/scp options. Host keys are pinned per instance and address (``HostKeyAlias``), not per address
+        alone: Vast's SSH proxies give a destroyed instance's port to later instances, each with its own sshd
+        key, and a key pinned for ``host:port`` would refuse every later instance there as a changed host
+        (accept-new accepts only unknown hosts). A changed key at one instance's address is still refused."""
+        iid = str(instance.get("id") or "")
+        host, port = instance.get("ssh_host"), instance.get("ssh_port")
+        name = re.sub(r"[^A-Za-z0-9.-]", "_", f"vast-{iid}-{host}-{port}")  # one known_hosts word
+        alias = ["-o", f"HostKeyAlias={name}"] if iid.isdigit() and host and port else []
         return [
+            *alias,
             "-i",
             str(self.key_path),
             "-o",
@@ -239,7 +249,7 @@ class SSHTransport(ArtifactTransport):
     def _ssh(self, instance: Mapping[str, Any], command: str, what: str, stdin: str | None = None) -> None:
         target, port = self._target(instance)
         self.public_key()
-        self._exec(["ssh", *self._options(), "-p", port, target, command], what, stdin)
+        self._exec(["ssh", *self._options(instance), "-p", port, target, command], what, stdin)
 
     def upload(self, instance: Mapping[str, Any], local: Path, remote: str) -> None:
         remote = self._remote(remote)
@@ -247,7 +257,7 @@ class SSHTransport(ArtifactTransport):
         parent = str(PurePosixPath(remote).parent)
         self._ssh(instance, f"mkdir -p {shlex.quote(parent)}", f"creating {parent} on the instance")
         self._exec(
-            ["scp", *self._options(), "-P", port, "-r", "-q", str(local), f"{target}:{shlex.quote(remote)}"],
+            ["scp", *self._options(instance), "-P", port, "-r", "-q", str(local), f"{target}:{shlex.quote(remote)}"],
             f"uploading {local.name}",
         )
 
@@ -256,7 +266,7 @@ class SSHTransport(ArtifactTransport):
         target, port = self._target(instance)
         local.parent.mkdir(parents=True, exist_ok=True)
         self._exec(
-            ["scp", *self._options(), "-P", port, "-r", "-q", f"{target}:{shlex.quote(remote)}", str(local)],
+            ["scp", *self._options(instance), "-P", port, "-r", "-q", f"{target}:{shlex.quote(remote)}", str(local)],
             f"downloading {PurePosixPath(remote).name}",
         )
 

@@ -610,10 +610,10 @@ class FakeVast:
         with self.state.lock:
             return self.state.ssh.port(iid) if self.state.ssh is not None else None
 
-    @property
-    def ssh_host_key(self) -> str | None:
-        """The public host key every SSH endpoint of this fake presents (``None`` without a ``machine``)."""
-        return self.state.ssh.host_public_key if self.state.ssh is not None else None
+    def ssh_host_key(self, iid: int) -> str | None:
+        """The public host key instance ``iid``'s SSH endpoint presents (``None`` without a ``machine``)."""
+        with self.state.lock:
+            return self.state.ssh.host_public_key(iid) if self.state.ssh is not None else None
 
     def preempt(self, iid: int, message: str = "outbid") -> None:
         """Stop an instance as if it were outbid (storage billing continues)."""

@@ -9,8 +9,8 @@ behave like a container rented from Vast instead:
   uv's cache or ``UV_FIND_LINKS``/``PIP_FIND_LINKS``), ``pip`` and ``uv``. NONE of VibeML: whatever the
   machine needs of it must be shipped over SSH, as on Vast. ``uv`` (the locked binary) is on ``PATH`` too:
   a single static executable that carries no Python packages, so it cannot hide a missing VibeML, and it lets
-  a machine-side install use it where VibeML chooses to (today's installs use ``pip``, which is there as in
-  every PyTorch image). ``build(..., with_uv=False)`` leaves it out.
+  a machine-side install use it (the onstart installs with uv where the machine has it, else with ``pip``,
+  which is there as in every PyTorch image). ``build(..., with_uv=False)`` leaves it out.
   The environment is scrubbed (no ``PYTHONPATH``, no ``VIRTUAL_ENV``, none of the test's variables): ``PATH``
   is the image's ``bin`` then the system directories, ``HOME=/root``, plus the create request's ``env`` and
   the variables Vast sets in a container (:func:`vast_environment`).
@@ -19,19 +19,26 @@ behave like a container rented from Vast instead:
   and for ``scp``, so the client's absolute remote paths (``VIBEML_VAST_REMOTE_DIR``, default
   ``/workspace/vibeml``) work unchanged. Processes run ``chroot``-ed into it inside a private mount namespace
   (``unshare``; unprivileged user namespaces where the tests do not run as root) with the host's system
-  directories (``/usr``, ``/etc``, ``/lib*``, ``/bin``, ``/sbin``) and the image bound read-only at their own
-  paths, ``/dev``, ``/proc`` and ``/sys`` bound, and their own ``/tmp``, ``/root`` (HOME, the working
-  directory of the onstart and of SSH sessions) and ``/workspace``. The test process (and the fake's SFTP
-  server) see none of those mounts: they exist only inside the namespace and vanish with its last process.
+  directories (``/usr``, ``/etc``, ``/lib*``, ``/bin``, ``/sbin``) and the base interpreter bound read-only at
+  their own paths, ``/dev``, ``/proc`` and ``/sys`` bound, and their own ``/tmp``, ``/root`` (HOME, the working
+  directory of the onstart and of SSH sessions) and ``/workspace``. The image's venv (and any ``seed``
+  folders) are *in* the container's filesystem, writable, as a Docker image's files are: hard-linked into
+  the instance directory when it first runs (a container layer; files are replaced, never written in place,
+  by pip and uv), so an onstart can ``pip install`` into the image's Python as on Vast. The test process
+  (and the fake's SFTP server) see none of those mounts: they exist only inside the namespace and vanish
+  with its last process.
   ``onstart.log`` lies at ``<workdir>/onstart.log`` (``/onstart.log`` inside).
 * **SSH.** While the instance is ``running``, an `asyncssh <https://asyncssh.readthedocs.io>`_ server listens
   on ``127.0.0.1:<port>`` for it, and the API's ``ssh_host``/``ssh_port`` (and ``public_ipaddr``) say so.
   Public-key authentication only, user ``root``, accepting exactly the keys attached to that instance
   (``POST /instances/{id}/ssh/``) at the time of login. Exec requests run the command with ``bash -c`` in
   the container (as above); SFTP and legacy scp are served by asyncssh, rooted at the instance directory,
-  so OpenSSH's ``scp`` (SFTP mode since 9.0, or ``-O``) works. One host key per :class:`FakeVast` (every
-  endpoint presents it). The endpoint closes, its sessions and their processes killed, when the instance
-  stops, exits, reboots, is preempted or destroyed, and comes back on a new port when it runs again.
+  so OpenSSH's ``scp`` (SFTP mode since 9.0, or ``-O``) works. Each instance has its own host key (its
+  sshd's, generated when the container first boots and kept on its disk across restarts), as on Vast. The
+  endpoint closes, its sessions and their processes killed, when the instance stops, exits, reboots, is
+  preempted or destroyed, and comes back on a new port when it runs again. Like the ports of Vast's SSH
+  proxies, a destroyed instance's port is handed to the next instance that starts: the same
+  ``host:port`` then presents another host key.
 
 Usage (the ``faithful_vast`` fixture in ``tests/conftest.py`` does this once per test)::
 
@@ -135,14 +142,17 @@ class FakeMachineImage:
 
     Args:
         venv: The image's Python environment; its ``bin`` goes first on ``PATH``.
-        mounts: Host directories the container sees at their own paths (read-only): the venv and the base
-            interpreter it links to. Add e.g. uv's cache here to let an onstart install offline.
+        mounts: Host directories the container sees at their own paths (read-only), e.g. the base
+            interpreter the venv links to, or a wheel folder to install from offline.
         extra_env: Variables every container gets (after the scrubbed defaults, before the request's env).
+        seed: Host folders copied (hard links) into every container's writable filesystem at a container path
+            (e.g. ``{"/root/.cache/uv": uv's cache}``: a warm, writable package cache, as uv needs one).
     """
 
     venv: Path
     mounts: tuple[Path, ...] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    seed: Mapping[str, Path] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -191,7 +201,7 @@ class FakeMachineImage:
                 os.link(uv, target)
             except OSError:
                 shutil.copy2(uv, target)
-        return cls(venv=folder.resolve(), mounts=(folder.resolve(), base))
+        return cls(venv=folder.resolve(), mounts=(base,))
 
     @staticmethod
     @functools.lru_cache(maxsize=1)
@@ -228,6 +238,24 @@ class FakeMachineImage:
         env.update(inst.env_vars())
         env.update(vast_environment(inst, ssh_port))
         return env
+
+    def materialize(self, workdir: Path) -> None:
+        """Put the image's venv (at its own path) and the ``seed`` folders into the instance's filesystem,
+        once per disk (a stopped and restarted instance keeps what its onstart installed)."""
+        done = workdir / ".fake-image"
+        if done.exists():
+            return
+        copies = {str(self.venv): Path(self.venv), **{k: Path(v) for k, v in self.seed.items()}}
+        for inside, host in copies.items():
+            target = workdir / inside.lstrip("/")
+            if target.exists():
+                shutil.rmtree(target)  # a copy cut short earlier
+            target.parent.mkdir(parents=True, exist_ok=True)
+            res = subprocess.run(["cp", "-al", str(host), str(target)], capture_output=True, text=True, check=False)
+            if res.returncode != 0:  # another filesystem: copy the bytes
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(host, target, symlinks=True)
+        done.write_text("ok\n")
 
     def argv(self, workdir: Path, command: str) -> list[str]:
         """The host command that runs ``command`` with bash inside the instance's container."""
@@ -297,7 +325,7 @@ class _Endpoint:
         finally:
             self.procs.discard(proc)
 
-    async def start(self) -> int:
+    async def start(self, port: int = 0) -> int:
         import asyncssh
 
         endpoint = self
@@ -338,8 +366,8 @@ class _Endpoint:
         self.server = await asyncssh.create_server(
             Server,
             "127.0.0.1",
-            0,
-            server_host_keys=[self.hub.host_key],
+            port,
+            server_host_keys=[self.hub.host_key(self.iid)],
             process_factory=self.run,
             sftp_factory=lambda chan: SFTP(chan, chroot=chroot),
             allow_scp=True,
@@ -363,7 +391,7 @@ class _Endpoint:
 
 
 class FakeSSHHub:
-    """The SSH endpoints of one fake server: one asyncio loop thread, one host key, a port per instance.
+    """The SSH endpoints of one fake server: one asyncio loop thread, a host key and a port per instance.
 
     Called with the state's lock held; the loop never takes that lock (authentication reads the instance's
     key list directly), so waiting on it here cannot deadlock.
@@ -373,16 +401,23 @@ class FakeSSHHub:
         import asyncssh
 
         self.machine = machine
-        self.host_key = asyncssh.generate_private_key("ssh-ed25519")
+        self._asyncssh = asyncssh
+        self._host_keys: dict[int, Any] = {}
+        self._released: list[int] = []  # ports of destroyed instances, reused first-freed first
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="fake-vast-ssh", daemon=True)
         self._thread.start()
         self._endpoints: dict[int, _Endpoint] = {}
 
-    @property
-    def host_public_key(self) -> str:
-        """The host key's public half, as a ``known_hosts`` line would carry it (``ssh-ed25519 AAAA…``)."""
-        return str(self.host_key.export_public_key("openssh").decode().strip())
+    def host_key(self, iid: int) -> Any:
+        """Instance ``iid``'s host key (made on first use, kept across restarts)."""
+        if iid not in self._host_keys:
+            self._host_keys[iid] = self._asyncssh.generate_private_key("ssh-ed25519")
+        return self._host_keys[iid]
+
+    def host_public_key(self, iid: int) -> str:
+        """``iid``'s host key's public half, as a ``known_hosts`` line carries it (``ssh-ed25519 AAAA…``)."""
+        return str(self.host_key(iid).export_public_key("openssh").decode().strip())
 
     def port(self, iid: int) -> int | None:
         ep = self._endpoints.get(iid)
@@ -393,15 +428,22 @@ class FakeSSHHub:
         ep = self._endpoints.get(inst.id)
         if ep is None:
             ep = _Endpoint(self, inst, env)
-            asyncio.run_coroutine_threadsafe(ep.start(), self.loop).result(timeout=30)
+            port = self._released.pop(0) if self._released else 0
+            try:
+                asyncio.run_coroutine_threadsafe(ep.start(port), self.loop).result(timeout=30)
+            except OSError:  # the old port is taken meanwhile: any port
+                asyncio.run_coroutine_threadsafe(ep.start(0), self.loop).result(timeout=30)
             self._endpoints[inst.id] = ep
         return ep.port
 
-    def close(self, iid: int) -> None:
-        """Stop ``iid``'s endpoint: no new connections, open sessions cut, their processes killed."""
+    def close(self, iid: int, release: bool = False) -> None:
+        """Stop ``iid``'s endpoint: no new connections, open sessions cut, their processes killed.
+        ``release`` (the instance is destroyed): its port goes to the next instance that starts."""
         ep = self._endpoints.pop(iid, None)
         if ep is not None:
             asyncio.run_coroutine_threadsafe(ep.stop(), self.loop).result(timeout=30)
+            if release:
+                self._released.append(ep.port)
 
     def shutdown(self) -> None:
         for iid in list(self._endpoints):

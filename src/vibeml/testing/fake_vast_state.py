@@ -204,6 +204,8 @@ class FakeVastState:
         inst.workdir.mkdir(parents=True, exist_ok=True)
         machine = self.machine
         port = None
+        if machine is not None:
+            machine.materialize(inst.workdir)  # the image's files, in the container's writable filesystem
         if machine is not None and self.ssh is not None:  # sshd comes up with the container, onstart or not
             port = self.ssh.open(inst, lambda p: machine.environment(inst, p))
         script = inst.onstart or (" ".join(inst.args) if inst.args else "")
@@ -239,7 +241,7 @@ class FakeVastState:
         The instance's SSH endpoint (if any) closes at once: the container is going away.
         """
         if self.ssh is not None:
-            self.ssh.close(inst.id)
+            self.ssh.close(inst.id, release=inst.destroyed_at is not None)
         proc = inst.proc
         if proc is None:
             return
