@@ -98,3 +98,23 @@ def test_same_content_same_wheel_and_one_changed_file_another(tmp_path: Path) ->
 
 def test_ship_is_the_default_keyword() -> None:
     assert is_ship("ship") and is_ship(" SHIP ") and not is_ship("") and not is_ship("vibeml-fork==1.2")
+
+
+def test_an_editable_builds_egg_info_beside_the_sources_does_not_hide_the_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `pip/uv install -e .` with setuptools leaves src/vibeml.egg-info (PKG-INFO, no METADATA) on the path;
+    # whichever the path lists first, the wheel gets the installed core metadata.
+    real = next(d for d in metadata.distributions(name="vibeml") if d.read_text("METADATA"))
+    egg = tmp_path / "src" / "vibeml.egg-info"
+    egg.mkdir(parents=True)
+    (egg / "PKG-INFO").write_text(real.read_text("METADATA") or "", encoding="utf-8")
+    egg_dist = metadata.PathDistribution(egg)
+    for order in ([egg_dist, real], [egg_dist]):
+        monkeypatch.setattr(metadata, "distributions", lambda order=order, **_: iter(order))
+        monkeypatch.setattr(metadata, "distribution", lambda _name, order=order: order[0])  # the path's first
+        wheel = build_wheel(tmp_path / f"cache-{len(order)}")
+        with zipfile.ZipFile(wheel.path) as zf:
+            name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+            assert zf.read(name).decode() == real.read_text("METADATA")
+        assert wheel.version == vibeml.__version__

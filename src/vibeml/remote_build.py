@@ -78,6 +78,14 @@ def _record_hash(data: bytes) -> str:
 
 
 def _distribution() -> metadata.Distribution:
+    """The installed VibeML's metadata: a ``.dist-info`` (with ``METADATA``) wherever one is on the path, before
+    a setuptools ``.egg-info`` folder (``PKG-INFO`` only) that an editable build leaves beside the sources."""
+    found = list(metadata.distributions(name=_PROJECT))
+    for dist in found:
+        if dist.read_text("METADATA"):
+            return dist
+    if found:
+        return found[0]
     try:
         return metadata.distribution(_PROJECT)
     except metadata.PackageNotFoundError as exc:
@@ -102,7 +110,7 @@ def build_wheel(cache_dir: Path, *, package_dir: Path | None = None, metadata_te
     entry_points: str | None = None
     if metadata_text is None:
         dist = _distribution()
-        metadata_text = dist.read_text("METADATA")
+        metadata_text = dist.read_text("METADATA") or dist.read_text("PKG-INFO")  # the same core metadata
         entry_points = dist.read_text("entry_points.txt")
         if not metadata_text:
             raise ConfigurationError(
