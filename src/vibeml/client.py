@@ -12,7 +12,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -443,10 +443,16 @@ class VibeML:
     def job_dir(self, job_id: str) -> Path:
         return self.settings.jobs_dir / job_id
 
-    def launch(self, request: TrainingRequest) -> JobRecord:
+    def launch(self, request: TrainingRequest, confirm: Callable[[LaunchPreparation], None] | None = None) -> JobRecord:
         """Prepare (``prepare_launch``: validate, cap, plan, budget gate, program), then start the job.
-        Returns once the job has started; the record carries the budget warnings."""
+        Returns once the job has started; the record carries the budget warnings.
+
+        ``confirm`` sees the preparation that is about to start, before anything is written or rented, and
+        raises to refuse it (the MCP server checks the person's yes for exactly this plan there).
+        """
         prep = self.prepare_launch(request)
+        if confirm is not None:
+            confirm(prep)
         request, job_id, job_dir = prep.request, prep.job_id, prep.job_dir
         if job_dir.exists():  # ids are random: a clash means something is badly wrong
             raise ConfigurationError(f"job folder {job_dir} already exists", {"job_dir": str(job_dir)})
