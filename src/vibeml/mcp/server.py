@@ -418,17 +418,17 @@ def create_server(
         """Live Vast.ai GPU offers (needs a stored Vast API key)."""
         return await asyncio.to_thread(svc().search_offers, query, type, order, limit)
 
-    @tool(title="List jobs", read_only=True, open_world=True)
+    @tool(title="List training jobs", read_only=True, open_world=True)
     async def list_jobs(limit: Annotated[int, Field(ge=1, le=500)] = 20) -> list[JobRecord]:
         """Jobs, newest first, with status, step, loss and cost so far."""
         return await asyncio.to_thread(svc().list_jobs, limit)
 
-    @tool(title="Job status", read_only=True, open_world=True)
+    @tool(title="Get a job's status", read_only=True, open_world=True)
     async def get_job_status(job_id: Annotated[str, Field(min_length=1, max_length=64)]) -> JobRecord:
         """One job: status, step/max_steps, loss (and first loss), ETA, cost so far, error if any."""
         return await asyncio.to_thread(svc().get_status, job_id)
 
-    @tool(title="Job log", read_only=True, open_world=True)
+    @tool(title="Read a job's log", read_only=True, open_world=True)
     async def get_job_logs(
         job_id: Annotated[str, Field(min_length=1, max_length=64)], tail: Annotated[int, Field(ge=1, le=5000)] = 100
     ) -> LogTail:
