@@ -70,10 +70,14 @@ def plan_summary(prep: LaunchPreparation) -> str:
         return f"Train {request.model} on this machine (free)."
     market = "spot (can be interrupted)" if choice.use_spot else "on-demand"
     where = choice.cloud or request.backend
+    if where != request.backend:
+        where += f" via {request.backend}"
+    if choice.region:
+        where += f" ({choice.region})"
     gpus = f"{choice.gpu_count} x {choice.gpu_type}" if choice.gpu_type else f"{choice.gpu_count} GPU(s)"
     lines = [
         f"Start a paid fine-tune of {request.model} on {request.dataset}?",
-        f"- Where: {gpus} on {where} via {request.backend}, {market}, about ${choice.hourly_rate:.2f}/hour",
+        f"- Where: {gpus} on {where}, {market}, about ${choice.hourly_rate:.2f}/hour",
         f"- Expected cost: ${est.expected_cost:.2f} (about {est.estimated_duration_hours:.2f} h);"
         f" at most ${est.max_cost:.2f}",
         f"- Hard cap: ${request.max_cost:.2f} (the job is stopped before it spends more)",
