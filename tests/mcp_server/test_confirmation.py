@@ -219,3 +219,79 @@ def test_a_free_local_launch_needs_no_confirmation(vibeml_env: Path, demo_assets
     job_id = launched["job"]["job_id"]
     assert launched["job"]["backend"] == "local"
     svc.stop(job_id)
+
+
+# ---------------------------------------------------------------------------------------- cleanup
+
+
+def _leftovers(fake: FakeVast) -> tuple[VibeML, int, int]:
+    """A service over the fake with one VibeML leftover (a recorded launch whose job is gone) and one
+    machine that is not VibeML's, as (service, leftover id, other id)."""
+    from vibeml.vast import VastAI
+
+    svc, backend = make_service(fake)
+    client = VastAI(api_key=support.SECRET_KEY, server_url=fake.url)
+    offers = client.search_offers("num_gpus=1", limit=3, order="dph_total")
+    label = backend.label_for("vml-deadbeef")
+    backend.store().record_intent("vast", "vml-deadbeef", label, offers[0]["id"])
+    dead = client.create_instance(offers[0]["id"], image="img", label=label)["new_contract"]
+    other = client.create_instance(offers[1]["id"], image="img", label="my-own-notebook")["new_contract"]
+    client.close()
+    return svc, int(dead), int(other)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_cleanup_asks_and_destroys_only_on_a_yes(vast_env: FakeVast, mode: str) -> None:
+    svc, dead, other = _leftovers(vast_env)
+    asked: list[str] = []
+
+    async def no(message: str, *_: Any) -> Any:
+        asked.append(message)
+        return ElicitResult(action="decline")
+
+    async def yes(message: str, *_: Any) -> Any:
+        asked.append(message)
+        assert vast_env.count("destroy") == 0
+        return {"confirm": True}
+
+    [refused] = _call(svc, [("cleanup_orphans", {})], handler=no, mode=mode)
+    assert isinstance(refused, ToolError) and "nothing was destroyed" in str(refused)
+    assert vast_env.count("destroy") == 0 and sorted(vast_env.instance_ids()) == sorted([dead, other])
+    [done] = _call(svc, [("cleanup_orphans", {})], handler=yes, mode=mode)
+    assert not isinstance(done, Exception), done
+    assert [(o["id"], o["destroyed"]) for o in done["report"]["orphans"]] == [(str(dead), True)]
+    assert vast_env.instance_ids() == [other]  # someone else's machine is never touched
+    assert len(asked) == 2 and all(f"vast {dead}" in m and str(other) not in m for m in asked)
+    again = _call(svc, [("cleanup_orphans", {})])  # nothing left of VibeML's: nothing to confirm
+    assert again[0]["report"]["orphans"] == [] and "nothing" in again[0]["next_step"].lower()
+
+
+def test_cleanup_without_elicitation_needs_the_token_of_exactly_that_set(vast_env: FakeVast) -> None:
+    svc, dead, other = _leftovers(vast_env)
+    confirmer = Confirmer()
+    err, found = _call(svc, [("cleanup_orphans", {}), ("find_orphans", {})], confirmer=confirmer)
+    assert isinstance(err, ToolError) and "find_orphans" in str(err) and "confirmation_token" in str(err)
+    assert vast_env.count("destroy") == 0
+    assert [o["id"] for o in found["report"]["orphans"]] == [str(dead)] and f"vast {dead}" in found["confirmation"]
+
+    # Another leftover appears after the person said yes to one: the token does not cover it.
+    from vibeml.vast import VastAI
+
+    backend = svc.backends.get("vast")
+    client = VastAI(api_key=support.SECRET_KEY, server_url=vast_env.url)
+    offer = client.search_offers("num_gpus=1", limit=3, order="dph_total")[2]
+    label = backend.label_for("vml-cafef00d")  # type: ignore[attr-defined]
+    backend.store().record_intent("vast", "vml-cafef00d", label, offer["id"])  # type: ignore[attr-defined]
+    late = client.create_instance(offer["id"], image="img", label=label)["new_contract"]
+    client.close()
+    token = found["confirmation_token"]
+    [changed] = _call(svc, [("cleanup_orphans", {"confirmation_token": token})], confirmer=confirmer)
+    assert isinstance(changed, ToolError) and "different plan" in str(changed)
+    assert vast_env.count("destroy") == 0
+
+    [found2] = _call(svc, [("find_orphans", {})], confirmer=confirmer)
+    args = {"confirmation_token": found2["confirmation_token"]}
+    [done] = _call(svc, [("cleanup_orphans", args)], confirmer=confirmer)
+    assert not isinstance(done, Exception), done
+    assert sorted(o["id"] for o in done["report"]["orphans"] if o["destroyed"]) == sorted([str(dead), str(late)])
+    assert vast_env.instance_ids() == [other]

@@ -14,6 +14,8 @@ from vibeml.mcp.server import create_server
 EXPECTED: dict[str, tuple[bool, bool, bool, bool]] = {
     "launch_training": (False, False, False, True),
     "stop_job": (False, True, True, True),
+    "cleanup_orphans": (False, True, False, True),
+    "find_orphans": (True, False, True, True),
     "estimate_training_cost": (True, False, True, True),
     "plan_training": (True, False, True, True),
     "recommend_gpu": (True, False, True, True),
@@ -47,6 +49,6 @@ def test_every_tool_is_annotated_as_the_table_says() -> None:
         assert tool.title and a.title == tool.title and len(tool.title) >= 8, name
 
 
-def test_only_launch_and_stop_change_anything() -> None:
+def test_only_launch_stop_and_cleanup_change_anything() -> None:
     writers = {t.name for t in _tools() if not t.annotations.read_only_hint}
-    assert writers == {"launch_training", "stop_job"}
+    assert writers == {"launch_training", "stop_job", "cleanup_orphans"}

@@ -32,8 +32,17 @@ from vibeml.exceptions import ConfirmationError
 
 if TYPE_CHECKING:
     from vibeml.client import LaunchPreparation
+    from vibeml.reports import OrphanedResource
 
-__all__ = ["DEFAULT_TTL_SECONDS", "Confirmer", "is_paid", "plan_fingerprint", "plan_summary"]
+__all__ = [
+    "DEFAULT_TTL_SECONDS",
+    "Confirmer",
+    "cleanup_fingerprint",
+    "cleanup_summary",
+    "is_paid",
+    "plan_fingerprint",
+    "plan_summary",
+]
 
 DEFAULT_TTL_SECONDS = 600.0
 _VERSION = "v1"
@@ -83,6 +92,24 @@ def plan_summary(prep: LaunchPreparation) -> str:
         f"- Hard cap: ${request.max_cost:.2f} (the job is stopped before it spends more)",
     ]
     lines += [f"- Note: {w}" for w in prep.budget.warnings]
+    return "\n".join(lines)
+
+
+def cleanup_fingerprint(resources: list[OrphanedResource]) -> dict[str, Any]:
+    """What a yes to a cleanup is bound to: exactly which machines (backend, id) it destroys."""
+    return {"destroy": sorted([r.backend, r.id] for r in resources)}
+
+
+def cleanup_summary(resources: list[OrphanedResource]) -> str:
+    """The question put to the person before a cleanup destroys anything."""
+    lines = [f"Destroy {len(resources)} leftover machine(s) VibeML rented (no live job uses them)?"]
+    for r in resources[:20]:
+        rate = "" if r.dph_total is None else f", ${r.dph_total:.2f}/hour"
+        job = f" of job {r.job_id}" if r.job_id else ""
+        lines.append(f"- {r.backend} {r.id}{job} ({r.status or 'unknown status'}{rate}): {r.reason}")
+    if len(resources) > 20:
+        lines.append(f"- … and {len(resources) - 20} more")
+    lines.append("Their disks go with them. Machines that are not VibeML's are never touched.")
     return "\n".join(lines)
 
 

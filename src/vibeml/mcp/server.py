@@ -36,9 +36,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vibeml.estimate.report import EstimateQuery, PlanQuery
 from vibeml.exceptions import ConfigurationError, ConfirmationError, VibeMLError
-from vibeml.mcp.confirm import Confirmer, is_paid, plan_summary
+from vibeml.mcp.confirm import Confirmer, cleanup_fingerprint, cleanup_summary, is_paid, plan_summary
 from vibeml.models import CostEstimate, DatasetFormat, JobRecord
-from vibeml.reports import EstimateReport, GpuRecommendation, OffersReport, PlanReport, SpendingReport
+from vibeml.reports import (
+    EstimateReport,
+    GpuRecommendation,
+    OffersReport,
+    OrphanedResource,
+    PlanReport,
+    ReconcileReport,
+    SpendingReport,
+)
 from vibeml.settings import Settings
 from vibeml.validation.dataset import DatasetReport
 from vibeml.validation.model import ModelInfo
@@ -185,8 +193,28 @@ def _tool_registrar(mcp: FastMCP) -> Callable[..., _Register]:
     return tool
 
 
-#: The key of the one elicitation a paid launch embeds in an ``InputRequiredResult`` (MCP 2026-07-28).
-_CONFIRM_KEY = "vibeml_confirm_launch"
+#: The key of the one elicitation a paid launch (or a destroying cleanup) embeds in an ``InputRequiredResult``
+#: (MCP 2026-07-28).
+_CONFIRM_KEYS = {"launch": "vibeml_confirm_launch", "cleanup": "vibeml_confirm_cleanup"}
+
+
+class CleanupConfirmation(BaseModel):
+    """The person's answer to "destroy these leftover machines?" (an elicitation form)."""
+
+    confirm: bool = Field(title="Destroy them", description="Yes destroys the listed machines (and their disks).")
+
+
+class CleanupResult(BaseModel):
+    """What cleanup would destroy (``find_orphans``) or destroyed (``cleanup_orphans``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    report: ReconcileReport
+    confirmation: str | None = Field(None, description="What would be destroyed, to show the person.")
+    confirmation_token: str | None = Field(
+        None, description="Pass it to cleanup_orphans once the person says yes to destroying exactly these."
+    )
+    next_step: str
 
 
 def _client_can_elicit(ctx: Context) -> bool:
@@ -203,15 +231,27 @@ def _is_modern(ctx: Context) -> bool:
     return rc is not None and rc.protocol_version in MODERN_PROTOCOL_VERSIONS
 
 
-def _declined(action: str) -> ConfirmationError:
+def _declined(kind: str, action: str) -> ConfirmationError:
+    what = "launched" if kind == "launch" else "destroyed"
     return ConfirmationError(
-        f"the person did not confirm the paid launch ({action}): nothing was launched",
+        f"the person did not confirm the {'paid launch' if kind == 'launch' else 'cleanup'} ({action}): "
+        f"nothing was {what}",
         {"answer": action},
-        "Nothing to undo. Ask what they want to change (a cheaper GPU, fewer steps, a lower max_cost), or stop.",
+        "Nothing to undo. Ask what they want to change (a cheaper GPU, fewer steps, a lower max_cost), or stop."
+        if kind == "launch"
+        else "Nothing to undo. The machines stay listed by find_orphans (and keep billing) until destroyed.",
     )
 
 
-def _no_elicitation() -> ConfirmationError:
+def _no_elicitation(kind: str = "launch") -> ConfirmationError:
+    if kind == "cleanup":
+        return ConfirmationError(
+            "destroying machines needs the person's explicit yes, and this client cannot ask them (no "
+            "elicitation): nothing was destroyed",
+            {"needs": "confirmation_token"},
+            "Call find_orphans, show the person its `confirmation` (what would be destroyed), and only if they "
+            "say yes call cleanup_orphans again with confirmation_token set to the token find_orphans returned.",
+        )
     return ConfirmationError(
         "a paid launch needs the person's explicit yes, and this client cannot ask them (no elicitation): "
         "nothing was launched",
@@ -222,39 +262,43 @@ def _no_elicitation() -> ConfirmationError:
     )
 
 
-async def _confirmed_token(ctx: Context, confirmer: Confirmer, prep: LaunchPreparation) -> str | InputRequiredResult:
-    """Ask the person about this paid plan; their yes as a token bound to it (redeemed by the launch).
+async def _ask_yes(
+    ctx: Context, kind: str, message: str, form: type[BaseModel], issue: Callable[[], str]
+) -> str | InputRequiredResult:
+    """Ask the person ``message``; their yes as a token (``issue``: bound to the plan, redeemed by the action).
 
     On MCP 2026-07-28 the question is an ``InputRequiredResult`` the client answers by calling again (the
-    token rides in ``request_state``); on earlier connections ``ctx.elicit`` asks in place.
+    token rides in ``request_state``); on earlier connections ``ctx.elicit`` asks in place. ``form`` has one
+    boolean field, ``confirm``.
 
     Raises:
-        ConfirmationError: The client cannot ask, or the person declined or cancelled.
+        ConfirmationError: The client cannot ask, or the person declined, cancelled or answered no.
     """
+    key = _CONFIRM_KEYS[kind]
     if _is_modern(ctx):
         answers = ctx.input_responses
-        if answers is not None and _CONFIRM_KEY in answers and ctx.request_state:
-            answer = answers[_CONFIRM_KEY]
+        if answers is not None and key in answers and ctx.request_state:
+            answer = answers[key]
             action = getattr(answer, "action", "cancel")
             content = getattr(answer, "content", None) or {}
             if action != "accept" or content.get("confirm") is not True:
-                raise _declined(action if action != "accept" else "answered no")
+                raise _declined(kind, action if action != "accept" else "answered no")
             return ctx.request_state
         if not _client_can_elicit(ctx):
-            raise _no_elicitation()
-        schema = LaunchConfirmation.model_json_schema()
+            raise _no_elicitation(kind)
+        schema = form.model_json_schema()
         schema.pop("description", None)
         schema.pop("title", None)
-        ask = ElicitRequest(params=ElicitRequestFormParams(message=plan_summary(prep), requested_schema=schema))
-        return InputRequiredResult(input_requests={_CONFIRM_KEY: ask}, request_state=confirmer.issue(prep))
+        ask = ElicitRequest(params=ElicitRequestFormParams(message=message, requested_schema=schema))
+        return InputRequiredResult(input_requests={key: ask}, request_state=issue())
     if not _client_can_elicit(ctx):
-        raise _no_elicitation()
-    token = confirmer.issue(prep)
-    result = await ctx.elicit(plan_summary(prep), LaunchConfirmation)
+        raise _no_elicitation(kind)
+    token = issue()
+    result = await ctx.elicit(message, form)
     if result.action != "accept":
-        raise _declined(result.action)
-    if not result.data.confirm:
-        raise _declined("answered no")
+        raise _declined(kind, result.action)
+    if getattr(result.data, "confirm", False) is not True:
+        raise _declined(kind, "answered no")
     return token
 
 
@@ -368,7 +412,9 @@ def create_server(
         if token is None:
             prep = await asyncio.to_thread(service.prepare_launch, request)
             if is_paid(prep):
-                asked = await _confirmed_token(ctx, confirm, prep)
+                asked = await _ask_yes(
+                    ctx, "launch", plan_summary(prep), LaunchConfirmation, lambda: confirm.issue(prep)
+                )
                 if isinstance(asked, InputRequiredResult):
                     return asked  # type: ignore[return-value]  # FastMCP sends it as the question (SEP-2322)
                 token = asked
@@ -440,6 +486,85 @@ def create_server(
     async def stop_job(job_id: Annotated[str, Field(min_length=1, max_length=64)]) -> JobRecord:
         """Stop a job (it checkpoints first). Stopping a finished job changes nothing."""
         return await asyncio.to_thread(svc().stop, job_id)
+
+    @tool(title="Find VibeML's leftover cloud machines", read_only=True, open_world=True)
+    async def find_orphans(
+        backend: Annotated[str | None, Field(max_length=64, description="Only this backend (e.g. vast).")] = None,
+    ) -> CleanupResult:
+        """Paid machines VibeML rented that no live job uses (they may still bill), and others' machines on
+        the same account (never touched). Returns what cleanup_orphans would destroy and, if anything, a
+        confirmation_token for exactly that set."""
+        service = svc()
+        await asyncio.to_thread(service.list_jobs, 10_000)  # refreshing settles launches killed half-way
+        seen: list[OrphanedResource] = []
+
+        def look(found: list[OrphanedResource]) -> bool:
+            seen.extend(found)
+            return False  # list only
+
+        report = await asyncio.to_thread(service.reconcile, True, backend, look)
+        if not seen:
+            return CleanupResult(report=report, next_step="Nothing of VibeML's is left: nothing to clean up.")
+        return CleanupResult(
+            report=report,
+            confirmation=cleanup_summary(seen),
+            confirmation_token=confirm.issue_for(cleanup_fingerprint(seen), "cleanup"),
+            next_step="Show the person `confirmation`. Only if they say yes, call cleanup_orphans with the same "
+            f"backend and this confirmation_token (valid {int(confirm.ttl_seconds // 60)} minutes, once).",
+        )
+
+    @tool(
+        title="Destroy VibeML's leftover cloud machines (asks first)",
+        read_only=False,
+        destructive=True,
+        idempotent=False,
+        open_world=True,
+    )
+    async def cleanup_orphans(
+        ctx: Context,
+        backend: Annotated[str | None, Field(max_length=64, description="Only this backend (e.g. vast).")] = None,
+        confirmation_token: Annotated[
+            str | None, Field(max_length=512, description="From find_orphans, once the person said yes to its list.")
+        ] = None,
+    ) -> CleanupResult:
+        """Destroy the machines find_orphans lists as VibeML's own (never anyone else's), only on the person's
+        yes: the server asks them where the client supports it, else pass find_orphans' confirmation_token."""
+        service = svc()
+        await asyncio.to_thread(service.list_jobs, 10_000)  # refreshing settles launches killed half-way
+        token = confirmation_token
+        if token is None:
+            seen: list[OrphanedResource] = []
+
+            def look(found: list[OrphanedResource]) -> bool:
+                seen.extend(found)
+                return False
+
+            preview = await asyncio.to_thread(service.reconcile, True, backend, look)
+            if not seen:
+                return CleanupResult(report=preview, next_step="Nothing of VibeML's is left: nothing was destroyed.")
+            asked = await _ask_yes(
+                ctx,
+                "cleanup",
+                cleanup_summary(seen),
+                CleanupConfirmation,
+                lambda: confirm.issue_for(cleanup_fingerprint(seen), "cleanup"),
+            )
+            if isinstance(asked, InputRequiredResult):
+                return asked  # type: ignore[return-value]  # FastMCP sends it as the question (SEP-2322)
+            token = asked
+
+        def gate(found: list[OrphanedResource]) -> bool:  # exactly the set said yes to
+            if token is None:
+                raise _no_elicitation("cleanup")
+            confirm.redeem_for(token, cleanup_fingerprint(found), "cleanup")
+            return True
+
+        report = await asyncio.to_thread(service.reconcile, True, backend, gate)
+        done = [r.id for r in report.orphans if r.destroyed]
+        return CleanupResult(
+            report=report,
+            next_step=f"Destroyed {len(done)} machine(s)." if done else "Nothing of VibeML's was left to destroy.",
+        )
 
     @tool(title="List training workflows", read_only=True, open_world=False)
     async def list_workflows() -> list[WorkflowInfo]:
