@@ -409,7 +409,7 @@ def create_server(
                 else "Free local run: call again with dry_run=false to start it.",
             )
         token = confirmation_token
-        if token is None:
+        if token is None and not service.backends.get(request.backend).capabilities.free:
             prep = await asyncio.to_thread(service.prepare_launch, request)
             if is_paid(prep):
                 asked = await _ask_yes(
