@@ -13,7 +13,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         GpuRecommendation,
         GpuReport,
         OffersReport,
+        OrphanedResource,
         ReconcileReport,
         SpendingReport,
     )
@@ -444,10 +445,16 @@ class VibeML:
     def job_dir(self, job_id: str) -> Path:
         return self.settings.jobs_dir / job_id
 
-    def launch(self, request: TrainingRequest) -> JobRecord:
+    def launch(self, request: TrainingRequest, confirm: Callable[[LaunchPreparation], None] | None = None) -> JobRecord:
         """Prepare (``prepare_launch``: validate, cap, plan, budget gate, program), then start the job.
-        Returns once the job has started; the record carries the budget warnings."""
+        Returns once the job has started; the record carries the budget warnings.
+
+        ``confirm`` sees the preparation that is about to start, before anything is written or rented, and
+        raises to refuse it (the MCP server checks the person's yes for exactly this plan there).
+        """
         prep = self.prepare_launch(request)
+        if confirm is not None:
+            confirm(prep)
         request, job_id, job_dir = prep.request, prep.job_id, prep.job_dir
         if job_dir.exists():  # ids are random: a clash means something is badly wrong
             raise ConfigurationError(f"job folder {job_dir} already exists", {"job_dir": str(job_dir)})
@@ -725,10 +732,19 @@ class VibeML:
             )
         return record
 
-    def reconcile(self, cleanup: bool = False, backend: str | None = None) -> ReconcileReport:
+    def reconcile(
+        self,
+        cleanup: bool = False,
+        backend: str | None = None,
+        confirm: Callable[[list[OrphanedResource]], bool] | None = None,
+    ) -> ReconcileReport:
         """Paid resources no live job uses, per paid backend already in use (all registered ones when
         ``cleanup``; only ``backend`` when given). ``cleanup`` destroys only those the backend owns (a
-        recorded launch of this installation whose job is over); everything else is listed, left alone."""
+        recorded launch of this installation whose job is over); everything else is listed, left alone.
+
+        ``confirm`` sees every resource cleanup would destroy (all backends together, before any is) and
+        returns whether to go ahead (False: nothing is destroyed and the report says ``cleanup=False``);
+        it may raise to refuse. It is not asked when there is nothing to destroy."""
         from vibeml.reports import OrphanedResource, ReconcileReport
 
         self.settle_ledger()
@@ -739,25 +755,29 @@ class VibeML:
         names = [self.backends.get(backend).name] if backend is not None else self.backends.names()
         found: list[OrphanedResource] = []
         others: list[OrphanedResource] = []
+        owned_by: dict[str, list[OrphanedResource]] = {}
         for name in names:
             if backend is None and name not in used and not cleanup:
                 continue
             impl = self.backends.get(name)
             if impl.capabilities.free:
                 continue
-            items = impl.orphans(live)
-            owned = [i for i in items if i.get("owned", True)]
-            destroyed: set[str] | None = None
-            if cleanup and owned:
-                destroyed = set(impl.destroy_orphans([str(i["id"]) for i in owned]))
-            for item in items:
+            for item in impl.orphans(live):
                 fields = {**item, "backend": name, "id": str(item["id"]), "owned": bool(item.get("owned", True))}
-                if fields["owned"]:
-                    if destroyed is not None:
-                        fields["destroyed"] = str(item["id"]) in destroyed
-                    found.append(OrphanedResource.model_validate(fields))
+                resource = OrphanedResource.model_validate(fields)
+                if resource.owned:
+                    found.append(resource)
+                    owned_by.setdefault(name, []).append(resource)
                 else:
-                    others.append(OrphanedResource.model_validate(fields))
+                    others.append(resource)
+        if cleanup and found and confirm is not None and not confirm(list(found)):
+            cleanup = False
+        if cleanup and found:
+            destroyed: dict[str, set[str]] = {
+                name: set(self.backends.get(name).destroy_orphans([r.id for r in items]))
+                for name, items in owned_by.items()
+            }
+            found = [r.model_copy(update={"destroyed": r.id in destroyed[r.backend]}) for r in found]
         return ReconcileReport(cleanup=cleanup, orphans=found, left_alone=others)
 
     # ------------------------------------------------------------------------------- validation

@@ -19,6 +19,7 @@ __all__ = [
     "BudgetExceededError",
     "CloudProviderError",
     "ConfigurationError",
+    "ConfirmationError",
     "CredentialError",
     "DatasetError",
     "JobNotFoundError",
@@ -161,6 +162,17 @@ class BudgetExceededError(VibeMLError):
         super().__init__(message, merged, recovery_suggestion)
         self.estimated_cost = estimated_cost
         self.max_cost = max_cost
+
+
+class ConfirmationError(VibeMLError):
+    """A paid launch (or a destroying cleanup) lacks the person's explicit yes, or its confirmation token
+    was refused (replayed, expired, or for another plan). Nothing was launched or destroyed."""
+
+    exit_code = 5
+    default_suggestion = (
+        "Show the person the plan and its cost (launch_training with dry_run=true), and call again with the "
+        "confirmation_token it returned once they say yes."
+    )
 
 
 class ResourceError(VibeMLError):

@@ -89,6 +89,21 @@ def mcp(
     serve(http, settings())
 
 
+@app.command("skill")
+@error_boundary
+def skill(
+    path: Annotated[bool, typer.Option("--path", help="Print where SKILL.md is installed instead.")] = False,
+) -> None:
+    """Print VibeML's agent skill (SKILL.md): how an AI assistant should use VibeML, cost first, yes before money."""
+    from importlib import resources
+
+    found = resources.files("vibeml") / "SKILL.md"
+    if path:
+        typer.echo(str(found))
+        return
+    typer.echo(found.read_text(encoding="utf-8"), nl=False)
+
+
 def run() -> None:
     """Console-script entry point."""
     app()

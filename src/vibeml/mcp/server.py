@@ -26,22 +26,33 @@ import socket
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec, Protocol, TypeVar
 
-from fastmcp import FastMCP
+from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ToolError
+from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResult, ToolAnnotations
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ConfigDict, Field
 
 from vibeml.estimate.report import EstimateQuery, PlanQuery
-from vibeml.exceptions import ConfigurationError, VibeMLError
+from vibeml.exceptions import ConfigurationError, ConfirmationError, VibeMLError
+from vibeml.mcp.confirm import Confirmer, cleanup_fingerprint, cleanup_summary, is_paid, plan_summary
 from vibeml.models import CostEstimate, DatasetFormat, JobRecord
-from vibeml.reports import EstimateReport, GpuRecommendation, OffersReport, PlanReport, SpendingReport
+from vibeml.reports import (
+    EstimateReport,
+    GpuRecommendation,
+    OffersReport,
+    OrphanedResource,
+    PlanReport,
+    ReconcileReport,
+    SpendingReport,
+)
 from vibeml.settings import Settings
 from vibeml.validation.dataset import DatasetReport
 from vibeml.validation.model import ModelInfo
 
 if TYPE_CHECKING:
-    from vibeml.client import VibeML
+    from vibeml.client import LaunchPreparation, VibeML
 
 __all__ = ["create_server", "main"]
 
@@ -54,7 +65,9 @@ INSTRUCTIONS = """\
 VibeML fine-tunes open LLMs (LoRA or full) on the user's data, locally or on the cheapest cloud GPU that
 fits, and never spends past a budget. Typical flow: validate/estimate first (estimate_training_cost,
 plan_training, recommend_gpu), then launch_training with an explicit max_cost (dry_run=true shows the
-plan and the cost without starting anything), then poll get_job_status (step, loss, ETA, cost so far),
+plan and the cost without starting anything). A paid launch starts only on the person's explicit yes: the
+server asks them (elicitation) where the client can, else show them the dry run's plan and cost and call
+again with its confirmation_token once they agree. Then poll get_job_status (step, loss, ETA, cost so far),
 read get_job_logs, and stop_job when asked. launch_training(demo=true) trains the bundled tiny model
 locally in about a minute. Errors explain what to do next in `recovery_suggestion`."""
 
@@ -69,7 +82,17 @@ class LaunchResult(BaseModel):
     estimate: CostEstimate
     plan: PlanReport | None = None
     warnings: list[str] = Field(default_factory=list)
+    confirmation: str | None = Field(None, description="Paid dry run: the plan and cost to show the person.")
+    confirmation_token: str | None = Field(
+        None, description="Paid dry run: pass it back to launch this exact plan once the person says yes."
+    )
     next_step: str
+
+
+class LaunchConfirmation(BaseModel):
+    """The person's answer to "start this paid job?" (an elicitation form)."""
+
+    confirm: bool = Field(title="Start this paid job", description="Yes starts it and spends money.")
 
 
 class LogTail(BaseModel):
@@ -133,27 +156,162 @@ class _LazyService:
         return service
 
 
-def _tool_registrar(mcp: FastMCP) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
-    """``@tool``: register a tool behind the error boundary, its docstring as the description.
+class _Register(Protocol):
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> Callable[P, Awaitable[R]]: ...
+
+
+def _tool_registrar(mcp: FastMCP) -> Callable[..., _Register]:
+    """``@tool(title=..., read_only=..., ...)``: register a tool behind the error boundary, its docstring as
+    the description, with its MCP annotations (what a client may do without asking: read-only tools change
+    nothing; destructive ones end or delete something; open-world ones reach clouds or the hub).
 
     FastMCP would parse a docstring with griffe, imported for it (about 0.15 s at start-up, for
     sections our docstrings do not have); the text is passed as it is instead, and the registered
     wrapper carries none.
     """
 
-    def tool(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-        guarded = _guard(fn)
-        description = inspect.getdoc(fn)
-        guarded.__doc__ = None
-        mcp.tool(guarded, description=description)
-        return guarded
+    def tool(
+        *, title: str, read_only: bool, open_world: bool, destructive: bool = False, idempotent: bool | None = None
+    ) -> _Register:
+        annotations = ToolAnnotations(
+            title=title,
+            read_only_hint=read_only,
+            destructive_hint=destructive and not read_only,
+            idempotent_hint=read_only if idempotent is None else idempotent,
+            open_world_hint=open_world,
+        )
+
+        def register(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+            guarded = _guard(fn)
+            description = inspect.getdoc(fn)
+            guarded.__doc__ = None
+            mcp.tool(guarded, title=title, description=description, annotations=annotations)
+            return guarded
+
+        return register
 
     return tool
 
 
-def create_server(service_factory: Callable[[], VibeML] | None = None, *, settings: Settings | None = None) -> FastMCP:
+#: The key of the one elicitation a paid launch (or a destroying cleanup) embeds in an ``InputRequiredResult``
+#: (MCP 2026-07-28).
+_CONFIRM_KEYS = {"launch": "vibeml_confirm_launch", "cleanup": "vibeml_confirm_cleanup"}
+
+
+class CleanupConfirmation(BaseModel):
+    """The person's answer to "destroy these leftover machines?" (an elicitation form)."""
+
+    confirm: bool = Field(title="Destroy them", description="Yes destroys the listed machines (and their disks).")
+
+
+class CleanupResult(BaseModel):
+    """What cleanup would destroy (``find_orphans``) or destroyed (``cleanup_orphans``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    report: ReconcileReport
+    confirmation: str | None = Field(None, description="What would be destroyed, to show the person.")
+    confirmation_token: str | None = Field(
+        None, description="Pass it to cleanup_orphans once the person says yes to destroying exactly these."
+    )
+    next_step: str
+
+
+def _client_can_elicit(ctx: Context) -> bool:
+    try:
+        caps = ctx.session.client_capabilities
+    except RuntimeError:  # no live session (not over MCP)
+        return False
+    return caps is not None and caps.elicitation is not None
+
+
+def _is_modern(ctx: Context) -> bool:
+    """MCP 2026-07-28 has no server-to-client requests: a question rides on an ``InputRequiredResult``."""
+    rc = ctx.request_context
+    return rc is not None and rc.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+
+def _declined(kind: str, action: str) -> ConfirmationError:
+    what = "launched" if kind == "launch" else "destroyed"
+    return ConfirmationError(
+        f"the person did not confirm the {'paid launch' if kind == 'launch' else 'cleanup'} ({action}): "
+        f"nothing was {what}",
+        {"answer": action},
+        "Nothing to undo. Ask what they want to change (a cheaper GPU, fewer steps, a lower max_cost), or stop."
+        if kind == "launch"
+        else "Nothing to undo. The machines stay listed by find_orphans (and keep billing) until destroyed.",
+    )
+
+
+def _no_elicitation(kind: str = "launch") -> ConfirmationError:
+    if kind == "cleanup":
+        return ConfirmationError(
+            "destroying machines needs the person's explicit yes, and this client cannot ask them (no "
+            "elicitation): nothing was destroyed",
+            {"needs": "confirmation_token"},
+            "Call find_orphans, show the person its `confirmation` (what would be destroyed), and only if they "
+            "say yes call cleanup_orphans again with confirmation_token set to the token find_orphans returned.",
+        )
+    return ConfirmationError(
+        "a paid launch needs the person's explicit yes, and this client cannot ask them (no elicitation): "
+        "nothing was launched",
+        {"needs": "confirmation_token"},
+        "Call launch_training with the same arguments and dry_run=true, show the person the returned "
+        "`confirmation` (GPU, cloud, expected and maximum cost, cap), and only if they say yes call again with "
+        "the same arguments, dry_run=false and confirmation_token set to the token the dry run returned.",
+    )
+
+
+async def _ask_yes(
+    ctx: Context, kind: str, message: str, form: type[BaseModel], issue: Callable[[], str]
+) -> str | InputRequiredResult:
+    """Ask the person ``message``; their yes as a token (``issue``: bound to the plan, redeemed by the action).
+
+    On MCP 2026-07-28 the question is an ``InputRequiredResult`` the client answers by calling again (the
+    token rides in ``request_state``); on earlier connections ``ctx.elicit`` asks in place. ``form`` has one
+    boolean field, ``confirm``.
+
+    Raises:
+        ConfirmationError: The client cannot ask, or the person declined, cancelled or answered no.
+    """
+    key = _CONFIRM_KEYS[kind]
+    if _is_modern(ctx):
+        answers = ctx.input_responses
+        if answers is not None and key in answers and ctx.request_state:
+            answer = answers[key]
+            action = getattr(answer, "action", "cancel")
+            content = getattr(answer, "content", None) or {}
+            if action != "accept" or content.get("confirm") is not True:
+                raise _declined(kind, action if action != "accept" else "answered no")
+            return ctx.request_state
+        if not _client_can_elicit(ctx):
+            raise _no_elicitation(kind)
+        schema = form.model_json_schema()
+        schema.pop("description", None)
+        schema.pop("title", None)
+        ask = ElicitRequest(params=ElicitRequestFormParams(message=message, requested_schema=schema))
+        return InputRequiredResult(input_requests={key: ask}, request_state=issue())
+    if not _client_can_elicit(ctx):
+        raise _no_elicitation(kind)
+    token = issue()
+    result = await ctx.elicit(message, form)
+    if result.action != "accept":
+        raise _declined(kind, result.action)
+    if getattr(result.data, "confirm", False) is not True:
+        raise _declined(kind, "answered no")
+    return token
+
+
+def create_server(
+    service_factory: Callable[[], VibeML] | None = None,
+    *,
+    settings: Settings | None = None,
+    confirmer: Confirmer | None = None,
+) -> FastMCP:
     """Build the server. Its settings are read from the environment once, here (or given); its one service
     is made over them on the first call that needs it (``service_factory`` instead: tests pass their own).
+    ``confirmer`` issues and redeems the confirmation tokens of paid launches (one with a fresh secret when
+    omitted; tests pass one with their own clock).
 
     Raises:
         ConfigurationError: A setting's value is invalid (the error names the variable).
@@ -170,9 +328,11 @@ def create_server(service_factory: Callable[[], VibeML] | None = None, *, settin
     mcp = FastMCP("vibeml", instructions=INSTRUCTIONS)
     svc = _LazyService(factory)
     tool = _tool_registrar(mcp)
+    confirm = confirmer or Confirmer()
 
-    @tool
+    @tool(title="Launch a fine-tune (paid runs ask first)", read_only=False, open_world=True)
     async def launch_training(
+        ctx: Context,
         max_cost: Annotated[float, Field(gt=0, le=1_000_000, description="Hard budget cap in USD (required).")],
         model: Annotated[str | None, Field(description="Hub id or local model directory.")] = None,
         dataset: Annotated[str | None, Field(description="Hub dataset id or local data file.")] = None,
@@ -198,9 +358,18 @@ def create_server(service_factory: Callable[[], VibeML] | None = None, *, settin
                 "{'question': 'instruction', 'answer': 'output'} (see validate_dataset)."
             ),
         ] = None,
+        confirmation_token: Annotated[
+            str | None,
+            Field(
+                max_length=512,
+                description="From a dry run of exactly these arguments, once the person said yes to its plan.",
+            ),
+        ] = None,
     ) -> LaunchResult:
         """Fine-tune a model. Validates, estimates, refuses past max_cost or the monthly budget, then starts
-        the job and returns at once (poll get_job_status). dry_run=true starts nothing."""
+        the job and returns at once (poll get_job_status). dry_run=true starts nothing.
+        A paid run starts only on the person's yes: the server asks them where the client supports it,
+        else pass the confirmation_token of a dry run whose plan and cost they accepted."""
         fields: dict[str, Any] = {
             "workflow": workflow,
             "backend": backend,
@@ -223,15 +392,40 @@ def create_server(service_factory: Callable[[], VibeML] | None = None, *, settin
 
         request = await asyncio.to_thread(lambda: service.request_from(model, dataset, demo=demo, **fields))
         if dry_run:  # the same preparation as the launch: it raises what the launch would
-            preview = await asyncio.to_thread(service.preview_launch, request)
+            prep = await asyncio.to_thread(service.prepare_launch, request)
+            preview = prep.preview()
+            paid = is_paid(prep)
             return LaunchResult(
                 dry_run=True,
                 estimate=preview.estimate,
                 plan=preview.plan,
                 warnings=list(preview.budget.warnings),
-                next_step="Call again with dry_run=false to start it.",
+                confirmation=plan_summary(prep) if paid else None,
+                confirmation_token=confirm.issue(prep) if paid else None,
+                next_step="Show the person `confirmation` (the plan and its cost). Only if they say yes, call "
+                "again with the same arguments, dry_run=false and this confirmation_token (valid "
+                f"{int(confirm.ttl_seconds // 60)} minutes, once)."
+                if paid
+                else "Free local run: call again with dry_run=false to start it.",
             )
-        record = await asyncio.to_thread(service.launch, request)
+        token = confirmation_token
+        if token is None and not service.backends.get(request.backend).capabilities.free:
+            prep = await asyncio.to_thread(service.prepare_launch, request)
+            if is_paid(prep):
+                asked = await _ask_yes(
+                    ctx, "launch", plan_summary(prep), LaunchConfirmation, lambda: confirm.issue(prep)
+                )
+                if isinstance(asked, InputRequiredResult):
+                    return asked  # type: ignore[return-value]  # FastMCP sends it as the question (SEP-2322)
+                token = asked
+
+        def gate(prep: LaunchPreparation) -> None:  # the plan about to start: exactly the one said yes to
+            if is_paid(prep):
+                if token is None:
+                    raise _no_elicitation()
+                confirm.redeem(token, prep)
+
+        record = await asyncio.to_thread(service.launch, request, gate)
         return LaunchResult(
             dry_run=False,
             job=record,
@@ -240,25 +434,25 @@ def create_server(service_factory: Callable[[], VibeML] | None = None, *, settin
             next_step=f"Poll get_job_status(job_id={record.job_id!r}).",
         )
 
-    @tool
+    @tool(title="Estimate one fine-tune's memory, time and cost", read_only=True, open_world=True)
     async def estimate_training_cost(query: EstimateQuery) -> EstimateReport:
         """GPU memory (what nvidia-smi would show), fit, tokens/s, time and total cost of one fine-tune on
         one GPU. loss='fused' models VibeML's trainer; 'standard' a plain transformers loop."""
         return await asyncio.to_thread(svc().estimate_report, query)
 
-    @tool
+    @tool(title="Plan: every GPU choice ranked by total cost", read_only=True, open_world=True)
     async def plan_training(query: PlanQuery) -> PlanReport:
         """Every (cloud, GPU, count, spot/on-demand) choice that fits, ranked by expected TOTAL job cost."""
         return await asyncio.to_thread(svc().plan_report, query)
 
-    @tool
+    @tool(title="Recommend the cheapest GPU that fits", read_only=True, open_world=True)
     async def recommend_gpu(
         model: Annotated[str, Field(min_length=1, max_length=1024)], use_quantization: bool = False
     ) -> GpuRecommendation:
         """The cheapest GPU type that fits a LoRA (QLoRA with use_quantization) fine-tune of the model."""
         return await asyncio.to_thread(svc().recommend_gpu, model, use_quantization)
 
-    @tool
+    @tool(title="Search live Vast.ai GPU offers", read_only=True, open_world=True)
     async def search_gpu_offers(
         query: Annotated[
             str, Field(max_length=2000, description="Vast query, e.g. 'gpu_name=RTX_4090 num_gpus=1'.")
@@ -270,17 +464,17 @@ def create_server(service_factory: Callable[[], VibeML] | None = None, *, settin
         """Live Vast.ai GPU offers (needs a stored Vast API key)."""
         return await asyncio.to_thread(svc().search_offers, query, type, order, limit)
 
-    @tool
+    @tool(title="List training jobs", read_only=True, open_world=True)
     async def list_jobs(limit: Annotated[int, Field(ge=1, le=500)] = 20) -> list[JobRecord]:
         """Jobs, newest first, with status, step, loss and cost so far."""
         return await asyncio.to_thread(svc().list_jobs, limit)
 
-    @tool
+    @tool(title="Get a job's status", read_only=True, open_world=True)
     async def get_job_status(job_id: Annotated[str, Field(min_length=1, max_length=64)]) -> JobRecord:
         """One job: status, step/max_steps, loss (and first loss), ETA, cost so far, error if any."""
         return await asyncio.to_thread(svc().get_status, job_id)
 
-    @tool
+    @tool(title="Read a job's log", read_only=True, open_world=True)
     async def get_job_logs(
         job_id: Annotated[str, Field(min_length=1, max_length=64)], tail: Annotated[int, Field(ge=1, le=5000)] = 100
     ) -> LogTail:
@@ -288,26 +482,105 @@ def create_server(service_factory: Callable[[], VibeML] | None = None, *, settin
         service = svc()
         return LogTail(job_id=job_id, lines=await asyncio.to_thread(lambda: list(service.logs(job_id, tail=tail))))
 
-    @tool
+    @tool(title="Stop a job", read_only=False, destructive=True, idempotent=True, open_world=True)
     async def stop_job(job_id: Annotated[str, Field(min_length=1, max_length=64)]) -> JobRecord:
         """Stop a job (it checkpoints first). Stopping a finished job changes nothing."""
         return await asyncio.to_thread(svc().stop, job_id)
 
-    @tool
+    @tool(title="Find VibeML's leftover cloud machines", read_only=True, open_world=True)
+    async def find_orphans(
+        backend: Annotated[str | None, Field(max_length=64, description="Only this backend (e.g. vast).")] = None,
+    ) -> CleanupResult:
+        """Paid machines VibeML rented that no live job uses (they may still bill), and others' machines on
+        the same account (never touched). Returns what cleanup_orphans would destroy and, if anything, a
+        confirmation_token for exactly that set."""
+        service = svc()
+        await asyncio.to_thread(service.list_jobs, 10_000)  # refreshing settles launches killed half-way
+        seen: list[OrphanedResource] = []
+
+        def look(found: list[OrphanedResource]) -> bool:
+            seen.extend(found)
+            return False  # list only
+
+        report = await asyncio.to_thread(service.reconcile, True, backend, look)
+        if not seen:
+            return CleanupResult(report=report, next_step="Nothing of VibeML's is left: nothing to clean up.")
+        return CleanupResult(
+            report=report,
+            confirmation=cleanup_summary(seen),
+            confirmation_token=confirm.issue_for(cleanup_fingerprint(seen), "cleanup"),
+            next_step="Show the person `confirmation`. Only if they say yes, call cleanup_orphans with the same "
+            f"backend and this confirmation_token (valid {int(confirm.ttl_seconds // 60)} minutes, once).",
+        )
+
+    @tool(
+        title="Destroy VibeML's leftover cloud machines (asks first)",
+        read_only=False,
+        destructive=True,
+        idempotent=False,
+        open_world=True,
+    )
+    async def cleanup_orphans(
+        ctx: Context,
+        backend: Annotated[str | None, Field(max_length=64, description="Only this backend (e.g. vast).")] = None,
+        confirmation_token: Annotated[
+            str | None, Field(max_length=512, description="From find_orphans, once the person said yes to its list.")
+        ] = None,
+    ) -> CleanupResult:
+        """Destroy the machines find_orphans lists as VibeML's own (never anyone else's), only on the person's
+        yes: the server asks them where the client supports it, else pass find_orphans' confirmation_token."""
+        service = svc()
+        await asyncio.to_thread(service.list_jobs, 10_000)  # refreshing settles launches killed half-way
+        token = confirmation_token
+        if token is None:
+            seen: list[OrphanedResource] = []
+
+            def look(found: list[OrphanedResource]) -> bool:
+                seen.extend(found)
+                return False
+
+            preview = await asyncio.to_thread(service.reconcile, True, backend, look)
+            if not seen:
+                return CleanupResult(report=preview, next_step="Nothing of VibeML's is left: nothing was destroyed.")
+            asked = await _ask_yes(
+                ctx,
+                "cleanup",
+                cleanup_summary(seen),
+                CleanupConfirmation,
+                lambda: confirm.issue_for(cleanup_fingerprint(seen), "cleanup"),
+            )
+            if isinstance(asked, InputRequiredResult):
+                return asked  # type: ignore[return-value]  # FastMCP sends it as the question (SEP-2322)
+            token = asked
+
+        def gate(found: list[OrphanedResource]) -> bool:  # exactly the set said yes to
+            if token is None:
+                raise _no_elicitation("cleanup")
+            confirm.redeem_for(token, cleanup_fingerprint(found), "cleanup")
+            return True
+
+        report = await asyncio.to_thread(service.reconcile, True, backend, gate)
+        done = [r.id for r in report.orphans if r.destroyed]
+        return CleanupResult(
+            report=report,
+            next_step=f"Destroyed {len(done)} machine(s)." if done else "Nothing of VibeML's was left to destroy.",
+        )
+
+    @tool(title="List training workflows", read_only=True, open_world=False)
     async def list_workflows() -> list[WorkflowInfo]:
         """Training workflows (e.g. trl-lora, full)."""
         from vibeml.workflows import list_workflows as _lw
 
         return [WorkflowInfo(name=w.name, method=w.method, description=w.description) for w in _lw()]
 
-    @tool
+    @tool(title="Budget and spending", read_only=True, open_world=False)
     async def get_spending(
         month: Annotated[str | None, Field(description="YYYY-MM (default this month) or 'all'.")] = None,
     ) -> SpendingReport:
         """The monthly budget, what is spent and committed, and the per-job ledger."""
         return await asyncio.to_thread(svc().spending, month)
 
-    @tool
+    @tool(title="Check a model", read_only=True, open_world=True)
     async def validate_model(
         model: Annotated[str, Field(min_length=1, max_length=1024, description="Hub id (org/name) or local dir.")],
     ) -> ModelInfo:
@@ -315,7 +588,7 @@ def create_server(service_factory: Callable[[], VibeML] | None = None, *, settin
         download it, parameter count and size (safetensors), architecture and licence."""
         return await asyncio.to_thread(svc().validate_model, model)
 
-    @tool
+    @tool(title="Check a dataset", read_only=True, open_world=True)
     async def validate_dataset(
         dataset: Annotated[str, Field(min_length=1, max_length=4096, description="Hub dataset id or local file.")],
         model: Annotated[
