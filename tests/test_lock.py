@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -51,7 +52,10 @@ def test_the_environment_holds_exactly_the_locked_versions() -> None:
         if _applies(pin):
             lock.setdefault(pin.name, []).append(pin)
     drift, unlocked = [], []
-    for dist in metadata.distributions():
+    # The environment's own folders, not all of sys.path: importing setuptools (torch does, in some tests)
+    # puts setuptools/_vendor on sys.path, whose vendored copies are not installed distributions.
+    places = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    for dist in metadata.distributions(path=places):
         name = canonical(dist.metadata["Name"])
         if name == "vibeml":
             continue
