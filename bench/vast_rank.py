@@ -5,7 +5,7 @@ Budget (issue 3): ranking 10,000 offers ≤ 100 ms.
 
 The offers come from the fake marketplace generator (`vibeml.testing.fake_vast_market`), priced for
 the search's storage as the server would (`dph_total`), so the timed part is only what the Vast backend
-does with a search answer: `vibeml.backends.vast_offers.rank_offers` — re-check every offer (GPU type
+does with a search answer: `vibeml.backends.vast.offers.rank_offers` — re-check every offer (GPU type
 through the catalogue, count, memory, reliability, CUDA, disk), scale the planner's hours by the
 offer's compute, cost = `dph_total × hours`, sort cheapest total first. The job: one RTX 4090-class
 GPU with 20 GiB of need, 50 GB of disk, 2 h on the catalogue GPU.
@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from vibeml.backends.vast_offers import rank_offers  # noqa: E402
+from vibeml.backends.vast.offers import rank_offers  # noqa: E402
 from vibeml.catalog.gpus import GPUS  # noqa: E402
 from vibeml.testing.fake_vast_market import generate_offers, price_offer  # noqa: E402
 from vibeml.vast.models import Offer  # noqa: E402
@@ -62,7 +62,7 @@ def main() -> int:
     lines = [
         f"offers: {N_OFFERS:,} generated + priced in {gen_ms:.0f} ms (not timed); {len(ranked):,} fit the job "
         f"({len(any_gpu):,} with any GPU type)",
-        "rank (vibeml.backends.vast_offers.rank_offers: RTX 4090, gpu_ram>=20GiB, reliability>=0.98, cuda>=12.4, "
+        "rank (vibeml.backends.vast.offers.rank_offers: RTX 4090, gpu_ram>=20GiB, reliability>=0.98, cuda>=12.4, "
         f"disk>=50GB; cost = dph_total x hours scaled by compute; all sorted), {RUNS} runs:",
         f"  median: {med:.1f} ms  min: {min(times):.1f} ms  max: {max(times):.1f} ms",
         f"budget: {BUDGET_MS:.0f} ms  -> {'OK' if med <= BUDGET_MS else 'OVER BUDGET'}",

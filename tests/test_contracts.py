@@ -149,7 +149,7 @@ def test_no_reader_takes_events_apart_by_key() -> None:
 def test_status_logic_does_not_read_messages() -> None:
     """No backend decides anything from the wording of an error (``"..." in progress.error``)."""
     offenders = []
-    for path in sorted((SRC / "backends").glob("*.py")):
+    for path in sorted((SRC / "backends").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Compare) and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops):
                 sides = [node.left, *node.comparators]

@@ -456,7 +456,7 @@ def _mentions_handle(ann: str) -> bool:
 def test_backend_methods_take_and_return_typed_handles() -> None:
     offenders: list[str] = []
     checked = 0
-    for path in sorted((SRC / "backends").glob("*.py")):
+    for path in sorted((SRC / "backends").rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for qual, fn in _functions(tree):
             args = [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]
@@ -466,7 +466,7 @@ def test_backend_methods_take_and_return_typed_handles() -> None:
             if not (takes or _mentions_handle(ret)):
                 continue
             checked += 1
-            where = f"{path.name}:{qual}"
+            where = f"{path.relative_to(SRC / 'backends')}:{qual}"
             if _LOOSE.search(ret) and (_mentions_handle(ret) or qual not in _NOT_HANDLE_RETURNS):
                 offenders.append(f"{where} returns {ret}")
             for arg, ann in anns.items():
@@ -482,7 +482,7 @@ def test_backend_methods_take_and_return_typed_handles() -> None:
 
 
 def test_each_backend_launches_its_own_handle_type() -> None:
-    for path in sorted((SRC / "backends").glob("*.py")):
+    for path in sorted((SRC / "backends").rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
             kinds = [

@@ -117,7 +117,7 @@ def test_max_cost_inf_is_refused() -> None:
 def test_sky_export_nodes_zero_is_refused() -> None:
     code, out = cli("sky", "export", "--model", "m/x", "--dataset", "d/x", "--max-steps", "5", "--nodes", "0")
     assert code == 2 and "--nodes" in out
-    from vibeml.backends.skypilot_task import choice_from_flags
+    from vibeml.backends.skypilot.task import choice_from_flags
 
     with pytest.raises(ValidationError, match="nodes must be"):
         choice_from_flags("H100", num_nodes=0)

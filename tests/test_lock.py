@@ -117,7 +117,7 @@ def test_the_unsloth_lock_keeps_unsloth_within_its_caps() -> None:
 
 
 def test_the_skypilot_task_and_the_vast_payload_carry_the_lock_lines() -> None:
-    from vibeml.backends.skypilot_task import _requirements
+    from vibeml.backends.skypilot.task import _requirements
 
     request = TrainingRequest(model="Qwen/Qwen2.5-0.5B", dataset="d.jsonl", workflow="qlora")
     program = render_program(request, "j", output_dir="o", checkpoint_dir="c", events_path="e")
@@ -282,7 +282,7 @@ def test_parse_lock_round_trips_what_uv_writes(rows: list[tuple[str, str, str | 
 
 def test_rented_hosts_must_run_the_cuda_the_locked_torch_is_built_for() -> None:
     """torch's Linux wheels carry their CUDA runtime: a host whose driver is older cannot run the trainer."""
-    from vibeml.backends.vast_options import VastOptions
+    from vibeml.backends.vast.options import VastOptions
     from vibeml.locks import cuda_floor
     from vibeml.settings import Settings
 

@@ -54,7 +54,7 @@ def test_the_wheel_installs_offline_and_is_exactly_this_vibeml(tmp_path: Path) -
     assert version == vibeml.__version__ == dist_version == wheel.version
     here = metadata.distribution("vibeml")
     assert requires == here.requires and scripts == sorted(e.name for e in here.entry_points)
-    for rel in ("backends/vast_remote.py", "locks/main.txt", "trainer/__main__.py"):
+    for rel in ("backends/vast/remote.py", "locks/main.txt", "trainer/__main__.py"):
         assert (installed / rel).read_bytes() == (PACKAGE / rel).read_bytes(), rel
     with zipfile.ZipFile(wheel.path) as zf:
         names = zf.namelist()
@@ -86,13 +86,13 @@ def test_same_content_same_wheel_and_one_changed_file_another(tmp_path: Path) ->
     assert elsewhere.content_hash == first.content_hash
     assert elsewhere.path.read_bytes() == first.path.read_bytes()  # the bytes depend on the content alone
 
-    runner = pkg / "backends" / "vast_remote.py"
+    runner = pkg / "backends" / "vast" / "remote.py"
     runner.write_text(runner.read_text() + "\n# changed\n")
     changed = build_wheel(cache, package_dir=pkg, metadata_text=meta)
     assert changed.content_hash != first.content_hash and changed.path != first.path
     assert first.path.exists()  # the old build stays where it was
     with zipfile.ZipFile(changed.path) as zf:
-        assert zf.read("vibeml/backends/vast_remote.py").endswith(b"# changed\n")
+        assert zf.read("vibeml/backends/vast/remote.py").endswith(b"# changed\n")
     assert ship_wheel(cache).content_hash == ship_wheel(tmp_path / "c2").content_hash  # the running one: stable
 
 

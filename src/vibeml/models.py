@@ -349,7 +349,7 @@ class LocalHandleData(HandleData):
 
 
 class VastHandleData(HandleData):
-    """A Vast.ai instance (``backends/vast.py``). Written before the create (label, launcher), again once an
+    """A Vast.ai instance (``backends/vast/backend.py``). Written before the create (label, launcher), again once an
     instance is rented (its id and prices) and once it runs (``launched``, ``running_from``)."""
 
     label: str = Field(
@@ -383,7 +383,7 @@ class VastHandleData(HandleData):
 
 
 class SkyPilotHandleData(HandleData):
-    """A SkyPilot cluster or managed job (``backends/skypilot.py``)."""
+    """A SkyPilot cluster or managed job (``backends/skypilot/backend.py``)."""
 
     mode: Literal["cluster", "managed"]
     cluster_name: str = Field(min_length=1, description="The cluster name (the managed job's name in managed mode).")

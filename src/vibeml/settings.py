@@ -138,7 +138,7 @@ class _Section(BaseModel):
 
 class VastSettings(_Section):
     """The Vast.ai backend: where the API is, and how instances are rented, watched and torn down
-    (``VIBEML_VAST_<FIELD>``; ``vibeml.backends.vast_options.VastOptions`` is this class)."""
+    (``VIBEML_VAST_<FIELD>``; ``vibeml.backends.vast.options.VastOptions`` is this class)."""
 
     env_prefix: ClassVar[str] = "VIBEML_VAST_"
 

@@ -135,7 +135,7 @@ def test_the_vast_instance_and_its_trainer_get_the_token_and_nothing_shows_it(
 def test_skypilot_gets_the_token_as_a_secret_never_in_its_yaml(gated: dict[str, Any], tmp_path: Path) -> None:
     pytest.importorskip("sky")
     from vibeml.backends.base import LaunchChoice
-    from vibeml.backends.skypilot_task import SkyOptions, build_task_spec
+    from vibeml.backends.skypilot.task import SkyOptions, build_task_spec
     from vibeml.workflows.registry import render_program
 
     svc = VibeML(Settings.from_env())

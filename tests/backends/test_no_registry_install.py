@@ -31,9 +31,9 @@ from typer.testing import CliRunner
 
 from tests.backends.test_vast_backend_support import SECRET_KEY, WorkdirTransport, assert_nothing_billing, options
 from vibeml.backends.base import LaunchChoice
-from vibeml.backends.skypilot_task import SETUP_SCRIPT, export_task_yaml
+from vibeml.backends.skypilot.task import SETUP_SCRIPT, export_task_yaml
 from vibeml.backends.vast import VastBackend
-from vibeml.backends.vast_remote import ONSTART
+from vibeml.backends.vast.remote import ONSTART
 from vibeml.models import TrainingRequest
 from vibeml.remote_build import ship_wheel
 from vibeml.settings import Settings
@@ -225,7 +225,7 @@ def test_the_vast_onstart_installs_the_uploaded_wheel_of_this_vibeml(
         handle = backend.launch(program, "vml-ship", tmp_path / "job", _CHOICE)
         iid = int(handle.data.instance_id or 0)
         deadline = time.monotonic() + 30
-        while not any("vibeml.backends.vast_remote" in r["argv"] for r in _records(log)):
+        while not any("vibeml.backends.vast.remote" in r["argv"] for r in _records(log)):
             assert time.monotonic() < deadline, _records(log)
             time.sleep(0.05)
         calls = _records(log)
@@ -255,7 +255,7 @@ def test_the_vast_onstart_installs_the_uploaded_wheel_of_this_vibeml(
         assert install["files"][rel_wheel] == _sha(wheel.path)  # what gets installed is the shipped wheel
         assert_no_registry_vibeml(install["argv"], Path(install["cwd"]))
         # Then, and only then, the runner from what was installed.
-        assert run["tool"] == "machine-python" and run["argv"] == ["-m", "vibeml.backends.vast_remote"]
+        assert run["tool"] == "machine-python" and run["argv"] == ["-m", "vibeml.backends.vast.remote"]
         assert len(calls) == 2
     finally:
         for iid in fake.instance_ids():
@@ -358,7 +358,7 @@ def test_vibeml_sky_export_ships_the_wheel(sky: ModuleType, tmp_path: Path, monk
 
 
 def test_a_users_own_build_is_still_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vibeml.backends.skypilot_task import SkyOptions, build_task_spec
+    from vibeml.backends.skypilot.task import SkyOptions, build_task_spec
 
     own = "git+https://example.org/me/vibeml-fork.git@v1"
     settings = Settings.from_env({"VIBEML_REMOTE_INSTALL": own, "VIBEML_HOME": str(tmp_path / "h")})
@@ -404,7 +404,7 @@ def test_the_onstart_finds_a_home_relative_job_dir(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     home = tmp_path / "home"
     assert calls[0]["argv"][-3:] == ["-r", f"{home}/job/inputs/requirements.txt", f"{home}/job/inputs/w.whl"]
-    assert calls[1]["argv"] == ["-m", "vibeml.backends.vast_remote"]
+    assert calls[1]["argv"] == ["-m", "vibeml.backends.vast.remote"]
     # A rented container is this job's alone: an image whose system Python is "externally managed" (PEP 668,
     # Debian/Ubuntu images) must not refuse the install after the GPU is paid for. Both installers read these.
     assert calls[0]["env"] == {"PIP_BREAK_SYSTEM_PACKAGES": "1", "UV_BREAK_SYSTEM_PACKAGES": "1"}

@@ -19,7 +19,7 @@ import yaml
 from tests.backends.test_skypilot_backend import ON_DEMAND, SPOT, FakeSky, _backend, _program, ev, fake
 from vibeml.backends.base import LaunchChoice
 from vibeml.backends.skypilot import SkyPilotBackend
-from vibeml.backends.skypilot_task import CONFIG_ENV, build_task_spec, export_task_yaml
+from vibeml.backends.skypilot.task import CONFIG_ENV, build_task_spec, export_task_yaml
 from vibeml.exceptions import BackendError
 from vibeml.models import JobStatus, SkyPilotHandle, TrainingRequest
 from vibeml.settings import Settings
@@ -165,7 +165,7 @@ def test_autodowned_before_the_client_returned_is_reported(fake: FakeSky, sky: M
 
 
 def test_managed_spot_yaml_mounts_a_bucket_and_resumes_from_it(sky: ModuleType) -> None:
-    from vibeml.backends.skypilot_task import SkyOptions
+    from vibeml.backends.skypilot.task import SkyOptions
 
     program = _program(Path("/tmp/unused-job"))
     spec = build_task_spec(program, "vml-sky1", SPOT, SkyOptions(install="vibeml[train]==0.1.0"))
@@ -245,7 +245,7 @@ def test_export_header_never_holds_user_strings(sky: ModuleType, tmp_path: Path)
 
 
 def test_newlines_in_user_strings_survive_a_yaml_file(sky: ModuleType, tmp_path: Path) -> None:
-    from vibeml.backends.skypilot_task import SkyOptions
+    from vibeml.backends.skypilot.task import SkyOptions
 
     program = _program(tmp_path / "job")
     nasty = "line one\nline: two {{7*7}}\n- three"
@@ -267,7 +267,7 @@ def test_the_ssh_entry_helper_exists_in_the_pinned_skypilot(sky: ModuleType) -> 
 
 
 def test_a_missing_local_command_is_a_backend_error(tmp_path: Path) -> None:
-    from vibeml.backends.skypilot_status import run_command
+    from vibeml.backends.skypilot.status import run_command
 
     with pytest.raises(BackendError, match="cannot run") as info:
         run_command([str(tmp_path / "no-such-rsync"), "-a", "x:y/", "z/"])

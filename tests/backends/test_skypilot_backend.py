@@ -21,14 +21,14 @@ import pytest
 
 from vibeml.backends.base import LaunchChoice
 from vibeml.backends.skypilot import SkyPilotBackend
-from vibeml.backends.skypilot_status import (
+from vibeml.backends.skypilot.status import (
     CLUSTER_JOB_STATUS,
     MANAGED_JOB_STATUS,
     REQUEST_STATUS,
     bucket_download_argv,
     reconcile,
 )
-from vibeml.backends.skypilot_task import CONFIG_ENV, SkyOptions
+from vibeml.backends.skypilot.task import CONFIG_ENV, SkyOptions
 from vibeml.exceptions import BackendError, ResourceError
 from vibeml.models import JobStatus, SkyPilotHandle, TrainingRequest
 from vibeml.settings import Settings

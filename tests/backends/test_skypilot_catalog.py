@@ -14,7 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from vibeml.backends.skypilot_catalog import (
+from vibeml.backends.skypilot.catalog import (
     MARKER,
     catalog_root,
     render_vms_csv,

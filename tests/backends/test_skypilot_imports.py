@@ -36,7 +36,7 @@ def test_cli_and_registry_do_not_import_sky(tmp_path: Path) -> None:
         import json, sys
         import vibeml.cli.main
         import vibeml.cli.sky
-        import vibeml.backends.skypilot, vibeml.backends.skypilot_task, vibeml.backends.skypilot_catalog
+        import vibeml.backends.skypilot, vibeml.backends.skypilot.task, vibeml.backends.skypilot.catalog
         from vibeml.backends.registry import default_registry
         from vibeml.settings import Settings
         names = default_registry(Settings.from_env()).names()
@@ -82,7 +82,7 @@ def test_local_launch_does_not_import_sky(tmp_path: Path, demo_assets_dir: Path)
 
 
 def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    from vibeml.backends.skypilot_task import import_sky
+    from vibeml.backends.skypilot.task import import_sky
 
     monkeypatch.setitem(sys.modules, "sky", None)  # what `import sky` sees without the extra
     with pytest.raises(ConfigurationError) as info:

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from vibeml.backends.base import LaunchCandidate, LaunchChoice
-from vibeml.backends.skypilot_task import (
+from vibeml.backends.skypilot.task import (
     CONFIG_ENV,
     RUN_SCRIPT,
     SETUP_SCRIPT,

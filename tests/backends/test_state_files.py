@@ -6,7 +6,7 @@ import json
 import threading
 from pathlib import Path
 
-from vibeml.backends.vast_progress import STATE_FILE, JobState
+from vibeml.backends.vast.progress import STATE_FILE, JobState
 
 
 def test_job_state_saved_from_many_threads_is_always_whole(tmp_path: Path) -> None:

@@ -26,11 +26,12 @@ from tests.backends.test_vast_backend_support import (
     wait_terminal,
 )
 from vibeml.backends.base import LaunchChoice
-from vibeml.backends.vast import LABEL_PREFIX, VastBackend
-from vibeml.backends.vast_offers import offer_filters, offer_query, rank_offers
-from vibeml.backends.vast_options import DEFAULT_IMAGE, VastOptions
-from vibeml.backends.vast_progress import RunInfo
-from vibeml.backends.vast_remote import ONSTART, decode_payload, encode_payload
+from vibeml.backends.vast import VastBackend
+from vibeml.backends.vast.backend import LABEL_PREFIX
+from vibeml.backends.vast.offers import offer_filters, offer_query, rank_offers
+from vibeml.backends.vast.options import DEFAULT_IMAGE, VastOptions
+from vibeml.backends.vast.progress import RunInfo
+from vibeml.backends.vast.remote import ONSTART, decode_payload, encode_payload
 from vibeml.exceptions import BackendError, ConfigurationError, CredentialError
 from vibeml.models import JobStatus
 from vibeml.settings import Settings
@@ -407,7 +408,7 @@ class _Recorder:
 
 
 def test_ssh_transport_command_lines(tmp_path: Path, vast_env: FakeVast) -> None:
-    from vibeml.backends.vast_transport import SSHTransport
+    from vibeml.backends.vast.transport import SSHTransport
 
     run = _Recorder(fail_first=1)
     transport = SSHTransport(tmp_path / "ssh", run=run, sleep=lambda _s: None, retry_delay=0)

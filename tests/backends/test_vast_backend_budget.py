@@ -21,7 +21,7 @@ from tests.backends.test_vast_backend_support import (
     wait_terminal,
 )
 from vibeml.backends.base import LaunchChoice
-from vibeml.backends.vast_progress import JobState, RunInfo
+from vibeml.backends.vast.progress import JobState, RunInfo
 from vibeml.models import JobStatus, TrainingRequest, VastHandle
 from vibeml.settings import Settings
 from vibeml.testing.fake_vast import FakeVast

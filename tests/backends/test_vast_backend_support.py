@@ -22,8 +22,8 @@ import pytest
 from vibeml.backends.base import LaunchChoice
 from vibeml.backends.registry import default_registry
 from vibeml.backends.vast import VastBackend
-from vibeml.backends.vast_options import VastOptions
-from vibeml.backends.vast_transport import ArtifactTransport
+from vibeml.backends.vast.options import VastOptions
+from vibeml.backends.vast.transport import ArtifactTransport
 from vibeml.client import VibeML
 from vibeml.exceptions import BackendError
 from vibeml.models import JobRecord, VastHandle

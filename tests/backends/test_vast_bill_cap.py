@@ -1,6 +1,6 @@
 """Money: the on-instance runner reads its own bill and stops before the cap, whatever the quote said.
 
-The unit tests drive :class:`~vibeml.backends.vast_remote.Runner`'s arithmetic with a fake clock and a fake
+The unit tests drive :class:`~vibeml.backends.vast.remote.Runner`'s arithmetic with a fake clock and a fake
 bill reader; the slow test is a whole launch on the fake Vast.ai whose instance bills 5× its offer's quote,
 with no client polling after the launch.
 """
@@ -22,8 +22,8 @@ from tests.backends.test_vast_backend_support import (
     options,
 )
 from vibeml.backends.base import LaunchChoice
-from vibeml.backends.vast_progress import JobState, RunInfo, billed_cost
-from vibeml.backends.vast_remote import Runner, encode_payload, parse_runner_lines
+from vibeml.backends.vast.progress import JobState, RunInfo, billed_cost
+from vibeml.backends.vast.remote import Runner, encode_payload, parse_runner_lines
 from vibeml.models import JobStatus, TrainingRequest, VastHandleData
 from vibeml.settings import Settings
 from vibeml.testing.fake_vast import FakeVast

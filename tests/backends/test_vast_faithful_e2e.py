@@ -43,7 +43,7 @@ import pytest
 
 from tests.backends import test_vast_backend_support as support
 from tests.backends.test_vast_backend_support import SECRET_KEY, assert_nothing_billing
-from vibeml.backends.vast_progress import RECORDS_FILE
+from vibeml.backends.vast.progress import RECORDS_FILE
 from vibeml.testing.fake_vast import FakeVast
 from vibeml.testing.fake_vast_machine import FakeMachineImage
 from vibeml.trainer.events import ECHO_PREFIX

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 import vibeml.vast
-from vibeml.backends import vast_transport
-from vibeml.backends.vast_options import VastOptions
-from vibeml.backends.vast_remote import destroy_own_instance
-from vibeml.backends.vast_status import VastJobMonitor
-from vibeml.backends.vast_transport import SSHTransport
+from vibeml.backends.vast import transport as vast_transport
+from vibeml.backends.vast.options import VastOptions
+from vibeml.backends.vast.remote import destroy_own_instance
+from vibeml.backends.vast.status import VastJobMonitor
+from vibeml.backends.vast.transport import SSHTransport
 from vibeml.exceptions import BackendError
 from vibeml.vast import VastAPIError, VastNotFoundError
 

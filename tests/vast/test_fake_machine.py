@@ -1,6 +1,6 @@
 """The fake Vast.ai's faithful machines: a real SSH endpoint per instance, a clean image, Vast's variables.
 
-Drives the real :class:`~vibeml.backends.vast_transport.SSHTransport` (OpenSSH ``ssh``/``scp``) against it.
+Drives the real :class:`~vibeml.backends.vast.transport.SSHTransport` (OpenSSH ``ssh``/``scp``) against it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from vibeml.backends.vast_transport import SSHTransport
+from vibeml.backends.vast.transport import SSHTransport
 from vibeml.exceptions import BackendError
 from vibeml.locks import load_lock
 from vibeml.testing.fake_vast import FakeVast

@@ -37,7 +37,7 @@ def export(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Write the SkyPilot task YAML for a fine-tune, to run with `sky launch task.yaml` yourself."""
-    from vibeml.backends.skypilot_task import choice_from_flags, export_task_yaml
+    from vibeml.backends.skypilot.task import choice_from_flags, export_task_yaml
     from vibeml.cli._output import settings
     from vibeml.client import build_request
 
@@ -91,7 +91,7 @@ def seed_catalog(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Write VibeML's price table as SkyPilot catalogues (offline use; SkyPilot never refetches them)."""
-    from vibeml.backends.skypilot_catalog import catalog_root, seed_sky_catalogs, unseed_sky_catalogs
+    from vibeml.backends.skypilot.catalog import catalog_root, seed_sky_catalogs, unseed_sky_catalogs
     from vibeml.cli._output import settings
 
     root = catalog_root(settings().skypilot.runtime_dir)

@@ -1,4 +1,4 @@
-"""The program that runs on a rented Vast.ai instance: ``python -m vibeml.backends.vast_remote``.
+"""The program that runs on a rented Vast.ai instance: ``python -m vibeml.backends.vast.remote``.
 
 The instance's onstart (:data:`ONSTART`, fixed text, no user string ever in it) waits for the uploaded
 inputs, installs the shipped VibeML wheel (or the user's own build) with the lock's pinned requirements,
@@ -121,7 +121,7 @@ ONSTART = (
     'if command -v uv >/dev/null 2>&1; then uv pip install -q --python "$PY" -r "$D/inputs/requirements.txt" "$@"; '
     'else "$PY" -m pip install -q -r "$D/inputs/requirements.txt" "$@"; fi || gave_up "pip install failed"; '
     "fi; "
-    'exec "$PY" -m vibeml.backends.vast_remote'
+    'exec "$PY" -m vibeml.backends.vast.remote'
 )
 
 #: Where the shipped wheel and the pinned requirements land under the job dir (the onstart's paths).

@@ -29,7 +29,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from vibeml.backends.base import Backend, Capabilities, Capability, LaunchChoice, write_handle_file
-from vibeml.backends.skypilot_status import (
+from vibeml.backends.skypilot.status import (
     CLUSTER_JOB_STATUS,
     GONE,
     MANAGED_JOB_STATUS,
@@ -43,7 +43,7 @@ from vibeml.backends.skypilot_status import (
     run_command,
     status_name,
 )
-from vibeml.backends.skypilot_task import SkyOptions, SkyTaskSpec, build_task_spec, import_sky
+from vibeml.backends.skypilot.task import SkyOptions, SkyTaskSpec, build_task_spec, import_sky
 from vibeml.catalog.prices import CLOUDS, PriceQuote, read_sky_catalogs
 from vibeml.exceptions import BackendError, CredentialError, ResourceError, VibeMLError
 from vibeml.jobs.progress import progress_from_events

@@ -4,20 +4,20 @@ Launch (returns once the instance runs and its inputs are in place):
 
 1. search offers for the planner's GPU (``num_gpus``, ``gpu_ram`` ≥ the memory need, reliability floor,
    ``cuda_max_good`` ≥ the image's CUDA, ``disk_space`` ≥ the job's disk, rentable; interruptible bids for
-   spot) and rank them by expected total job cost (:mod:`vibeml.backends.vast_offers`);
+   spot) and rank them by expected total job cost (:mod:`vibeml.backends.vast.offers`);
 2. record the intent (job, label, offer, this installation's id) in the job store, then create the
-   instance: image :data:`~vibeml.backends.vast_options.DEFAULT_IMAGE`, label
-   ``vibeml-<installation id>-<job_id>``, the fixed onstart :data:`~vibeml.backends.vast_remote.ONSTART`,
+   instance: image :data:`~vibeml.backends.vast.options.DEFAULT_IMAGE`, label
+   ``vibeml-<installation id>-<job_id>``, the fixed onstart :data:`~vibeml.backends.vast.remote.ONSTART`,
    and the job as data in the environment (payload, install spec, run-time budget = max_cost / dph_total × 0.95,
    and max_cost itself: the runner reads the instance's bill every ``bill_poll`` seconds and stops before it);
 3. poll until running (give up and destroy on exited/offline/error messages or a start timeout), then
-   upload local inputs through the :class:`~vibeml.backends.vast_transport.ArtifactTransport`, with a wheel
+   upload local inputs through the :class:`~vibeml.backends.vast.transport.ArtifactTransport`, with a wheel
    of the running VibeML (:mod:`vibeml.remote_build`; by default, ``VIBEML_REMOTE_INSTALL=ship``) and the
    lock's pinned requirements (``inputs/requirements.txt``).
 
 On the instance the onstart waits for those, installs the wheel (or the user's own build named by
 ``VIBEML_REMOTE_INSTALL``) with the pinned requirements, and execs the runner
-(:mod:`vibeml.backends.vast_remote`): the workflow's import checks, then the trainer under the run-time
+(:mod:`vibeml.backends.vast.remote`): the workflow's import checks, then the trainer under the run-time
 budget, then it destroys its own instance. ``VIBEML_REMOTE_INSTALL=""``: VibeML is already on the image.
 
 Any failure after the create destroys the instance. A ``handle.json`` is written beside the job before
@@ -74,12 +74,12 @@ from vibeml.backends.base import (
     write_handle_file,
 )
 from vibeml.backends.local import process_alive
-from vibeml.backends.vast_offers import RankedOffer, offer_filters, offer_query, rank_offers
-from vibeml.backends.vast_options import VastOptions
-from vibeml.backends.vast_progress import JobState, RunInfo
-from vibeml.backends.vast_remote import INPUTS_MARKER, ONSTART, REQUIREMENTS_FILE, STOP_MARKER, encode_payload
-from vibeml.backends.vast_status import FAILED_MSG, LOG_FILENAME, VastJobMonitor, _instance_id, quiet
-from vibeml.backends.vast_transport import ArtifactTransport, SSHTransport
+from vibeml.backends.vast.offers import RankedOffer, offer_filters, offer_query, rank_offers
+from vibeml.backends.vast.options import VastOptions
+from vibeml.backends.vast.progress import JobState, RunInfo
+from vibeml.backends.vast.remote import INPUTS_MARKER, ONSTART, REQUIREMENTS_FILE, STOP_MARKER, encode_payload
+from vibeml.backends.vast.status import FAILED_MSG, LOG_FILENAME, VastJobMonitor, _instance_id, quiet
+from vibeml.backends.vast.transport import ArtifactTransport, SSHTransport
 from vibeml.catalog.gpus import GPUS
 from vibeml.catalog.prices import PriceQuote, quotes_from_vast_offers
 from vibeml.exceptions import (

@@ -36,7 +36,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from vibeml.backends.base import LaunchChoice
-from vibeml.backends.skypilot_catalog import sky_accelerator_name
+from vibeml.backends.skypilot.catalog import sky_accelerator_name
 from vibeml.exceptions import ConfigurationError, ValidationError
 from vibeml.models import TrainingRequest
 from vibeml.remote_build import is_ship, ship_wheel
@@ -637,7 +637,7 @@ def export_header(spec: SkyTaskSpec, filename: str = "task.yaml") -> str:
     """
     import shlex
 
-    from vibeml.backends.skypilot_status import bucket_download_argv, cluster_download_argv
+    from vibeml.backends.skypilot.status import bucket_download_argv, cluster_download_argv
 
     file = filename if _SAFE_FILENAME.match(filename) else "task.yaml"
     name = spec.name

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vibeml.backends.vast_remote import RUNNER_PREFIX
+from vibeml.backends.vast.remote import RUNNER_PREFIX
 from vibeml.jobs.progress import progress_from_events
 from vibeml.models import JobProgress, JobStatus, VastHandleData
 from vibeml.safe_paths import atomic_write_bytes

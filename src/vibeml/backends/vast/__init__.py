@@ -1,0 +1,23 @@
+"""The Vast.ai backend: :class:`VastBackend` (``backend``), offers and live quotes (``offers``), status and
+reconcile (``status``), progress from logs (``progress``), SSH transfers (``transport``) and the program that
+runs on the rented machine (``remote``, ``python -m vibeml.backends.vast.remote``).
+
+``VastBackend`` is imported on first use, so that the on-machine runner imports only what it needs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vibeml.backends.vast.backend import VastBackend
+
+__all__ = ["VastBackend"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "VastBackend":
+        from vibeml.backends.vast.backend import VastBackend
+
+        return VastBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
