@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic import ValidationError as PydanticValidationError
 
 from vibeml.backends.base import HANDLE_FILENAME, LaunchCandidate, LaunchChoice
-from vibeml.backends.local import _proc_start_time, process_alive
 from vibeml.backends.registry import BackendRegistry, default_registry
 from vibeml.config.budget import BudgetCheck, BudgetStatus, check_budget
 from vibeml.config.preferences import PreferencesStore
@@ -36,6 +35,7 @@ from vibeml.exceptions import (
 from vibeml.inputs import check_cached_when_offline, dataset_stats, hub_secrets, hub_token, resolve_local_inputs
 from vibeml.jobs.store import MAX_LIST_LIMIT, JobStore, utcnow
 from vibeml.models import CostEstimate, Hyperparameters, JobRecord, JobStatus, TrainingRequest, load_handle
+from vibeml.processes import process_alive, start_time
 from vibeml.reports import LaunchPreview, PlanReport
 from vibeml.safe_paths import make_private_dir
 from vibeml.settings import Settings
@@ -65,8 +65,7 @@ logger = logging.getLogger(__name__)
 def _launcher() -> dict[str, Any]:
     """This process, as a job's "launching" event names it (pid and start time tell a reused pid apart)."""
     pid = os.getpid()
-    info = _proc_start_time(pid)
-    return {"pid": pid, "start": info[1] if info else None}
+    return {"pid": pid, "start": start_time(pid)}
 
 
 def build_request(**fields: Any) -> TrainingRequest:

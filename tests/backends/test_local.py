@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from vibeml.backends.local import LocalBackend, process_alive
+from vibeml.backends.local import LocalBackend
 from vibeml.exceptions import ConfigurationError
 from vibeml.models import JobStatus, LocalHandle, LocalHandleData, TrainerEnd, TrainingRequest
+from vibeml.processes import process_alive, start_time
 from vibeml.settings import Settings
 from vibeml.workflows.registry import render_program
 
@@ -99,11 +100,9 @@ def test_follow_logs_ends_with_the_job(tmp_path: Path) -> None:
 def test_pid_reuse_is_not_mistaken_for_the_job() -> None:
     me = os.getpid()
     assert process_alive(me)
-    from vibeml.backends.local import _proc_start_time
-
-    info = _proc_start_time(me)
-    assert info is not None
-    assert not process_alive(me, info[1] + 12345)
+    started = start_time(me)
+    assert started is not None and process_alive(me, started)
+    assert not process_alive(me, started + 12345)
 
 
 def test_stop_of_vanished_process_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,52 +24,15 @@ from vibeml.config._files import atomic_write_bytes
 from vibeml.exceptions import BackendError, ConfigurationError
 from vibeml.jobs.progress import progress_from_events
 from vibeml.models import JobProgress, LocalHandle, LocalHandleData, TrainerEnd, TrainingRequest
+from vibeml.processes import process_alive, process_state
 from vibeml.safe_paths import make_private_dir
 from vibeml.settings import Settings
 from vibeml.trainer.events import read_events
 from vibeml.workflows.registry import TrainingProgram
 
-__all__ = ["LocalBackend", "process_alive"]
+__all__ = ["LocalBackend"]
 
 LOG_FILENAME = "train.log"
-
-
-def _proc_start_time(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks) from /proc, or None when the process is gone/unknown."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    except OSError:
-        return None
-    rest = raw[raw.rfind(")") + 2 :].split()
-    try:
-        return rest[0], int(rest[19])
-    except (IndexError, ValueError):
-        return None
-
-
-def process_alive(pid: int, start_time: int | None = None) -> bool:
-    """Is ``pid`` running and (when ``start_time`` is known) still the process we started?"""
-    if pid <= 0:
-        return False
-    if Path("/proc/self/stat").exists():
-        info = _proc_start_time(pid)
-        if info is None:
-            return False
-        state, started = info
-        if state in ("Z", "X"):
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
-            return False
-        return start_time is None or started == start_time
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class LocalBackend(Backend[LocalHandle]):
@@ -161,7 +124,7 @@ class LocalBackend(Backend[LocalHandle]):
                 "Check that VIBEML_PYTHON (or this Python) exists and has `vibeml[train]` installed.",
             ) from exc
         self._children[proc.pid] = proc
-        info = _proc_start_time(proc.pid)
+        info = process_state(proc.pid)
         handle = LocalHandle(
             job_id=job_id,
             backend_job_id=str(proc.pid),

@@ -73,7 +73,6 @@ from vibeml.backends.base import (
     LaunchChoice,
     write_handle_file,
 )
-from vibeml.backends.local import process_alive
 from vibeml.backends.vast.offers import RankedOffer, offer_filters, offer_query, rank_offers
 from vibeml.backends.vast.options import VastOptions
 from vibeml.backends.vast.progress import JobState, RunInfo
@@ -92,6 +91,7 @@ from vibeml.exceptions import (
 )
 from vibeml.jobs.store import JobStore, utcnow
 from vibeml.models import JobProgress, JobRecord, JobStatus, TrainingRequest, VastHandle, VastHandleData, load_handle
+from vibeml.processes import process_alive, start_time
 from vibeml.remote_build import ShippedWheel, is_ship, ship_wheel
 from vibeml.settings import Settings
 from vibeml.trainer.config import TrainerConfig
@@ -111,15 +111,6 @@ _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
 #: Jobs this process is launching right now (any backend object): the sweep leaves their labels to the launch.
 _LAUNCHING: set[str] = set()
 _LAUNCHING_LOCK = threading.Lock()
-
-
-def _start_time(pid: int) -> int | None:
-    """A process's start time in clock ticks (tells a reused pid apart), from /proc."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-        return int(raw[raw.rfind(")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _is_marker(line: str) -> bool:
@@ -451,7 +442,7 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
             label=label,
             launched=False,
             launcher_pid=pid,
-            launcher_start=_start_time(pid),
+            launcher_start=start_time(pid),
             remote_dir=self.options.remote_dir,
             output_dir=program.config.output_dir,
             checkpoint_dir=program.config.checkpoint_dir,
