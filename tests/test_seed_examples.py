@@ -83,9 +83,7 @@ EXPECT: dict[str, list[Expect]] = {
         Expect(
             "result = client.create_instance(...)",
             completes=False,
-            why="`...` placeholder",
-            missing_vast="VastAI.create_instance with only an offer id: the SDK's image (and every argument but "
-            "id) is optional; VibeML's requires image, so `create_instance(...)` is a TypeError",
+            why="`...` placeholder: the offer id is checked before anything is sent (a typed error)",
         ),
     ],
 }

@@ -141,6 +141,17 @@ def test_create_validates_before_sending(client: VastAI, fake: FakeVast, kwargs:
     assert fake.count("create") == 0
 
 
+@pytest.mark.parametrize("offer", [..., "123", 12.5, True, -1, None])
+def test_create_with_the_sdks_optional_image_checks_before_sending(client: VastAI, fake: FakeVast, offer: Any) -> None:
+    # The official SDK's signature: create_instance(id, image=None, disk=10, ...). An offer id that is not
+    # one, or no image, is a typed error before any request (never a TypeError, never a rented machine).
+    with pytest.raises(ValidationError):
+        client.create_instance(offer, image="img")
+    with pytest.raises(ValidationError, match="an image is needed"):
+        client.create_instance(123)
+    assert fake.count("create") == 0
+
+
 def test_create_errors_from_the_server(client: VastAI) -> None:
     with pytest.raises(VastNotFoundError) as info:
         client.create_instance(1, image="img")

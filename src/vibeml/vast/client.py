@@ -283,7 +283,7 @@ class VastAI:
     def create_instance(
         self,
         id: int,
-        image: str,
+        image: str | None = None,
         disk: float = 10,
         env: Mapping[str, Any] | str | None = None,
         onstart_cmd: str | None = None,
@@ -325,7 +325,7 @@ class VastAI:
             VastAPIError: The server refused.
         """
         arg_list = shlex.split(args) if isinstance(args, str) else list(args or [])
-        self._validate_create(image, disk, label, price, onstart_cmd, arg_list)
+        self._validate_create(id, image, disk, label, price, onstart_cmd, arg_list)
         body: dict[str, Any] = {
             "client_id": "me",
             "image": image,
@@ -446,10 +446,20 @@ class VastAI:
 
     @staticmethod
     def _validate_create(
-        image: str, disk: float, label: str | None, price: float | None, onstart: str | None, args: list[str]
+        id: Any,
+        image: str | None,
+        disk: float,
+        label: str | None,
+        price: float | None,
+        onstart: str | None,
+        args: list[str],
     ) -> None:
         problems = []
-        if not image or len(image) > 1024:
+        if not isinstance(id, int) or isinstance(id, bool) or id < 0:
+            problems.append(f"id must be an offer id from search_offers (got {str(id)[:40]!r})")
+        if image is None:
+            problems.append("an image is needed (e.g. image='pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime')")
+        elif not isinstance(image, str) or not image or len(image) > 1024:
             problems.append("image must be 1–1024 characters")
         if not isinstance(disk, (int, float)) or isinstance(disk, bool) or not disk >= 8:
             problems.append(f"disk must be at least 8 GB (got {disk!r})")
