@@ -52,3 +52,11 @@ def test_every_tool_is_annotated_as_the_table_says() -> None:
 def test_only_launch_stop_and_cleanup_change_anything() -> None:
     writers = {t.name for t in _tools() if not t.annotations.read_only_hint}
     assert writers == {"launch_training", "stop_job", "cleanup_orphans"}
+
+
+def test_following_a_launch_is_opt_in_and_leaves_its_annotations() -> None:
+    [launch] = [t for t in _tools() if t.name == "launch_training"]
+    wait = launch.inputSchema["properties"]["wait"]
+    assert wait["type"] == "boolean" and wait["default"] is False
+    assert "progress" in wait["description"] and "stops the job" in wait["description"]
+    assert "wait" not in launch.inputSchema.get("required", [])

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec, Protocol, TypeVar
 
 from fastmcp import Context, FastMCP
-from fastmcp.exceptions import ToolError
+from fastmcp.exceptions import ResourceError, ToolError
 from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResult, ToolAnnotations
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ConfigDict, Field
@@ -302,6 +302,62 @@ async def _ask_yes(
     return token
 
 
+#: How often a followed job is polled: a local run's status is a file read; a cloud's is an API call.
+_POLL_SECONDS = {"local": 1.0}
+_POLL_SECONDS_REMOTE = 5.0
+#: The longest a ``wait=true`` call follows a job; past it the call returns and the job keeps running.
+_FOLLOW_LIMIT_SECONDS = 24 * 3600.0
+
+
+def _progress_message(record: JobRecord) -> str:
+    p = record.progress
+    step = p.step if p else 0
+    text = f"step {step}/{p.max_steps if p and p.max_steps else '?'}"
+    if p and p.loss is not None:
+        text += f" loss {p.loss:.4f}"
+    return text + f" cost ${record.cost_so_far:.2f} ({record.status.value})"
+
+
+async def _follow(ctx: Context, service: VibeML, record: JobRecord) -> JobRecord:
+    """Poll the job until it ends, reporting each new step as an MCP progress notification.
+
+    Cancelling the call (the client's ``notifications/cancelled``) stops the job through the service, shielded
+    so the stop completes, then lets the cancellation through.
+    """
+    import anyio
+
+    job_id = record.job_id
+    interval = _POLL_SECONDS.get(record.backend, _POLL_SECONDS_REMOTE)
+    deadline = anyio.current_time() + _FOLLOW_LIMIT_SECONDS
+    last_step = -1
+    try:
+        while True:
+            step = record.progress.step if record.progress else 0
+            if step > last_step:  # MCP progress must increase with each notification
+                last_step = step
+                total = record.progress.max_steps if record.progress else None
+                await ctx.report_progress(progress=step, total=total, message=_progress_message(record))
+            if record.status.is_terminal or anyio.current_time() >= deadline:
+                return record
+            await anyio.sleep(interval)
+            record = await asyncio.to_thread(service.get_status, job_id)
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True):
+            log.warning("launch_training(wait=true) cancelled: stopping job %s", job_id)
+            await anyio.to_thread.run_sync(service.stop, job_id)
+        raise
+
+
+def _after_follow(record: JobRecord) -> str:
+    job = repr(record.job_id)
+    if record.status.value == "completed":
+        out = record.output_dir or (record.progress.output_dir if record.progress else None)
+        return f"Done: the result is in {out}." if out else f"Done (get_job_status(job_id={job}) for the result)."
+    if record.status.is_terminal:
+        return f"The job ended {record.status.value}: {record.error or 'see its log'} (get_job_logs(job_id={job}))."
+    return f"Still running after {int(_FOLLOW_LIMIT_SECONDS)} s of following: poll get_job_status(job_id={job})."
+
+
 def create_server(
     service_factory: Callable[[], VibeML] | None = None,
     *,
@@ -365,9 +421,17 @@ def create_server(
                 description="From a dry run of exactly these arguments, once the person said yes to its plan.",
             ),
         ] = None,
+        wait: Annotated[
+            bool,
+            Field(
+                description="Follow the job until it ends, reporting progress (step, loss, cost); cancelling "
+                "the call stops the job."
+            ),
+        ] = False,
     ) -> LaunchResult:
         """Fine-tune a model. Validates, estimates, refuses past max_cost or the monthly budget, then starts
-        the job and returns at once (poll get_job_status). dry_run=true starts nothing.
+        the job and returns at once (poll get_job_status), or with wait=true follows it to its end with
+        progress notifications (cancelling the call stops the job). dry_run=true starts nothing.
         A paid run starts only on the person's yes: the server asks them where the client supports it,
         else pass the confirmation_token of a dry run whose plan and cost they accepted."""
         fields: dict[str, Any] = {
@@ -426,12 +490,17 @@ def create_server(
                 confirm.redeem(token, prep)
 
         record = await asyncio.to_thread(service.launch, request, gate)
+        warnings = record.warnings
+        next_step = f"Poll get_job_status(job_id={record.job_id!r})."
+        if wait:
+            record = await _follow(ctx, service, record)
+            next_step = _after_follow(record)
         return LaunchResult(
             dry_run=False,
             job=record,
             estimate=record.estimate or await asyncio.to_thread(service.estimate, request),
-            warnings=record.warnings,
-            next_step=f"Poll get_job_status(job_id={record.job_id!r}).",
+            warnings=warnings,
+            next_step=next_step,
         )
 
     @tool(title="Estimate one fine-tune's memory, time and cost", read_only=True, open_world=True)
@@ -610,7 +679,99 @@ def create_server(
             )
         )
 
+    _register_resources_and_prompts(mcp, svc)
     return mcp
+
+
+#: How many lines the log resource returns, and how many trainer events the events resource returns.
+RESOURCE_TAIL = 200
+
+
+def _resource_error(exc: VibeMLError) -> ResourceError:
+    """A user's error (an unknown job id): its text for the assistant, logged as information, not a crash."""
+    return ResourceError(str(_tool_error(exc)), log_level=logging.INFO)
+
+
+def _register_resources_and_prompts(mcp: FastMCP, svc: _LazyService) -> None:
+    """Job logs and events as resource templates, and the ``fine_tune_safely`` prompt. Their descriptions are
+    passed as they are, so registering them loads nothing (FastMCP would parse a prompt's docstring with
+    griffe)."""
+
+    async def job_log(job_id: str) -> str:
+        service = svc()
+        try:
+            lines = await asyncio.to_thread(lambda: list(service.logs(job_id, tail=RESOURCE_TAIL)))
+        except VibeMLError as exc:
+            raise _resource_error(exc) from None
+        return "\n".join(lines)
+
+    mcp.resource(
+        "vibeml://jobs/{job_id}/log",
+        name="job_log",
+        title="A job's training log",
+        description=f"The last {RESOURCE_TAIL} lines of a job's training log (id or unique prefix).",
+        mime_type="text/plain",
+    )(job_log)
+
+    async def job_events(job_id: str) -> str:
+        service = svc()
+
+        def read() -> dict[str, Any]:
+            from vibeml.trainer.events import dump_event, read_events
+
+            record = service.get_status(job_id)
+            trainer = [json.loads(dump_event(e)) for e in read_events(service.job_dir(record.job_id) / "events.jsonl")]
+            return {
+                "job_id": record.job_id,
+                "status": record.status.value,
+                "progress": record.progress.model_dump(mode="json") if record.progress else None,
+                "cost_so_far": record.cost_so_far,
+                "lifecycle": service.store.events(record.job_id),
+                "trainer_events": trainer[-RESOURCE_TAIL:],
+            }
+
+        try:
+            return json.dumps(await asyncio.to_thread(read), default=str)
+        except VibeMLError as exc:
+            raise _resource_error(exc) from None
+
+    mcp.resource(
+        "vibeml://jobs/{job_id}/events",
+        name="job_events",
+        title="A job's event stream",
+        description="A job's status and progress, its lifecycle events (launch, stop, ...) and the last "
+        f"{RESOURCE_TAIL} trainer events (steps, losses, checkpoints) recorded on this machine, as JSON.",
+        mime_type="application/json",
+    )(job_events)
+
+    def fine_tune_safely(model: str, dataset: str, max_cost: str = "5") -> str:
+        return FINE_TUNE_SAFELY.format(model=model, dataset=dataset, max_cost=max_cost)
+
+    mcp.prompt(
+        fine_tune_safely,
+        name="fine_tune_safely",
+        title="Fine-tune safely: estimate, plan, confirm, launch, follow",
+        description="Walks an assistant through a fine-tune that spends money only with the person's yes.",
+    )
+
+
+FINE_TUNE_SAFELY = """\
+Fine-tune {model!r} on {dataset!r} with VibeML, spending at most ${max_cost} and only with my explicit yes.
+
+1. Check: validate_model(model={model!r}) and validate_dataset(dataset={dataset!r}, model={model!r}). If \
+either reports a problem, tell me what it says and how to fix it; stop there.
+2. Estimate: estimate_training_cost for this model and dataset (rows and tokens from validate_dataset). Tell me \
+the GPU memory needed, the time, and the expected cost.
+3. Plan: plan_training and show me the cheapest few choices (cloud, GPU, spot or on-demand, expected total cost).
+4. Confirm: call launch_training with model={model!r}, dataset={dataset!r}, max_cost={max_cost}, the chosen \
+backend and dry_run=true. Show me its `confirmation` (the plan, the expected and maximum cost, the cap) and ask \
+me whether to start. Do not launch until I say yes. A free local run needs no confirmation.
+5. Launch: on my yes, call launch_training again with the same arguments and dry_run=false, passing the dry \
+run's confirmation_token (if the server asks me itself, let it). Never raise max_cost without asking me.
+6. Follow: pass wait=true to follow the job with progress, or poll get_job_status(job_id) (step, loss, ETA, \
+cost so far); read the resource vibeml://jobs/<job_id>/log or get_job_logs when something looks wrong, and \
+stop_job if I ask. When it completes, tell me the final loss, the cost and where the result is.
+"""
 
 
 def parse_http_address(text: str) -> tuple[str, int]:
