@@ -5,8 +5,9 @@ The public API is async and imported lazily, so ``import vibeml`` (and the CLI) 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vibeml._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -45,14 +46,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from vibeml.settings import Settings
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vibeml' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -21,8 +21,9 @@ Example::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vibeml._lazy import lazy_exports
 
 _EXPORTS = {
     "BUILTIN_BACKENDS": "vibeml.backends.registry",
@@ -75,14 +76,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from vibeml.models import CostEstimate
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vibeml.cloud' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,8 +7,9 @@ Names are imported lazily: the launch and estimate paths need preferences, not t
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vibeml._lazy import lazy_exports
 
 _EXPORTS = {
     "KNOWN_CREDENTIALS": "vibeml.config.credentials",
@@ -35,10 +36,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from vibeml.config.preferences import Preferences, PreferencesStore
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vibeml.config' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,8 +7,9 @@ use, so ``vibeml.vast.models`` (the typed payloads the reports use) imports with
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vibeml._lazy import lazy_exports
 
 _EXPORTS = {
     "DEFAULT_SERVER_URL": "vibeml.vast.client",
@@ -60,14 +61,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from vibeml.vast.query import VastQueryError, build_search_query, parse_order, parse_query, render_query
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vibeml.vast' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,7 +7,9 @@ brings the backend or SkyPilot with it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vibeml._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from vibeml.backends.skypilot.backend import SkyPilotBackend
@@ -15,9 +17,4 @@ if TYPE_CHECKING:
 __all__ = ["SkyPilotBackend"]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "SkyPilotBackend":
-        from vibeml.backends.skypilot.backend import SkyPilotBackend
-
-        return SkyPilotBackend
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, {"SkyPilotBackend": "vibeml.backends.skypilot.backend"})

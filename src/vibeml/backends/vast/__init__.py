@@ -7,7 +7,9 @@ runs on the rented machine (``remote``, ``python -m vibeml.backends.vast.remote`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vibeml._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from vibeml.backends.vast.backend import VastBackend
@@ -15,9 +17,4 @@ if TYPE_CHECKING:
 __all__ = ["VastBackend"]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "VastBackend":
-        from vibeml.backends.vast.backend import VastBackend
-
-        return VastBackend
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, {"VastBackend": "vibeml.backends.vast.backend"})
