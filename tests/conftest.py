@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -117,15 +118,23 @@ def faithful_vast(fake_machine_image: FakeMachineImage, tmp_path: Path) -> Itera
     ``fake.workdir(iid)`` is the container's ``/``, ``fake.ssh_port(iid)`` its SSH endpoint.
     See :mod:`vibeml.testing.fake_vast_machine`.
     """
+    with faithful_fake_vast(fake_machine_image, tmp_path) as fake:
+        yield fake
+
+
+@contextmanager
+def faithful_fake_vast(image: FakeMachineImage, tmp_path: Path, **options: Any) -> Iterator[FakeVast]:
+    """A started fake Vast.ai with ``image``'s faithful machines and short delays (``options`` override)."""
     from vibeml.testing.fake_vast import FakeVast
 
-    with FakeVast(
-        machine=fake_machine_image,
-        created_delay=0.02,
-        loading_delay=0.05,
-        logs_delay=0.01,
-        kill_grace=1.0,
-        tick_interval=0.01,
-        workdir_root=tmp_path / "fake-vast",
-    ) as fake:
+    settings: dict[str, Any] = {
+        "created_delay": 0.02,
+        "loading_delay": 0.05,
+        "logs_delay": 0.01,
+        "kill_grace": 1.0,
+        "tick_interval": 0.01,
+        "workdir_root": tmp_path / "fake-vast",
+        **options,
+    }
+    with FakeVast(machine=image, **settings) as fake:
         yield fake

@@ -43,6 +43,7 @@ import pytest
 
 from tests.backends import test_vast_backend_support as support
 from tests.backends.test_vast_backend_support import SECRET_KEY, assert_nothing_billing
+from tests.conftest import faithful_fake_vast
 from vibeml.backends.vast.progress import RECORDS_FILE
 from vibeml.testing.fake_vast import FakeVast
 from vibeml.testing.fake_vast_machine import FakeMachineImage
@@ -104,16 +105,7 @@ def offline_image(fake_machine_image: FakeMachineImage, tmp_path_factory: pytest
 
 @pytest.fixture
 def fake(offline_image: FakeMachineImage, tmp_path: Path) -> Iterator[FakeVast]:
-    with FakeVast(
-        api_key=SECRET_KEY,
-        machine=offline_image,
-        created_delay=0.02,
-        loading_delay=0.05,
-        logs_delay=0.01,
-        kill_grace=1.0,
-        tick_interval=0.01,
-        workdir_root=tmp_path / "fake-vast",
-    ) as server:
+    with faithful_fake_vast(offline_image, tmp_path, api_key=SECRET_KEY) as server:
         yield server
 
 
