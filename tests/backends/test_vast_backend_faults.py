@@ -139,6 +139,22 @@ def _cli_env(fake: FakeVast) -> dict[str, str]:
     return env
 
 
+#: The paid launch the CLI tests start (and kill).
+LAUNCH_ARGS = (
+    "launch",
+    "--backend",
+    "vast",
+    "--model",
+    MODEL,
+    "--dataset",
+    "org/data",
+    "--max-steps",
+    "5",
+    "--max-cost",
+    "5",
+)
+
+
 _VAST_CLI = (
     "import sys; from vibeml.cli.main import app; from vibeml.cli import vast; "
     "names = [g.name for g in app.registered_groups]; 'vast' in names or vast.register(app); "
@@ -155,22 +171,7 @@ def _kill_mid_launch(fake: FakeVast, home: Path) -> str:
     """Start `vibeml launch --backend vast`, SIGKILL it once it has rented an instance; returns the job id."""
     fake.faults.never_start(1)  # the launcher sits in "wait until running" with a rented instance
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vibeml",
-            "launch",
-            "--backend",
-            "vast",
-            "--model",
-            MODEL,
-            "--dataset",
-            "org/data",
-            "--max-steps",
-            "5",
-            "--max-cost",
-            "5",
-        ],
+        [sys.executable, "-m", "vibeml", *LAUNCH_ARGS],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=_cli_env(fake),

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.backends import test_vast_backend_support as support
-from tests.backends.test_vast_backend_faults import MODEL, _cli_env, _vibeml
+from tests.backends.test_vast_backend_faults import LAUNCH_ARGS, MODEL, _cli_env, _vibeml
 from tests.backends.test_vast_backend_support import (
     FakeProgramVast,
     assert_nothing_billing,
@@ -223,22 +223,7 @@ def _launch_cli(fake: FakeVast) -> subprocess.Popen[str]:
     env = _cli_env(fake)
     env["VIBEML_VAST_LANDING_GRACE"] = "120"
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vibeml",
-            "launch",
-            "--backend",
-            "vast",
-            "--model",
-            MODEL,
-            "--dataset",
-            "org/data",
-            "--max-steps",
-            "5",
-            "--max-cost",
-            "5",
-        ],
+        [sys.executable, "-m", "vibeml", *LAUNCH_ARGS],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
