@@ -225,7 +225,7 @@ def test_the_vast_onstart_installs_the_uploaded_wheel_of_this_vibeml(
         handle = backend.launch(program, "vml-ship", tmp_path / "job", _CHOICE)
         iid = int(handle.data.instance_id or 0)
         deadline = time.monotonic() + 30
-        while not any("vibeml.backends.vast.remote" in r["argv"] for r in _records(log)):
+        while not any("vibeml.remote" in r["argv"] for r in _records(log)):
             assert time.monotonic() < deadline, _records(log)
             time.sleep(0.05)
         calls = _records(log)
@@ -255,7 +255,7 @@ def test_the_vast_onstart_installs_the_uploaded_wheel_of_this_vibeml(
         assert install["files"][rel_wheel] == _sha(wheel.path)  # what gets installed is the shipped wheel
         assert_no_registry_vibeml(install["argv"], Path(install["cwd"]))
         # Then, and only then, the runner from what was installed.
-        assert run["tool"] == "machine-python" and run["argv"] == ["-m", "vibeml.backends.vast.remote"]
+        assert run["tool"] == "machine-python" and run["argv"] == ["-m", "vibeml.remote"]
         assert len(calls) == 2
     finally:
         for iid in fake.instance_ids():
@@ -272,9 +272,9 @@ def test_no_workflow_setup_step_or_requirement_names_vibeml(tmp_path: Path, work
         for command in program.setup_for(backend):
             assert_static_script_clean(command)
     payload = VastBackend._payload(program, [], "vast")  # what the Vast runner runs and installs
-    for command in payload["setup"]:
+    for command in payload.setup:
         assert_static_script_clean(command)
-    assert not any(names_vibeml(r) for r in payload["requirements"])
+    assert not any(names_vibeml(r) for r in payload.requirements)
 
 
 # ------------------------------------------------------------------------------------------ SkyPilot
@@ -316,7 +316,7 @@ def _check_sky_yaml(text: str, tmp_path: Path, settings: Settings) -> None:
     assert envs["VIBEML_INSTALL"] == f"./vibeml-pkg/{wheel.filename}"
     assert config["file_mounts"][f"~/vibeml-pkg/{wheel.filename}"] == str(wheel.path)
     for key, value in envs.items():
-        if key != "VIBEML_CONFIG_JSON":
+        if key != "VIBEML_JOB":  # the payload: the user's config is data in it
             assert not any(names_vibeml(line) for line in str(value).splitlines()), key
     install = _run_setup(tmp_path, config)
     assert install["argv"] == [
@@ -404,7 +404,7 @@ def test_the_onstart_finds_a_home_relative_job_dir(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     home = tmp_path / "home"
     assert calls[0]["argv"][-3:] == ["-r", f"{home}/job/inputs/requirements.txt", f"{home}/job/inputs/w.whl"]
-    assert calls[1]["argv"] == ["-m", "vibeml.backends.vast.remote"]
+    assert calls[1]["argv"] == ["-m", "vibeml.remote"]
     # A rented container is this job's alone: an image whose system Python is "externally managed" (PEP 668,
     # Debian/Ubuntu images) must not refuse the install after the GPU is paid for. Both installers read these.
     assert calls[0]["env"] == {"PIP_BREAK_SYSTEM_PACKAGES": "1", "UV_BREAK_SYSTEM_PACKAGES": "1"}

@@ -19,11 +19,11 @@ import yaml
 from tests.backends.test_skypilot_backend import ON_DEMAND, SPOT, FakeSky, _backend, _program, ev, fake
 from vibeml.backends.base import LaunchChoice
 from vibeml.backends.skypilot import SkyPilotBackend
-from vibeml.backends.skypilot.task import CONFIG_ENV, build_task_spec, export_task_yaml
+from vibeml.backends.skypilot.task import PAYLOAD_ENV, build_task_spec, export_task_yaml, payload_config
 from vibeml.exceptions import BackendError
 from vibeml.models import JobStatus, SkyPilotHandle, TrainingRequest
+from vibeml.remote.payload import decode_payload
 from vibeml.settings import Settings
-from vibeml.trainer.config import TrainerConfig
 from vibeml.trainer.events import DoneEvent, StepEvent
 
 __all__ = ["fake"]  # the fixture, re-used
@@ -172,11 +172,11 @@ def test_managed_spot_yaml_mounts_a_bucket_and_resumes_from_it(sky: ModuleType) 
     config = yaml.safe_load(spec.to_yaml(sky))
     mount = config["file_mounts"]["/vibeml-store"]
     assert mount["name"] == "vibeml-vml-sky1" and mount["mode"] == "MOUNT_CACHED" and mount["persistent"] is True
-    trainer = TrainerConfig.model_validate_json(config["envs"][CONFIG_ENV])
+    trainer = payload_config(config["envs"])
     assert trainer.resume is True
     assert trainer.checkpoint_dir == "/vibeml-store/vml-sky1/checkpoints"
     assert trainer.output_dir == "/vibeml-store/vml-sky1/output"
-    assert config["envs"]["VIBEML_STATE_DIR"] == "/vibeml-store/vml-sky1/state"  # budget clock survives too
+    assert decode_payload(config["envs"][PAYLOAD_ENV]).state_dir == "/vibeml-store/vml-sky1/state"  # the clock too
     back = sky.Task.from_yaml_str(spec.to_yaml(sky))
     assert back.storage_mounts["/vibeml-store"].mode is sky.StorageMode.MOUNT_CACHED
 
@@ -219,7 +219,7 @@ def test_export_yaml_loads_with_skypilot_and_runs_as_is(
     path, text = _export(tmp_path, choice, str(data))
     assert "hf_supersecretvalue123" not in text  # secrets go in with `--secret HF_TOKEN`, never inlined
     task = sky.Task.from_yaml(str(path))
-    trainer = TrainerConfig.model_validate_json(task.envs[CONFIG_ENV])
+    trainer = payload_config(task.envs)
     assert trainer.model == NASTY_MODEL  # quotes, {{7*7}} and ${HOME} stay data
     for remote, source in (task.file_mounts or {}).items():
         assert Path(source).is_absolute() and Path(source).exists(), (remote, source)
@@ -254,7 +254,7 @@ def test_newlines_in_user_strings_survive_a_yaml_file(sky: ModuleType, tmp_path:
     path = tmp_path / "task.yaml"
     path.write_text(spec.to_yaml(sky))
     back = sky.Task.from_yaml(str(path))
-    assert TrainerConfig.model_validate_json(back.envs[CONFIG_ENV]).model == nasty
+    assert payload_config(back.envs).model == nasty
 
 
 def test_the_ssh_entry_helper_exists_in_the_pinned_skypilot(sky: ModuleType) -> None:

@@ -28,11 +28,10 @@ from vibeml.backends.skypilot.status import (
     bucket_download_argv,
     reconcile,
 )
-from vibeml.backends.skypilot.task import CONFIG_ENV, SkyOptions
+from vibeml.backends.skypilot.task import SkyOptions, payload_config
 from vibeml.exceptions import BackendError, ResourceError
 from vibeml.models import JobStatus, SkyPilotHandle, TrainingRequest
 from vibeml.settings import Settings
-from vibeml.trainer.config import TrainerConfig
 from vibeml.trainer.events import (
     ECHO_PREFIX,
     CheckpointEvent,
@@ -510,7 +509,7 @@ def test_spot_runs_as_a_managed_job_and_resumes_after_preemption(
     assert call["name"] == name and "launch" not in fake.names()
     (res,) = task.resources
     assert res.use_spot and (res.autostop_config is None or not res.autostop_config.enabled)
-    config = TrainerConfig.model_validate_json(task.envs[CONFIG_ENV])
+    config = payload_config(task.envs)
     assert config.resume is True
     assert config.checkpoint_dir == "/vibeml-store/vml-sky1/checkpoints"
     assert task.storage_mounts["/vibeml-store"].name == name  # a bucket that outlives the machine
@@ -540,7 +539,7 @@ def test_spot_runs_as_a_managed_job_and_resumes_after_preemption(
     p = backend.status(handle)
     assert (p.status, p.step, p.loss) == (S.RUNNING, 20, 1.5)
     # Same task, same checkpoint dir: the recovered run resumes from the bucket.
-    assert TrainerConfig.model_validate_json(task.envs[CONFIG_ENV]).checkpoint_dir == config.checkpoint_dir
+    assert payload_config(task.envs).checkpoint_dir == config.checkpoint_dir
     assert sorted(p.name for p in (Path(handle.job_dir) / "sky_logs").iterdir()) == [
         "attempt-000.log",
         "attempt-001.log",

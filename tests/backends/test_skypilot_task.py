@@ -9,9 +9,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import shutil
-import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -21,19 +20,22 @@ import pytest
 import yaml
 
 from vibeml.backends.base import LaunchCandidate, LaunchChoice
+from vibeml.backends.skypilot.remote import SkyPilotSupervisor
 from vibeml.backends.skypilot.task import (
-    CONFIG_ENV,
+    PAYLOAD_ENV,
     RUN_SCRIPT,
     SETUP_SCRIPT,
     STORE_MOUNT,
     SkyOptions,
     budget_plan,
     build_task_spec,
+    payload_config,
     sky_cluster_name,
 )
 from vibeml.exceptions import ConfigurationError
 from vibeml.models import TrainingRequest
-from vibeml.trainer.config import TrainerConfig
+from vibeml.remote.payload import decode_payload, encode_payload
+from vibeml.remote.supervisor import parse_runner_lines
 from vibeml.trainer.events import StoppedEvent, parse_event_lines
 from vibeml.workflows.registry import TrainingProgram, render_program
 
@@ -116,7 +118,7 @@ def test_real_task_and_yaml_round_trip(sky: ModuleType, case: str) -> None:
     assert res2.disk_size == res.disk_size >= 100
     assert res2.max_hourly_cost == res.max_hourly_cost
     assert str(res2.cloud).lower() == str(res.cloud).lower() == choice.cloud
-    config = TrainerConfig.model_validate_json(back.envs[CONFIG_ENV])
+    config = payload_config(back.envs)
     assert config.resume is True
     assert back.envs["VIBEML_ECHO_EVENTS"] == "1"
     if choice.use_spot:
@@ -125,15 +127,15 @@ def test_real_task_and_yaml_round_trip(sky: ModuleType, case: str) -> None:
         assert res2.autostop_config is None or not res2.autostop_config.enabled
     else:
         assert not spec.managed and not back.storage_mounts
-        assert config.checkpoint_dir == "vibeml-job/checkpoints"
+        assert config.checkpoint_dir == "checkpoints"  # relative to the job dir, ~/vibeml-job
         assert res.autostop_config.enabled and res.autostop_config.down
     if choice.max_cost:
         assert res.max_hourly_cost == pytest.approx(choice.hourly_rate * 1.1, rel=1e-3)
-        limit = int(back.envs["VIBEML_MAX_RUNTIME_SECONDS"])
+        limit = decode_payload(back.envs[PAYLOAD_ENV]).budget.max_runtime_seconds
         assert limit == int(choice.max_cost / (choice.hourly_rate * 1.1 * choice.num_nodes) * 3600)
         assert config.max_runtime_seconds is not None and config.max_runtime_seconds < limit
     else:
-        assert res.max_hourly_cost is None and back.envs["VIBEML_MAX_RUNTIME_SECONDS"] == "0"
+        assert res.max_hourly_cost is None and decode_payload(back.envs[PAYLOAD_ENV]).budget.max_runtime_seconds == 0
 
 
 def test_candidates_become_any_of(sky: ModuleType) -> None:
@@ -191,81 +193,104 @@ def test_user_strings_never_reach_scripts(sky: ModuleType, nasty: str, tmp_path:
     task = spec.to_task(sky)
     assert task.setup == SETUP_SCRIPT and task.run == RUN_SCRIPT
     back = sky.Task.from_yaml_str(spec.to_yaml(sky))
-    config = TrainerConfig.model_validate_json(back.envs[CONFIG_ENV])
+    config = payload_config(back.envs)
     assert config.model == nasty and config.dataset == nasty + "/data"
     for key, value in back.envs.items():
-        if key != CONFIG_ENV:
+        if key != PAYLOAD_ENV:
             assert nasty not in value and "PWNED" not in value
-    # Run the real run script: the config arrives byte for byte and nothing is executed.
+    # Run the real run script and supervisor: the config arrives intact and nothing is executed.
     result = _run_script(tmp_path, back.envs)
-    assert result["config"] == back.envs[CONFIG_ENV]
+    assert result["code"] == 0, result
+    written = json.loads(result["config"])
+    assert written["model"] == nasty and written["dataset"] == nasty + "/data"
     assert not list(tmp_path.rglob("PWNED"))
 
 
-def _stub_python(bin_dir: Path, record: Path) -> str:
-    """A fake python that records its argv and the config it was given."""
-    script = bin_dir / "fakepython"
-    script.write_text(
-        "#!/usr/bin/env python3\n"
-        "import json, sys, pathlib\n"
-        "args = sys.argv[1:]\n"
-        "cfg = args[args.index('--config') + 1] if '--config' in args else None\n"
-        f"pathlib.Path({str(record)!r}).write_text(json.dumps({{'argv': args, "
-        "'config': pathlib.Path(cfg).read_text() if cfg else None}))\n"
-    )
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return str(script)
+#: A stand-in trainer (``python -m rec_trainer``) that records how the supervisor started it.
+REC_TRAINER = """\
+import json, os, pathlib, sys
+args = sys.argv[1:]
+cfg = args[args.index("--config") + 1]
+pathlib.Path(os.environ["REC_FILE"]).write_text(json.dumps({
+    "argv": args, "config": pathlib.Path(cfg).read_text(), "cwd": os.getcwd(), "env": sorted(os.environ),
+}))
+"""
+SRC = Path(importlib.import_module("vibeml").__file__ or "").resolve().parents[1]
 
 
 def _run_script(
-    tmp_path: Path, envs: dict[str, str], extra: dict[str, str] | None = None, timeout_stub: bool = False
+    tmp_path: Path, envs: dict[str, str], budget: dict[str, Any] | None = None, extra: dict[str, str] | None = None
 ) -> dict[str, Any]:
+    """Run the task's real run script on a "node" (HOME under tmp_path): the real supervisor, with the
+    payload's trainer swapped for the recording stand-in (and the budget changed when asked)."""
     home = tmp_path / "node-home"
-    bin_dir = tmp_path / "bin"
-    home.mkdir(exist_ok=True)
-    bin_dir.mkdir(exist_ok=True)
+    mods = tmp_path / "mods"
+    home.mkdir(parents=True, exist_ok=True)
+    mods.mkdir(parents=True, exist_ok=True)
+    (mods / "rec_trainer.py").write_text(REC_TRAINER)
     record = tmp_path / "record.json"
     record.unlink(missing_ok=True)
+    job = decode_payload(envs[PAYLOAD_ENV])
+    # The bucket's mount point (/vibeml-store/...) is the node's; here the state stays in the node's home.
+    update: dict[str, Any] = {"module": "rec_trainer", "state_dir": str(home / "vibeml-job" / "state")}
+    if budget:
+        update["budget"] = job.budget.model_copy(update=budget)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIBEML_", "SKYPILOT_"))}
     env.update(envs)
-    env.update(HOME=str(home), VIBEML_REMOTE_PYTHON=_stub_python(bin_dir, record), VIBEML_STATE_DIR=str(home / "state"))
-    if timeout_stub:
-        stub = bin_dir / "timeout"
-        stub.write_text(
-            f'#!/bin/sh\necho "TIMEOUT $*" > {tmp_path / "timeout.txt"}\n'
-            'while [ "${1#-}" != "$1" ]; do shift; done\nshift\nexec "$@"\n'
-        )
-        stub.chmod(0o755)
-        env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    env[PAYLOAD_ENV] = encode_payload(job.model_copy(update=update), compress=False)
+    env.update(
+        HOME=str(home),
+        VIBEML_REMOTE_PYTHON=sys.executable,
+        REC_FILE=str(record),
+        PYTHONPATH=f"{mods}{os.pathsep}{SRC}",
+    )
     env.update(extra or {})
     proc = subprocess.run(
         ["bash", "-c", RUN_SCRIPT], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
     )
-    out: dict[str, Any] = {"code": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+    out: dict[str, Any] = {"code": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr, "home": home}
     if record.exists():
         out.update(json.loads(record.read_text()))
+    state = home / "vibeml-job" / "state" / "runner_state.json"
+    if state.exists():
+        out["state"] = json.loads(state.read_text())
     return out
 
 
-def test_run_script_launchers(sky: ModuleType, tmp_path: Path) -> None:
-    envs = build_task_spec(_program(), "vml-run", CASES["multi-gpu"], OPTS).envs
-    single = _run_script(tmp_path, envs, {"SKYPILOT_NUM_GPUS_PER_NODE": "1"})
+def test_the_run_script_runs_the_one_supervisor(sky: ModuleType, tmp_path: Path) -> None:
+    envs = build_task_spec(_program(), "vml-run", CASES["single-gpu"], OPTS).envs
+    assert RUN_SCRIPT.rstrip().endswith("-m vibeml.remote")  # the program Vast's onstart execs too
+    single = _run_script(tmp_path, envs, extra={"SKYPILOT_NUM_GPUS_PER_NODE": "1"})
     assert single["code"] == 0, single
-    assert single["argv"] == ["-m", "vibeml.trainer", "--config", "vibeml-job/config.json"]
-    multi = _run_script(tmp_path, envs, {"SKYPILOT_NUM_GPUS_PER_NODE": "4"})
-    assert multi["argv"][:4] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
-    assert multi["argv"][4:] == ["-m", "vibeml.trainer", "--config", "vibeml-job/config.json"]
-    nodes = _run_script(
-        tmp_path,
-        envs,
-        {
-            "SKYPILOT_NUM_NODES": "2",
-            "SKYPILOT_NODE_RANK": "1",
-            "SKYPILOT_NUM_GPUS_PER_NODE": "8",
-            "SKYPILOT_NODE_IPS": "10.0.0.1\n10.0.0.2",
-        },
+    job_dir = single["home"] / "vibeml-job"
+    assert single["argv"] == ["--config", str(job_dir / "config.json")] and single["cwd"] == str(job_dir)
+    config = json.loads(single["config"])
+    assert config["events_path"] == str(job_dir / "events.jsonl")  # relative paths made absolute on the node
+    assert config["output_dir"] == str(job_dir / "output")
+    assert PAYLOAD_ENV not in single["env"] and "VIBEML_INSTALL" not in single["env"]  # the trainer never sees them
+    phases = [r["phase"] for r in parse_runner_lines(single["stdout"].splitlines())]
+    assert phases[0] == "start" and "trainer-start" in phases and phases[-1] == "finished"
+
+
+def test_the_supervisor_launches_across_skypilots_gpus_and_nodes(tmp_path: Path) -> None:
+    job = decode_payload(build_task_spec(_program(), "vml-nodes", CASES["multi-gpu"], OPTS).envs[PAYLOAD_ENV])
+    config = tmp_path / "config.json"
+
+    def argv(**env: str) -> list[str]:
+        return SkyPilotSupervisor(job, {"VIBEML_REMOTE_DIR": str(tmp_path), **env}).trainer_argv(config)
+
+    tail = ["-m", "vibeml.trainer", "--config", str(config)]
+    assert argv(SKYPILOT_NUM_GPUS_PER_NODE="1") == [sys.executable, *tail]
+    standalone = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
+    assert argv(SKYPILOT_NUM_GPUS_PER_NODE="4") == [*standalone, *tail]
+    nodes = argv(
+        SKYPILOT_NUM_NODES="2",
+        SKYPILOT_NODE_RANK="1",
+        SKYPILOT_NUM_GPUS_PER_NODE="8",
+        SKYPILOT_NODE_IPS="10.0.0.1\n10.0.0.2",
     )
-    assert nodes["argv"][:7] == [
+    assert nodes == [
+        sys.executable,
         "-m",
         "torch.distributed.run",
         "--nnodes=2",
@@ -273,43 +298,42 @@ def test_run_script_launchers(sky: ModuleType, tmp_path: Path) -> None:
         "--node_rank=1",
         "--master_addr=10.0.0.1",
         "--master_port=29500",
+        *tail,
     ]
-    assert json.loads(nodes["config"]) == json.loads(envs[CONFIG_ENV])
+    assert argv(SKYPILOT_NUM_GPUS_PER_NODE="junk") == [sys.executable, *tail]  # a bad value: one process
 
 
-def test_run_script_enforces_the_budget(sky: ModuleType, tmp_path: Path) -> None:
+def test_the_supervisor_enforces_the_budget(sky: ModuleType, tmp_path: Path) -> None:
     envs = build_task_spec(_program(), "vml-budget", CASES["single-gpu"], OPTS).envs
-    timed = _run_script(tmp_path, envs, {"VIBEML_MAX_RUNTIME_SECONDS": "999999999"}, timeout_stub=True)
+    timed = _run_script(tmp_path / "a", envs, budget={"max_runtime_seconds": 999_999_999, "reserve_seconds": 0})
     assert timed["code"] == 0, timed
-    words = (tmp_path / "timeout.txt").read_text().split()
-    assert words[:4] == ["TIMEOUT", "--preserve-status", "--signal=TERM", "--kill-after=60"]
-    assert 0 < int(words[4]) < 999999999 and timed["argv"][:2] == ["-m", "vibeml.trainer"]
-    spent = _run_script(tmp_path, envs, {"VIBEML_MAX_RUNTIME_SECONDS": "1"})
-    assert spent["code"] == 0 and "argv" not in spent  # the trainer never started
-    [event] = list(parse_event_lines(spent["stdout"].splitlines()))  # the shell's own line: the same contract
+    limit = json.loads(timed["config"])["max_runtime_seconds"]
+    assert 0 < limit < 999_999_999 - 2 * 60  # the trainer stops itself two graces before the end
+    # A managed job recovered after its budget was spent (the clock lives on the bucket): no time to train.
+    state = tmp_path / "b" / "node-home" / "vibeml-job" / "state"
+    state.mkdir(parents=True)
+    (state / "runner_state.json").write_text(json.dumps({"runs": 1, "used_seconds": 3590.0, "boots": ["x"]}))
+    spent = _run_script(tmp_path / "b", envs, budget={"max_runtime_seconds": 3600})
+    assert spent["code"] == 0 and "argv" not in spent, spent  # the trainer never started
+    [event] = list(parse_event_lines(spent["stdout"].splitlines()))  # the trainer contract's own event
     assert isinstance(event, StoppedEvent) and event.reason == "max_runtime" and event.step is None
 
 
 def test_the_budget_counts_the_boot_once_and_not_a_reused_machines_uptime(sky: ModuleType, tmp_path: Path) -> None:
     envs = build_task_spec(_program(), "vml-boot", CASES["single-gpu"], OPTS).envs
-    envs = {**envs, "VIBEML_RESERVE_SECONDS": "0"}
-    uptime = int(float(Path("/proc/uptime").read_text().split()[0]))
-
-    def left(limit: int, run: str) -> int:
-        (tmp_path / run).mkdir(exist_ok=True)
-        out = _run_script(tmp_path / run, envs, {"VIBEML_MAX_RUNTIME_SECONDS": str(limit)}, timeout_stub=True)
-        assert out["code"] == 0, out
-        return int((tmp_path / run / "timeout.txt").read_text().split()[4])
-
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    budget = {"max_runtime_seconds": uptime + 5000, "reserve_seconds": 0}
     # A machine started for this job: its boot (provisioning, setup) is billed and comes off the budget, once.
-    fresh = left(uptime + 5000, "fresh")
-    assert 4900 <= fresh <= 5000
-    (tmp_path / "again").mkdir()
-    shutil.copytree(tmp_path / "fresh" / "node-home", tmp_path / "again" / "node-home")
-    assert 4800 <= left(uptime + 5000, "again") <= fresh  # a second run of the job: the boot is not counted twice
+    fresh = _run_script(tmp_path / "m", envs, budget=budget)
+    first = fresh["state"]["used_seconds"]
+    assert uptime <= first <= uptime + 60, fresh["state"]
+    again = _run_script(tmp_path / "m", envs, budget=budget)  # the same node runs the job again
+    assert first <= again["state"]["used_seconds"] <= first + 60  # the boot is not counted twice
+    assert again["state"]["runs"] == 2
     # A machine up longer than the whole budget was not started for this job (a reused cluster): from now.
     if uptime > 600:
-        assert uptime - 600 - 100 <= left(uptime - 600, "reused") <= uptime - 600
+        reused = _run_script(tmp_path / "r", envs, budget={"max_runtime_seconds": uptime - 300})
+        assert reused["state"]["used_seconds"] <= 60, reused["state"]
 
 
 def test_local_inputs_are_mounted(sky: ModuleType, tmp_path: Path) -> None:
@@ -320,8 +344,10 @@ def test_local_inputs_are_mounted(sky: ModuleType, tmp_path: Path) -> None:
     data.write_text('{"text": "hi"}\n')
     spec = build_task_spec(_program(model=str(model), dataset=str(data)), "vml-mnt", CASES["single-gpu"], OPTS)
     assert spec.file_mounts == {"~/vibeml-job/inputs/model": str(model), "~/vibeml-job/inputs/dataset.jsonl": str(data)}
-    assert spec.config.model == "vibeml-job/inputs/model"
-    assert spec.config.dataset == "vibeml-job/inputs/dataset.jsonl"
+    assert spec.config.model == "inputs/model"  # relative to the job dir, made absolute by the supervisor
+    assert spec.config.dataset == "inputs/dataset.jsonl"
+    relative = decode_payload(spec.envs[PAYLOAD_ENV]).relative_fields
+    assert {"model", "dataset", "events_path", "output_dir", "checkpoint_dir"} <= set(relative)
     back = sky.Task.from_yaml_str(spec.to_yaml(sky))
     assert back.file_mounts["~/vibeml-job/inputs/dataset.jsonl"] == str(data)
 

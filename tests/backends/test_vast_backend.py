@@ -31,9 +31,10 @@ from vibeml.backends.vast.backend import LABEL_PREFIX
 from vibeml.backends.vast.offers import offer_filters, offer_query, rank_offers
 from vibeml.backends.vast.options import DEFAULT_IMAGE, VastOptions
 from vibeml.backends.vast.progress import RunInfo
-from vibeml.backends.vast.remote import ONSTART, decode_payload, encode_payload
+from vibeml.backends.vast.remote import ONSTART
 from vibeml.exceptions import BackendError, ConfigurationError, CredentialError
 from vibeml.models import JobStatus
+from vibeml.remote.payload import decode_payload, encode_payload
 from vibeml.settings import Settings
 from vibeml.testing.fake_vast import FakeVast
 from vibeml.testing.fake_vast_market import generate_offers, price_offer
@@ -78,13 +79,13 @@ def test_launch_train_fetch_destroy_over_real_http(
     assert inst["onstart"] == ONSTART and len(ONSTART) <= 4096
     env = dict(inst["extra_env"])
     payload = decode_payload(env["VIBEML_JOB"])
-    assert payload["module"] == "vibeml.trainer" and payload["config"]["model"] == "inputs/model"
-    assert payload["config"]["sample_prompts"] == list(request.sample_prompts)
+    assert payload.provider == "vast" and payload.module == "vibeml.trainer"
+    assert payload.config["model"] == "inputs/model"
+    assert payload.config["sample_prompts"] == list(request.sample_prompts)
     assert env["VIBEML_ECHO_EVENTS"] == "1" and env["VIBEML_INSTALL"] == "" and env["VIBEML_WHEEL"] == ""
-    assert float(env["VIBEML_MAX_RUNTIME_SECONDS"]) > 0 and env["VIBEML_VAST_API"] == fake.url
-    assert env["VIBEML_STOP_GRACE_SECONDS"] == "1"  # the SkyPilot task's names for the budget and the grace
-    # The previous release's names ride along for one release: an older runner on the image keeps its budget.
-    assert env["VIBEML_MAX_RUNTIME"] == env["VIBEML_MAX_RUNTIME_SECONDS"] and env["VIBEML_TERM_GRACE"] == "1"
+    assert payload.budget.max_runtime_seconds > 0 and env["VIBEML_VAST_API"] == fake.url
+    assert payload.budget.stop_grace_seconds == 1  # the one budget, typed, as on SkyPilot
+    assert "VIBEML_STOP_GRACE_SECONDS" not in env  # one budget: the payload's
     assert fake.calls("create") and all(c.auth == "bearer" for c in fake.calls("create"))
 
     statuses: list[JobStatus] = []
@@ -333,7 +334,8 @@ def test_payload_round_trips_and_user_strings_stay_data(tmp_path: Path) -> None:
     program = _program(tmp_path, sample_prompts=[nasty])
     payload = VastBackend._payload(program, [])
     assert decode_payload(encode_payload(payload)) == payload
-    assert payload["config"]["sample_prompts"] == [nasty]
+    assert decode_payload(encode_payload(payload, compress=False)) == payload
+    assert payload.config["sample_prompts"] == [nasty]
     assert nasty not in ONSTART and "vml-test" not in ONSTART
     with pytest.raises(ValueError):
         decode_payload("not a payload")

@@ -1,6 +1,6 @@
 """Money: the on-instance runner reads its own bill and stops before the cap, whatever the quote said.
 
-The unit tests drive :class:`~vibeml.backends.vast.remote.Runner`'s arithmetic with a fake clock and a fake
+The unit tests drive :class:`~vibeml.backends.vast.remote.VastSupervisor`'s arithmetic with a fake clock and a fake
 bill reader; the slow test is a whole launch on the fake Vast.ai whose instance bills 5× its offer's quote,
 with no client polling after the launch.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError as PydanticValidationError
 
 from tests.backends import test_vast_backend_support as support
 from tests.backends.test_vast_backend_support import (
@@ -23,8 +24,10 @@ from tests.backends.test_vast_backend_support import (
 )
 from vibeml.backends.base import LaunchChoice
 from vibeml.backends.vast.progress import JobState, RunInfo, billed_cost
-from vibeml.backends.vast.remote import Runner, encode_payload, parse_runner_lines
+from vibeml.backends.vast.remote import VastSupervisor
 from vibeml.models import JobStatus, TrainingRequest, VastHandleData
+from vibeml.remote.payload import RemoteBudget, RemoteJob, decode_payload
+from vibeml.remote.supervisor import parse_runner_lines
 from vibeml.settings import Settings
 from vibeml.testing.fake_vast import FakeVast
 from vibeml.trainer.events import ECHO_PREFIX, StoppedEvent, parse_event
@@ -64,19 +67,13 @@ class Bill:
 WALL0 = 1_800_000_000.0
 
 
-def _runner(tmp_path: Path, bill: Bill, clock: Clock, **env: str) -> tuple[Runner, io.StringIO]:
-    base = {
-        "VIBEML_JOB": encode_payload({"module": "fake_program", "config": {}}),
-        "VIBEML_REMOTE_DIR": str(tmp_path / "job"),
-        "VIBEML_MAX_RUNTIME_SECONDS": "3600",
-        "VIBEML_STOP_GRACE_SECONDS": "120",
-        "VIBEML_RESERVE_SECONDS": "30",
-        "VIBEML_MAX_COST_USD": "1.0",
-        "CONTAINER_API_KEY": INSTANCE_KEY,
-    }
+def _runner(tmp_path: Path, bill: Bill, clock: Clock, **budget: Any) -> tuple[VastSupervisor, io.StringIO]:
+    fields = {"max_runtime_seconds": 3600, "stop_grace_seconds": 120, "reserve_seconds": 30, "max_cost_usd": 1.0}
+    job = RemoteJob(provider="vast", module="fake_program", budget=RemoteBudget(**{**fields, **budget}))
+    env = {"VIBEML_REMOTE_DIR": str(tmp_path / "job"), "CONTAINER_API_KEY": INSTANCE_KEY}
     out = io.StringIO()
-    runner = Runner(
-        {**base, **env}, clock=clock, sleep=clock.sleep, out=out, read_bill=bill, wall=lambda: WALL0 + clock.t
+    runner = VastSupervisor(
+        job, env, clock=clock, sleep=clock.sleep, out=out, read_bill=bill, wall=lambda: WALL0 + clock.t
     )
     return runner, out
 
@@ -139,7 +136,7 @@ def test_the_bill_never_goes_backwards(tmp_path: Path) -> None:
     least the last reading plus the run time since, at the rate now."""
     clock = Clock()
     bill = Bill({"dph_total": 3.6, "start_date": WALL0 - 1000.0})  # $1/1000 s
-    runner, out = _runner(tmp_path, bill, clock, VIBEML_MAX_COST_USD="2.0")
+    runner, out = _runner(tmp_path, bill, clock, max_cost_usd=2.0)
     assert runner.poll_bill() and _bills(out)[-1]["accrued"] == pytest.approx(1.0)
     clock.t = 100.0
     bill.record = {"dph_total": 3.6, "start_date": WALL0 + 90.0}  # "started" 10 s ago
@@ -147,32 +144,38 @@ def test_the_bill_never_goes_backwards(tmp_path: Path) -> None:
     assert runner.remaining() == pytest.approx(900 - 30)
 
 
-def test_knobs_are_clamped_and_no_cap_means_no_reading(tmp_path: Path) -> None:
+def test_knobs_are_bounded_and_no_cap_means_no_reading(tmp_path: Path) -> None:
     clock = Clock()
-    for value, every in (("0", 1.0), ("0.2", 1.0), ("100000", 900.0), ("abc", 60.0), ("", 60.0), ("5", 5.0)):
-        assert _runner(tmp_path, Bill(), clock, VIBEML_BILL_POLL_SECONDS=value)[0].bill_every == every
-    small, _ = _runner(tmp_path, Bill(), clock, VIBEML_MAX_RUNTIME_SECONDS="40")
+    for value in (0, 0.2, 100000, float("nan")):  # more often than 1 s the API rate-limits; 15 min is the most
+        with pytest.raises(PydanticValidationError):
+            RemoteBudget(bill_poll_seconds=value)
+    assert _runner(tmp_path, Bill(), clock, bill_poll_seconds=5)[0].bill_every == 5.0
+    assert _runner(tmp_path, Bill(), clock)[0].bill_every == 60.0
+    small, _ = _runner(tmp_path, Bill(), clock, max_runtime_seconds=40)
     assert small.reserve == 10.0  # at most a quarter of the budget
-    for cap in ("", "0", "-1", "inf", "nan"):
-        bill = Bill({"dph_total": 1.0, "start_date": WALL0})
-        runner, out = _runner(tmp_path, bill, clock, VIBEML_MAX_COST_USD=cap)
-        assert not runner.poll_bill() and bill.calls == 0 and _bills(out) == []
+    for bad in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(PydanticValidationError):
+            RemoteBudget(max_cost_usd=bad)
+    bill = Bill({"dph_total": 1.0, "start_date": WALL0})
+    runner, out = _runner(tmp_path, bill, clock, max_cost_usd=None)
+    assert not runner.poll_bill() and bill.calls == 0 and _bills(out) == []
 
 
 def test_the_destroy_starts_with_the_reserve_in_hand_whatever_the_budget(tmp_path: Path) -> None:
     """A fixed reserve for the destroy's latency (it used to be 4 % of the budget: 0.2 s of a 5 s budget,
     4 s of 100 s — too little for an API call on a busy host, and the bill ran past the cap)."""
-    for env, destroy_at in (({}, 75.0), ({"VIBEML_RESERVE_SECONDS": "10"}, 90.0)):
+    reserve: dict[str, Any]
+    for reserve, destroy_at in (({}, 75.0), ({"reserve_seconds": 10}, 90.0)):
         clock = Clock()
         runner, _ = _runner(
             tmp_path,
             Bill(),
             clock,
-            VIBEML_MAX_RUNTIME_SECONDS="100",
-            VIBEML_STOP_GRACE_SECONDS="5",
-            VIBEML_LINGER_SECONDS="1000",
-            VIBEML_MAX_COST_USD="",
-            **env,
+            max_runtime_seconds=100,
+            stop_grace_seconds=5,
+            linger_seconds=1000,
+            max_cost_usd=None,
+            **reserve,
         )
         runner._linger()  # nobody collects: it lingers until the destroy must start
         assert runner.used() == pytest.approx(destroy_at, abs=0.25)
@@ -246,9 +249,9 @@ def test_a_machine_billing_faster_than_its_quote_stops_under_the_cap_with_no_cli
     money_s = cap / real * 3600
     assert 10 < money_s < 35, (money_s, quote)  # keeps this test under ~40 s
     assert handle.data.budget_seconds > 4 * money_s  # the time clock alone would bill ~4.75× the cap
-    env = dict(fake.instance(iid)["extra_env"])
-    assert float(env["VIBEML_MAX_COST_USD"]) == pytest.approx(cap)
-    assert (env["VIBEML_BILL_POLL_SECONDS"], env["VIBEML_RESERVE_SECONDS"]) == ("1", "2")
+    budget = decode_payload(dict(fake.instance(iid)["extra_env"])["VIBEML_JOB"]).budget
+    assert budget.max_cost_usd == pytest.approx(cap)
+    assert (budget.bill_poll_seconds, budget.reserve_seconds) == (1.0, 2.0)
     deadline = launched + 60
     while fake.instance_ids():  # no client: only the fake's own bookkeeping is looked at
         assert time.monotonic() < deadline, "the instance did not destroy itself"

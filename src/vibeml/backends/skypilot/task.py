@@ -3,25 +3,25 @@
 Nothing here splices a user string into a shell script. ``SETUP_SCRIPT`` and ``RUN_SCRIPT`` are fixed
 text, identical for every job; everything job-specific travels as DATA:
 
-* the trainer's JSON config in the env var ``VIBEML_CONFIG_JSON`` (SkyPilot exports env values
-  ``shlex.quote``-d; the run script writes it to a file with ``printf '%s'``);
+* the job (trainer module and JSON config, budget, state dir) as the remote supervisor's typed payload in
+  ``VIBEML_JOB`` (:class:`~vibeml.remote.payload.RemoteJob`, plain JSON; SkyPilot exports env values
+  ``shlex.quote``-d and the supervisor reads it from its environment);
 * pip requirements in ``VIBEML_REQUIREMENTS`` (written to a requirements file, never a command line);
-* local model/dataset paths as ``file_mounts`` (YAML data: local source → fixed remote name);
-* numbers (budget seconds, grace) in env vars the scripts use only in arithmetic.
+* local model/dataset paths as ``file_mounts`` (YAML data: local source → fixed remote name).
 
-Layout on every node (the scripts ``cd "$HOME"``; trainer paths are relative to it):
+Layout on every node (the scripts ``cd "$HOME"``; trainer paths are relative to the job dir):
 ``vibeml-job/{config.json,requirements.txt,events.jsonl,inputs/,output/,checkpoints/,state/}``. With a
 bucket (always for spot, which runs as a SkyPilot managed job and must survive preemption) the output,
 checkpoints and budget state live on it instead, under ``/vibeml-store/<job_id>/`` (``MOUNT_CACHED``),
 so a recovered job resumes from the same checkpoint directory.
 
-Budget: each candidate's ``max_hourly_cost`` is its planned rate + 10 %, and the wall-clock limit is
-``max_cost / (that cap × nodes)`` (or the choice's ``max_runtime_seconds`` when smaller). The run script
-subtracts the time since the job's first start (a stamp kept on the bucket across recoveries, set on the first
-run to the machine's boot: provisioning and setup are billed; a machine up longer than the whole budget was
-not started for this job, e.g. a reused cluster, and counts from now) and the idle window before autodown,
-then runs the trainer under ``timeout --preserve-status`` (SIGTERM: the trainer checkpoints and stops;
-SIGKILL after the grace). The trainer's own ``max_runtime_seconds`` is set to the same limit.
+Budget: each candidate's ``max_hourly_cost`` is its planned rate + 10 %, and the run-time limit is
+``max_cost / (that cap × nodes)`` (or the choice's ``max_runtime_seconds`` when smaller), less the idle
+window before autodown (the reserve). The supervisor on each node (:mod:`vibeml.remote`, the same program as
+on Vast) counts the machine's boot once (provisioning and setup are billed; a machine up longer than the
+whole budget was not started for this job, e.g. a reused cluster, and counts from now) and keeps its clock
+on the bucket across recoveries; it stops the trainer with SIGTERM (checkpoint and stop) before the end and
+SIGKILL after the grace. The trainer's own ``max_runtime_seconds`` is set within the same limit.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from __future__ import annotations
 import importlib
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -39,13 +40,14 @@ from vibeml.backends.base import LaunchChoice
 from vibeml.backends.skypilot.catalog import sky_accelerator_name
 from vibeml.exceptions import ConfigurationError, ValidationError
 from vibeml.models import TrainingRequest
+from vibeml.remote.payload import PAYLOAD_ENV, RemoteBudget, RemoteJob, decode_payload, encode_payload
 from vibeml.remote_build import is_ship, ship_wheel
 from vibeml.settings import Settings
 from vibeml.trainer.config import TrainerConfig
 from vibeml.workflows.registry import TrainingProgram
 
 __all__ = [
-    "CONFIG_ENV",
+    "PAYLOAD_ENV",
     "REMOTE_JOB_DIR",
     "RUN_SCRIPT",
     "SETUP_SCRIPT",
@@ -61,12 +63,12 @@ __all__ = [
     "export_header",
     "export_task_yaml",
     "import_sky",
+    "payload_config",
     "sky_cluster_name",
 ]
 
 REMOTE_JOB_DIR = "vibeml-job"
 STORE_MOUNT = "/vibeml-store"
-CONFIG_ENV = "VIBEML_CONFIG_JSON"
 INSTALL_HINT = "pip install 'vibeml[sky]'"
 #: Smallest disk we ask for: GPU images with CUDA and the pip cache need room before any model arrives.
 MIN_DISK_GB = 100
@@ -97,55 +99,15 @@ fi
 "$PY" -c 'import vibeml.trainer' && echo '[vibeml] setup done'
 """
 
-#: Writes the config from ``$VIBEML_CONFIG_JSON``, works out the time left in the budget, and runs the
-#: trainer: plain Python on one GPU, ``torch.distributed.run`` (torchrun) on several, across nodes with
-#: SkyPilot's ``SKYPILOT_NODE_RANK``/``SKYPILOT_NODE_IPS``/``SKYPILOT_NUM_NODES``/
-#: ``SKYPILOT_NUM_GPUS_PER_NODE``. Fixed text.
+#: Runs the remote supervisor (:mod:`vibeml.remote`, SkyPilot's part in
+#: :mod:`vibeml.backends.skypilot.remote`) on every node: the typed payload in ``$VIBEML_JOB`` carries the
+#: trainer's config and the budget; the supervisor keeps the budget clock and starts the trainer (one
+#: process, or ``torch.distributed.run`` across SkyPilot's GPUs and nodes). Fixed text.
 RUN_SCRIPT = """\
-set -o pipefail
+set -e
 cd "$HOME"
-PY="${VIBEML_REMOTE_PYTHON:-python3}"
-JOB_DIR=vibeml-job
-STATE_DIR="${VIBEML_STATE_DIR:-$JOB_DIR/state}"
-mkdir -p "$JOB_DIR" "$STATE_DIR"
-printf '%s' "$VIBEML_CONFIG_JSON" > "$JOB_DIR/config.json"
-NODES="${SKYPILOT_NUM_NODES:-1}"
-GPUS="${SKYPILOT_NUM_GPUS_PER_NODE:-1}"
-RANK="${SKYPILOT_NODE_RANK:-0}"
-LIMIT="${VIBEML_MAX_RUNTIME_SECONDS:-0}"
-GRACE="${VIBEML_STOP_GRACE_SECONDS:-90}"
-RESERVE="${VIBEML_RESERVE_SECONDS:-0}"
-TIMEOUT=()
-if [ "$LIMIT" -gt 0 ]; then
-  NOW="$(date +%s)"
-  if [ ! -s "$STATE_DIR/started_at" ]; then
-    BOOT="$(cut -d. -f1 /proc/uptime 2>/dev/null || echo 0)"
-    if [ "$BOOT" -ge "$LIMIT" ]; then BOOT=0; fi
-    echo "$(( NOW - BOOT ))" > "$STATE_DIR/started_at"
-  fi
-  STARTED="$(head -n1 "$STATE_DIR/started_at")"
-  LEFT=$(( LIMIT - (NOW - STARTED) - RESERVE ))
-  if [ "$LEFT" -le "$GRACE" ]; then
-    echo "[vibeml] the budget leaves no time to train (${LEFT}s); stopping"
-    printf '@@vibeml-event {"event": "stopped", "time": %s, "reason": "max_runtime"}\\n' "$NOW"
-    exit 0
-  fi
-  echo "[vibeml] budget: ${LEFT}s of training time left"
-  TIMEOUT=(timeout --preserve-status --signal=TERM --kill-after="$GRACE" "$LEFT")
-fi
-if [ "$NODES" -gt 1 ]; then
-  MASTER_ADDR="$(printf '%s\\n' "$SKYPILOT_NODE_IPS" | head -n1)"
-  LAUNCH=("$PY" -m torch.distributed.run --nnodes="$NODES" --nproc_per_node="$GPUS" \\
-    --node_rank="$RANK" --master_addr="$MASTER_ADDR" --master_port="${VIBEML_MASTER_PORT:-29500}")
-elif [ "$GPUS" -gt 1 ]; then
-  LAUNCH=("$PY" -m torch.distributed.run --standalone --nproc_per_node="$GPUS")
-else
-  LAUNCH=("$PY")
-fi
-"${TIMEOUT[@]}" "${LAUNCH[@]}" -m vibeml.trainer --config "$JOB_DIR/config.json"
-CODE=$?
-echo "[vibeml] trainer exited with code $CODE"
-exit "$CODE"
+mkdir -p vibeml-job
+exec "${VIBEML_REMOTE_PYTHON:-python3}" -m vibeml.remote
 """
 
 _CLUSTER_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -156,19 +118,20 @@ _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,12}$")
 _SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 _RESERVED_ENVS = frozenset(
     {
-        CONFIG_ENV,
+        PAYLOAD_ENV,
         "VIBEML_JOB_ID",
         "VIBEML_INSTALL",
         "VIBEML_REQUIREMENTS",
-        "VIBEML_MAX_RUNTIME_SECONDS",
-        "VIBEML_STOP_GRACE_SECONDS",
-        "VIBEML_RESERVE_SECONDS",
-        "VIBEML_STATE_DIR",
+        "VIBEML_REMOTE_DIR",
         "VIBEML_ECHO_EVENTS",
         "VIBEML_REMOTE_PYTHON",
-        "VIBEML_MASTER_PORT",
     }
 )
+
+
+def payload_config(envs: Mapping[str, str]) -> TrainerConfig:
+    """The trainer's config inside a task's payload (``envs[PAYLOAD_ENV]``)."""
+    return TrainerConfig.model_validate(decode_payload(envs[PAYLOAD_ENV]).config)
 
 
 def import_sky() -> ModuleType:
@@ -428,17 +391,18 @@ def _bucket(url: str) -> str:
 
 
 def _mount_inputs(config: TrainerConfig, mounts: dict[str, str]) -> dict[str, str]:
-    """Local model/dataset paths → file mounts with fixed remote names; returns config updates."""
+    """Local model/dataset paths → file mounts with fixed remote names; returns config updates (paths
+    relative to the job dir)."""
     updates: dict[str, str] = {}
     model = Path(config.model).expanduser()
     if model.exists():
         mounts[f"~/{REMOTE_JOB_DIR}/inputs/model"] = str(model.resolve())
-        updates["model"] = f"{REMOTE_JOB_DIR}/inputs/model"
+        updates["model"] = "inputs/model"
     data = Path(config.dataset).expanduser()
     if data.exists():
         suffix = data.suffix if data.is_file() and _SUFFIX.match(data.suffix) else ""
         mounts[f"~/{REMOTE_JOB_DIR}/inputs/dataset{suffix}"] = str(data.resolve())
-        updates["dataset"] = f"{REMOTE_JOB_DIR}/inputs/dataset{suffix}"
+        updates["dataset"] = f"inputs/dataset{suffix}"
     return updates
 
 
@@ -500,8 +464,8 @@ def build_task_spec(
     if store is not None:
         root = f"{STORE_MOUNT}/{job_id}"
         output, checkpoints, state = f"{root}/output", f"{root}/checkpoints", f"{root}/state"
-    else:
-        output, checkpoints, state = (f"{REMOTE_JOB_DIR}/{d}" for d in ("output", "checkpoints", "state"))
+    else:  # relative to the job dir (~/vibeml-job), where the supervisor makes them absolute
+        output, checkpoints, state = "output", "checkpoints", "state"
 
     mounts: dict[str, str] = {}
     install = _install(options, mounts)
@@ -514,14 +478,29 @@ def build_task_spec(
     if budget.runtime_limit_seconds:
         usable = max(60, budget.runtime_limit_seconds - budget.reserve_seconds - options.stop_grace_seconds)
         trainer_limit = min(trainer_limit or usable, usable)
+    relative = ["output_dir", "checkpoint_dir", "events_path", *updates]  # the mounted inputs among them
     updates.update(
         output_dir=output,
         checkpoint_dir=checkpoints,
-        events_path=f"{REMOTE_JOB_DIR}/events.jsonl",
+        events_path="events.jsonl",
         resume=True,
         max_runtime_seconds=trainer_limit,
     )
     config = TrainerConfig.model_validate({**program.config.model_dump(), **updates})
+    job = RemoteJob(
+        provider="skypilot",
+        job_id=job_id,
+        module=program.module,
+        config=config.model_dump(mode="json"),
+        relative_fields=tuple(relative),
+        budget=RemoteBudget(
+            max_runtime_seconds=budget.runtime_limit_seconds or 0,
+            stop_grace_seconds=options.stop_grace_seconds,
+            reserve_seconds=budget.reserve_seconds,
+        ),
+        state_dir=state,
+        master_port=MASTER_PORT,
+    )
 
     envs: dict[str, str] = {}
     for key, value in program.env.items():
@@ -530,16 +509,11 @@ def build_task_spec(
         envs[key] = str(value)
     envs.update(
         {
-            CONFIG_ENV: config.model_dump_json(),
+            PAYLOAD_ENV: encode_payload(job, compress=False),  # plain JSON: readable in an exported YAML
             "VIBEML_JOB_ID": job_id,
             "VIBEML_ECHO_EVENTS": "1",
             "VIBEML_INSTALL": install,
             "VIBEML_REQUIREMENTS": "\n".join(_requirements(program)),
-            "VIBEML_MAX_RUNTIME_SECONDS": str(budget.runtime_limit_seconds or 0),
-            "VIBEML_STOP_GRACE_SECONDS": str(options.stop_grace_seconds),
-            "VIBEML_RESERVE_SECONDS": str(budget.reserve_seconds),
-            "VIBEML_STATE_DIR": state,
-            "VIBEML_MASTER_PORT": str(MASTER_PORT),
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -578,8 +552,8 @@ def build_task_spec(
         managed=managed,
         runtime_limit_seconds=budget.runtime_limit_seconds,
         reserve_seconds=budget.reserve_seconds,
-        remote_output_dir=output,
-        remote_checkpoint_dir=checkpoints,
+        remote_output_dir=output if store else f"{REMOTE_JOB_DIR}/{output}",  # from home, for the copy back
+        remote_checkpoint_dir=checkpoints if store else f"{REMOTE_JOB_DIR}/{checkpoints}",
         config=config,
     )
 

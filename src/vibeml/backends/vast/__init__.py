@@ -1,8 +1,8 @@
 """The Vast.ai backend: :class:`VastBackend` (``backend``), offers and live quotes (``offers``), status and
-reconcile (``status``), progress from logs (``progress``), SSH transfers (``transport``) and the program that
-runs on the rented machine (``remote``, ``python -m vibeml.backends.vast.remote``).
+reconcile (``status``), progress from logs (``progress``), SSH transfers (``transport``) and Vast's end of the
+supervisor on the rented machine (``remote``: onstart, bill, self-destroy; the program is ``python -m vibeml.remote``).
 
-``VastBackend`` is imported on first use, so that the on-machine runner imports only what it needs.
+``VastBackend`` is imported on first use, so that the on-machine supervisor imports only what it needs.
 """
 
 from __future__ import annotations

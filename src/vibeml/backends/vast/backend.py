@@ -8,7 +8,7 @@ Launch (returns once the instance runs and its inputs are in place):
 2. record the intent (job, label, offer, this installation's id) in the job store, then create the
    instance: image :data:`~vibeml.backends.vast.options.DEFAULT_IMAGE`, label
    ``vibeml-<installation id>-<job_id>``, the fixed onstart :data:`~vibeml.backends.vast.remote.ONSTART`,
-   and the job as data in the environment (payload, install spec, run-time budget = max_cost / dph_total × 0.95,
+   and the job as data in the environment (the typed payload with its run-time budget = max_cost / dph_total × 0.95,
    and max_cost itself: the runner reads the instance's bill every ``bill_poll`` seconds and stops before it);
 3. poll until running (give up and destroy on exited/offline/error messages or a start timeout), then
    upload local inputs through the :class:`~vibeml.backends.vast.transport.ArtifactTransport`, with a wheel
@@ -16,9 +16,10 @@ Launch (returns once the instance runs and its inputs are in place):
    lock's pinned requirements (``inputs/requirements.txt``).
 
 On the instance the onstart waits for those, installs the wheel (or the user's own build named by
-``VIBEML_REMOTE_INSTALL``) with the pinned requirements, and execs the runner
-(:mod:`vibeml.backends.vast.remote`): the workflow's import checks, then the trainer under the run-time
-budget, then it destroys its own instance. ``VIBEML_REMOTE_INSTALL=""``: VibeML is already on the image.
+``VIBEML_REMOTE_INSTALL``) with the pinned requirements, and execs the supervisor
+(``python -m vibeml.remote``, Vast's part in :mod:`vibeml.backends.vast.remote`): the workflow's import
+checks, then the trainer under the run-time budget, then it destroys its own instance.
+``VIBEML_REMOTE_INSTALL=""``: VibeML is already on the image.
 
 Any failure after the create destroys the instance. A ``handle.json`` is written beside the job before
 the create and after it, so a launcher killed mid-launch is noticed by the next command (whose status
@@ -76,7 +77,7 @@ from vibeml.backends.base import (
 from vibeml.backends.vast.offers import RankedOffer, offer_filters, offer_query, rank_offers
 from vibeml.backends.vast.options import VastOptions
 from vibeml.backends.vast.progress import JobState, RunInfo
-from vibeml.backends.vast.remote import INPUTS_MARKER, ONSTART, REQUIREMENTS_FILE, STOP_MARKER, encode_payload
+from vibeml.backends.vast.remote import ONSTART, REQUIREMENTS_FILE
 from vibeml.backends.vast.status import FAILED_MSG, LOG_FILENAME, VastJobMonitor, _instance_id, quiet
 from vibeml.backends.vast.transport import ArtifactTransport, SSHTransport
 from vibeml.catalog.gpus import GPUS
@@ -92,6 +93,8 @@ from vibeml.exceptions import (
 from vibeml.jobs.store import JobStore, utcnow
 from vibeml.models import JobProgress, JobRecord, JobStatus, TrainingRequest, VastHandle, VastHandleData, load_handle
 from vibeml.processes import process_alive, start_time
+from vibeml.remote.payload import PAYLOAD_ENV, RemoteBudget, RemoteJob, encode_payload
+from vibeml.remote.supervisor import INPUTS_MARKER, STOP_MARKER
 from vibeml.remote_build import ShippedWheel, is_ship, ship_wheel
 from vibeml.settings import Settings
 from vibeml.trainer.config import TrainerConfig
@@ -325,12 +328,10 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
         )
 
     @staticmethod
-    def _payload(
-        program: TrainingProgram, inputs: list[tuple[str, Path, str]], setup_for: str = "vast"
-    ) -> dict[str, Any]:
+    def _payload(program: TrainingProgram, inputs: list[tuple[str, Path, str]], setup_for: str = "vast") -> RemoteJob:
         """The job as data: trainer module + config (paths relative to the job dir), env, inputs, and the
         workflow's fixed setup steps for ``setup_for`` (``"local"`` = checks only, when VibeML and the
-        training packages are already on the image)."""
+        training packages are already on the image). The budget is added per offer (:meth:`_env`)."""
         setup = dict(getattr(program, "setup_commands", None) or {}).get(setup_for, ())
         config = program.config.model_dump(mode="json")
         config.update(output_dir="output", checkpoint_dir="checkpoints", events_path="events.jsonl")
@@ -338,16 +339,17 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
         for field, _, remote in inputs:
             config[field] = remote
             relative.append(field)
-        return {
-            "job_id": program.config.job_id,
-            "module": program.module,
-            "config": config,
-            "relative_fields": relative,
-            "env": dict(program.env),
-            "inputs": [r for _, _, r in inputs],
-            "setup": [str(c) for c in setup],
-            "requirements": [str(r) for r in program.requirements],
-        }
+        return RemoteJob(
+            provider="vast",
+            job_id=program.config.job_id,
+            module=program.module,
+            config=config,
+            relative_fields=tuple(relative),
+            env=dict(program.env),
+            inputs=tuple(r for _, _, r in inputs),
+            setup=tuple(str(c) for c in setup),
+            requirements=tuple(str(r) for r in program.requirements),
+        )
 
     def _shipped(self) -> ShippedWheel | None:
         """The wheel of the running VibeML when ``VIBEML_REMOTE_INSTALL`` asks for it (the default)."""
@@ -356,39 +358,39 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
     def _env(
         self,
         vast: VastAI,
-        payload: dict[str, Any],
+        job: RemoteJob,
         budget_s: float,
         secrets: dict[str, str] | None = None,
         wheel: ShippedWheel | None = None,
         max_cost: float | None = None,
     ) -> dict[str, str]:
-        """The instance's environment. Secrets (HF_TOKEN) ride as their own variables, outside the payload,
-        so the client masks them in --explain and in every instance listing. What the onstart installs:
-        ``VIBEML_WHEEL`` (the shipped wheel, under the job dir) or ``VIBEML_INSTALL`` (the user's own build).
-        With a cap, ``VIBEML_MAX_COST_USD``: the runner also reads the instance's bill and stops before it."""
+        """The instance's environment: the payload with this offer's budget (and, with a cap, the cap: the
+        supervisor also reads the instance's bill and stops before it), and what the onstart's shell reads.
+        Secrets (HF_TOKEN) ride as their own variables, outside the payload, so the client masks them in
+        --explain and in every instance listing. What the onstart installs: ``VIBEML_WHEEL`` (the shipped
+        wheel, under the job dir) or ``VIBEML_INSTALL`` (the user's own build)."""
         o = self.options
+        budget = RemoteBudget(
+            max_runtime_seconds=round(budget_s, 1),
+            stop_grace_seconds=o.term_grace,
+            reserve_seconds=o.destroy_reserve,
+            max_cost_usd=max_cost if max_cost else None,
+            bill_poll_seconds=o.bill_poll,
+            linger_seconds=o.linger,
+            input_wait_seconds=o.input_wait,
+        )
         return {
             **(secrets or {}),
-            "VIBEML_JOB": encode_payload(payload),
+            PAYLOAD_ENV: encode_payload(job.model_copy(update={"budget": budget})),
             "VIBEML_WHEEL": f"inputs/{wheel.filename}" if wheel else "",
             "VIBEML_INSTALL": "" if wheel else self.settings.remote_install.strip(),
             "VIBEML_REMOTE_PYTHON": o.remote_python,
             "VIBEML_REMOTE_DIR": o.remote_dir,
-            "VIBEML_MAX_RUNTIME_SECONDS": f"{budget_s:.1f}",
-            "VIBEML_STOP_GRACE_SECONDS": f"{o.term_grace:g}",
-            "VIBEML_RESERVE_SECONDS": f"{o.destroy_reserve:g}",
-            "VIBEML_MAX_COST_USD": f"{max_cost:.6f}" if max_cost is not None else "",
-            "VIBEML_BILL_POLL_SECONDS": f"{o.bill_poll:g}",
-            "VIBEML_LINGER_SECONDS": f"{o.linger:g}",
             "VIBEML_INPUT_WAIT": f"{o.input_wait:.1f}",  # the onstart's shell reads the part before the dot
             "VIBEML_VAST_API": vast.server_url,
             "VIBEML_LOG_MIRROR": o.log_mirror,
             "VIBEML_ECHO_EVENTS": "1",
             "PYTHONUNBUFFERED": "1",
-            # The old names, for a runner of the previous release already on the image (VIBEML_REMOTE_INSTALL
-            # empty): it must still see its budget. Remove in the next release.
-            "VIBEML_MAX_RUNTIME": f"{budget_s:.1f}",
-            "VIBEML_TERM_GRACE": f"{o.term_grace:g}",
         }
 
     @staticmethod

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vibeml.backends.vast.remote import RUNNER_PREFIX
 from vibeml.jobs.progress import progress_from_events
 from vibeml.models import JobProgress, JobStatus, VastHandleData
+from vibeml.remote.supervisor import RUNNER_PREFIX
 from vibeml.safe_paths import atomic_write_bytes
 from vibeml.trainer.events import ECHO_PREFIX, TERMINAL_EVENTS, StepEvent, TrainerEvent, parse_event
 

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 from vibeml.backends.vast.options import VastOptions
 from vibeml.backends.vast.progress import JobState, RunInfo, billed_cost
-from vibeml.backends.vast.remote import COLLECTED_MARKER
 from vibeml.backends.vast.transport import ArtifactTransport
 from vibeml.exceptions import BackendError, VibeMLError, retry_with_backoff
 from vibeml.models import JobHandle, JobProgress, JobStatus, VastHandle, VastHandleData
 from vibeml.processes import process_alive
+from vibeml.remote.supervisor import COLLECTED_MARKER
 from vibeml.vast import VastAI, VastAPIError, VastNotFoundError
 
 __all__ = ["FAILED_MSG", "LOG_FILENAME", "VastJobMonitor", "quiet"]
