@@ -224,6 +224,15 @@ class VastHTTP:
             headers={"Accept": "application/json", "User-Agent": "vibeml-vast/0.1"},
         )
 
+    def set_key(self, key: str) -> None:
+        """Send ``key`` from now on (the official SDK's ``set_api_key``)."""
+        if not isinstance(key, str) or not key or any(c.isspace() for c in key) or not key.isprintable():
+            raise CredentialError(
+                "The Vast API key is malformed (empty, or it contains whitespace or control characters).",
+                recovery_suggestion="Copy the key again from https://cloud.vast.ai/account/.",
+            )
+        self.key = SecretStr(key)
+
     def __repr__(self) -> str:
         return f"VastHTTP(server_url={self.server_url!r}, key={'****' if self.key else None})"
 
