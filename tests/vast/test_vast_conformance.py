@@ -9,6 +9,7 @@ pins conflict with it (see ``tools/fetch_vastai.py``) — so ``python tools/fetc
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import sys
@@ -21,7 +22,7 @@ import pytest
 from tests.vast.vast_cases import case
 from vibeml.exceptions import VibeMLError
 from vibeml.testing.vast_recorder import RecordedRequest, RecordingVast
-from vibeml.vast import VastAI
+from vibeml.vast import AsyncVastAI, VastAI
 from vibeml.vast.endpoints import ENDPOINTS, KEY_IN_BODY, NOT_APPLICABLE, SPECIAL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,12 +54,17 @@ def _comparable(name: str, requests: list[RecordedRequest]) -> list[tuple[str, s
     return out
 
 
+async def _no_wait(seconds: float) -> None:
+    return None
+
+
 def test_every_official_method_exists_with_its_parameters() -> None:
     official = _official()
     names = _public(official)
     assert len(names) == OFFICIAL_METHODS
     ours = set(_public(VastAI))
     assert [n for n in names if n not in ours] == []
+    assert [n for n in names if not inspect.iscoroutinefunction(getattr(AsyncVastAI, n, None))] == []
     for name in names:
         theirs = list(inspect.signature(getattr(official, name)).parameters.values())[1:]
         mine = inspect.signature(getattr(VastAI, name)).parameters
@@ -83,7 +89,12 @@ def test_same_requests_as_the_official_sdk(monkeypatch: pytest.MonkeyPatch) -> N
     names = _public(official)
     names.remove("set_api_key")
     names.append("set_api_key")  # it changes the key: last
-    matched, differ, failed, silent = [], [], [], []
+    matched: list[str] = []
+    differ: list[str] = []
+    failed: list[str] = []
+    silent: list[str] = []
+    async_differ: list[str] = []
+    wanted: dict[str, list[tuple[str, str, str, str]]] = {}
     with RecordingVast() as srv:
         srv.pending_price_increases = [
             {"pending_price_increase_id": 71, "contract_id": 4356},
@@ -108,16 +119,36 @@ def test_same_requests_as_the_official_sdk(monkeypatch: pytest.MonkeyPatch) -> N
             except Exception as exc:
                 failed.append(f"{name}: {type(exc).__name__}: {exc}")
             got = _comparable(name, srv.take())
+            wanted[name] = want
             if not want and name != "set_api_key":
                 silent.append(name)
             (matched if got == want else differ).append(name)
             if got != want:
                 print(f"\n{name}\n  official: {want}\n  ours:     {got}")
         ours.close()
+
+        async def async_pass() -> None:
+            async with AsyncVastAI(api_key="k-wire", server_url=srv.url, retry=1, sleep=_no_wait) as aio:
+                for name, want in wanted.items():
+                    args, kwargs = case(name, getattr(official, name))
+                    try:
+                        await getattr(aio, name)(*args, **kwargs)
+                    except VibeMLError:
+                        pass
+                    except Exception as exc:  # noqa: BLE001 - recorded: ours must only raise typed errors
+                        failed.append(f"async {name}: {type(exc).__name__}: {exc}")
+                    got = _comparable(name, srv.take())
+                    if got != want:
+                        async_differ.append(name)
+                        print(f"\nasync {name}\n  official: {want}\n  ours:     {got}")
+
+        asyncio.run(async_pass())
     print(
         f"\nwire conformance: {len(matched)}/{len(names) - len(NOT_APPLICABLE)} methods send the official SDK's "
         f"requests ({len(NOT_APPLICABLE)} not applicable: {', '.join(sorted(NOT_APPLICABLE))})"
     )
+    print(f"async: {len(wanted) - len(async_differ)}/{len(wanted)} methods send the same requests")
     assert failed == []
     assert differ == []
+    assert async_differ == []
     assert silent == []  # every case reaches the wire (a match of two empty lists proves nothing)

@@ -293,6 +293,61 @@ class VastHTTP:
             lines.append("  body: " + json.dumps(self.masked_body(body), sort_keys=True))
         self._err_console.print(self.mask("\n".join(lines)), markup=False, highlight=False)
 
+    def _transport_error(self, exc: httpx.HTTPError, method: str, path_only: str, idempotent: bool) -> Exception:
+        """What one failed attempt raises: :class:`_Transient` (retry), :class:`Ambiguous` or a typed error."""
+        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+            # Never reached the server: safe to retry for any method.
+            return _Transient(
+                error=VastAPIError(
+                    f"Could not connect to {self.server_url}: {self.mask(str(exc)) or type(exc).__name__}.",
+                    status=None,
+                    error="connection_error",
+                    method=method,
+                    path=path_only,
+                    retryable=True,
+                    recovery_suggestion="Check the network and the server URL, then retry.",
+                )
+            )
+        if isinstance(exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)):
+            timed_out = isinstance(exc, httpx.TimeoutException)
+            error = VastAPIError(
+                f"{method} {path_only} "
+                + ("timed out" if timed_out else "lost its connection before a response")
+                + f" ({type(exc).__name__}).",
+                status=None,
+                error="timeout" if timed_out else "connection_error",
+                method=method,
+                path=path_only,
+                retryable=True,
+                recovery_suggestion="Retry in a minute; if it persists, check https://status.vast.ai.",
+            )
+            if not idempotent:
+                return Ambiguous(error)
+            return _Transient(error=error, ambiguous=True)
+        return VastAPIError(
+            f"{method} {path_only} failed: {self.mask(str(exc)) or type(exc).__name__}.",
+            error="client_error",
+            method=method,
+            path=path_only,
+        )
+
+    def _classify(
+        self, resp: httpx.Response, method: str, path_only: str, idempotent: bool, attempt: int
+    ) -> httpx.Response:
+        """One attempt's response, or :class:`_Transient`/:class:`Ambiguous` raised for a retryable status."""
+        status = resp.status_code
+        logger.debug("vast %s %s -> %d (attempt %d/%d)", method, path_only, status, attempt, self.retry)
+        if status >= 500 and not idempotent:
+            raise Ambiguous(self.error_from(resp, method, path_only))
+        if status not in RETRY_STATUSES:
+            return resp
+        hinted = _parse_retry_after(resp.headers.get("Retry-After"))
+        raise _Transient(
+            response=resp,
+            ambiguous=status != 429,  # a 429 was refused unseen; a 502-504 may have been served
+            retry_after=None if hinted is None else min(hinted, self.max_retry_after),
+        )
+
     def send(
         self,
         method: str,
@@ -337,54 +392,9 @@ class VastHTTP:
                 self.explain(method, shown, body, auth, attempt)
             try:
                 resp = self._http.request(method, url, params=query or None, json=body, headers=headers)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                # Never reached the server: safe to retry for any method.
-                raise _Transient(
-                    error=VastAPIError(
-                        f"Could not connect to {self.server_url}: {self.mask(str(exc)) or type(exc).__name__}.",
-                        status=None,
-                        error="connection_error",
-                        method=method,
-                        path=path_only,
-                        retryable=True,
-                        recovery_suggestion="Check the network and the server URL, then retry.",
-                    )
-                ) from None
-            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                timed_out = isinstance(exc, httpx.TimeoutException)
-                error = VastAPIError(
-                    f"{method} {path_only} "
-                    + ("timed out" if timed_out else "lost its connection before a response")
-                    + f" ({type(exc).__name__}).",
-                    status=None,
-                    error="timeout" if timed_out else "connection_error",
-                    method=method,
-                    path=path_only,
-                    retryable=True,
-                    recovery_suggestion="Retry in a minute; if it persists, check https://status.vast.ai.",
-                )
-                if not idempotent:
-                    raise Ambiguous(error) from None
-                raise _Transient(error=error, ambiguous=True) from None
             except httpx.HTTPError as exc:
-                raise VastAPIError(
-                    f"{method} {path_only} failed: {self.mask(str(exc)) or type(exc).__name__}.",
-                    error="client_error",
-                    method=method,
-                    path=path_only,
-                ) from None
-            status = resp.status_code
-            logger.debug("vast %s %s -> %d (attempt %d/%d)", method, path_only, status, attempt, self.retry)
-            if status >= 500 and not idempotent:
-                raise Ambiguous(self.error_from(resp, method, path_only))
-            if status not in RETRY_STATUSES:
-                return resp
-            hinted = _parse_retry_after(resp.headers.get("Retry-After"))
-            raise _Transient(
-                response=resp,
-                ambiguous=status != 429,  # a 429 was refused unseen; a 502-504 may have been served
-                retry_after=None if hinted is None else min(hinted, self.max_retry_after),
-            )
+                raise self._transport_error(exc, method, path_only, idempotent) from None
+            return self._classify(resp, method, path_only, idempotent, attempt)
 
         def note(exc: BaseException, n: int, delay: float) -> None:
             nonlocal ambiguous_seen
