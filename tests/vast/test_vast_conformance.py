@@ -135,7 +135,7 @@ def test_same_requests_as_the_official_sdk(monkeypatch: pytest.MonkeyPatch) -> N
                         await getattr(aio, name)(*args, **kwargs)
                     except VibeMLError:
                         pass
-                    except Exception as exc:  # noqa: BLE001 - recorded: ours must only raise typed errors
+                    except Exception as exc:
                         failed.append(f"async {name}: {type(exc).__name__}: {exc}")
                     got = _comparable(name, srv.take())
                     if got != want:
