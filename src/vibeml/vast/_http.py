@@ -39,7 +39,9 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _BASE_DELAY = 0.15 * 9 / 8
 _JITTER = 1 / 9
 
-SECRETISH = re.compile(r"(api[_-]?key|token|secret|password|passphrase|authorization)", re.IGNORECASE)
+SECRETISH = re.compile(
+    r"(api[_-]?key|token|secret|password|passphrase|authorization|login_pass|backup_code)", re.IGNORECASE
+)
 
 
 def redact_instance(row: dict[str, Any]) -> dict[str, Any]:
@@ -266,6 +268,8 @@ class VastHTTP:
     def masked_body(self, body: Any) -> Any:
         if isinstance(body, Mapping):
             out: dict[str, Any] = {}
+            if "key" in body and isinstance(body.get("value"), str) and body["value"]:
+                body = {**body, "value": "****"}  # an account environment variable (create_env_var): its value
             for k, v in body.items():
                 if isinstance(k, str) and SECRETISH.search(k) and isinstance(v, str) and v:
                     out[k] = "****"
