@@ -56,7 +56,7 @@ def test_explain_prints_requests_with_the_key_masked(
     assert "PUT " + fake.url + f"/api/v0/asks/{offer['id']}/" in captured.err
     assert "Authorization: Bearer ****" in captured.err
     assert '"PLAIN": "ok"' in captured.err and "hf_secret_value" not in captured.err
-    assert "GET " + fake.url + "/api/v1/instances/?limit=100" in captured.err
+    assert "GET " + fake.url + "/api/v1/instances/?select_filters=" in captured.err
 
 
 def test_curl_never_contains_the_key(make_client: Callable[..., VastAI], capsys: pytest.CaptureFixture[str]) -> None:

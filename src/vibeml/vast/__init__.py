@@ -1,7 +1,9 @@
 """Vast.ai SDK layer: a thread-safe ``VastAI`` client, the search query language and typed errors.
 
-``from vibeml.vast import VastAI`` mirrors the official ``vastai`` SDK's surface (synchronous, returns
-plain dicts and lists) over one pooled httpx client that many threads can share. Names load on first
+``from vibeml.vast import VastAI`` mirrors the official ``vastai`` SDK's surface (all 153 public methods of
+its ``VastAI``; synchronous, returns plain dicts and lists) over one pooled httpx client that many threads
+can share; ``AsyncVastAI`` is its asyncio twin. Both build most methods from one endpoint table
+(:mod:`vibeml.vast.endpoints`). Names load on first
 use, so ``vibeml.vast.models`` (the typed payloads the reports use) imports without httpx.
 """
 
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING
 from vibeml._lazy import lazy_exports
 
 _EXPORTS = {
+    "AsyncVastAI": "vibeml.vast.aio",
     "DEFAULT_SERVER_URL": "vibeml.vast.client",
     "VastAI": "vibeml.vast.client",
     "resolve_api_key": "vibeml.vast.client",
@@ -31,6 +34,7 @@ _EXPORTS = {
 
 __all__ = [
     "DEFAULT_SERVER_URL",
+    "AsyncVastAI",
     "Instance",
     "InstanceStatus",
     "Offer",
@@ -48,6 +52,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from vibeml.vast.aio import AsyncVastAI
     from vibeml.vast.client import DEFAULT_SERVER_URL, VastAI, resolve_api_key
     from vibeml.vast.models import (
         Instance,

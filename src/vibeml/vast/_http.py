@@ -39,7 +39,9 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _BASE_DELAY = 0.15 * 9 / 8
 _JITTER = 1 / 9
 
-SECRETISH = re.compile(r"(api[_-]?key|token|secret|password|passphrase|authorization)", re.IGNORECASE)
+SECRETISH = re.compile(
+    r"(api[_-]?key|token|secret|password|passphrase|authorization|login_pass|backup_code)", re.IGNORECASE
+)
 
 
 def redact_instance(row: dict[str, Any]) -> dict[str, Any]:
@@ -224,6 +226,15 @@ class VastHTTP:
             headers={"Accept": "application/json", "User-Agent": "vibeml-vast/0.1"},
         )
 
+    def set_key(self, key: str) -> None:
+        """Send ``key`` from now on (the official SDK's ``set_api_key``)."""
+        if not isinstance(key, str) or not key or any(c.isspace() for c in key) or not key.isprintable():
+            raise CredentialError(
+                "The Vast API key is malformed (empty, or it contains whitespace or control characters).",
+                recovery_suggestion="Copy the key again from https://cloud.vast.ai/account/.",
+            )
+        self.key = SecretStr(key)
+
     def __repr__(self) -> str:
         return f"VastHTTP(server_url={self.server_url!r}, key={'****' if self.key else None})"
 
@@ -257,6 +268,8 @@ class VastHTTP:
     def masked_body(self, body: Any) -> Any:
         if isinstance(body, Mapping):
             out: dict[str, Any] = {}
+            if "key" in body and isinstance(body.get("value"), str) and body["value"]:
+                body = {**body, "value": "****"}  # an account environment variable (create_env_var): its value
             for k, v in body.items():
                 if isinstance(k, str) and SECRETISH.search(k) and isinstance(v, str) and v:
                     out[k] = "****"
@@ -283,6 +296,61 @@ class VastHTTP:
         if body is not None:
             lines.append("  body: " + json.dumps(self.masked_body(body), sort_keys=True))
         self._err_console.print(self.mask("\n".join(lines)), markup=False, highlight=False)
+
+    def _transport_error(self, exc: httpx.HTTPError, method: str, path_only: str, idempotent: bool) -> Exception:
+        """What one failed attempt raises: :class:`_Transient` (retry), :class:`Ambiguous` or a typed error."""
+        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+            # Never reached the server: safe to retry for any method.
+            return _Transient(
+                error=VastAPIError(
+                    f"Could not connect to {self.server_url}: {self.mask(str(exc)) or type(exc).__name__}.",
+                    status=None,
+                    error="connection_error",
+                    method=method,
+                    path=path_only,
+                    retryable=True,
+                    recovery_suggestion="Check the network and the server URL, then retry.",
+                )
+            )
+        if isinstance(exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)):
+            timed_out = isinstance(exc, httpx.TimeoutException)
+            error = VastAPIError(
+                f"{method} {path_only} "
+                + ("timed out" if timed_out else "lost its connection before a response")
+                + f" ({type(exc).__name__}).",
+                status=None,
+                error="timeout" if timed_out else "connection_error",
+                method=method,
+                path=path_only,
+                retryable=True,
+                recovery_suggestion="Retry in a minute; if it persists, check https://status.vast.ai.",
+            )
+            if not idempotent:
+                return Ambiguous(error)
+            return _Transient(error=error, ambiguous=True)
+        return VastAPIError(
+            f"{method} {path_only} failed: {self.mask(str(exc)) or type(exc).__name__}.",
+            error="client_error",
+            method=method,
+            path=path_only,
+        )
+
+    def _classify(
+        self, resp: httpx.Response, method: str, path_only: str, idempotent: bool, attempt: int
+    ) -> httpx.Response:
+        """One attempt's response, or :class:`_Transient`/:class:`Ambiguous` raised for a retryable status."""
+        status = resp.status_code
+        logger.debug("vast %s %s -> %d (attempt %d/%d)", method, path_only, status, attempt, self.retry)
+        if status >= 500 and not idempotent:
+            raise Ambiguous(self.error_from(resp, method, path_only))
+        if status not in RETRY_STATUSES:
+            return resp
+        hinted = _parse_retry_after(resp.headers.get("Retry-After"))
+        raise _Transient(
+            response=resp,
+            ambiguous=status != 429,  # a 429 was refused unseen; a 502-504 may have been served
+            retry_after=None if hinted is None else min(hinted, self.max_retry_after),
+        )
 
     def send(
         self,
@@ -328,54 +396,9 @@ class VastHTTP:
                 self.explain(method, shown, body, auth, attempt)
             try:
                 resp = self._http.request(method, url, params=query or None, json=body, headers=headers)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                # Never reached the server: safe to retry for any method.
-                raise _Transient(
-                    error=VastAPIError(
-                        f"Could not connect to {self.server_url}: {self.mask(str(exc)) or type(exc).__name__}.",
-                        status=None,
-                        error="connection_error",
-                        method=method,
-                        path=path_only,
-                        retryable=True,
-                        recovery_suggestion="Check the network and the server URL, then retry.",
-                    )
-                ) from None
-            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                timed_out = isinstance(exc, httpx.TimeoutException)
-                error = VastAPIError(
-                    f"{method} {path_only} "
-                    + ("timed out" if timed_out else "lost its connection before a response")
-                    + f" ({type(exc).__name__}).",
-                    status=None,
-                    error="timeout" if timed_out else "connection_error",
-                    method=method,
-                    path=path_only,
-                    retryable=True,
-                    recovery_suggestion="Retry in a minute; if it persists, check https://status.vast.ai.",
-                )
-                if not idempotent:
-                    raise Ambiguous(error) from None
-                raise _Transient(error=error, ambiguous=True) from None
             except httpx.HTTPError as exc:
-                raise VastAPIError(
-                    f"{method} {path_only} failed: {self.mask(str(exc)) or type(exc).__name__}.",
-                    error="client_error",
-                    method=method,
-                    path=path_only,
-                ) from None
-            status = resp.status_code
-            logger.debug("vast %s %s -> %d (attempt %d/%d)", method, path_only, status, attempt, self.retry)
-            if status >= 500 and not idempotent:
-                raise Ambiguous(self.error_from(resp, method, path_only))
-            if status not in RETRY_STATUSES:
-                return resp
-            hinted = _parse_retry_after(resp.headers.get("Retry-After"))
-            raise _Transient(
-                response=resp,
-                ambiguous=status != 429,  # a 429 was refused unseen; a 502-504 may have been served
-                retry_after=None if hinted is None else min(hinted, self.max_retry_after),
-            )
+                raise self._transport_error(exc, method, path_only, idempotent) from None
+            return self._classify(resp, method, path_only, idempotent, attempt)
 
         def note(exc: BaseException, n: int, delay: float) -> None:
             nonlocal ambiguous_seen

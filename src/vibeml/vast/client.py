@@ -38,8 +38,9 @@ from vibeml.vast._http import (
     redact_instance,
     resolve_api_key,
 )
+from vibeml.vast._more import SpecialMethods, install_table_methods
+from vibeml.vast._payloads import create_payload, offer_search_body
 from vibeml.vast.models import VastAmbiguousCreateError, VastAPIError, VastNotFoundError
-from vibeml.vast.query import build_search_query
 
 if TYPE_CHECKING:
     from vibeml.settings import Settings
@@ -73,32 +74,15 @@ def _default_console() -> Console:
     return console if console.is_terminal else Console(width=200)
 
 
-def _parse_env(env: Mapping[str, Any] | str | None) -> dict[str, str]:
-    """Accept a dict or the official ``"-e K=V -p 8080:8080"`` string and return the wire dict."""
-    if env is None:
-        return {}
-    if isinstance(env, Mapping):
-        return {str(k): str(v) for k, v in env.items()}
-    result: dict[str, str] = {}
-    words = shlex.split(env)
-    i = 0
-    while i < len(words):
-        flag = words[i]
-        if flag in ("-e", "-p", "-h") and i + 1 < len(words):
-            value = words[i + 1]
-            if flag == "-e" and "=" in value:
-                k, v = value.split("=", 1)
-                result[k] = v
-            elif flag != "-e":
-                result[f"{flag} {value}"] = "1"
-            i += 2
-        else:
-            i += 1
-    return result
+class VastAI(SpecialMethods):
+    """A Vast.ai client with the official ``vastai`` SDK's surface (every public method of its ``VastAI``).
 
-
-class VastAI:
-    """A Vast.ai client mirroring the official ``vastai`` SDK.
+    Most methods are built from the endpoint table (:mod:`vibeml.vast.endpoints`); ``help(VastAI.<name>)``
+    shows each one's official parameters. Differences from the official client, on purpose: errors are typed
+    (:class:`VastAPIError` and its subclasses, never ``requests`` exceptions or ``sys.exit``); the key travels
+    only in the ``Authorization`` header and is never printed; ``show_instance`` raises
+    :class:`VastNotFoundError` for a gone instance where the official one returns ``None``; instance rows
+    keep ``extra_env`` as Vast sends it (``[[name, value], ...]``) with secret values masked.
 
     Args:
         api_key: The API key; when omitted it is looked up (see :func:`resolve_api_key`). VibeML's
@@ -241,12 +225,16 @@ class VastAI:
         if not self.raw and not self.quiet:
             show(self._console, data, kind, self._core.mask)
 
+    if TYPE_CHECKING:  # the table's methods are attached below, with the official signatures
+
+        def __getattr__(self, name: str) -> Any: ...
+
     # ------------------------------------------------------------------------------------ offers
 
     @_api
     def search_offers(
         self,
-        query: str = "",
+        query: str | Mapping[str, Any] | None = None,
         type: str = "on-demand",
         order: str = "score-",
         limit: int | None = None,
@@ -256,7 +244,8 @@ class VastAI:
         """Search the marketplace (``POST /api/v0/bundles/``).
 
         Args:
-            query: Query text, e.g. ``"gpu_name=RTX_4090 num_gpus>=2 reliability>0.99"``.
+            query: Query text, e.g. ``"gpu_name=RTX_4090 num_gpus>=2 reliability>0.99"``, or a parsed filter
+                dict (merged over the default filters unless ``no_default``).
             type: ``on-demand``, ``bid`` (alias ``interruptible``) or ``reserved``.
             order: Sort spec, e.g. ``"score-"`` or ``"dph_total"``.
             limit: Maximum number of offers.
@@ -270,7 +259,7 @@ class VastAI:
             VastQueryError: The query or order cannot be parsed.
             VastAPIError: The server refused or failed.
         """
-        body = build_search_query(query, type=type, order=order, limit=limit, storage=storage, no_default=no_default)
+        body = offer_search_body(query, type=type, order=order, limit=limit, storage=storage, no_default=no_default)
         data = self._core.call("POST", "/bundles/", body=body)
         offers = data.get("offers", []) if isinstance(data, Mapping) else []
         result = [dict(o) for o in offers if isinstance(o, Mapping)]
@@ -286,14 +275,31 @@ class VastAI:
         image: str | None = None,
         disk: float = 10,
         env: Mapping[str, Any] | str | None = None,
-        onstart_cmd: str | None = None,
-        label: str | None = None,
         price: float | None = None,
-        runtype: str = "ssh",
-        args: Sequence[str] | str | None = None,
-        *,
+        label: str | None = None,
+        extra: str | None = None,
+        onstart_cmd: str | None = None,
         login: str | None = None,
-        cancel_unavail: bool | None = None,
+        python_utf8: bool = False,
+        lang_utf8: bool = False,
+        jupyter_lab: bool = False,
+        jupyter_dir: str | None = None,
+        force: bool = False,
+        cancel_unavail: bool = False,
+        template_hash: str | None = None,
+        user: str | None = None,
+        runtype: str | None = None,
+        args: Sequence[str] | str | None = None,
+        volume_info: dict[str, Any] | None = None,
+        bid_price: float | None = None,
+        ssh: bool = False,
+        jupyter: bool = False,
+        direct: bool = False,
+        create_volume: int | None = None,
+        link_volume: int | None = None,
+        volume_size: float | None = None,
+        mount_path: str | None = None,
+        volume_label: str | None = None,
     ) -> dict[str, Any]:
         """Rent offer ``id`` (``PUT /api/v0/asks/{id}/``).
 
@@ -310,10 +316,12 @@ class VastAI:
             onstart_cmd: Shell script run when the container starts.
             label: Instance label (≤ 256 chars); none when omitted.
             price: Bid in $/hour for an interruptible instance; ``None`` for on-demand.
-            runtype: ``ssh``, ``jupyter`` or ``args``.
+            runtype: The wire runtype (``ssh``, ``args``, ...); left out when neither it nor ``ssh``/``jupyter``/
+                ``direct``/``args`` is given, so the server picks its default (as the official SDK does).
             args: Arguments for the image's entrypoint (``runtype="args"``).
             login: Registry login for a private image (``-u user -p pass registry``).
             cancel_unavail: Fail with 410 instead of queueing when the machine is unavailable.
+            Others (``extra``, ``python_utf8``, ``force``, ``template_hash``, volumes, ...): as the official SDK's.
 
         Returns:
             ``{"success": True, "new_contract": <instance id>}`` plus ``"label"`` when one was given (and
@@ -325,24 +333,37 @@ class VastAI:
             VastAPIError: The server refused.
         """
         arg_list = shlex.split(args) if isinstance(args, str) else list(args or [])
-        self._validate_create(id, image, disk, label, price, onstart_cmd, arg_list)
-        body: dict[str, Any] = {
-            "client_id": "me",
-            "image": image,
-            "env": _parse_env(env),
-            "price": price,
-            "disk": disk,
-            "onstart": onstart_cmd,
-            "runtype": runtype,
-        }
-        if label is not None:
-            body["label"] = label
-        if arg_list:
-            body["args"] = arg_list
-        if login:
-            body["image_login"] = login
-        if cancel_unavail is not None:
-            body["cancel_unavail"] = cancel_unavail
+        self._validate_create(id, image, disk, label, price if price is not None else bid_price, onstart_cmd, arg_list)
+        body = create_payload(
+            image=image,
+            disk=disk,
+            env=env,
+            price=price,
+            label=label,
+            extra=extra,
+            onstart_cmd=onstart_cmd,
+            login=login,
+            python_utf8=python_utf8,
+            lang_utf8=lang_utf8,
+            jupyter_lab=jupyter_lab,
+            jupyter_dir=jupyter_dir,
+            force=force,
+            cancel_unavail=cancel_unavail,
+            template_hash=template_hash,
+            user=user,
+            runtype=runtype,
+            args=args,
+            volume_info=volume_info,
+            bid_price=bid_price,
+            ssh=ssh,
+            jupyter=jupyter,
+            direct=direct,
+            create_volume=create_volume,
+            link_volume=link_volume,
+            volume_size=volume_size,
+            mount_path=mount_path,
+            volume_label=volume_label,
+        )
         started = time.time()
         path = f"/asks/{int(id)}/"
         # Not retry_with_backoff: a create whose answer was lost may have rented a machine, so what to
@@ -485,12 +506,16 @@ class VastAI:
             return None
         return max(recent, key=lambda i: int(i.get("id") or 0))
 
-    def _list_instances(self, page_size: int = 100) -> list[dict[str, Any]]:
+    def _list_instances(self, page_size: int = 25) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         token: str | None = None
         seen: set[str] = set()
         while True:
-            params: dict[str, Any] = {"limit": page_size}
+            params: dict[str, Any] = {
+                "select_filters": {},
+                "order_by": [{"col": "id", "dir": "asc"}],
+                "limit": page_size,
+            }
             if token:
                 params["after_token"] = token
             resp, _ = self._core.send("GET", "/api/v1/instances/", params=params)
@@ -575,33 +600,61 @@ class VastAI:
         return self._put_instance(id, {"label": label})
 
     @_api
-    def change_bid(self, id: int, price: float) -> dict[str, Any]:
-        """Change an interruptible instance's bid in $/hour."""
-        if not (0.001 <= price <= 128):
+    def change_bid(self, id: int, price: float | None = None) -> dict[str, Any]:
+        """Change an interruptible instance's bid in $/hour (``None``: the server's default)."""
+        if price is not None and not (0.001 <= price <= 128):
             raise ValidationError(f"price must be between 0.001 and 128 $/hour (got {price!r}).")
         result = self._core.call("PUT", f"/instances/bid_price/{int(id)}/", body={"client_id": "me", "price": price})
         self._show(result)
         return dict(result) if isinstance(result, Mapping) else {"success": True}
 
     @_api
-    def logs(self, id: int, tail: int = 1000, *, timeout: float = 60.0, poll_interval: float = 0.3) -> str:
-        """An instance's container log (its last ``tail`` lines).
+    def logs(
+        self,
+        instance_id: int,
+        tail: str | int | None = None,
+        filter: str | None = None,
+        daemon_logs: bool = False,
+        *,
+        timeout: float = 60.0,
+        poll_interval: float = 0.3,
+    ) -> str:
+        """An instance's container log (its last ``tail`` lines; all of it when ``tail`` is ``None``).
 
-        Asks for the log (``PUT /api/v0/instances/request_logs/{id}/``), then polls the returned
-        ``result_url`` without credentials every ``poll_interval`` seconds until it is ready.
+        Asks for the log (``PUT /api/v0/instances/request_logs/{id}/``, body ``{"tail", "filter",
+        "daemon_logs"}`` with the ones given), then polls the returned ``result_url`` without credentials
+        every ``poll_interval`` seconds until it is ready.
+
+        Args:
+            instance_id: The instance.
+            tail: Number of lines from the end (the official SDK sends it as given: ``"1000"``).
+            filter: Only lines matching this text (server-side grep).
+            daemon_logs: The host daemon's log for the instance instead of the container's.
 
         Raises:
-            VastAPIError: ``error="timeout"`` when the log is not ready within ``timeout`` seconds.
+            VastAPIError: ``error="timeout"`` when the log is not ready within ``timeout`` seconds, or
+                ``error="bad_response"`` when Vast answers without a log URL.
         """
-        data = self._core.call("PUT", f"/instances/request_logs/{int(id)}/", body={"tail": str(int(tail))})
+        body: dict[str, Any] = {}
+        if filter:
+            body["filter"] = filter
+        if tail:
+            body["tail"] = tail
+        if daemon_logs:
+            body["daemon_logs"] = "true"
+        data = self._core.call("PUT", f"/instances/request_logs/{int(instance_id)}/", body=body)
         url = data.get("result_url") if isinstance(data, Mapping) else None
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise VastAPIError(
                 "Vast.ai did not return a log URL.",
                 error="bad_response",
                 method="PUT",
-                path=f"/api/v0/instances/request_logs/{int(id)}/",
+                path=f"/api/v0/instances/request_logs/{int(instance_id)}/",
             )
+        return self._poll_result(url, f"The log of instance {instance_id}", timeout, poll_interval)
+
+    def _poll_result(self, url: str, what: str, timeout: float, poll_interval: float) -> str:
+        """GET a result URL (no credentials) until it answers 200; its text."""
         deadline = time.monotonic() + timeout
         path = urlsplit(url).path
         while True:
@@ -614,7 +667,7 @@ class VastAI:
                 raise self._core.error_from(resp, "GET", path)
             if time.monotonic() >= deadline:
                 raise VastAPIError(
-                    f"The log of instance {id} was not ready within {timeout:g} s.",
+                    f"{what} was not ready within {timeout:g} s.",
                     error="timeout",
                     method="GET",
                     path=path,
@@ -651,9 +704,18 @@ class VastAI:
         return key
 
     @_api
-    def create_ssh_key(self, key: str) -> dict[str, Any]:
-        """Add an SSH public key to your account."""
-        result = self._core.call("POST", "/ssh/", body={"ssh_key": self._check_public_key(key)})
+    def create_ssh_key(self, ssh_key: str | None = None) -> dict[str, Any]:
+        """Add an SSH public key to your account (``POST /api/v0/ssh/``).
+
+        Raises:
+            ValidationError: No key, a private key, or text that is not an SSH public key.
+        """
+        if ssh_key is None:
+            raise ValidationError(
+                "create_ssh_key needs the public key text.",
+                recovery_suggestion="Pass e.g. ssh_key=Path('~/.ssh/id_ed25519.pub').expanduser().read_text().",
+            )
+        result = self._core.call("POST", "/ssh/", body={"ssh_key": self._check_public_key(ssh_key)})
         self._show(result)
         return dict(result) if isinstance(result, Mapping) else {"success": True}
 
@@ -665,8 +727,12 @@ class VastAI:
         return dict(result) if isinstance(result, Mapping) else {"success": True}
 
     @_api
-    def attach_ssh(self, id: int, key: str) -> dict[str, Any]:
-        """Attach an SSH public key to a running instance."""
-        result = self._core.call("POST", f"/instances/{int(id)}/ssh/", body={"ssh_key": self._check_public_key(key)})
+    def attach_ssh(self, instance_id: int, ssh_key: str) -> dict[str, Any]:
+        """Attach an SSH public key to a running instance (``POST /api/v0/instances/{id}/ssh/``)."""
+        body = {"ssh_key": self._check_public_key(ssh_key)}
+        result = self._core.call("POST", f"/instances/{int(instance_id)}/ssh/", body=body)
         self._show(result)
         return dict(result) if isinstance(result, Mapping) else {"success": True}
+
+
+install_table_methods(VastAI)
