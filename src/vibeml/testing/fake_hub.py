@@ -379,7 +379,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _body(self) -> bytes:
         """The request body (Content-Length or chunked, as httpx sends a file object)."""
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -674,8 +674,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         namespace = body.get("organization") or user
         repo_id = f"{namespace}/{body['name']}"
-        kind = body.get("type") or "model"
-        if kind not in ("model", "dataset") or not _NAME.match(repo_id):
+        kind: RepoType = "dataset" if body.get("type") == "dataset" else "model"
+        if body.get("type") not in (None, "model", "dataset") or not _NAME.match(repo_id):
             self._error(400, None, f"Invalid repo name or type: {repo_id} ({kind})")
             return
         if namespace != user:
