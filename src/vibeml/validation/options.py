@@ -3,8 +3,6 @@ instead of being silently ignored by the trainer or the backend."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from vibeml.exceptions import ConfigurationError
 from vibeml.models import TrainingRequest
 
@@ -20,8 +18,8 @@ def check_option_combinations(request: TrainingRequest, method: str) -> None:
     Raises:
         ConfigurationError: ``save_merged`` with qlora (the trainer merges only into a full-precision base:
             use ``vibeml export JOB --merged`` after the job) or with full (nothing to merge); LoRA settings
-            with a full fine-tune; ``hub_private`` without ``push_to_hub``; ``dataset_config`` with a local
-            dataset (local files have no configs).
+            with a full fine-tune; ``hub_private`` without ``push_to_hub``. (A ``dataset_config`` or split that
+            local data does not have is refused by ``inputs.check_dataset_split``.)
     """
     if request.save_merged and method == "qlora":
         raise ConfigurationError(
@@ -52,11 +50,4 @@ def check_option_combinations(request: TrainingRequest, method: str) -> None:
             "--private says how to push to the hub, but no --push-to-hub REPO was given",
             {"hub_private": True},
             "Add --push-to-hub your-user/REPO, or drop --private.",
-        )
-    if request.dataset_config is not None and Path(request.dataset).exists():
-        raise ConfigurationError(
-            f"dataset_config {request.dataset_config!r} names a configuration of a hub dataset, and "
-            f"{request.dataset} is a local file or folder (local data has none)",
-            {"dataset": request.dataset, "dataset_config": request.dataset_config},
-            "Drop dataset_config for local data.",
         )
