@@ -53,7 +53,7 @@ def model_card(record: JobRecord, output: JobOutput, repo_id: str, *, merged: bo
     facts = card_facts(record)
     adapter = output.kind == "adapter"
     meta: dict[str, Any] = {
-        "library_name": "peft" if adapter else "transformers",
+        "library_name": "peft" if adapter and not merged else "transformers",
         "pipeline_tag": "text-generation",
         "tags": ["vibeml", output.workflow, "lora" if adapter else "full-fine-tune"],
     }
@@ -75,24 +75,24 @@ def model_card(record: JobRecord, output: JobOutput, repo_id: str, *, merged: bo
     ]
     table = "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
     config = json.dumps(facts["hyperparameters"], indent=2, sort_keys=True)
-    if adapter:
+    peft_use = (
+        "```python\nfrom peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer\n\n"
+        f"model = AutoPeftModelForCausalLM.from_pretrained({json.dumps(repo_id)}"
+        + (', subfolder="adapter")\n' if merged else ")\n")
+        + f"tokenizer = AutoTokenizer.from_pretrained({json.dumps(repo_id)})\n```\n"
+    )
+    full_use = (
+        "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+        f"model = AutoModelForCausalLM.from_pretrained({json.dumps(repo_id)})\n"
+        f"tokenizer = AutoTokenizer.from_pretrained({json.dumps(repo_id)})\n```\n"
+    )
+    if adapter and merged:
         use = (
-            "```python\nfrom peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer\n\n"
-            f"model = AutoPeftModelForCausalLM.from_pretrained({json.dumps(repo_id)})\n"
-            f"tokenizer = AutoTokenizer.from_pretrained({json.dumps(repo_id)})\n```\n"
+            f"The adapter merged into the base weights:\n\n{full_use}\n"
+            f"The LoRA adapter itself is in `adapter/`:\n\n{peft_use}"
         )
-        if merged:
-            use += (
-                "\nThe adapter merged into the base weights is in `merged/`:\n\n```python\n"
-                "from transformers import AutoModelForCausalLM\n\n"
-                f'model = AutoModelForCausalLM.from_pretrained({json.dumps(repo_id)}, subfolder="merged")\n```\n'
-            )
     else:
-        use = (
-            "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
-            f"model = AutoModelForCausalLM.from_pretrained({json.dumps(repo_id)})\n"
-            f"tokenizer = AutoTokenizer.from_pretrained({json.dumps(repo_id)})\n```\n"
-        )
+        use = peft_use if adapter else full_use
     local_base = (
         ""
         if "base_model" in meta

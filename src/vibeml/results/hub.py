@@ -1,5 +1,8 @@
-"""Push a finished job to the Hugging Face hub: the adapter (or full model), its tokenizer, the merged model
-when asked (in ``merged/``) and a model card, in one commit (``HfApi.create_repo`` + ``create_commit``).
+"""Push a finished job to the Hugging Face hub: the adapter (or full model) and its tokenizer, and a model card,
+in one commit (``HfApi.create_repo`` + ``create_commit``). With the merged model, the merged model is the repo
+(what ``AutoModelForCausalLM.from_pretrained(repo)`` loads) and the adapter sits beside it in ``adapter/``
+(transformers looks for an adapter at a repo's root even when asked for a subfolder, so the merged model cannot
+be the subfolder).
 
 The token comes from VibeML's credential store (then ``HF_TOKEN``, then ``hf auth login``); it goes to
 ``huggingface_hub`` only, and no message, event or log line holds it."""
@@ -123,18 +126,21 @@ def push_output(
         )
     warnings: list[str] = []
     operations: list[Any] = []
-    for path in result_files(output.path):
-        operations.append(CommitOperationAdd(path.relative_to(output.path).as_posix(), str(path)))
-    if merged_dir is not None:
+    if merged_dir is None:  # the adapter (or full model) at the root
+        for path in result_files(output.path):
+            operations.append(CommitOperationAdd(path.relative_to(output.path).as_posix(), str(path)))
+    else:  # the merged model at the root (what AutoModelForCausalLM loads), the adapter beside it in adapter/
         for path in result_files(merged_dir):
-            operations.append(CommitOperationAdd("merged/" + path.relative_to(merged_dir).as_posix(), str(path)))
+            operations.append(CommitOperationAdd(path.relative_to(merged_dir).as_posix(), str(path)))
+        for path in result_files(output.path):
+            operations.append(CommitOperationAdd("adapter/" + path.relative_to(output.path).as_posix(), str(path)))
     card = model_card(record, output, repo_id, merged=merged_dir is not None)
-    operations = [op for op in operations if op.path_in_repo != "README.md"]
+    operations = [op for op in operations if op.path_in_repo not in ("README.md", "adapter/README.md")]
     operations.append(CommitOperationAdd("README.md", card.encode("utf-8")))
-    if output.kind == "adapter" and "base_model" not in card.split("\n---\n", 1)[0]:
+    if output.kind == "adapter" and merged_dir is None and "base_model" not in card.split("\n---\n", 1)[0]:
         warnings.append(
             f"the base model is a local folder ({output.base_model}): the adapter loads only where that folder "
-            "exists; push the merged model too (--merged) for others to use it"
+            "exists; push with --merged for others to use it"
         )
     import httpx
     from huggingface_hub.errors import HfHubHTTPError

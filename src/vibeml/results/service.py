@@ -229,7 +229,7 @@ def push_on_success(svc: VibeML, record: JobRecord) -> None:
         fh.write(json.dumps({"pid": os.getpid()}))
     private = bool(getattr(record.request, "hub_private", False))
     try:
-        push(svc, record.job_id, repo, private=private)
+        push(svc, record.job_id, repo, private=private, merged=record.request.save_merged)
     except VibeMLError as exc:
         message = f"the push to {repo} failed: {exc.message}; retry with `vibeml push {record.job_id} {repo}`"
         svc.store.add_event(record.job_id, "warning", {"message": message})
