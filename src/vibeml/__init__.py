@@ -23,17 +23,29 @@ _EXPORTS = {
     "TrainingRequest": "vibeml.models",
     "VibeML": "vibeml.client",
     "VibeMLError": "vibeml.exceptions",
+    "export_model": "vibeml.api",
+    "generate": "vibeml.api",
     "get_job_logs": "vibeml.api",
     "get_job_status": "vibeml.api",
     "launch_training": "vibeml.api",
     "list_jobs": "vibeml.api",
+    "push_to_hub": "vibeml.api",
     "stop_job": "vibeml.api",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vibeml.api import get_job_logs, get_job_status, launch_training, list_jobs, stop_job
+    from vibeml.api import (
+        export_model,
+        generate,
+        get_job_logs,
+        get_job_status,
+        launch_training,
+        list_jobs,
+        push_to_hub,
+        stop_job,
+    )
     from vibeml.client import VibeML
     from vibeml.exceptions import (
         BudgetExceededError,

@@ -10,15 +10,29 @@ in a worker thread (``asyncio.to_thread``), so the event loop never blocks on fi
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vibeml.client import VibeML
 from vibeml.exceptions import ValidationError
 from vibeml.jobs.store import check_job_id, check_limit
 from vibeml.models import JobRecord
+
+if TYPE_CHECKING:
+    from vibeml.results.export import ExportReport
+    from vibeml.results.hub import PushReport
+    from vibeml.results.service import Generation
 from vibeml.settings import Settings
 
-__all__ = ["get_job_logs", "get_job_status", "launch_training", "list_jobs", "stop_job"]
+__all__ = [
+    "export_model",
+    "generate",
+    "get_job_logs",
+    "get_job_status",
+    "launch_training",
+    "list_jobs",
+    "push_to_hub",
+    "stop_job",
+]
 
 
 def _service(settings: Settings | None) -> VibeML:
@@ -79,3 +93,27 @@ async def stop_job(job_id: str, *, grace_seconds: float | None = None, settings:
             "Give e.g. grace_seconds=30.",
         )
     return await asyncio.to_thread(_service(settings).stop, check_job_id(job_id), grace_seconds)
+
+
+async def generate(
+    job_id: str, prompt: str, *, max_new_tokens: int = 256, device: str = "auto", settings: Settings | None = None
+) -> Generation:
+    """A completed job's model (its base with the adapter, on this machine) answering ``prompt``."""
+    svc, job_id = _service(settings), check_job_id(job_id)
+    return await asyncio.to_thread(lambda: svc.generate(job_id, prompt, max_new_tokens=max_new_tokens, device=device))
+
+
+async def push_to_hub(
+    job_id: str, repo_id: str, *, private: bool = False, merged: bool = False, settings: Settings | None = None
+) -> PushReport:
+    """Push a completed job's adapter (and merged model), tokenizer and model card to the hub."""
+    svc, job_id = _service(settings), check_job_id(job_id)
+    return await asyncio.to_thread(lambda: svc.push(job_id, repo_id, private=private, merged=merged))
+
+
+async def export_model(
+    job_id: str, *, output_dir: str | None = None, dtype: str = "bfloat16", settings: Settings | None = None
+) -> ExportReport:
+    """Merge a completed job's adapter into a bf16 (or fp32) reload of its base model."""
+    svc, job_id = _service(settings), check_job_id(job_id)
+    return await asyncio.to_thread(lambda: svc.export(job_id, merged=True, output_dir=output_dir, dtype=dtype))

@@ -53,6 +53,9 @@ if TYPE_CHECKING:
         ReconcileReport,
         SpendingReport,
     )
+    from vibeml.results.export import ExportReport
+    from vibeml.results.hub import PushReport
+    from vibeml.results.service import ChatSession, Generation
     from vibeml.validation.dataset import DatasetReport
     from vibeml.validation.model import ModelInfo
 
@@ -323,10 +326,11 @@ class VibeML:
             ResourceError: No GPU choice fits.
         """
 
-        get_workflow(request.workflow)
+        workflow = get_workflow(request.workflow)
         backend = self.backends.get(request.backend)
         backend.check(request)
         request, all_local = self._resolve_local_inputs(request)
+        self._check_options(request, workflow.method)
         if backend.capabilities.free and not all_local:
             from vibeml.validation.hub import is_offline
 
@@ -377,6 +381,14 @@ class VibeML:
             output_dir=output_dir,
             program=program,
         )
+
+    def _check_options(self, request: TrainingRequest, method: str) -> None:
+        """Options this request would ignore are refused; a push needs a token before the job runs."""
+        from vibeml.results.service import check_push_request
+        from vibeml.validation.options import check_option_combinations
+
+        check_option_combinations(request, method)
+        check_push_request(self, request)
 
     def preview_launch(self, request: TrainingRequest) -> LaunchPreview:
         """What a launch would do, starting nothing (``prepare_launch``'s summary): raises exactly what
@@ -672,7 +684,12 @@ class VibeML:
                 updates["error"] = error
             if progress.output_dir:
                 updates["output_dir"] = progress.output_dir
-        return self.store.update(record.job_id, **updates)
+        record = self.store.update(record.job_id, **updates)
+        if status is JobStatus.COMPLETED and record.request.push_to_hub:
+            from vibeml.results.service import push_on_success
+
+            push_on_success(self, record)  # once; a failed push is a warning event, not a failed job
+        return record
 
     def _settle_launches(self) -> None:
         """Let each backend with open create intents settle them (destroy late-landing instances no job
@@ -778,6 +795,35 @@ class VibeML:
             }
             found = [r.model_copy(update={"destroyed": r.id in destroyed[r.backend]}) for r in found]
         return ReconcileReport(cleanup=cleanup, orphans=found, left_alone=others)
+
+    # ------------------------------------------------------------------- using and sharing a result
+
+    def generate(self, job_id: str, prompt: str, *, max_new_tokens: int = 256, device: str = "auto") -> Generation:
+        """The finished job's model (base + adapter, on this machine) answering one prompt through its chat
+        template (see ``vibeml.results``)."""
+        from vibeml.results.service import generate
+
+        return generate(self, job_id, prompt, max_new_tokens=max_new_tokens, device=device)  # type: ignore[arg-type]
+
+    def open_chat(self, job_id: str, *, max_new_tokens: int = 256, device: str = "auto") -> ChatSession:
+        """A conversation with the finished job's model (``session.say(text)`` → its answer)."""
+        from vibeml.results.service import open_chat
+
+        return open_chat(self, job_id, max_new_tokens=max_new_tokens, device=device)  # type: ignore[arg-type]
+
+    def push(self, job_id: str, repo_id: str, *, private: bool = False, merged: bool = False) -> PushReport:
+        """Push the finished job's adapter (and merged model), tokenizer and a model card to the hub."""
+        from vibeml.results.service import push
+
+        return push(self, job_id, repo_id, private=private, merged=merged)
+
+    def export(
+        self, job_id: str, *, merged: bool = True, output_dir: str | None = None, dtype: str = "bfloat16"
+    ) -> ExportReport:
+        """Merge the finished job's adapter into a bf16 (or fp32) reload of its base model."""
+        from vibeml.results.service import export
+
+        return export(self, job_id, merged=merged, output_dir=output_dir, dtype=dtype)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------------------- validation
 

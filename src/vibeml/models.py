@@ -46,6 +46,7 @@ DatasetFormat = Literal["auto", "alpaca", "messages", "sharegpt", "prompt_comple
 
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 _CLOUD = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,31}$")
 
 
@@ -179,6 +180,10 @@ class TrainingRequest(_UserModel):
     )
     output_dir: str | None = Field(None, description="Where the adapter/model is delivered (default: the job dir).")
     save_merged: bool = Field(False, description="Also save the LoRA adapter merged into the base weights.")
+    push_to_hub: str | None = Field(
+        None, description="Push the result to this hub repo (namespace/name) when the job completes."
+    )
+    hub_private: bool = Field(False, description="Create the push_to_hub repo private.")
     sample_prompts: list[str] = Field(
         default_factory=list, max_length=16, description="Prompts answered before and after training."
     )
@@ -236,6 +241,13 @@ class TrainingRequest(_UserModel):
                     raise ValueError("column names must be 1-256 printable characters")
         if len(set(v.values())) != len(v):
             raise ValueError("two columns cannot be renamed to the same name")
+        return v
+
+    @field_validator("push_to_hub")
+    @classmethod
+    def _repo_id(cls, v: str | None) -> str | None:
+        if v is not None and (not _REPO_ID.match(v) or ".." in v):
+            raise ValueError("must be a hub repo id namespace/name, e.g. your-user/my-model")
         return v
 
     @field_validator("workflow", "backend")

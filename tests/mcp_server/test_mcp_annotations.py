@@ -23,6 +23,7 @@ EXPECTED: dict[str, tuple[bool, bool, bool, bool]] = {
     "list_jobs": (True, False, True, True),
     "get_job_status": (True, False, True, True),
     "get_job_logs": (True, False, True, True),
+    "generate": (True, False, True, True),
     "validate_model": (True, False, True, True),
     "validate_dataset": (True, False, True, True),
     "list_workflows": (True, False, True, False),

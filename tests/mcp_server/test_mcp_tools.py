@@ -26,6 +26,7 @@ EXPECTED_TOOLS = {
     "list_jobs",
     "get_job_status",
     "get_job_logs",
+    "generate",
     "stop_job",
     "list_workflows",
     "get_spending",

@@ -95,6 +95,10 @@ def launch(
     column_mapping: ColumnMappingOpt = None,
     output_dir: Annotated[str | None, typer.Option(help="Where the adapter is delivered.")] = None,
     save_merged: SaveMergedOpt = False,
+    push_to_hub: Annotated[
+        str | None, typer.Option("--push-to-hub", help="Push the result to this hub repo when the job completes.")
+    ] = None,
+    private: Annotated[bool, typer.Option("--private", help="With --push-to-hub: create the repo private.")] = False,
     sample_prompt: Annotated[
         list[str] | None, typer.Option("--sample-prompt", help="Answered before and after training.")
     ] = None,
@@ -138,6 +142,8 @@ def launch(
         "dataset_split": dataset_split,
         "output_dir": output_dir,
         "save_merged": save_merged,
+        "push_to_hub": push_to_hub,
+        "hub_private": private or None,
         "name": name,
     }
     if sample_prompt:

@@ -10,6 +10,7 @@ from vibeml.cli import budget as budget_cli
 from vibeml.cli import config as config_cli
 from vibeml.cli import estimate as estimate_cli
 from vibeml.cli import jobs as jobs_cli
+from vibeml.cli import results as results_cli
 from vibeml.cli import script as script_cli
 from vibeml.cli import sky as sky_cli
 from vibeml.cli import validate as validate_cli
@@ -47,6 +48,7 @@ def main(
 
 
 jobs_cli.register(app)
+results_cli.register(app)
 config_cli.register(app)
 budget_cli.register(app)
 estimate_cli.register(app)

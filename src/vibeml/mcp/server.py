@@ -47,6 +47,7 @@ from vibeml.reports import (
     ReconcileReport,
     SpendingReport,
 )
+from vibeml.results.service import Generation
 from vibeml.settings import Settings
 from vibeml.validation.dataset import DatasetReport
 from vibeml.validation.model import ModelInfo
@@ -550,6 +551,16 @@ def create_server(
         """The last lines of a job's training log."""
         service = svc()
         return LogTail(job_id=job_id, lines=await asyncio.to_thread(lambda: list(service.logs(job_id, tail=tail))))
+
+    @tool(title="Ask a finished job's model", read_only=True, open_world=True)
+    async def generate(
+        job_id: Annotated[str, Field(min_length=1, max_length=64)],
+        prompt: Annotated[str, Field(min_length=1, max_length=32_000, description="The user's message.")],
+        max_new_tokens: Annotated[int, Field(ge=1, le=4096)] = 256,
+    ) -> Generation:
+        """Answer one prompt with a completed job's fine-tuned model (its base model with the adapter, loaded
+        on this machine, through the model's chat template; greedy). Loading may download the base model."""
+        return await asyncio.to_thread(svc().generate, job_id, prompt, max_new_tokens=max_new_tokens)
 
     @tool(title="Stop a job", read_only=False, destructive=True, idempotent=True, open_world=True)
     async def stop_job(job_id: Annotated[str, Field(min_length=1, max_length=64)]) -> JobRecord:

@@ -10,6 +10,16 @@ It speaks what the real client (``huggingface_hub`` 1.x/2.x) sends and reads:
   parquet) answer 302 to a signed URL on a second server (the "CDN", another origin, so the client drops
   its ``Authorization`` header) with ``X-Linked-Etag`` (sha256) and ``X-Linked-Size``; a renamed repo
   answers 307 with a relative ``Location`` to its new name.
+- Uploads, as ``HfApi.create_repo`` / ``create_commit`` / ``upload_folder`` send them (the LFS path; set
+  ``HF_HUB_DISABLE_XET`` so the client does not take the Xet path, which this hub does not speak):
+  ``POST /api/repos/create`` (``{name, organization, type, visibility}``; 409 when it exists, 403 outside the
+  token's namespace); ``POST /api/validate-yaml``; ``POST /api/{type}s/{repo}/preupload/{rev}`` (each file's
+  ``uploadMode`` ``lfs``/``regular`` and the ``oid`` of the file already there); ``POST
+  /{repo}.git/info/lfs/objects/batch`` (``basic`` transfer: a signed ``PUT`` URL on the CDN and a ``verify``
+  URL, no actions for a blob already stored); ``PUT`` on the CDN (the body must hash to the oid); ``POST
+  .../objects/verify``; ``POST /api/{type}s/{repo}/commit/{rev}`` (ndjson: ``header``, ``file`` (base64),
+  ``lfsFile`` (an uploaded oid), ``deletedFile``, ``deletedFolder``). Writes need the token of the repo's
+  owner (the user who created it); what was committed is served back by the routes above.
 - Errors as the hub sends them (status, ``X-Error-Code``, ``X-Error-Message``, JSON ``{"error": ...}``):
   missing repo 404 ``RepoNotFound``; private repo without access 401 (no token) or 404 (a token without
   access) ``RepoNotFound``; gated files 401 (no token) / 403 (a token without access) ``GatedRepo``;
@@ -25,6 +35,7 @@ Usage::
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -121,6 +132,8 @@ class FakeRepo:
     allowed_tokens: set[str] = field(default_factory=set)
     lfs: set[str] = field(default_factory=set)
     branches: dict[str, str] = field(default_factory=dict)
+    owner: str | None = None  # the user who created it through the API (who may write to it)
+    commits: list[str] = field(default_factory=list)  # commit summaries, oldest first
 
     @property
     def sha(self) -> str:
@@ -191,6 +204,7 @@ class FakeHub:
         self._hub: _Server | None = None
         self._cdn: _Server | None = None
         self._threads: list[threading.Thread] = []
+        self.uploaded: dict[str, bytes] = {}  # LFS blobs PUT on the CDN, by sha256
 
     # ------------------------------------------------------------------------------------- lifecycle
 
@@ -288,6 +302,8 @@ class FakeHub:
         return hmac.new(self._secret, oid.encode(), hashlib.sha256).hexdigest()
 
     def blob(self, oid: str) -> bytes | None:
+        if oid in self.uploaded:
+            return self.uploaded[oid]
         for repo in list(self.repos.values()):
             for data in repo.files.values():
                 if hashlib.sha256(data).hexdigest() == oid:
@@ -353,6 +369,33 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def _body(self) -> bytes:
+        """The request body (Content-Length or chunked, as httpx sends a file object)."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _json_body(self) -> Any:
+        try:
+            return json.loads(self._body() or b"null")
+        except ValueError:
+            return None
 
     def _dispatch(self) -> None:
         self._record()
@@ -425,6 +468,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._error(401, None, "Invalid username or password.")
             else:
                 self._json(200, {"type": "user", "name": self.hub.tokens[token], "auth": {"type": "access_token"}})
+            return
+        if self.command in ("POST", "PUT"):
+            self._write_route(path)
             return
         match = _API.match(path)
         if match and self.command == "GET":
@@ -551,6 +597,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _cdn(self) -> None:
         parts = urlsplit(self.path)
+        if self.command == "PUT":
+            self._cdn_upload(parts.path, parse_qs(parts.query))
+            return
         match = re.match(r"^/lfs/([0-9a-f]{64})$", parts.path)
         signature = parse_qs(parts.query).get("X-Amz-Signature", [""])[0]
         if match is None or not hmac.compare_digest(signature, self.hub.signature(match.group(1))):
@@ -561,3 +610,198 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"<Error><Code>NoSuchKey</Code></Error>", content_type="application/xml")
             return
         self._send(200, data, {"ETag": f'"{match.group(1)}"'}, content_type="application/octet-stream")
+
+    # ----------------------------------------------------------------------------------- uploads
+
+    def _writer(self, repo_type: RepoType, repo_id: str) -> FakeRepo | None:
+        """The repo if this request's token may write to it (its owner's); otherwise the hub's error is sent."""
+        repo_id = unquote(repo_id)
+        token = self._token()
+        repo = self.hub.repos.get((repo_type, repo_id))
+        user = self.hub.tokens.get(token) if token is not None else None
+        if repo is None or (repo.private and user != repo.owner and token not in repo.allowed_tokens):
+            self._error(401 if token is None else 404, "RepoNotFound", "Repository not found")
+            return None
+        if user is None:
+            self._error(401, None, "Invalid username or password.")
+            return None
+        if user != repo.owner:
+            self._error(403, None, f"You don't have the rights to write to {repo_type} {repo_id}")
+            return None
+        return repo
+
+    def _write_route(self, path: str) -> None:
+        if path == "/api/repos/create" and self.command == "POST":
+            self._create_repo(self._json_body())
+            return
+        if path == "/api/validate-yaml" and self.command == "POST":
+            self._validate_yaml(self._json_body())
+            return
+        match = re.match(r"^/api/(models|datasets)/(.+?)/(preupload|commit)/([^/]+)$", path)
+        if match and self.command == "POST":
+            repo_type: RepoType = "model" if match.group(1) == "models" else "dataset"
+            repo = self._writer(repo_type, match.group(2))
+            if repo is None:
+                return
+            if unquote(match.group(4)) != "main":
+                self._error(404, "RevisionNotFound", f"Invalid rev id: {unquote(match.group(4))}")
+                return
+            if match.group(3) == "preupload":
+                self._preupload(repo, self._json_body())
+            else:
+                self._commit(repo, self._body())
+            return
+        match = re.match(r"^/(?:(datasets)/)?(.+?)\.git/info/lfs/objects/(batch|verify)$", path)
+        if match and self.command == "POST":
+            repo = self._writer("dataset" if match.group(1) else "model", match.group(2))
+            if repo is None:
+                return
+            if match.group(3) == "batch":
+                self._lfs_batch(path.rsplit("/", 1)[0], self._json_body())
+            else:
+                self._lfs_verify(self._json_body())
+            return
+        self._error(404, None, "Sorry, we can't find the page you are looking for.")
+
+    def _create_repo(self, body: Any) -> None:
+        token = self._token()
+        user = self.hub.tokens.get(token) if token is not None else None
+        if user is None:
+            self._error(401, None, "Invalid username or password.")
+            return
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+            self._error(400, None, "name is required")
+            return
+        namespace = body.get("organization") or user
+        repo_id = f"{namespace}/{body['name']}"
+        kind: RepoType = "dataset" if body.get("type") == "dataset" else "model"
+        if body.get("type") not in (None, "model", "dataset") or not _NAME.match(repo_id):
+            self._error(400, None, f"Invalid repo name or type: {repo_id} ({kind})")
+            return
+        if namespace != user:
+            self._error(403, None, f"You don't have the rights to create a {kind} under the namespace {namespace!r}")
+            return
+        url = f"{self.hub.url}/{'' if kind == 'model' else 'datasets/'}{repo_id}"
+        if (kind, repo_id) in self.hub.repos:
+            self._json(409, {"error": f"You already created this {kind} repo", "url": url})
+            return
+        repo = FakeRepo(repo_id=repo_id, repo_type=kind, files={}, owner=user)
+        repo.private = body.get("visibility") == "private" or body.get("private") is True
+        repo.allowed_tokens.add(token or "")
+        with self.hub._lock:
+            self.hub.repos[(kind, repo_id)] = repo
+        self._json(200, {"url": url, "name": repo_id, "id": hashlib.md5(repo_id.encode()).hexdigest()[:24]})
+
+    def _validate_yaml(self, body: Any) -> None:
+        content = body.get("content") if isinstance(body, dict) else None
+        if not isinstance(content, str):
+            self._json(400, {"errors": [{"message": "content is required"}], "warnings": []})
+            return
+        if content.startswith("---") and "\n---" not in content[3:]:
+            self._json(400, {"errors": [{"message": "the metadata block is not closed"}], "warnings": []})
+            return
+        self._json(200, {"errors": [], "warnings": []})
+
+    def _preupload(self, repo: FakeRepo, body: Any) -> None:
+        files = body.get("files") if isinstance(body, dict) else None
+        if not isinstance(files, list):
+            self._error(400, None, "files is required")
+            return
+        answer = []
+        for item in files:
+            path, size = item.get("path"), item.get("size")
+            sample = base64.b64decode(item.get("sample") or "")
+            lfs = path.lower().endswith(LFS_SUFFIXES) or int(size or 0) >= 10 * 2**20 or b"\0" in sample
+            existing = repo.files.get(path)
+            oid = None
+            if existing is not None:
+                oid = hashlib.sha256(existing).hexdigest() if lfs else _git_blob_id(existing)
+            answer.append({"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid})
+        self._json(200, {"files": answer, "commitOid": repo.sha})
+
+    def _lfs_batch(self, base: str, body: Any) -> None:
+        if not isinstance(body, dict) or body.get("operation") != "upload":
+            self._error(400, None, "only uploads are supported")
+            return
+        objects = []
+        for obj in body.get("objects") or []:
+            oid, size = str(obj.get("oid")), int(obj.get("size") or 0)
+            entry: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
+            if self.hub.blob(oid) is None:
+                sig = self.hub.signature("upload:" + oid)
+                entry["actions"] = {
+                    "upload": {"href": f"{self.hub.cdn_url}/lfs-upload/{oid}?size={size}&X-Amz-Signature={sig}"},
+                    "verify": {"href": f"{self.hub.url}{base}/verify", "header": {}},
+                }
+            objects.append(entry)
+        body_bytes = json.dumps({"transfer": "basic", "objects": objects}).encode()
+        self._send(200, body_bytes, content_type="application/vnd.git-lfs+json")
+
+    def _lfs_verify(self, body: Any) -> None:
+        oid = body.get("oid") if isinstance(body, dict) else None
+        data = self.hub.uploaded.get(str(oid))
+        if data is None or len(data) != body.get("size"):
+            self._error(404, None, f"object {oid} was not uploaded")
+            return
+        self._json(200, {})
+
+    def _cdn_upload(self, path: str, query: dict[str, list[str]]) -> None:
+        match = re.match(r"^/lfs-upload/([0-9a-f]{64})$", path)
+        signature = query.get("X-Amz-Signature", [""])[0]
+        if match is None or not hmac.compare_digest(signature, self.hub.signature("upload:" + match.group(1))):
+            self._send(403, b"<Error><Code>AccessDenied</Code></Error>", content_type="application/xml")
+            return
+        data = self._body()
+        if hashlib.sha256(data).hexdigest() != match.group(1):
+            self._send(400, b"<Error><Code>BadDigest</Code></Error>", content_type="application/xml")
+            return
+        with self.hub._lock:
+            self.hub.uploaded[match.group(1)] = data
+        self._send(200, b"", {"ETag": f'"{match.group(1)}"'})
+
+    def _commit(self, repo: FakeRepo, body: bytes) -> None:
+        try:
+            lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+        except ValueError:
+            self._error(400, None, "the commit payload is not ndjson")
+            return
+        if not lines or lines[0].get("key") != "header":
+            self._error(400, None, "the commit payload must start with a header")
+            return
+        files = dict(repo.files)
+        lfs = set(repo.lfs)
+        for line in lines[1:]:
+            key, value = line.get("key"), line.get("value") or {}
+            path = value.get("path")
+            if not isinstance(path, str) or not path or path.startswith("/") or ".." in path.split("/"):
+                self._error(400, None, f"invalid path in commit: {path!r}")
+                return
+            if key == "file":
+                files[path] = base64.b64decode(value.get("content") or "")
+                lfs.discard(path)
+            elif key == "lfsFile":
+                data = self.hub.blob(str(value.get("oid")))
+                if data is None:
+                    self._error(422, None, f"LFS object {value.get('oid')} for {path} was not uploaded")
+                    return
+                files[path] = data
+                lfs.add(path)
+            elif key == "deletedFile":
+                files.pop(path, None)
+                lfs.discard(path)
+            elif key == "deletedFolder":
+                prefix = path.rstrip("/") + "/"
+                for name in [n for n in files if n.startswith(prefix)]:
+                    files.pop(name)
+                    lfs.discard(name)
+            else:
+                self._error(400, None, f"unknown commit operation {key!r}")
+                return
+        with self.hub._lock:
+            repo.files, repo.lfs = files, lfs
+            repo.commits.append(str(lines[0].get("value", {}).get("summary", "")))
+        sha = repo.sha
+        prefix = "" if repo.repo_type == "model" else "datasets/"
+        self._json(
+            200, {"success": True, "commitOid": sha, "commitUrl": f"{self.hub.url}/{prefix}{repo.repo_id}/commit/{sha}"}
+        )

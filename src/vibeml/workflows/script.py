@@ -150,6 +150,9 @@ class ScriptGenerator:
             )
         except PydanticValidationError as exc:
             raise _validation_error(exc) from None
+        from vibeml.validation.options import check_option_combinations
+
+        check_option_combinations(request, wf.method)  # what the script would silently ignore is refused
         output_dir = request.output_dir or "output"
         try:
             return TrainerConfig.model_validate(
