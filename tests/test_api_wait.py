@@ -5,45 +5,23 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
-from tests.backends.test_vast_backend_support import FAKE_PATH
+from tests.standin_local import StandInLocal, standin_service
 from vibeml import api
-from vibeml.backends.local import LocalBackend
-from vibeml.backends.registry import default_registry
-from vibeml.client import VibeML
 from vibeml.exceptions import ValidationError
-from vibeml.models import JobRecord, JobStatus, LocalHandle
-from vibeml.settings import Settings
-from vibeml.workflows.registry import TrainingProgram
+from vibeml.models import JobRecord, JobStatus
 
 pytestmark = pytest.mark.needs_train  # the demo assets (a tiny model built with transformers)
-
-
-class StandInLocal(LocalBackend):
-    """The local backend, running the stand-in trainer in ``mode`` (complete: 5 steps; graceful: step 1, then
-    waits for SIGTERM and records `stopped`)."""
-
-    mode: ClassVar[str] = "complete"
-
-    def launch(self, program: TrainingProgram, job_id: str, job_dir: Path, choice: Any = None) -> LocalHandle:
-        program = program.model_copy(update={"module": "fake_program", "setup_commands": {}})
-        program.env.update({"VIBEML_TEST_MODE": self.mode, "PYTHONPATH": FAKE_PATH})
-        return super().launch(program, job_id, job_dir, choice)
 
 
 @pytest.fixture
 def inputs(vibeml_env: Path, demo_assets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The API's service runs the stand-in trainer locally; the demo's model and data as inputs."""
 
-    def service(settings: Settings) -> VibeML:
-        registry = default_registry(settings)
-        registry.register("local", StandInLocal)
-        return VibeML(settings, backends=registry)
-
-    monkeypatch.setattr(api, "VibeML", service)
+    monkeypatch.setattr(api, "VibeML", standin_service)
     model = next(demo_assets_dir.rglob("config.json")).parent
     return {"model": str(model), "dataset": str(next(demo_assets_dir.rglob("*.jsonl"))), "max_steps": "5"}
 
@@ -65,11 +43,11 @@ def test_wait_follows_the_job_to_its_end_reporting_each_new_step(inputs: dict[st
     assert Path(job.output_dir or job.progress.output_dir or "", "adapter_model.safetensors").exists()
     steps = [j.progress.step if j.progress else 0 for j in seen]
     assert steps == sorted(set(steps)) and steps[-1] == 5, steps  # each new step once, in order
-    assert seen[-1].status is JobStatus.COMPLETED
+    assert seen[0].status is not JobStatus.COMPLETED  # the first call comes at the start
 
     plain: list[JobRecord] = []  # a plain function works too
     done = asyncio.run(_launch(inputs, wait=True, on_progress=plain.append))
-    assert done.status is JobStatus.COMPLETED and plain[-1].status is JobStatus.COMPLETED
+    assert done.status is JobStatus.COMPLETED and plain[-1].progress and plain[-1].progress.step == 5
 
 
 def test_cancelling_the_wait_stops_the_job(inputs: dict[str, str]) -> None:
