@@ -52,7 +52,7 @@ def main() -> int:
         job_id = job["job_id"]
         out = [
             f"# MCP Inspector CLI ({INSPECTOR}, Node {node}) against `vibeml mcp` (stdio)",
-            f"# VIBEML_HOME: a fresh temporary directory; a finished job made first by: "
+            "# VIBEML_HOME: a fresh temporary directory (shown as $VIBEML_HOME); a finished job made first by: "
             f"vibeml launch --demo --max-cost 1 --max-steps {args.steps} --follow  → {job_id} {job['status']}",
             "",
         ]
@@ -81,7 +81,7 @@ def main() -> int:
             "its first 5 and last 5:"
         )
         out += [*lines[:5], "…", *lines[-5:]]
-    text = "\n".join(out) + "\n"
+    text = "\n".join(out).replace(str(home), "$VIBEML_HOME") + "\n"
     args.out.write_text(text, encoding="utf-8")
     print(text)
     return 0
