@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from vibeml.client import VibeML
 from vibeml.exceptions import ValidationError
+from vibeml.jobs.follow import ProgressCallback, follow_job
 from vibeml.jobs.store import check_job_id, check_limit
 from vibeml.models import JobRecord
 
@@ -50,17 +51,44 @@ async def launch_training(
     dataset: str | None = None,
     *,
     demo: bool = False,
+    wait: bool = False,
+    on_progress: ProgressCallback | None = None,
     settings: Settings | None = None,
     **fields: Any,
 ) -> JobRecord:
-    """Validate, estimate, check the budget and launch; returns once the job has started.
+    """Validate, estimate, check the budget and launch; returns once the job has started, or with
+    ``wait=True`` once it has ended (completed, failed or stopped; after 24 h of following it returns and the
+    job keeps going).
 
     Takes every ``TrainingRequest`` field (``workflow``, ``backend``, ``max_cost``, ``max_steps``, …).
-    ``demo=True`` uses the bundled tiny model and dataset.
+    ``demo=True`` uses the bundled tiny model and dataset. While waiting, ``on_progress`` (a function or a
+    coroutine function) gets the job at the start and on each new step; cancelling the awaiting task stops
+    the job (checkpoint and stop, as ``stop_job``), then the cancellation goes on.
     """
+    if not isinstance(wait, bool):
+        raise ValidationError(
+            f"wait must be True or False, not {wait!r}"[:120],
+            {"wait": str(wait)[:40]},
+            "Pass wait=True or leave it out.",
+        )
+    if on_progress is not None and not callable(on_progress):
+        raise ValidationError(
+            f"on_progress must be a function taking the job, not {type(on_progress).__name__}",
+            {"on_progress": type(on_progress).__name__},
+            "Pass e.g. on_progress=lambda job: print(job.progress), together with wait=True.",
+        )
+    if on_progress is not None and not wait:
+        raise ValidationError(
+            "on_progress is only called while waiting: it needs wait=True",
+            {"wait": "False"},
+            "Pass wait=True to follow the job, or poll get_job_status(job_id) instead.",
+        )
     svc = _service(settings)
     # Building a demo request writes its assets on first use: off the event loop as well.
-    return await asyncio.to_thread(lambda: svc.launch(svc.request_from(model, dataset, demo=demo, **fields)))
+    record = await asyncio.to_thread(lambda: svc.launch(svc.request_from(model, dataset, demo=demo, **fields)))
+    if not wait:
+        return record
+    return await follow_job(svc, record, on_progress)
 
 
 async def get_job_status(job_id: str, *, settings: Settings | None = None) -> JobRecord:

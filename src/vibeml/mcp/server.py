@@ -303,60 +303,30 @@ async def _ask_yes(
     return token
 
 
-#: How often a followed job is polled: a local run's status is a file read; a cloud's is an API call.
-_POLL_SECONDS = {"local": 1.0}
-_POLL_SECONDS_REMOTE = 5.0
-#: The longest a ``wait=true`` call follows a job; past it the call returns and the job keeps running.
-_FOLLOW_LIMIT_SECONDS = 24 * 3600.0
-
-
-def _progress_message(record: JobRecord) -> str:
-    p = record.progress
-    step = p.step if p else 0
-    text = f"step {step}/{p.max_steps if p and p.max_steps else '?'}"
-    if p and p.loss is not None:
-        text += f" loss {p.loss:.4f}"
-    return text + f" cost ${record.cost_so_far:.2f} ({record.status.value})"
-
-
 async def _follow(ctx: Context, service: VibeML, record: JobRecord) -> JobRecord:
-    """Poll the job until it ends, reporting each new step as an MCP progress notification.
+    """Follow the job to its end (``vibeml.jobs.follow``), each new step an MCP progress notification;
+    cancelling the call (``notifications/cancelled``) stops the job."""
+    from vibeml.jobs.follow import follow_job, progress_message
 
-    Cancelling the call (the client's ``notifications/cancelled``) stops the job through the service, shielded
-    so the stop completes, then lets the cancellation through.
-    """
-    import anyio
+    async def report(job: JobRecord) -> None:
+        p = job.progress
+        await ctx.report_progress(
+            progress=p.step if p else 0, total=p.max_steps if p else None, message=progress_message(job)
+        )
 
-    job_id = record.job_id
-    interval = _POLL_SECONDS.get(record.backend, _POLL_SECONDS_REMOTE)
-    deadline = anyio.current_time() + _FOLLOW_LIMIT_SECONDS
-    last_step = -1
-    try:
-        while True:
-            step = record.progress.step if record.progress else 0
-            if step > last_step:  # MCP progress must increase with each notification
-                last_step = step
-                total = record.progress.max_steps if record.progress else None
-                await ctx.report_progress(progress=step, total=total, message=_progress_message(record))
-            if record.status.is_terminal or anyio.current_time() >= deadline:
-                return record
-            await anyio.sleep(interval)
-            record = await asyncio.to_thread(service.get_status, job_id)
-    except anyio.get_cancelled_exc_class():
-        with anyio.CancelScope(shield=True):
-            log.warning("launch_training(wait=true) cancelled: stopping job %s", job_id)
-            await anyio.to_thread.run_sync(service.stop, job_id)
-        raise
+    return await follow_job(service, record, report)
 
 
 def _after_follow(record: JobRecord) -> str:
+    from vibeml.jobs.follow import FOLLOW_LIMIT_SECONDS
+
     job = repr(record.job_id)
     if record.status.value == "completed":
         out = record.output_dir or (record.progress.output_dir if record.progress else None)
         return f"Done: the result is in {out}." if out else f"Done (get_job_status(job_id={job}) for the result)."
     if record.status.is_terminal:
         return f"The job ended {record.status.value}: {record.error or 'see its log'} (get_job_logs(job_id={job}))."
-    return f"Still running after {int(_FOLLOW_LIMIT_SECONDS)} s of following: poll get_job_status(job_id={job})."
+    return f"Still running after {int(FOLLOW_LIMIT_SECONDS)} s of following: poll get_job_status(job_id={job})."
 
 
 def create_server(
