@@ -98,8 +98,8 @@ fi
 """
 
 #: Writes the config from ``$VIBEML_CONFIG_JSON``, works out the time left in the budget, and runs the
-#: trainer: plain Python on one GPU, ``torch.distributed.run`` (torchrun) on several, across nodes with
-#: SkyPilot's ``SKYPILOT_NODE_RANK``/``SKYPILOT_NODE_IPS``/``SKYPILOT_NUM_NODES``/
+#: trainer through :mod:`vibeml.launch`: plain Python on one GPU, ``torch.distributed.run`` (torchrun) on
+#: several, across nodes with SkyPilot's ``SKYPILOT_NODE_RANK``/``SKYPILOT_NODE_IPS``/``SKYPILOT_NUM_NODES``/
 #: ``SKYPILOT_NUM_GPUS_PER_NODE``. Fixed text.
 RUN_SCRIPT = """\
 set -o pipefail
@@ -133,16 +133,9 @@ if [ "$LIMIT" -gt 0 ]; then
   echo "[vibeml] budget: ${LEFT}s of training time left"
   TIMEOUT=(timeout --preserve-status --signal=TERM --kill-after="$GRACE" "$LEFT")
 fi
-if [ "$NODES" -gt 1 ]; then
-  MASTER_ADDR="$(printf '%s\\n' "$SKYPILOT_NODE_IPS" | head -n1)"
-  LAUNCH=("$PY" -m torch.distributed.run --nnodes="$NODES" --nproc_per_node="$GPUS" \\
-    --node_rank="$RANK" --master_addr="$MASTER_ADDR" --master_port="${VIBEML_MASTER_PORT:-29500}")
-elif [ "$GPUS" -gt 1 ]; then
-  LAUNCH=("$PY" -m torch.distributed.run --standalone --nproc_per_node="$GPUS")
-else
-  LAUNCH=("$PY")
-fi
-"${TIMEOUT[@]}" "${LAUNCH[@]}" -m vibeml.trainer --config "$JOB_DIR/config.json"
+echo "[vibeml] node $RANK of $NODES, $GPUS GPU(s) per node"
+# vibeml.launch: the trainer, under torchrun for several GPUs/nodes (rendezvous from SKYPILOT_* variables)
+"${TIMEOUT[@]}" "$PY" -m vibeml.launch --skypilot --config "$JOB_DIR/config.json"
 CODE=$?
 echo "[vibeml] trainer exited with code $CODE"
 exit "$CODE"
@@ -696,7 +689,14 @@ def export_task_yaml(
         _, choice = VibeML(settings=settings).plan_launch(request.model_copy(update={"backend": "skypilot"}))
     env = {"HF_ENDPOINT": settings.hub.endpoint} if settings.hub.endpoint else {}
     program = render_program(
-        request, job_id, output_dir="output", checkpoint_dir="checkpoints", events_path="events.jsonl", env=env
+        request,
+        job_id,
+        output_dir="output",
+        checkpoint_dir="checkpoints",
+        events_path="events.jsonl",
+        env=env,
+        gpu_count=choice.gpu_count,
+        num_nodes=choice.num_nodes,
     )
     spec = build_task_spec(program, job_id, choice, SkyOptions.from_settings(settings))
     return export_header(spec, filename) + spec.to_yaml()

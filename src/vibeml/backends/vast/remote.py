@@ -208,6 +208,10 @@ class Runner:
         if not _MODULE.match(module):
             raise ValueError("the payload's trainer module is not a dotted module name")
         self.module = module
+        try:  # trainer processes (one per GPU; torchrun when more than one)
+            self.processes = max(1, min(512, int(self.payload.get("nproc_per_node") or 1)))
+        except (TypeError, ValueError):
+            raise ValueError("the payload's nproc_per_node is not a whole number") from None
         root = Path(self.env.get("VIBEML_REMOTE_DIR") or "vibeml-job").expanduser()
         self.root = root if root.is_absolute() else Path.cwd() / root
         self.budget = _float(self.env, "VIBEML_MAX_RUNTIME_SECONDS", 3600.0, old="VIBEML_MAX_RUNTIME")
@@ -491,7 +495,10 @@ class Runner:
 
     def _train(self) -> tuple[int | None, str]:
         """Run the trainer under the budget; returns (exit code, why it ended)."""
-        argv = [sys.executable, "-m", self.module, "--config", str(self._config_path())]
+        from vibeml.launch import Rendezvous, trainer_command
+
+        rdzv = Rendezvous(nproc_per_node=self.processes)
+        argv = trainer_command(sys.executable, self._config_path(), rdzv, self.module)
         return self._supervise(argv, self._trainer_env(), announce="trainer-start")
 
     def _supervise(self, argv: list[str], env: dict[str, str], announce: str | None = None) -> tuple[int | None, str]:
