@@ -29,6 +29,7 @@ EXEMPT = {
     "OMP_NUM_THREADS, HF_HUB_OFFLINE… as set for it",
     "vibeml/workflows/_standalone.py": "the standalone script template runs on its own, without VibeML",
     "vibeml/backends/vast/remote.py": "the agent on the rented Vast machine: its job arrives in its environment",
+    "vibeml/launch.py": "the launcher runs on the training machine: it reads SkyPilot's node variables there",
     "vibeml/testing/": "testing fakes (fake Vast.ai) run as programs of their own",
     "vibeml/config/credentials.py": "the seed's CredentialManager() with no environment mapping: "
     "get_credential(..., fallback_env=NAME) reads the variable its caller names, not a VibeML setting",

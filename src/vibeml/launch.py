@@ -13,8 +13,8 @@ with a static rendezvous at the master (node rank 0) across nodes. Every backend
 
 CPU processes: on a machine with no GPU the processes train on the CPU and talk over gloo (the trainer
 picks the backend from the device). Local runs allow that only up to ``VIBEML_CPU_PROCESSES`` processes
-(default 0: ``--gpu-count 2`` on a CPU-only machine is refused, as a user asking for GPUs most likely
-expects GPUs); tests and CPU experiments set it.
+(``Settings.cpu_processes``; default 0: ``--gpu-count 2`` on a CPU-only machine is refused, as a user asking
+for GPUs most likely expects GPUs); tests and CPU experiments set it.
 
 No torch import here: this module runs in the CLI and in the launch script before torch is needed.
 """
@@ -36,7 +36,6 @@ __all__ = [
     "CPU_PROCESSES_ENV",
     "DEFAULT_MASTER_PORT",
     "Rendezvous",
-    "allowed_cpu_processes",
     "main",
     "rendezvous_from_skypilot",
     "trainer_command",
@@ -112,12 +111,14 @@ def trainer_command(
     tail = ["-m", module, "--config", str(config_path)]
     if rdzv.world_size == 1:
         return [python, *tail]
-    run = [python, "-m", "torch.distributed.run", f"--nproc_per_node={rdzv.nproc_per_node}"]
+    run = [python, "-m", "torch.distributed.run"]
+    per_node = f"--nproc_per_node={rdzv.nproc_per_node}"
     if rdzv.nnodes == 1:
-        return [*run, "--standalone", *tail]
+        return [*run, "--standalone", per_node, *tail]
     return [
         *run,
         f"--nnodes={rdzv.nnodes}",
+        per_node,
         f"--node_rank={rdzv.node_rank}",
         f"--master_addr={rdzv.master_addr}",
         f"--master_port={rdzv.master_port}",
@@ -146,11 +147,6 @@ def rendezvous_from_skypilot(env: Mapping[str, str]) -> Rendezvous:
         master_addr=ips[0] if ips else None,
         master_port=_int_env(env, MASTER_PORT_ENV, DEFAULT_MASTER_PORT),
     )
-
-
-def allowed_cpu_processes(env: Mapping[str, str] | None = None) -> int:
-    """How many CPU processes a local run may start on a machine without a GPU (``VIBEML_CPU_PROCESSES``)."""
-    return max(0, _int_env(os.environ if env is None else env, CPU_PROCESSES_ENV, 0))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -206,11 +207,20 @@ def _stub_python(bin_dir: Path, record: Path) -> str:
     """A fake python that records its argv and the config it was given."""
     script = bin_dir / "fakepython"
     script.write_text(
-        "#!/usr/bin/env python3\n"
-        "import json, sys, pathlib\n"
+        f"#!{sys.executable}\n"
+        "import json, os, sys, pathlib\n"
         "args = sys.argv[1:]\n"
+        "via = args[:2]\n"
+        # the launcher itself runs (it reads SKYPILOT_*); the command it would exec is what is recorded
+        "if args[:2] == ['-m', 'vibeml.launch']:\n"
+        "    import vibeml.launch as launch\n"
+        "    def execv(path, argv):\n"
+        "        global args\n"
+        "        args = argv[1:]\n"
+        "    os.execv = execv\n"
+        "    launch.main(args[2:])\n"
         "cfg = args[args.index('--config') + 1] if '--config' in args else None\n"
-        f"pathlib.Path({str(record)!r}).write_text(json.dumps({{'argv': args, "
+        f"pathlib.Path({str(record)!r}).write_text(json.dumps({{'argv': args, 'via': via, "
         "'config': pathlib.Path(cfg).read_text() if cfg else None}))\n"
     )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
@@ -253,6 +263,7 @@ def test_run_script_launchers(sky: ModuleType, tmp_path: Path) -> None:
     assert single["code"] == 0, single
     assert single["argv"] == ["-m", "vibeml.trainer", "--config", "vibeml-job/config.json"]
     multi = _run_script(tmp_path, envs, {"SKYPILOT_NUM_GPUS_PER_NODE": "4"})
+    assert single["via"] == multi["via"] == ["-m", "vibeml.launch"]  # the one launcher, on every node
     assert multi["argv"][:4] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
     assert multi["argv"][4:] == ["-m", "vibeml.trainer", "--config", "vibeml-job/config.json"]
     nodes = _run_script(
@@ -275,6 +286,7 @@ def test_run_script_launchers(sky: ModuleType, tmp_path: Path) -> None:
         "--master_port=29500",
     ]
     assert json.loads(nodes["config"]) == json.loads(envs[CONFIG_ENV])
+    assert nodes["argv"][7:] == ["-m", "vibeml.trainer", "--config", "vibeml-job/config.json"]
 
 
 def test_run_script_enforces_the_budget(sky: ModuleType, tmp_path: Path) -> None:

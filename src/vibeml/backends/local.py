@@ -78,7 +78,7 @@ class LocalBackend(Backend[LocalHandle]):
 
     def _check_processes(self, request: TrainingRequest) -> None:
         """``--gpu-count N``: this machine's GPUs, or (none) CPU processes when ``VIBEML_CPU_PROCESSES`` allows."""
-        from vibeml.launch import CPU_PROCESSES_ENV, allowed_cpu_processes
+        from vibeml.launch import CPU_PROCESSES_ENV
         from vibeml.workflows.registry import get_workflow, resolve_strategy
 
         n = request.gpu_count
@@ -87,7 +87,7 @@ class LocalBackend(Backend[LocalHandle]):
         ctx = {"gpu_count": n, "gpus_here": gpus, "backend": self.name}
         if gpus >= n:
             return
-        if gpus == 0 and n <= allowed_cpu_processes():
+        if gpus == 0 and n <= self.settings.cpu_processes:
             return  # CPU processes over gloo, as asked
         raise ConfigurationError(
             f"--gpu-count {n} needs {n} GPUs, and the trainer's Python on this machine sees {gpus}",
