@@ -30,6 +30,7 @@ EXEMPT = {
     "vibeml/workflows/_standalone.py": "the standalone script template runs on its own, without VibeML",
     "vibeml/remote/": "the supervisor on a rented machine: its job arrives in its environment (the payload, the "
     "job dir, the provider's own variables)",
+    "vibeml/launch.py": "the launcher's command line runs on the training machine: SkyPilot's node variables",
     "vibeml/testing/": "testing fakes (fake Vast.ai) run as programs of their own",
     "vibeml/config/credentials.py": "the seed's CredentialManager() with no environment mapping: "
     "get_credential(..., fallback_env=NAME) reads the variable its caller names, not a VibeML setting",

@@ -367,6 +367,8 @@ class VibeML:
             env=env,
             secrets=self._hub_secrets() if not all_local else None,
             max_runtime_seconds=trainer_runtime,
+            gpu_count=choice.gpu_count if choice is not None else None,  # one trainer process per GPU
+            num_nodes=choice.num_nodes if choice is not None else 1,
         )
         return LaunchPreparation(
             request=request,

@@ -165,6 +165,9 @@ class TrainingRequest(_UserModel):
     backend: str = Field("local", description="Where to run: 'local' (this machine).")
     gpu_type: str | None = None
     gpu_count: int = Field(1, ge=1, le=512)
+    strategy: Literal["single", "ddp", "fsdp"] | None = Field(
+        None, description="How several GPUs train: ddp (default) or fsdp (sharded); one GPU is always 'single'."
+    )
     cloud: str | None = None
     use_spot: bool = False
     max_cost: float | None = Field(None, gt=0, le=1_000_000, description="Hard budget cap in USD.")

@@ -401,6 +401,13 @@ class Settings(BaseSettings):
     python: Annotated[str, Env("VIBEML_PYTHON")] = Field(
         default_factory=lambda: sys.executable, min_length=1, description="Python that runs the local trainer."
     )
+    cpu_processes: Annotated[int, Env("VIBEML_CPU_PROCESSES")] = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Local runs on a machine without a GPU: --gpu-count N may start up to this many CPU "
+        "trainer processes (gloo); 0 = refuse (for tests and trials).",
+    )
     stop_grace_seconds: Annotated[float, Env("VIBEML_STOP_GRACE_SECONDS", deprecated=("VIBEML_STOP_GRACE",))] = Field(
         30.0, ge=0, le=86_400, description="Seconds between SIGTERM and SIGKILL when a job is stopped."
     )

@@ -194,10 +194,14 @@ def test_over_budget_at_live_prices_rents_nothing(vast_env: FakeVast, tmp_path: 
     assert vast_env.count("create") == 0
 
 
-def test_multi_gpu_plans_are_refused_before_renting(vast_env: FakeVast, tmp_path: Path) -> None:
+def test_multi_gpu_plans_the_program_does_not_run_are_refused_before_renting(
+    vast_env: FakeVast, tmp_path: Path
+) -> None:
     backend = VastBackend(Settings.from_env(), options=options(), transport=WorkdirTransport(vast_env))
-    with pytest.raises(ConfigurationError, match="one GPU"):
+    with pytest.raises(ConfigurationError, match="runs 1 trainer process"):  # 2 GPUs rented, 1 process
         backend.launch(_program(tmp_path), "vml-test", tmp_path / "job", _choice(gpu_count=2))
+    with pytest.raises(ConfigurationError, match="one machine"):
+        backend.launch(_program(tmp_path), "vml-test", tmp_path / "job", _choice(gpu_count=1, num_nodes=2))
     assert vast_env.count("create") == 0
 
 

@@ -17,7 +17,7 @@ import vibeml
 from vibeml.backends.skypilot.task import RUN_SCRIPT
 from vibeml.backends.vast.remote import ONSTART
 from vibeml.remote.payload import PAYLOAD_ENV, RemoteBudget, RemoteJob, decode_payload, encode_payload
-from vibeml.remote.supervisor import PROVIDERS, launch_argv, main, parse_runner_lines, provider_class
+from vibeml.remote.supervisor import PROVIDERS, main, parse_runner_lines, provider_class
 from vibeml.trainer.events import ECHO_PREFIX, StoppedEvent, parse_event_lines
 
 SRC = Path(vibeml.__file__).resolve().parents[1]
@@ -101,14 +101,16 @@ def test_a_bad_payload_gives_up_without_a_traceback(capsys: pytest.CaptureFixtur
     assert record["phase"] == "gave-up" and "bad job payload" in record["reason"]
 
 
-def test_the_launcher() -> None:
-    tail = ["-m", "m", "--config", "c.json"]
-    assert launch_argv("py", "m", "c.json") == ["py", *tail]
-    standalone = ["py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *tail]
-    assert launch_argv("py", "m", "c.json", gpus_per_node=2) == standalone
-    multi = launch_argv("py", "m", "c.json", nodes=3, gpus_per_node=4, node_rank=2, master_addr="10.1.1.1")
-    rendezvous = ["--nnodes=3", "--nproc_per_node=4", "--node_rank=2", "--master_addr=10.1.1.1"]
-    assert multi[3:8] == [*rendezvous, "--master_port=29500"] and multi[8:] == tail
+def test_the_supervisor_uses_the_one_launcher(tmp_path: Path) -> None:
+    from vibeml.backends.vast.remote import VastSupervisor
+    from vibeml.launch import Rendezvous, trainer_command
+
+    config = tmp_path / "config.json"
+    for gpus in (1, 4):
+        job = RemoteJob(provider="vast", gpus_per_node=gpus)
+        argv = VastSupervisor(job, {"VIBEML_REMOTE_DIR": str(tmp_path)}).trainer_argv(config)
+        assert argv == trainer_command(sys.executable, config, Rendezvous(nproc_per_node=gpus), "vibeml.trainer")
+    assert argv[1:3] == ["-m", "torch.distributed.run"] and "--nproc_per_node=4" in argv
 
 
 def test_the_budget_stops_the_trainer_gracefully(tmp_path: Path) -> None:

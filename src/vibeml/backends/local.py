@@ -42,7 +42,9 @@ class LocalBackend(Backend[LocalHandle]):
     description: ClassVar[str] = "This machine: free, good for small models and trying things out."
     capabilities: ClassVar[Capabilities] = Capabilities(
         spot=Capability(supported=False, reason="your own machine cannot be preempted or bid on"),
-        multi_gpu=Capability(supported=False, reason="the local backend runs one process"),
+        multi_gpu=Capability(
+            supported=True, reason="torchrun: one trainer process per GPU of this machine (ddp or fsdp)"
+        ),
         multi_node=Capability(supported=False, reason="the local backend runs on one machine"),
         artifacts=Capability(supported=True),
         gpu_selection=Capability(
@@ -63,6 +65,8 @@ class LocalBackend(Backend[LocalHandle]):
         from vibeml.workflows.registry import get_workflow
 
         workflow = get_workflow(request.workflow)
+        if request.gpu_count > 1:
+            self._check_processes(request)
         if workflow.requires_cuda and not self._trainer_sees_cuda():
             raise ConfigurationError(
                 f"the {workflow.name} workflow runs only on an NVIDIA GPU, and the trainer's Python on this "
@@ -71,6 +75,47 @@ class LocalBackend(Backend[LocalHandle]):
                 "Choose a workflow that runs on the CPU (e.g. --workflow trl-lora), or a cloud backend "
                 "(--backend vast or --backend skypilot) to rent an NVIDIA GPU.",
             )
+
+    def _check_processes(self, request: TrainingRequest) -> None:
+        """``--gpu-count N``: this machine's GPUs, or (none) CPU processes when ``VIBEML_CPU_PROCESSES`` allows."""
+        from vibeml.launch import CPU_PROCESSES_ENV
+        from vibeml.workflows.registry import get_workflow, resolve_strategy
+
+        n = request.gpu_count
+        resolve_strategy(get_workflow(request.workflow), request.strategy, n)  # the workflow can run it
+        gpus = self._trainer_cuda_count()
+        ctx = {"gpu_count": n, "gpus_here": gpus, "backend": self.name}
+        if gpus >= n:
+            return
+        if gpus == 0 and n <= self.settings.cpu_processes:
+            return  # CPU processes over gloo, as asked
+        raise ConfigurationError(
+            f"--gpu-count {n} needs {n} GPUs, and the trainer's Python on this machine sees {gpus}",
+            ctx,
+            f"Ask for at most {gpus} GPUs here, or a cloud backend (--backend vast or skypilot)."
+            if gpus
+            else f"Use --gpu-count 1, a cloud backend, or set {CPU_PROCESSES_ENV}={n} to train with {n} CPU "
+            "processes (slow; for tests and trials).",
+        )
+
+    def _trainer_cuda_count(self) -> int:
+        """How many CUDA devices the trainer's Python sees (asked in a child process; no torch there: 0)."""
+        probe = "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)"
+        try:
+            res = subprocess.run(
+                [self.settings.python, "-c", probe],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return 0
+        try:
+            return int(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else 0
+        except (ValueError, IndexError):
+            return 0
 
     def _trainer_sees_cuda(self) -> bool:
         """Does the trainer's Python (VIBEML_PYTHON, which may not be this one) see a CUDA device? Asked in a

@@ -73,6 +73,9 @@ def launch(
     backend: Annotated[str, typer.Option(help="Where to run: local, vast or skypilot.")] = "local",
     gpu: Annotated[str | None, typer.Option("--gpu", help="GPU type, e.g. H100 (cloud backends).")] = None,
     gpu_count: Annotated[int, typer.Option(help="GPUs per node.")] = 1,
+    strategy: Annotated[
+        str | None, typer.Option(help="With several GPUs: ddp (default, data parallel) or fsdp (sharded).")
+    ] = None,
     cloud: Annotated[str | None, typer.Option(help="Cloud to use (cloud backends).")] = None,
     spot: Annotated[bool, typer.Option("--spot/--on-demand", help="Interruptible capacity.")] = False,
     max_cost: Annotated[float | None, typer.Option(help="Hard budget cap in USD.")] = None,
@@ -135,6 +138,7 @@ def launch(
         "backend": backend,
         "gpu_type": gpu,
         "gpu_count": gpu_count,
+        "strategy": strategy,
         "cloud": cloud,
         "use_spot": spot,
         "max_cost": max_cost,

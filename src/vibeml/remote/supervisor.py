@@ -12,7 +12,7 @@ has been read, (max_cost − accrued) / rate − R − time since that reading:
 
 1. wait for the uploaded inputs (``inputs/.complete``) and run the workflow's fixed setup steps, once per disk;
 2. with no time left to train (left ≤ g) emit the trainer contract's ``stopped`` event and end; otherwise run
-   the trainer (:func:`launch_argv`: one process, or ``torch.distributed.run`` across GPUs and nodes) with
+   the trainer (:mod:`vibeml.launch`: one process, or ``torch.distributed.run`` across GPUs and nodes) with
    ``max_runtime_seconds`` ≤ left − 2g, so it checkpoints and stops by itself; SIGTERM when g is left (or a
    ``STOP`` file asks), SIGKILL when g/4 is left;
 3. the provider's end (Vast: linger for the client's copy, then destroy the instance with R in hand;
@@ -42,6 +42,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from vibeml.exceptions import ConfigurationError
+from vibeml.launch import Rendezvous, trainer_command
 from vibeml.remote.payload import PAYLOAD_ENV, RemoteJob, decode_payload
 from vibeml.safe_paths import atomic_write_bytes
 from vibeml.trainer.events import ECHO_PREFIX, TERMINAL_EVENTS, StoppedEvent, parse_event
@@ -54,7 +56,6 @@ __all__ = [
     "STATE_FILE",
     "STOP_MARKER",
     "Supervisor",
-    "launch_argv",
     "main",
     "parse_runner_lines",
     "provider_class",
@@ -83,37 +84,6 @@ def parse_runner_lines(lines: list[str]) -> list[dict[str, Any]]:
         if isinstance(obj, dict) and isinstance(obj.get("phase"), str):
             out.append(obj)
     return out
-
-
-def launch_argv(
-    python: str,
-    module: str,
-    config: str,
-    *,
-    nodes: int = 1,
-    gpus_per_node: int = 1,
-    node_rank: int = 0,
-    master_addr: str = "",
-    master_port: int = 29500,
-) -> list[str]:
-    """The trainer's command line: plain Python for one process, ``torch.distributed.run`` for several
-    (standalone on one machine; with a rendezvous at ``master_addr`` across nodes)."""
-    tail = ["-m", module, "--config", config]
-    if nodes > 1:
-        return [
-            python,
-            "-m",
-            "torch.distributed.run",
-            f"--nnodes={nodes}",
-            f"--nproc_per_node={gpus_per_node}",
-            f"--node_rank={node_rank}",
-            f"--master_addr={master_addr}",
-            f"--master_port={master_port}",
-            *tail,
-        ]
-    if gpus_per_node > 1:
-        return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus_per_node}", *tail]
-    return [python, *tail]
 
 
 def _seconds(value: float) -> float | None:
@@ -191,15 +161,17 @@ class Supervisor:
         """This machine's bill (``dph_total`` $/h, ``start_date`` Unix time); may raise."""
         raise LookupError("this provider's machine cannot read its own bill")
 
+    def rendezvous(self) -> Rendezvous:
+        """Where the trainer's processes are on this machine: one per GPU of the job (torchrun when > 1)."""
+        return Rendezvous(nproc_per_node=self.job.gpus_per_node, master_port=self.job.master_port)
+
     def trainer_argv(self, config: Path) -> list[str]:
-        """The trainer's command line on this machine."""
-        return launch_argv(
-            sys.executable,
-            self.module,
-            str(config),
-            gpus_per_node=self.job.gpus_per_node,
-            master_port=self.job.master_port,
-        )
+        """The trainer's command line on this machine (:func:`vibeml.launch.trainer_command`, the one launcher).
+
+        Raises:
+            ConfigurationError: The machine's GPU/node variables make no sense.
+        """
+        return trainer_command(sys.executable, config, self.rendezvous(), self.module)
 
     def give_up(self) -> int:
         """The run could not start (inputs never came, setup failed); returns the exit code."""
@@ -458,7 +430,11 @@ class Supervisor:
 
     def _train(self) -> tuple[int | None, str]:
         """Run the trainer under the budget; returns (exit code, why it ended)."""
-        argv = self.trainer_argv(self._config_path())
+        try:
+            argv = self.trainer_argv(self._config_path())
+        except ConfigurationError as exc:
+            self.say("gave-up", reason=f"cannot start the trainer: {exc.message}")
+            return None, "gave-up"
         return self._supervise(argv, self._trainer_env(), announce="trainer-start")
 
     def _supervise(self, argv: list[str], env: dict[str, str], announce: str | None = None) -> tuple[int | None, str]:

@@ -34,6 +34,11 @@ class TrainerConfig(BaseModel):
     engine: Literal["transformers", "unsloth"] = Field(
         "transformers", description="transformers + peft + TRL, or Unsloth's FastLanguageModel (CUDA only)."
     )
+    strategy: Literal["single", "ddp", "fsdp"] = Field(
+        "single",
+        description="single process, data parallel (DDP) or fully sharded (FSDP2); ddp/fsdp run under torchrun "
+        "(vibeml.launch), one process per GPU (or per VIBEML_CPU_PROCESSES on a CPU).",
+    )
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     output_dir: str = Field(description="Final adapter/model and tokenizer go here.")
     checkpoint_dir: str = Field(description="Checkpoints (resumed from when present).")

@@ -47,6 +47,16 @@ from vibeml.trainer.modeling import (
     resolve_device,
     resolve_model_source,
 )
+from vibeml.trainer.parallel import (
+    agree_stop,
+    allow_cpu_fsdp,
+    check_strategy,
+    die_with_parent,
+    final_state_dict_full,
+    is_main_process,
+    strategy_sft_kwargs,
+    world_size,
+)
 
 __all__ = ["StopFlag", "train"]
 
@@ -95,7 +105,9 @@ class _Signals:
             signal.signal(sig, handler)
 
 
-def _make_callback(writer: EventWriter, flag: StopFlag, t0: float, share: CpuShare | None = None) -> Any:
+def _make_callback(
+    writer: EventWriter, flag: StopFlag, t0: float, share: CpuShare | None = None, device: str = "cpu"
+) -> Any:
     """The TrainerCallback that writes step/checkpoint events and applies stop requests."""
     from transformers import TrainerCallback
 
@@ -120,6 +132,8 @@ def _make_callback(writer: EventWriter, flag: StopFlag, t0: float, share: CpuSha
                 if share.rebalance(force=False) != before:
                     print(f"[vibeml] {share.describe()}", flush=True)
             reason = flag.check()
+            if world_size() > 1:  # every process stops at the same step, or the collectives hang
+                reason = agree_stop(reason, device)
             if reason is not None and self.stopped_reason is None:
                 self.stopped_reason = reason
                 control.should_save = True
@@ -232,6 +246,12 @@ def _sft_config(config: TrainerConfig, dev: Any, loaded: Loaded) -> Any:
         kwargs["warmup_steps"] = hp.warmup_ratio if hp.warmup_ratio < 1 else math.ceil(hp.warmup_ratio)
     if "model_init_kwargs" in known:
         kwargs["model_init_kwargs"] = None
+    parallel = strategy_sft_kwargs(config, dev.device, loaded.model, checkpointing)
+    if parallel.get("fsdp") and dev.device == "cpu":
+        allow_cpu_fsdp()
+    if parallel.get("fsdp"):  # FSDP checkpoints activations itself (fsdp_config), not the Trainer
+        kwargs.pop(f"{ckpt}_kwargs", None)
+    kwargs.update(parallel)
     unknown = [k for k in kwargs if k not in known]
     for k in unknown:  # an older/newer version without the field: leave its default
         kwargs.pop(k)
@@ -337,6 +357,8 @@ def train(config: TrainerConfig, writer: EventWriter) -> dict[str, Any]:
     deadline = t0 + config.max_runtime_seconds if config.max_runtime_seconds else None
     flag = StopFlag(deadline)
     with _Signals(flag), contextlib.ExitStack() as stack:
+        if not is_main_process():  # under torchrun rank 0 speaks for the job; errors still reach stderr
+            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
         return _train(config, writer, flag, t0, stack)
 
 
@@ -344,6 +366,8 @@ def _train(
     config: TrainerConfig, writer: EventWriter, flag: StopFlag, t0: float, stack: contextlib.ExitStack
 ) -> dict[str, Any]:
     hp = config.hyperparameters
+    check_strategy(config)
+    die_with_parent()
     model_source = resolve_model_source(config.model)
     _check_writable_dirs(config)
     prepared = load_training_dataset(
@@ -398,7 +422,7 @@ def _train(
         return _stopped_early(writer, flag, resume_from, config, t0)
     planned = _planned_max_steps(config, prepared.num_rows)
     args = _sft_config(config, dev, loaded)
-    callback = _make_callback(writer, flag, t0, share)
+    callback = _make_callback(writer, flag, t0, share, dev.device)
     print(f"[vibeml] preparing {prepared.num_rows} {prepared.format} examples", flush=True)
     try:
         trainer: Any = SFTTrainer(
@@ -488,8 +512,11 @@ def _train(
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     try:
+        if config.strategy == "fsdp":
+            final_state_dict_full(trainer)  # every process gathers; rank 0 writes one unsharded copy
         trainer.save_model(str(out))
-        tokenizer.save_pretrained(str(out))
+        if is_main_process():
+            tokenizer.save_pretrained(str(out))
     except OSError as exc:
         raise ResourceError(
             f"could not save the result to {out}: {exc}",
@@ -499,10 +526,10 @@ def _train(
     _samples("after", config, model, tokenizer, writer, flag)
 
     merged_dir = None
-    if config.save_merged and config.method == "lora":
+    if config.save_merged and config.method == "lora" and is_main_process():
         merged_dir = out / "merged"
         try:
-            merged = trainer.model.merge_and_unload()
+            merged = _merge_source(config, trainer.model, out)
             merged.save_pretrained(str(merged_dir))
             tokenizer.save_pretrained(str(merged_dir))
         except OSError as exc:
@@ -542,6 +569,15 @@ def _train(
         "final_loss": callback.last_loss,
         "elapsed_seconds": elapsed,
     }
+
+
+def _merge_source(config: TrainerConfig, model: Any, out: Path) -> Any:
+    """The merged model: from the trained one, or (FSDP: it is sharded) from the saved adapter, on rank 0."""
+    if config.strategy != "fsdp":
+        return model.merge_and_unload()
+    from peft import AutoPeftModelForCausalLM
+
+    return AutoPeftModelForCausalLM.from_pretrained(str(out)).merge_and_unload()
 
 
 def _check_writable_dirs(config: TrainerConfig) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -36,10 +36,14 @@ __all__ = [
     "list_workflows",
     "register_workflow",
     "render_program",
+    "resolve_strategy",
     "workflow_estimate",
 ]
 
 CONFIG_FILENAME = "config.json"
+Strategy = Literal["single", "ddp", "fsdp"]
+#: What the transformers workflows run: one process, data parallel, fully sharded (FSDP2).
+ALL_STRATEGIES: frozenset[str] = frozenset(get_args(Strategy))
 #: Backends that get setup commands (``"$PY"`` is the Python that runs the trainer there).
 BACKENDS = ("local", "vast", "skypilot")
 
@@ -63,6 +67,9 @@ class Workflow(BaseModel):
     requires_cuda: bool = Field(False, description="Runs only on an NVIDIA GPU.")
     setup_commands: dict[str, tuple[str, ...]] = Field(
         default_factory=dict, description="Per backend: fixed shell commands that prepare its machine."
+    )
+    strategies: frozenset[str] = Field(
+        ALL_STRATEGIES, description="Parallel strategies the trainer runs this workflow with (single, ddp, fsdp)."
     )
 
     def remote_requirements(self) -> tuple[str, ...]:
@@ -97,10 +104,15 @@ class TrainingProgram(BaseModel):
         default_factory=dict, description="Per backend (local, vast, skypilot): fixed shell commands to run first."
     )
     requires_cuda: bool = False
+    nproc_per_node: int = Field(1, ge=1, le=512, description="Trainer processes per node (one per GPU).")
+    nnodes: int = Field(1, ge=1, le=1024, description="Nodes (machines) the processes span.")
 
     def argv(self, python: str, config_path: str | Path) -> list[str]:
-        """The command line; the config path is the only argument and it is ours."""
-        return [python, "-m", self.module, "--config", str(config_path)]
+        """The command line on one node (torchrun around the trainer for several processes, see
+        :mod:`vibeml.launch`); the config path is the only argument and it is ours."""
+        from vibeml.launch import Rendezvous, trainer_command
+
+        return trainer_command(python, config_path, Rendezvous(nproc_per_node=self.nproc_per_node), self.module)
 
     def config_json(self) -> str:
         return self.config.model_dump_json(indent=2)
@@ -269,6 +281,8 @@ register_workflow(
         method="qlora",
         description="LoRA on a 4-bit NF4 base (bitsandbytes) with TRL's SFTTrainer: the least GPU memory.",
         extras=("train", "speed", "qlora"),
+        # FSDP2 cannot shard bitsandbytes' packed 4-bit weights (vibeml.trainer.parallel.check_strategy)
+        strategies=frozenset({"single", "ddp"}),
         setup_commands=_setup('"$PY" -c "import bitsandbytes"'),
     )
 )
@@ -293,6 +307,7 @@ register_workflow(
         # Unsloth caps transformers/trl/datasets below the main lock's versions: it has a lock of its own
         extras=("train", "unsloth"),
         lock="unsloth",
+        strategies=frozenset({"single"}),
         setup_commands=_setup('"$PY" -c "import unsloth"'),
     )
 )
@@ -309,9 +324,18 @@ def render_program(
     max_runtime_seconds: float | None = None,
     env: dict[str, str] | None = None,
     secrets: dict[str, SecretStr] | None = None,
+    gpu_count: int | None = None,
+    num_nodes: int = 1,
+    strategy: str | None = None,
 ) -> TrainingProgram:
-    """Render the trainer program for a request. Paths are where the program will run."""
+    """Render the trainer program for a request. Paths are where the program will run.
+
+    ``gpu_count`` (per node; default the request's) and ``num_nodes`` are what the job runs on, one trainer
+    process per GPU; ``strategy`` (default the request's) is resolved by :func:`resolve_strategy`.
+    """
     workflow = get_workflow(request.workflow)
+    per_node = gpu_count if gpu_count is not None else request.gpu_count
+    chosen = resolve_strategy(workflow, strategy or getattr(request, "strategy", None), per_node * num_nodes)
     config = TrainerConfig(
         job_id=job_id,
         model=request.model,
@@ -322,6 +346,7 @@ def render_program(
         column_mapping=getattr(request, "column_mapping", None),  # when TrainingRequest carries one
         method=workflow.method,
         engine=workflow.engine,
+        strategy=chosen,
         hyperparameters=request.hyperparameters,
         output_dir=output_dir,
         checkpoint_dir=checkpoint_dir,
@@ -339,4 +364,37 @@ def render_program(
         requirements=workflow.remote_requirements(),
         setup_commands=dict(workflow.setup_commands),
         requires_cuda=workflow.requires_cuda,
+        nproc_per_node=per_node,
+        nnodes=num_nodes,
     )
+
+
+def resolve_strategy(workflow: Workflow, requested: str | None, processes: int) -> Strategy:
+    """The strategy a job of ``processes`` trainer processes runs: ``single`` for one; for several the one
+    asked for (default ``ddp``) when the workflow supports it.
+
+    Raises:
+        ConfigurationError: ``single`` with several processes, or a strategy the workflow lacks.
+    """
+    if processes <= 1:
+        return "single"  # one process: nothing to distribute, whatever was asked
+    chosen = requested or "ddp"
+    ctx = {"workflow": workflow.name, "strategy": chosen, "processes": processes}
+    if chosen not in ALL_STRATEGIES:
+        raise ConfigurationError(
+            f"unknown strategy {chosen!r}", ctx, f"Use one of: {', '.join(sorted(ALL_STRATEGIES))}."
+        )
+    if chosen == "single":
+        raise ConfigurationError(
+            f"strategy 'single' runs one process, but the job has {processes} GPUs",
+            ctx,
+            "Ask for one GPU, or use --strategy ddp or fsdp.",
+        )
+    if chosen not in workflow.strategies:
+        has = ", ".join(sorted(workflow.strategies))
+        raise ConfigurationError(
+            f"the {workflow.name} workflow cannot run with strategy {chosen!r} (it supports: {has})",
+            ctx,
+            "Pick a supported strategy, or a workflow that has it (trl-lora and full run ddp and fsdp).",
+        )
+    return chosen  # type: ignore[return-value]

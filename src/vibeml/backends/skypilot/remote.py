@@ -19,23 +19,17 @@ exported YAML). What SkyPilot adds to the shared timeline (:class:`SkyPilotSuper
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from vibeml.remote.supervisor import Supervisor, launch_argv
+from vibeml.launch import Rendezvous, rendezvous_from_skypilot
+from vibeml.remote.supervisor import Supervisor
 
 __all__ = ["SUPERVISOR", "SkyPilotSupervisor"]
 
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 _UPTIME = Path("/proc/uptime")
-
-
-def _int(value: str | None, default: int) -> int:
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        return default
-    return number if number >= 0 else default
 
 
 class SkyPilotSupervisor(Supervisor):
@@ -59,22 +53,9 @@ class SkyPilotSupervisor(Supervisor):
             return 0.0
         return up if 0.0 <= up < self.budget else 0.0
 
-    def trainer_argv(self, config: Path) -> list[str]:
-        env = self.env
-        nodes = max(1, _int(env.get("SKYPILOT_NUM_NODES"), 1))
-        ips = [ip.strip() for ip in (env.get("SKYPILOT_NODE_IPS") or "").splitlines() if ip.strip()]
-        import sys
-
-        return launch_argv(
-            sys.executable,
-            self.module,
-            str(config),
-            nodes=nodes,
-            gpus_per_node=max(1, _int(env.get("SKYPILOT_NUM_GPUS_PER_NODE"), 1)),
-            node_rank=_int(env.get("SKYPILOT_NODE_RANK"), 0),
-            master_addr=ips[0] if ips else "127.0.0.1",
-            master_port=self.job.master_port,
-        )
+    def rendezvous(self) -> Rendezvous:
+        """SkyPilot's node variables (:func:`vibeml.launch.rendezvous_from_skypilot`), the payload's port."""
+        return dataclasses.replace(rendezvous_from_skypilot(self.env), master_port=self.job.master_port)
 
 
 SUPERVISOR = SkyPilotSupervisor

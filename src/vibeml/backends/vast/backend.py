@@ -139,7 +139,7 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
     description: ClassVar[str] = "Vast.ai marketplace GPUs: the cheapest offer that fits, under a hard budget cap."
     capabilities: ClassVar[Capabilities] = Capabilities(
         spot=Capability(supported=True, reason="interruptible bids; a preempted job resumes from its checkpoint"),
-        multi_gpu=Capability(supported=False, reason="the trainer runs one process per machine on Vast for now"),
+        multi_gpu=Capability(supported=True, reason="torchrun: one trainer process per GPU of the rented machine"),
         multi_node=Capability(supported=False, reason="a Vast instance is one machine"),
         artifacts=Capability(supported=True, reason="copied back over SSH before the instance is destroyed"),
         gpu_selection=Capability(supported=True),
@@ -349,6 +349,7 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
             inputs=tuple(r for _, _, r in inputs),
             setup=tuple(str(c) for c in setup),
             requirements=tuple(str(r) for r in program.requirements),
+            gpus_per_node=program.nproc_per_node,  # one trainer process per GPU (torchrun when > 1)
         )
 
     def _shipped(self) -> ShippedWheel | None:
@@ -422,12 +423,18 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
                 "the vast backend needs the planner's choice (GPU, price, budget)",
                 recovery_suggestion="Launch through VibeML (vibeml launch --backend vast).",
             )
-        if choice.gpu_count > 1 or choice.num_nodes > 1:
+        if choice.num_nodes > 1:
             raise ConfigurationError(
-                f"the plan needs {choice.gpu_count} GPUs on {choice.num_nodes} machine(s); the vast backend "
-                "runs one GPU per job for now",
-                {"gpu_count": choice.gpu_count},
-                "Use LoRA/QLoRA or a smaller batch so one GPU fits, or a backend with multi-GPU support.",
+                f"the plan needs {choice.num_nodes} machines; a Vast.ai job runs on one machine",
+                {"gpu_count": choice.gpu_count, "num_nodes": choice.num_nodes},
+                "Choose an offer with enough GPUs on one machine, or --backend skypilot for several nodes.",
+            )
+        if choice.gpu_count != program.nproc_per_node or (choice.gpu_count > 1 and program.config.strategy == "single"):
+            raise ConfigurationError(
+                f"the plan rents {choice.gpu_count} GPUs but the program runs {program.nproc_per_node} trainer "
+                f"process(es) with strategy {program.config.strategy!r}",
+                {"gpu_count": choice.gpu_count, "processes": program.nproc_per_node},
+                "Launch through VibeML (vibeml launch), which renders one process per GPU of the plan.",
             )
         job_dir.mkdir(parents=True, exist_ok=True)
         vast = self.client()
