@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from vibeml.backends.vast.backend import VastBackend
-from vibeml.backends.vast.remote import Runner, encode_payload
+from vibeml.backends.vast.remote import VastSupervisor
 from vibeml.exceptions import ConfigurationError, VibeMLError
 from vibeml.launch import Rendezvous, rendezvous_from_skypilot, trainer_command
 from vibeml.models import TrainingRequest
@@ -185,9 +185,9 @@ def test_trainer_refuses_qlora_with_fsdp_and_single_under_torchrun(monkeypatch: 
 def test_vast_payload_and_runner_start_one_process_per_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     program = _render(gpu_count=4, strategy="fsdp")
     payload = VastBackend._payload(program, [])
-    assert payload["nproc_per_node"] == 4 and payload["config"]["strategy"] == "fsdp"
-    env = {"VIBEML_JOB": encode_payload(payload), "VIBEML_REMOTE_DIR": str(tmp_path / "job")}
-    runner = Runner(env)
+    assert payload.gpus_per_node == 4 and payload.config["strategy"] == "fsdp"
+    env = {"VIBEML_REMOTE_DIR": str(tmp_path / "job")}
+    runner = VastSupervisor(payload, env)
     runner.root.mkdir(parents=True)
     seen: list[list[str]] = []
     monkeypatch.setattr(runner, "_supervise", lambda argv, env, announce=None: (seen.append(argv), (0, "exit"))[1])
@@ -195,7 +195,7 @@ def test_vast_payload_and_runner_start_one_process_per_gpu(tmp_path: Path, monke
     [argv] = seen
     assert argv[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
     assert argv[5:7] == ["-m", "vibeml.trainer"]
-    single = Runner({**env, "VIBEML_JOB": encode_payload(VastBackend._payload(_render(), []))})
+    single = VastSupervisor(VastBackend._payload(_render(), []), env)
     monkeypatch.setattr(single, "_supervise", lambda argv, env, announce=None: (seen.append(argv), (0, "exit"))[1])
     single._train()
     assert seen[-1][:3] == [sys.executable, "-m", "vibeml.trainer"]

@@ -281,7 +281,7 @@ def test_the_supervisor_launches_across_skypilots_gpus_and_nodes(tmp_path: Path)
 
     tail = ["-m", "vibeml.trainer", "--config", str(config)]
     assert argv(SKYPILOT_NUM_GPUS_PER_NODE="1") == [sys.executable, *tail]
-    standalone = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=4", "--standalone"]
+    standalone = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
     assert argv(SKYPILOT_NUM_GPUS_PER_NODE="4") == [*standalone, *tail]
     nodes = argv(
         SKYPILOT_NUM_NODES="2",
