@@ -61,6 +61,9 @@ class Workflow(BaseModel):
     )
     engine: Literal["transformers", "unsloth"] = "transformers"
     requires_cuda: bool = Field(False, description="Runs only on an NVIDIA GPU.")
+    strategies: frozenset[str] = Field(
+        frozenset({"single"}), description="Parallel strategies the trainer runs this workflow with."
+    )
     setup_commands: dict[str, tuple[str, ...]] = Field(
         default_factory=dict, description="Per backend: fixed shell commands that prepare its machine."
     )
@@ -261,6 +264,7 @@ register_workflow(
         # on an H100 (FACTS: TRL 7,093 → TRL + Liger 8,526 tok/s)
         extras=("train", "speed"),
         setup_commands=_setup(),
+        strategies=frozenset({"single", "ddp", "fsdp"}),
     )
 )
 register_workflow(
@@ -270,6 +274,7 @@ register_workflow(
         description="LoRA on a 4-bit NF4 base (bitsandbytes) with TRL's SFTTrainer: the least GPU memory.",
         extras=("train", "speed", "qlora"),
         setup_commands=_setup('"$PY" -c "import bitsandbytes"'),
+        strategies=frozenset({"single", "ddp"}),
     )
 )
 register_workflow(
@@ -281,6 +286,7 @@ register_workflow(
         # on an H100 (FACTS: TRL 7,093 → TRL + Liger 8,526 tok/s)
         extras=("train", "speed"),
         setup_commands=_setup(),
+        strategies=frozenset({"single", "ddp", "fsdp"}),
     )
 )
 register_workflow(
@@ -294,6 +300,7 @@ register_workflow(
         extras=("train", "unsloth"),
         lock="unsloth",
         setup_commands=_setup('"$PY" -c "import unsloth"'),
+        strategies=frozenset({"single"}),
     )
 )
 
