@@ -167,8 +167,8 @@ def choose_config(
         setup: Setup assumptions (the same for every candidate; only shown in the times).
     """
     unsupported = unsupported or {}
-    if count == 1:
-        wanted: list[Strategy] = ["single"] if policy.strategy in (None, "single") else []
+    if count == 1:  # a strategy names how several GPUs share the work: one GPU is always "single"
+        wanted: list[Strategy] = ["single"]
     else:
         wanted = [s for s in ("ddp", "fsdp") if s in strategies and (policy.strategy in (None, s))]
     runnable: list[Strategy] = [s for s in wanted if s not in unsupported]
