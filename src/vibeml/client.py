@@ -25,7 +25,7 @@ from vibeml.backends.base import HANDLE_FILENAME, LaunchCandidate, LaunchChoice
 from vibeml.backends.registry import BackendRegistry, default_registry
 from vibeml.config.budget import BudgetCheck, BudgetStatus, check_budget
 from vibeml.config.preferences import PreferencesStore
-from vibeml.estimate.planner import Plan, PlanOption
+from vibeml.estimate.planner import Plan, PlanOption, request_for_option, unsupported_strategies
 from vibeml.exceptions import (
     ConfigurationError,
     ResourceError,
@@ -195,8 +195,8 @@ class VibeML:
         c = constraints or _PC()
         if c.clouds is None and backend.clouds is not None:
             c = c.model_copy(update={"clouds": backend.clouds})
-        if not backend.capabilities.multi_gpu.supported:
-            c = c.model_copy(update={"gpu_counts": (1,)})
+        if not c.unsupported_strategies:
+            c = c.model_copy(update={"unsupported_strategies": unsupported_strategies(request, backend)})
         arch = resolve_architecture(request.model, hub=self.settings.hub, token_provider=self._hub_token)
         prices = load_price_table()
         live = backend.live_quotes(request)
@@ -283,6 +283,7 @@ class VibeML:
             estimated_hours=best.hours,
             required_memory_gib=best.memory_gib,
             disk_gb=best.estimate.disk_gb,
+            strategy=best.strategy,
             max_runtime_seconds=runtime,
             candidates=candidates,
         )
@@ -346,6 +347,7 @@ class VibeML:
             request = self._apply_cap(request, required=True)
             plan, option, choice = self._choose(request)
             estimate = option.estimate.cost
+            request = request_for_option(request, option)  # runs exactly the configuration the plan chose
             if choice.max_runtime_seconds is not None:
                 # The trainer checkpoints and stops before the machine's budget runs out (setup included).
                 setup_s = option.setup_hours * 3600
@@ -370,6 +372,8 @@ class VibeML:
             gpu_count=choice.gpu_count if choice is not None else None,  # one trainer process per GPU
             num_nodes=choice.num_nodes if choice is not None else 1,
         )
+        if option is not None and "strategy" in type(program.config).model_fields:  # the parallel trainer's field
+            program.config = program.config.model_copy(update={"strategy": option.strategy})
         return LaunchPreparation(
             request=request,
             all_local=all_local,

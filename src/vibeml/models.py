@@ -103,6 +103,14 @@ class Hyperparameters(_UserModel):
     learning_rate: float = Field(2e-4, gt=0, le=1.0)
     batch_size: int = Field(4, ge=1, le=4096, description="Per-device batch size.")
     gradient_accumulation_steps: int = Field(1, ge=1, le=4096)
+    effective_batch: int | None = Field(
+        None,
+        ge=1,
+        le=1_048_576,
+        description="Sequences per optimizer step over all GPUs. Given alone, the planner chooses batch_size × "
+        "accumulation × GPUs to match (see vibeml.estimate.autoconfig); a batch_size or accumulation also given "
+        "is kept.",
+    )
     max_seq_length: int = Field(1024, ge=8, le=1_048_576)
     lora_r: int = Field(16, ge=1, le=4096)
     lora_alpha: int = Field(32, ge=1, le=65536)
@@ -140,6 +148,29 @@ class Hyperparameters(_UserModel):
     def _steps_or_epochs(self) -> Hyperparameters:
         if self.max_steps is not None and self.num_epochs is not None:
             raise ValueError("give max_steps or num_epochs, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _split_effective_batch(self) -> Hyperparameters:
+        """With ``effective_batch`` given, fill in the batch size or accumulation left unset so that one GPU
+        trains that batch (the planner replaces them per GPU choice); set ones must divide it."""
+        eb = self.effective_batch
+        if eb is None:
+            return self
+        given_b = "batch_size" in self.model_fields_set
+        given_a = "gradient_accumulation_steps" in self.model_fields_set
+        b, a = self.batch_size, self.gradient_accumulation_steps
+        if eb % ((b if given_b else 1) * (a if given_a else 1)):
+            raise ValueError(f"effective_batch {eb} is not a multiple of batch_size × gradient_accumulation_steps")
+        if not given_b:
+            b = max(
+                d for d in range(1, min(4, eb // (a if given_a else 1)) + 1) if (eb // (a if given_a else 1)) % d == 0
+            )
+        if not given_a:
+            a = max(1, eb // b)
+        # Not marked as set: they stay the planner's to choose (validate_assignment would re-run this validator).
+        self.__dict__["batch_size"] = b
+        self.__dict__["gradient_accumulation_steps"] = a
         return self
 
     @property
@@ -589,6 +620,7 @@ class LaunchChoice(BaseModel):
     estimated_hours: float = 0.0
     required_memory_gib: float | None = None
     disk_gb: float = 50.0
+    strategy: Literal["single", "ddp", "fsdp"] = "single"
     max_runtime_seconds: float | None = None
     candidates: tuple[LaunchCandidate, ...] = ()
 

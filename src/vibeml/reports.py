@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vibeml.catalog.architectures import ArchitectureSource
 from vibeml.config.budget import BudgetCheck, BudgetStatus
+from vibeml.estimate.autoconfig import ConfigTrial, Strategy
 from vibeml.estimate.memory import LossImpl, MemoryBreakdown, Method
 from vibeml.estimate.planner import Plan, PlanConstraints, PlanOption, RejectedOption
 from vibeml.models import CostEstimate, LaunchChoice, TrainingRequest
@@ -78,6 +79,11 @@ class EstimateReport(_Report):
     batch_size: int
     max_seq_length: int
     gradient_checkpointing: bool
+    grad_accum: int = 1
+    effective_batch: int = Field(1, description="batch_size × grad_accum × gpu_count.")
+    strategy: Strategy = "single"
+    config_reason: str | None = Field(None, description="Why this configuration (when VibeML chose it).")
+    trials: list[ConfigTrial] = Field(default_factory=list, description="Configurations tried (when chosen).")
     lora_r: int | None = Field(description="None for a full fine-tune.")
     total_gib: float = Field(description="What nvidia-smi would show, per GPU.")
     allocated_gib: float
@@ -113,7 +119,16 @@ class EstimateReport(_Report):
     assumptions: list[str]
 
     @classmethod
-    def from_job(cls, job: JobEstimate, arch: ModelArchitecture, extra_notes: list[str]) -> EstimateReport:
+    def from_job(
+        cls,
+        job: JobEstimate,
+        arch: ModelArchitecture,
+        extra_notes: list[str],
+        *,
+        grad_accum: int = 1,
+        config_reason: str | None = None,
+        trials: tuple[ConfigTrial, ...] = (),
+    ) -> EstimateReport:
         m, t, s, c = job.memory, job.time, job.throughput, job.cost
         return cls(
             model=job.model,
@@ -131,6 +146,11 @@ class EstimateReport(_Report):
             batch_size=job.shape.batch_size,
             max_seq_length=job.shape.seq_len,
             gradient_checkpointing=job.shape.gradient_checkpointing,
+            grad_accum=grad_accum,
+            effective_batch=job.shape.batch_size * grad_accum * job.gpu_count,
+            strategy="single" if job.gpu_count == 1 else job.shape.parallelism,
+            config_reason=config_reason,
+            trials=list(trials),
             lora_r=job.shape.lora_r if job.method != "full" else None,
             total_gib=round(m.total_gib, 3),
             allocated_gib=round(m.allocated_gib, 3),
@@ -178,7 +198,13 @@ class PlanRow(_Report):
     gpu: str
     gpu_count: int
     spot: bool
-    parallelism: Literal["single", "ddp", "fsdp"]
+    parallelism: Literal["single", "ddp", "fsdp"] = Field(description="Same as strategy (kept for old readers).")
+    strategy: Strategy
+    micro_batch: int = Field(description="The trainer's per-GPU batch_size.")
+    grad_accum: int
+    gradient_checkpointing: bool
+    effective_batch: int
+    config_reason: str
     usd_per_gpu_hour: float
     hourly_rate: float
     hours: float
@@ -200,6 +226,12 @@ class PlanRow(_Report):
             gpu_count=o.gpu_count,
             spot=o.spot,
             parallelism=o.parallelism,
+            strategy=o.strategy,
+            micro_batch=o.micro_batch,
+            grad_accum=o.grad_accum,
+            gradient_checkpointing=o.gradient_checkpointing,
+            effective_batch=o.effective_batch,
+            config_reason=o.config_reason,
             usd_per_gpu_hour=_money(o.usd_per_gpu_hour),
             hourly_rate=_money(o.hourly_rate),
             hours=round(o.hours, 4),

@@ -19,7 +19,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vibeml.exceptions import ConfigurationError
 
-__all__ = ["GPUS", "GPUSpec", "list_gpus", "normalize_gpu_name", "resolve_gpu", "try_resolve_gpu"]
+__all__ = [
+    "GPUS",
+    "GPUS_PER_NODE",
+    "GPUSpec",
+    "LinkSpec",
+    "gpu_link",
+    "list_gpus",
+    "normalize_gpu_name",
+    "resolve_gpu",
+    "try_resolve_gpu",
+]
 
 #: Memory the CUDA context plus cuBLAS/cuDNN handles and loaded kernel images hold outside PyTorch's
 #: allocator. Measured on H100: nvidia-smi used − torch reserved = 0.749–0.753 GiB over 35 runs
@@ -314,3 +324,35 @@ def resolve_gpu(name: str) -> GPUSpec:
 def list_gpus() -> list[GPUSpec]:
     """Every catalogued GPU, largest memory first."""
     return sorted(GPUS.values(), key=lambda g: (-g.memory_gib, -g.bf16_tflops, g.name))
+
+
+# ------------------------------------------------------------------------------------------ links
+#: GPUs in one node; more than this means several nodes joined by the network.
+GPUS_PER_NODE = 8
+#: Between nodes: 100 Gb/s Ethernet per node (what clouds rent without InfiniBand), GB/s per direction,
+#: shared by the node's GPUs.
+NETWORK_GBS = 12.5
+#: Latency of one collective (ring set-up, kernel launch), seconds, by link.
+LINK_LATENCY_S = {"nvlink": 15e-6, "pcie": 30e-6, "network": 60e-6}
+
+
+class LinkSpec(BaseModel):
+    """The slowest link a collective over ``gpu_count`` GPUs crosses."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["nvlink", "pcie", "network"]
+    gbs: float = Field(gt=0, description="Bandwidth per GPU per direction, GB/s.")
+    latency_s: float
+    nodes: int
+
+
+def gpu_link(gpu: GPUSpec, gpu_count: int) -> LinkSpec:
+    """The link a ring collective over ``gpu_count`` × ``gpu`` runs at: NVLink or PCIe inside a node (the
+    catalogue's ``interconnect_gbs``; above PCIe 4.0's figure means NVLink), the network between nodes."""
+    nodes = max(1, -(-gpu_count // GPUS_PER_NODE))
+    if nodes > 1:
+        per_gpu = NETWORK_GBS / min(gpu_count, GPUS_PER_NODE)
+        return LinkSpec(kind="network", gbs=per_gpu, latency_s=LINK_LATENCY_S["network"], nodes=nodes)
+    kind: Literal["nvlink", "pcie"] = "nvlink" if gpu.interconnect_gbs > _PCIE4 else "pcie"
+    return LinkSpec(kind=kind, gbs=gpu.interconnect_gbs, latency_s=LINK_LATENCY_S[kind], nodes=1)

@@ -13,6 +13,14 @@ EpochsOpt = Annotated[float | None, typer.Option(help="Passes over the data (def
 LearningRateOpt = Annotated[float | None, typer.Option("--learning-rate", "--lr")]
 BatchSizeOpt = Annotated[int | None, typer.Option(help="Per-device batch size.")]
 GradAccumOpt = Annotated[int | None, typer.Option(help="Gradient accumulation steps.")]
+EffectiveBatchOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--effective-batch",
+        min=1,
+        help="Sequences per optimizer step over all GPUs; the planner picks batch size × accumulation × GPUs.",
+    ),
+]
 MaxSeqLengthOpt = Annotated[int | None, typer.Option(help="Tokens per sequence.")]
 LoraROpt = Annotated[int | None, typer.Option(help="LoRA rank.")]
 LoraAlphaOpt = Annotated[int | None, typer.Option(help="LoRA alpha.")]
@@ -50,6 +58,7 @@ def training_settings(
     seed: int | None,
     save_steps: int | None,
     column_mapping: str | None,
+    effective_batch: int | None = None,
 ) -> dict[str, Any]:
     """The shared options as request fields (flat hyperparameters included); unset ones left out."""
     fields: dict[str, Any] = {
@@ -58,6 +67,7 @@ def training_settings(
         "learning_rate": learning_rate,
         "batch_size": batch_size,
         "gradient_accumulation_steps": grad_accum,
+        "effective_batch": effective_batch,
         "max_seq_length": max_seq_length,
         "lora_r": lora_r,
         "lora_alpha": lora_alpha,

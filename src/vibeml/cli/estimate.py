@@ -43,6 +43,11 @@ class ParallelismChoice(str, Enum):
     fsdp = "fsdp"
 
 
+def _config(micro: int, accum: int, checkpointing: bool, strategy: str) -> str:
+    """'2×8 ckpt' / '1×4 fsdp': micro-batch × accumulation, checkpointing, strategy (when not single)."""
+    return f"{micro}×{accum}" + (" ckpt" if checkpointing else "") + ("" if strategy == "single" else f" {strategy}")
+
+
 def _render_job(r: "EstimateReport") -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -50,11 +55,29 @@ def _render_job(r: "EstimateReport") -> None:
 
     console = Console()
     verdict = "[green]fits[/]" if r.fits else "[red]does not fit[/]"
+    where = "" if r.gpu_count == 1 else f" ({r.strategy})"
     console.print(
-        f"[bold]{escape(r.model)}[/] · {r.method} · batch {r.batch_size} × {r.max_seq_length} · "
-        f"{r.gpu_count}× {r.gpu} · loss={r.loss}"
+        f"[bold]{escape(r.model)}[/] · {r.method} · {r.gpu_count}× {r.gpu}{where} · seq {r.max_seq_length} · "
+        f"effective batch {r.effective_batch} = {r.batch_size} × {r.grad_accum} accum"
+        + (f" × {r.gpu_count} GPUs" if r.gpu_count > 1 else "")
+        + f" · checkpointing {'on' if r.gradient_checkpointing else 'off'} · loss={r.loss}"
     )
-    mem = Table(title="GPU memory (per GPU, GiB)", show_header=True, header_style="bold")
+    if r.trials:
+        tried = Table(title="configurations tried (per GPU)", header_style="bold")
+        for col, justify in (("", "left"), ("config", "left"), ("GiB", "right"), ("fits", "left"), ("hours", "right")):
+            tried.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for t in r.trials:
+            tried.add_row(
+                "[bold green]→[/]" if t.chosen else "",
+                _config(t.micro_batch, t.grad_accum, t.gradient_checkpointing, t.strategy),
+                f"{t.memory_gib:.1f}/{t.budget_gib:.1f}",
+                "yes" if t.fits else "[red]no[/]",
+                "—" if t.train_hours is None else f"{t.train_hours:.2f}",
+            )
+        console.print(tried)
+    if r.config_reason:
+        console.print(f"chosen: {escape(r.config_reason)}")
+    mem = Table(title=f"GPU memory (per GPU, GiB){'' if r.gpu_count == 1 else ', ' + r.strategy}", header_style="bold")
     mem.add_column("part")
     mem.add_column("GiB", justify="right")
     for key, value in r.breakdown.model_dump().items():
@@ -70,9 +93,9 @@ def _render_job(r: "EstimateReport") -> None:
         f"speed {r.tokens_per_s:,.0f} tokens/s ({r.bound}-bound, MFU {r.mfu:.0%}) · "
         f"{r.steps:,} steps · training {r.train_hours:.2f} h + setup {r.setup_hours:.2f} h"
     )
-    where = r.cloud if r.cloud == "local" else f"{r.cloud}/{r.region}"
+    place = r.cloud if r.cloud == "local" else f"{r.cloud}/{r.region}"
     console.print(
-        f"cost on {where}{' (spot)' if r.spot else ''}: [bold]${r.expected_cost:.2f}[/] "
+        f"cost on {place}{' (spot)' if r.spot else ''}: [bold]${r.expected_cost:.2f}[/] "
         f"(${r.min_cost:.2f}–${r.max_cost:.2f}) at ${r.hourly_rate:.2f}/h"
     )
     for note in r.assumptions:
@@ -83,41 +106,44 @@ def _gib(value: float | None) -> str:
     return "?" if value is None else f"{value:.1f}"
 
 
+#: Below this terminal width the plan drops region, $/GPU-h, tokens/s and memory (they stay in --json).
+WIDE_PLAN = 120
+
+
 def render_plan(r: "PlanReport", title: str | None = None) -> None:
-    """The plan's options as a table (also under `vibeml launch --dry-run`)."""
+    """The plan's options as a table (also under `vibeml launch --dry-run`); compact under 120 columns."""
+    from rich import box
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     console = Console()
-    table = Table(title=title or f"{escape(r.model)}: cheapest total cost first", header_style="bold")
-    for col, justify in (
-        ("#", "right"),
-        ("cloud", "left"),
-        ("GPU", "left"),
-        ("market", "left"),
-        ("$/GPU-h", "right"),
-        ("hours", "right"),
-        ("tok/s", "right"),
-        ("mem GiB", "right"),
-        ("expected $", "right"),
-        ("range $", "right"),
-    ):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    wide = console.width >= WIDE_PLAN
+    table = Table(
+        title=title or f"{escape(r.model)}: cheapest total cost first",
+        header_style="bold",
+        box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD,
+    )
+    cols: list[tuple[str, str]] = [("#", "right"), ("cloud", "left"), ("GPU", "left"), ("config", "left")]
+    cols += [("market", "left"), ("$/GPU-h", "right"), ("hours", "right"), ("tok/s", "right"), ("mem GiB", "right")]
+    if not wide:
+        cols = [c for c in cols if c[0] not in ("market", "$/GPU-h", "tok/s", "mem GiB")]
+    cols += [("expected $" if wide else "cost $", "right"), ("range $", "right")]
+    for col, justify in cols:
+        table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for o in r.options:
-        table.add_row(
-            str(o.rank),
-            f"{o.cloud}/{o.region}",
-            f"{o.gpu_count}× {o.gpu}",
-            "spot" if o.spot else "on-demand",
-            f"{o.usd_per_gpu_hour:.2f}",
-            f"{o.hours:.2f}",
-            f"{o.tokens_per_s:,.0f}",
-            f"{o.memory_gib:.1f}/{o.capacity_gib:.0f}",
-            f"[bold]{o.expected_cost:.2f}[/]",
-            f"{o.min_cost:.2f}–{o.max_cost:.2f}",
-        )
+        config = _config(o.micro_batch, o.grad_accum, o.gradient_checkpointing, o.strategy)
+        cells = [str(o.rank)]
+        if wide:
+            cells += [f"{o.cloud}/{o.region}", f"{o.gpu_count}× {o.gpu}", config]
+            cells += ["spot" if o.spot else "on-demand", f"{o.usd_per_gpu_hour:.2f}", f"{o.hours:.2f}"]
+            cells += [f"{o.tokens_per_s:,.0f}", f"{o.memory_gib:.1f}/{o.capacity_gib:.0f}"]
+        else:
+            cells += [o.cloud + (" spot" if o.spot else ""), f"{o.gpu_count}× {o.gpu}", config, f"{o.hours:.2f}"]
+        cells += [f"[bold]{o.expected_cost:.2f}[/]", f"{o.min_cost:.2f}–{o.max_cost:.2f}"]
+        table.add_row(*cells)
     console.print(table)
+    console.print("[dim]config: micro-batch × accumulation per GPU; ckpt = gradient checkpointing[/]")
     shown = len(r.options)
     if r.total_options > shown:
         console.print(f"[dim]{r.total_options - shown} more options (--top)[/]")
@@ -150,18 +176,26 @@ def register(app: typer.Typer) -> None:
     def estimate_cmd(
         model: Annotated[str, typer.Option("--model", "-m", help="Hub id, local model directory or built-in name.")],
         method: Annotated[MethodChoice, typer.Option("--method", help="lora, qlora or full.")] = MethodChoice.lora,
-        batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Per-device batch size.")] = 4,
+        batch_size: Annotated[
+            int | None, typer.Option("--batch-size", min=1, help="Per-GPU micro-batch (default: chosen).")
+        ] = None,
         max_seq_length: Annotated[int, typer.Option("--max-seq-length", min=1, help="Tokens per sequence.")] = 1024,
         gradient_checkpointing: Annotated[
-            bool, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations.")
-        ] = True,
+            bool | None,
+            typer.Option(
+                "--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations (default: chosen)."
+            ),
+        ] = None,
         lora_r: Annotated[int, typer.Option("--lora-r", min=1, help="LoRA rank.")] = 16,
         lora_dropout: Annotated[float, typer.Option("--lora-dropout", min=0.0, max=0.99, help="LoRA dropout.")] = 0.05,
         gpu: Annotated[
             str, typer.Option("--gpu", help="GPU type (any alias: 'A100-80GB', 'RTX 4090', '4090').")
         ] = "H100",
-        gpu_count: Annotated[int, typer.Option("--gpu-count", min=1, help="GPUs (DDP unless --parallelism fsdp).")] = 1,
-        parallelism: Annotated[ParallelismChoice, typer.Option("--parallelism")] = ParallelismChoice.ddp,
+        gpu_count: Annotated[int, typer.Option("--gpu-count", min=1, help="GPUs.")] = 1,
+        parallelism: Annotated[
+            ParallelismChoice | None,
+            typer.Option("--strategy", "--parallelism", help="ddp or fsdp on several GPUs (default: chosen)."),
+        ] = None,
         loss: Annotated[
             LossChoice,
             typer.Option(
@@ -176,7 +210,15 @@ def register(app: typer.Typer) -> None:
         mean_tokens: Annotated[
             float | None, typer.Option("--mean-tokens", min=1.0, help="Mean tokens per row.")
         ] = None,
-        grad_accum: Annotated[int, typer.Option("--grad-accum", min=1, help="Gradient accumulation steps.")] = 1,
+        grad_accum: Annotated[
+            int | None, typer.Option("--grad-accum", min=1, help="Gradient accumulation steps (default: chosen).")
+        ] = None,
+        effective_batch: Annotated[
+            int | None,
+            typer.Option(
+                "--effective-batch", min=1, help="Sequences per optimizer step, all GPUs (default: batch × accum)."
+            ),
+        ] = None,
         cloud: Annotated[
             str | None, typer.Option("--cloud", help="Price on this cloud (default: cheapest; 'local').")
         ] = None,
@@ -197,7 +239,7 @@ def register(app: typer.Typer) -> None:
             lora_dropout=lora_dropout,
             gpu=gpu,
             gpu_count=gpu_count,
-            parallelism=parallelism.value,
+            parallelism=parallelism.value if parallelism else None,
             loss=loss.value,
             optimizer=optimizer.value,
             max_steps=max_steps,
@@ -205,6 +247,7 @@ def register(app: typer.Typer) -> None:
             dataset_rows=dataset_rows,
             mean_tokens=mean_tokens,
             grad_accum=grad_accum,
+            effective_batch=effective_batch,
             cloud=cloud,
             spot=spot,
         )
@@ -219,11 +262,14 @@ def register(app: typer.Typer) -> None:
     def plan_cmd(
         model: Annotated[str, typer.Option("--model", "-m", help="Hub id, local model directory or built-in name.")],
         method: Annotated[MethodChoice, typer.Option("--method")] = MethodChoice.lora,
-        batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 4,
+        batch_size: Annotated[
+            int | None, typer.Option("--batch-size", min=1, help="Per-GPU micro-batch (default: chosen per GPU).")
+        ] = None,
         max_seq_length: Annotated[int, typer.Option("--max-seq-length", min=1)] = 1024,
         gradient_checkpointing: Annotated[
-            bool, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing")
-        ] = True,
+            bool | None,
+            typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Default: chosen per GPU."),
+        ] = None,
         lora_r: Annotated[int, typer.Option("--lora-r", min=1)] = 16,
         lora_dropout: Annotated[float, typer.Option("--lora-dropout", min=0.0, max=0.99)] = 0.05,
         loss: Annotated[LossChoice, typer.Option("--loss")] = LossChoice.fused,
@@ -232,7 +278,13 @@ def register(app: typer.Typer) -> None:
         epochs: Annotated[float | None, typer.Option("--epochs", min=0.0)] = None,
         dataset_rows: Annotated[int | None, typer.Option("--dataset-rows", min=1)] = None,
         mean_tokens: Annotated[float | None, typer.Option("--mean-tokens", min=1.0)] = None,
-        grad_accum: Annotated[int, typer.Option("--grad-accum", min=1)] = 1,
+        grad_accum: Annotated[int | None, typer.Option("--grad-accum", min=1, help="Default: chosen per GPU.")] = None,
+        effective_batch: Annotated[
+            int | None,
+            typer.Option(
+                "--effective-batch", min=1, help="Sequences per optimizer step, all GPUs (default: batch × accum)."
+            ),
+        ] = None,
         max_cost: Annotated[
             float | None, typer.Option("--max-cost", min=0.0, help="Budget, USD (expected cost).")
         ] = None,
@@ -267,6 +319,7 @@ def register(app: typer.Typer) -> None:
             dataset_rows=dataset_rows,
             mean_tokens=mean_tokens,
             grad_accum=grad_accum,
+            effective_batch=effective_batch,
             max_cost=max_cost or None,
             max_hours=max_hours or None,
             clouds=cloud,

@@ -235,13 +235,18 @@ def estimate_memory(arch: ModelArchitecture, shape: TrainingShape, gpu: GPUSpec 
     n = shape.gpu_count
     workspace = float(CUBLAS_WORKSPACE_BYTES)
     if n > 1 and shape.parallelism == "fsdp":
+        # FSDP shards the parameters and, for a full fine-tune, their gradients and optimizer states; LoRA
+        # adapters (and their gradients and states), activations and buffers stay replicated.
         weight_bytes /= n
-        adapter_bytes /= n
-        grad_bytes /= n
-        state_bytes /= n
-        opt_temp /= n
-        layer_w = (NF4_BYTES_PER_PARAM if weights == "nf4" else 2.0) * arch.layer_params
-        workspace += 2 * layer_w  # the gathered current layer + the prefetched next one
+        if shape.method == "full":
+            grad_bytes /= n
+            state_bytes /= n
+            opt_temp /= n
+        else:
+            workspace += grad_bytes  # the replicated adapters' gradients are all-reduced from a bucket
+        unit_w = (NF4_BYTES_PER_PARAM if weights == "nf4" else 2.0) * arch.layer_params
+        unit_w = max(unit_w, 2.0 * arch.vocab_size * arch.hidden_size)  # the embedding/LM head is a unit too
+        workspace += 2 * unit_w  # the gathered current unit + the prefetched next one
     elif n > 1:
         workspace += grad_bytes  # DDP's flat gradient buckets
     if weights == "nf4":
@@ -316,6 +321,10 @@ def estimate_memory(arch: ModelArchitecture, shape: TrainingShape, gpu: GPUSpec 
         notes.append("QLoRA memory is modelled, not calibrated (NF4 weights, bf16 adapters as TRL sets them)")
     if n > 1:
         notes.append(f"multi-GPU ({shape.parallelism}) memory is modelled, not calibrated")
+    if n > 1 and shape.parallelism == "fsdp":
+        sharded = "weights, gradients and optimizer states" if shape.method == "full" else "base weights"
+        kept = "activations and buffers" if shape.method == "full" else "LoRA adapters (gradients, states), activations"
+        notes.append(f"fsdp over {n} GPUs: {sharded} sharded {n} ways; {kept} replicated on every GPU")
 
     breakdown = MemoryBreakdown(
         weights=weight_bytes / GIB,

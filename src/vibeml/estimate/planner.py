@@ -2,9 +2,11 @@
 
 Price per hour is the wrong ranking: a GPU that costs twice as much per hour but trains three times as
 fast is cheaper overall, and setup time is paid on every choice. For each quote in the price table (live
-quotes laid over it by the caller) and each GPU count it can be rented with, the planner estimates memory
-(DDP first; FSDP when a replica does not fit), time (setup + training) and cost, drops what does not fit
-or breaks a constraint — saying why — and sorts the rest by expected cost.
+quotes laid over it by the caller) and each GPU count it can be rented with, the planner chooses the
+configuration (micro-batch × accumulation × checkpointing × strategy, :mod:`vibeml.estimate.autoconfig`)
+that trains the same effective batch cheapest with its memory headroom, estimates time (setup + training)
+and cost, drops what does not fit, cannot run or breaks a constraint — saying why — and sorts the rest by
+expected cost.
 """
 
 from __future__ import annotations
@@ -17,6 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from vibeml.catalog.architectures import ModelArchitecture
 from vibeml.catalog.gpus import GPUSpec, resolve_gpu
 from vibeml.catalog.prices import PriceQuote, PriceTable
+from vibeml.estimate.autoconfig import (
+    PLANNER_HEADROOM,
+    AutoConfig,
+    BatchPolicy,
+    ConfigTrial,
+    NoConfig,
+    Strategy,
+    choose_config,
+)
 from vibeml.estimate.cost import (
     DatasetStats,
     JobEstimate,
@@ -24,12 +35,22 @@ from vibeml.estimate.cost import (
     shape_from_request,
     workload_from_request,
 )
-from vibeml.estimate.memory import LossImpl, MemoryEstimate, TrainingShape, estimate_memory
+from vibeml.estimate.memory import LossImpl, TrainingShape
 from vibeml.estimate.throughput import SetupProfile, Workload
 from vibeml.exceptions import BudgetExceededError, ConfigurationError, ResourceError
 from vibeml.models import TrainingRequest
 
-__all__ = ["Plan", "PlanConstraints", "PlanOption", "RejectedOption", "plan_request", "plan_training"]
+__all__ = [
+    "Plan",
+    "PlanConstraints",
+    "PlanOption",
+    "RejectedOption",
+    "plan_request",
+    "plan_training",
+    "policy_from_request",
+    "request_for_option",
+    "unsupported_strategies",
+]
 
 
 class PlanConstraints(BaseModel):
@@ -44,6 +65,10 @@ class PlanConstraints(BaseModel):
     gpu_types: tuple[str, ...] | None = None
     gpu_counts: tuple[int, ...] = (1, 2, 4, 8)
     parallelism: Literal["auto", "ddp", "fsdp"] = "auto"
+    memory_headroom: float = Field(PLANNER_HEADROOM, ge=0.0, lt=1.0, description="Share of GPU memory kept free.")
+    unsupported_strategies: dict[str, str] = Field(
+        default_factory=dict, description="Strategy → why the workflow or backend cannot run it (never planned)."
+    )
 
 
 class PlanOption(BaseModel):
@@ -57,7 +82,14 @@ class PlanOption(BaseModel):
     gpu: str
     gpu_count: int
     spot: bool
-    parallelism: Literal["single", "ddp", "fsdp"]
+    parallelism: Strategy = Field(description="The strategy (same as ``strategy``; kept for old readers).")
+    strategy: Strategy
+    micro_batch: int = Field(description="Sequences per GPU per micro-step (the trainer's batch_size).")
+    grad_accum: int
+    gradient_checkpointing: bool
+    effective_batch: int = Field(description="micro_batch × grad_accum × gpu_count.")
+    config_reason: str = Field(description="Why this configuration, of those tried on this GPU choice.")
+    trials: tuple[ConfigTrial, ...] = ()
     usd_per_gpu_hour: float
     hourly_rate: float
     hours: float
@@ -85,7 +117,7 @@ class RejectedOption(BaseModel):
     gpu: str
     gpu_count: int
     spot: bool
-    reason: Literal["does_not_fit", "too_slow", "over_budget"]
+    reason: Literal["does_not_fit", "too_slow", "over_budget", "batch_split", "unsupported_strategy"]
     detail: str
     expected_cost: float | None = None
 
@@ -140,11 +172,15 @@ def plan_training(
     setup: SetupProfile | None = None,
     model_name: str | None = None,
     save_total_limit: int = 2,
+    policy: BatchPolicy | None = None,
 ) -> Plan:
     """Rank every allowed (cloud, region, GPU, count, market) by expected total cost.
 
-    ``shape.gpu_count`` and ``shape.parallelism`` are replaced per choice; everything else is kept.
-    Per (cloud, GPU, count, market) only the cheapest region is kept.
+    Per choice the configuration is chosen (:func:`~vibeml.estimate.autoconfig.choose_config`): what
+    ``policy`` leaves open of micro-batch, accumulation, checkpointing and strategy; ``policy`` defaults to
+    the effective batch ``shape.batch_size × workload.gradient_accumulation_steps`` with everything else
+    open. Method, sequence, LoRA, precision, optimizer and loss come from ``shape``. Per (cloud, GPU, count,
+    market) only the cheapest region is kept.
 
     Raises:
         ConfigurationError: the constraints leave no quote to consider.
@@ -160,25 +196,27 @@ def plan_training(
             {"clouds": c.clouds, "spot": c.spot, "gpu_types": c.gpu_types, "known_clouds": prices.clouds},
             "Widen the allowed clouds or GPUs, or allow both spot and on-demand capacity.",
         )
-    memo: dict[tuple[str, int], tuple[TrainingShape, MemoryEstimate] | None] = {}
+    if policy is None:
+        policy = BatchPolicy(effective_batch=shape.batch_size * workload.gradient_accumulation_steps)
+    if c.parallelism != "auto" and policy.strategy is None:
+        policy = policy.model_copy(update={"strategy": c.parallelism})
+    memo: dict[tuple[str, int], AutoConfig | NoConfig] = {}
 
-    def fitting_shape(gpu: GPUSpec, count: int) -> tuple[TrainingShape, MemoryEstimate]:
+    def configure(gpu: GPUSpec, count: int) -> AutoConfig | NoConfig:
         key = (gpu.name, count)
         if key not in memo:
-            modes: list[Literal["ddp", "fsdp"]] = (
-                ["ddp"] if count == 1 else (["ddp", "fsdp"] if c.parallelism == "auto" else [c.parallelism])
+            memo[key] = choose_config(
+                arch,
+                shape,
+                workload,
+                gpu,
+                count,
+                policy,
+                unsupported=c.unsupported_strategies,
+                headroom=c.memory_headroom,
+                setup=setup,
             )
-            best: tuple[TrainingShape, MemoryEstimate] | None = None
-            for mode in modes:
-                s = shape.model_copy(update={"gpu_count": count, "parallelism": mode})
-                mem = estimate_memory(arch, s, gpu)
-                best = (s, mem)
-                if mem.fits:
-                    break
-            memo[key] = best
-        result = memo[key]
-        assert result is not None
-        return result
+        return memo[key]
 
     best_per_combo: dict[tuple[str, str, int, bool], PlanOption] = {}
     rejected: list[RejectedOption] = []
@@ -187,8 +225,8 @@ def plan_training(
     for q in quotes:
         gpu = resolve_gpu(q.gpu)
         for count in sorted(set(q.gpu_counts) & set(c.gpu_counts)):
-            s, mem = fitting_shape(gpu, count)
-            if not mem.fits:
+            cfg = configure(gpu, count)
+            if isinstance(cfg, NoConfig):
                 rejected.append(
                     RejectedOption(
                         cloud=q.cloud,
@@ -196,14 +234,15 @@ def plan_training(
                         gpu=gpu.name,
                         gpu_count=count,
                         spot=q.spot,
-                        reason="does_not_fit",
-                        detail=f"needs {mem.required_gib:.1f} GiB per GPU, {gpu.name} has {gpu.memory_gib:.1f} GiB",
+                        reason=cfg.reason,
+                        detail=cfg.detail,
                     )
                 )
                 continue
+            s, mem = cfg.shape, cfg.memory
             fitted_any = True
             job = estimate_job(
-                arch, s, gpu, workload, q, setup=setup, model_name=model_name, save_total_limit=save_total_limit
+                arch, s, gpu, cfg.workload, q, setup=setup, model_name=model_name, save_total_limit=save_total_limit
             )
             option = PlanOption(
                 rank=0,
@@ -212,7 +251,14 @@ def plan_training(
                 gpu=gpu.name,
                 gpu_count=count,
                 spot=q.spot,
-                parallelism="single" if count == 1 else s.parallelism,
+                parallelism=cfg.strategy,
+                strategy=cfg.strategy,
+                micro_batch=cfg.micro_batch,
+                grad_accum=cfg.grad_accum,
+                gradient_checkpointing=cfg.gradient_checkpointing,
+                effective_batch=cfg.effective_batch,
+                config_reason=cfg.reason,
+                trials=cfg.trials,
                 usd_per_gpu_hour=q.usd_per_gpu_hour,
                 hourly_rate=job.cost.hourly_rate,
                 hours=job.cost.estimated_duration_hours,
@@ -256,11 +302,16 @@ def plan_training(
     ranked = sorted(best_per_combo.values(), key=lambda o: (o.expected_cost, o.hours, o.hourly_rate, o.cloud, o.gpu))
     if not ranked:
         if not fitted_any:
-            biggest = max(memo.values(), key=lambda v: v[1].capacity_gib or 0.0 if v else 0.0)
-            need = biggest[1].required_gib if biggest else None
+            needs = [v.required_gib for v in memo.values() if isinstance(v, NoConfig) and v.required_gib is not None]
+            other = sorted({v.detail for v in memo.values() if isinstance(v, NoConfig) and v.required_gib is None})
             raise ResourceError(
                 "no GPU choice has enough memory for this training run",
-                {"required_gib_on_largest": round(need, 2) if need else None, "model": model_name or arch.name},
+                {
+                    "least_required_gib": round(min(needs), 2) if needs else None,
+                    "memory_headroom": c.memory_headroom,
+                    "other_reasons": other[:5],
+                    "model": model_name or arch.name,
+                },
                 "Use QLoRA or LoRA instead of full fine-tuning, enable gradient checkpointing, lower the "
                 "batch size or max_seq_length, or allow more GPUs (FSDP).",
             )
@@ -315,7 +366,8 @@ def plan_request(
 
     Constraints default from the request: ``max_cost``; ``cloud`` (one allowed cloud); ``use_spot``
     (True: spot and on-demand both considered; False: on-demand only); ``gpu_type`` (only that GPU);
-    ``gpu_count`` > 1 (only that count). Explicit ``constraints`` fields win where they are set.
+    ``gpu_count`` > 1 (only that count). Explicit ``constraints`` fields win where they are set. The batch
+    policy comes from :func:`policy_from_request` (explicit hyperparameters are kept, the rest chosen).
     """
     c = constraints or PlanConstraints()
     updates: dict[str, object] = {}
@@ -341,4 +393,49 @@ def plan_request(
         setup=setup,
         model_name=request.model,
         save_total_limit=request.hyperparameters.save_total_limit,
+        policy=policy_from_request(request),
     )
+
+
+def policy_from_request(request: TrainingRequest) -> BatchPolicy:
+    """The effective batch of a request (``effective_batch``, else batch_size × accumulation) and what it
+    set explicitly: a batch size, an accumulation or a checkpointing choice the request names is kept."""
+    hp = request.hyperparameters
+    given = hp.model_fields_set
+    return BatchPolicy(
+        effective_batch=hp.effective_batch or hp.batch_size * hp.gradient_accumulation_steps,
+        micro_batch=hp.batch_size if "batch_size" in given else None,
+        grad_accum=hp.gradient_accumulation_steps if "gradient_accumulation_steps" in given else None,
+        gradient_checkpointing=hp.gradient_checkpointing,
+    )
+
+
+def request_for_option(request: TrainingRequest, option: PlanOption) -> TrainingRequest:
+    """The request as the chosen option runs it: its micro-batch, accumulation, checkpointing and GPU count
+    (the effective batch, and every value the request set explicitly, are unchanged by construction)."""
+    hp = request.hyperparameters.model_copy(
+        update={
+            "batch_size": option.micro_batch,
+            "gradient_accumulation_steps": option.grad_accum,
+            "gradient_checkpointing": option.gradient_checkpointing,
+        }
+    )
+    return request.model_copy(update={"hyperparameters": hp, "gpu_count": option.gpu_count})
+
+
+def unsupported_strategies(request: TrainingRequest, backend: object) -> dict[str, str]:
+    """Strategy → why the request's workflow or ``backend`` (a :class:`~vibeml.backends.base.Backend`)
+    cannot run it; the planner never plans those."""
+    from vibeml.workflows.registry import get_workflow
+
+    workflow = get_workflow(request.workflow)
+    out: dict[str, str] = {}
+    for strategy in ("ddp", "fsdp"):
+        if strategy not in workflow.strategies:
+            out[strategy] = f"the {workflow.name} workflow does not run {strategy}"
+    multi = getattr(getattr(backend, "capabilities", None), "multi_gpu", None)
+    if multi is not None and not multi.supported:
+        name = getattr(backend, "name", "this")
+        for strategy in ("ddp", "fsdp"):
+            out.setdefault(strategy, f"the {name} backend runs one GPU: {multi.reason}".rstrip(": "))
+    return out

@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vibeml.catalog.architectures import ModelArchitecture
-from vibeml.catalog.gpus import GPUSpec
+from vibeml.catalog.gpus import GPUSpec, gpu_link
 from vibeml.estimate.memory import NF4_BYTES_PER_PARAM, TrainingShape
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "ThroughputEstimate",
     "TimeEstimate",
     "Workload",
+    "communication_s",
     "estimate_setup",
     "estimate_throughput",
     "estimate_training_time",
@@ -64,6 +65,8 @@ LOGIT_TRAFFIC_FUSED = 6.0
 OPTIMIZER_TRAFFIC = {"adamw": 24.0, "adamw_8bit": 10.0, "paged_adamw_8bit": 10.0}
 #: Share of gradient/parameter communication hidden behind compute (DDP buckets, FSDP prefetch).
 COMM_OVERLAP = 0.7
+#: DDP's gradient bucket size (PyTorch's default ``bucket_cap_mb``): one all-reduce per bucket.
+DDP_BUCKET_BYTES = 25 * 2**20
 
 
 class ThroughputEstimate(BaseModel):
@@ -203,13 +206,51 @@ def _traffic_per_step(arch: ModelArchitecture, shape: TrainingShape) -> float:
     return traffic
 
 
-def estimate_throughput(arch: ModelArchitecture, shape: TrainingShape, gpu: GPUSpec) -> ThroughputEstimate:
+def communication_s(arch: ModelArchitecture, shape: TrainingShape, gpu: GPUSpec, grad_accum: int = 1) -> float:
+    """Exposed communication time per micro-step on ``shape.gpu_count`` GPUs over the catalogue's link.
+
+    Ring collectives move ``(n − 1) / n`` of a tensor per GPU for an all-gather or a reduce-scatter and twice
+    that for an all-reduce. DDP all-reduces the trainable gradients once per optimizer step (accumulation
+    micro-steps skip the sync); FSDP all-gathers the sharded weights in the forward and again in the
+    backward and reduce-scatters the full model's gradients every micro-step; LoRA adapters under FSDP stay
+    replicated, so their gradients are all-reduced once per optimizer step as under DDP. ``COMM_OVERLAP`` of
+    the transfer hides behind compute; each collective adds the link's latency.
+    """
+    n = shape.gpu_count
+    if n <= 1:
+        return 0.0
+    link = gpu_link(gpu, n)
+    ring = (n - 1) / n
+    full = shape.method == "full"
+    trainable = arch.param_count if full else arch.lora_params(shape.lora_r, shape.lora_targets)
+    grad_bytes = (2.0 if full else 4.0) * trainable
+    collectives = 0.0
+    if shape.parallelism == "fsdp":
+        w_bytes = (NF4_BYTES_PER_PARAM if shape.weights == "nf4" else 2.0) * arch.param_count
+        moved = 2 * ring * w_bytes  # all-gather forward + backward
+        collectives += 2 * arch.num_layers
+        if full:
+            moved += ring * grad_bytes  # reduce-scatter, every micro-step
+            collectives += arch.num_layers
+        else:
+            moved += 2 * ring * grad_bytes / grad_accum
+            collectives += arch.num_layers / grad_accum
+    else:
+        moved = 2 * ring * grad_bytes / grad_accum
+        collectives += max(1.0, grad_bytes / DDP_BUCKET_BYTES) / grad_accum
+    return moved / (link.gbs * 1e9) * (1.0 - COMM_OVERLAP) + collectives * link.latency_s
+
+
+def estimate_throughput(
+    arch: ModelArchitecture, shape: TrainingShape, gpu: GPUSpec, grad_accum: int = 1
+) -> ThroughputEstimate:
     """Tokens/s of ``shape`` on ``gpu`` (× ``shape.gpu_count``), with what bounds it.
 
     Args:
         arch: Model architecture.
         shape: Step shape (per-device batch and sequence, method, checkpointing, loss, GPU count).
         gpu: The GPU model.
+        grad_accum: Micro-steps per optimizer step (DDP synchronises gradients once per optimizer step).
     """
     flops, model_flops = _flops_per_step(arch, shape)
     matmul_s = flops / (gpu.bf16_tflops * 1e12 * MATMUL_EFFICIENCY)
@@ -222,20 +263,9 @@ def estimate_throughput(arch: ModelArchitecture, shape: TrainingShape, gpu: GPUS
         * (fwd_passes + HOST_BACKWARD_PASSES)
         * (HOST_S_PER_LAYER_PASS + n_lora * HOST_S_PER_LORA_MODULE_PASS)
     )
-    comm_s = 0.0
-    n = shape.gpu_count
-    if n > 1:
-        link = gpu.interconnect_gbs * 1e9
-        if shape.parallelism == "fsdp":
-            moved = 3.0 * 2.0 * arch.param_count  # all-gather fwd + bwd, reduce-scatter grads (bf16)
-        else:
-            trainable = (
-                arch.param_count if shape.method == "full" else arch.lora_params(shape.lora_r, shape.lora_targets)
-            )
-            moved = 2.0 * (2.0 if shape.method == "full" else 4.0) * trainable  # ring all-reduce
-        comm_s = moved * (n - 1) / n / link * (1.0 - COMM_OVERLAP)
+    comm_s = communication_s(arch, shape, gpu, grad_accum)
     step_s = max(gpu_s, host_s) + comm_s
-    tokens_per_s = n * shape.tokens / step_s
+    tokens_per_s = shape.gpu_count * shape.tokens / step_s
     if host_s >= gpu_s:
         bound: Literal["compute", "memory", "host"] = "host"
     else:
@@ -321,7 +351,7 @@ def estimate_training_time(
     """
     steps, eff, tokens = workload_tokens(workload, shape)
     eff_shape = shape if eff == shape.seq_len else shape.model_copy(update={"seq_len": eff})
-    speed = estimate_throughput(arch, eff_shape, gpu)
+    speed = estimate_throughput(arch, eff_shape, gpu, workload.gradient_accumulation_steps)
     train_s = tokens / speed.tokens_per_s
     setup_est = estimate_setup(arch, shape, setup)
     total = train_s + setup_est.total_s

@@ -65,6 +65,9 @@ class Workflow(BaseModel):
     )
     engine: Literal["transformers", "unsloth"] = "transformers"
     requires_cuda: bool = Field(False, description="Runs only on an NVIDIA GPU.")
+    strategies: frozenset[str] = Field(
+        frozenset({"single"}), description="Parallel strategies the trainer runs this workflow with."
+    )
     setup_commands: dict[str, tuple[str, ...]] = Field(
         default_factory=dict, description="Per backend: fixed shell commands that prepare its machine."
     )
@@ -273,6 +276,7 @@ register_workflow(
         # on an H100 (FACTS: TRL 7,093 → TRL + Liger 8,526 tok/s)
         extras=("train", "speed"),
         setup_commands=_setup(),
+        strategies=frozenset({"single", "ddp", "fsdp"}),
     )
 )
 register_workflow(
@@ -284,6 +288,7 @@ register_workflow(
         # FSDP2 cannot shard bitsandbytes' packed 4-bit weights (vibeml.trainer.parallel.check_strategy)
         strategies=frozenset({"single", "ddp"}),
         setup_commands=_setup('"$PY" -c "import bitsandbytes"'),
+        strategies=frozenset({"single", "ddp"}),
     )
 )
 register_workflow(
@@ -295,6 +300,7 @@ register_workflow(
         # on an H100 (FACTS: TRL 7,093 → TRL + Liger 8,526 tok/s)
         extras=("train", "speed"),
         setup_commands=_setup(),
+        strategies=frozenset({"single", "ddp", "fsdp"}),
     )
 )
 register_workflow(
@@ -309,6 +315,7 @@ register_workflow(
         lock="unsloth",
         strategies=frozenset({"single"}),
         setup_commands=_setup('"$PY" -c "import unsloth"'),
+        strategies=frozenset({"single"}),
     )
 )
 
