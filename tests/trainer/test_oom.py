@@ -62,6 +62,7 @@ def test_retry_skips_rungs_that_repeat_the_failed_attempt() -> None:
     first = retry_config(cfg, ladder, Attempt(2, 2, gradient_checkpointing=False))
     assert first is not None
     nxt, rung, rest = first
+    assert rung.gradient_checkpointing is None
     assert (nxt.hyperparameters.batch_size, nxt.hyperparameters.gradient_accumulation_steps) == (1, 4)
     assert nxt.hyperparameters.gradient_checkpointing is None
     # micro-batch 1 already ran with checkpointing on every layer: the "checkpointing on" rung cannot help
