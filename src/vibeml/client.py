@@ -219,14 +219,19 @@ class VibeML:
         arch = resolve_architecture(query.model, hub=self.settings.hub, token_provider=self._hub_token)
         return estimate_report(query, arch, load_price_table())
 
-    def plan_report(self, query: PlanQuery) -> PlanReport:
-        """`vibeml plan` / MCP `plan_training`: every choice that fits, cheapest total cost first."""
+    def plan_report(self, query: PlanQuery, *, offline: bool = False) -> PlanReport:
+        """`vibeml plan` / MCP `plan_training`: every choice that fits, cheapest total cost first; priced
+        with live Vast offers (a key stored) and SkyPilot's catalogue when present, unless ``offline``."""
         from vibeml.catalog.architectures import resolve_architecture
-        from vibeml.catalog.prices import load_price_table
+        from vibeml.estimate.prices import plan_prices, stale_quotes
         from vibeml.estimate.report import plan_report
 
         arch = resolve_architecture(query.model, hub=self.settings.hub, token_provider=self._hub_token)
-        return plan_report(query, arch, load_price_table())
+        counts = tuple(query.gpu_counts) if query.gpu_counts else (1, 2, 4, 8)
+        prices, info = plan_prices(self.settings, offline=offline, gpu_counts=counts, spot=query.spot)
+        report = plan_report(query, arch, prices)
+        stale = stale_quotes(report.options, prices, utcnow().date(), info.stale_after_days)
+        return report.model_copy(update={"prices": info.model_copy(update={"stale": stale})})
 
     def gpu_report(self) -> GpuReport:
         """`vibeml gpus` / MCP: GPU facts and the cheapest catalogued prices."""

@@ -33,6 +33,7 @@ __all__ = [
     "JobStatus",
     "LocalHandle",
     "LocalHandleData",
+    "OomRetry",
     "SkyPilotHandle",
     "SkyPilotHandleData",
     "TrainerEnd",
@@ -540,6 +541,22 @@ class TrainerEnd(str, Enum):
         return self.value
 
 
+class OomRetry(BaseModel):
+    """One out-of-memory retry of the trainer (its ``oom_retry`` event): what failed, what ran next, and the
+    memory estimate's error for that configuration (``underestimate_at_least`` = capacity ÷ estimate)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    attempt: int
+    step: int
+    failed: str = Field(description="The configuration that ran out, e.g. 'micro-batch 4 x 1, checkpointing off'.")
+    next: str
+    estimated_gib: float | None = None
+    capacity_gib: float | None = None
+    peak_gib: float | None = None
+    underestimate_at_least: float | None = None
+
+
 class JobProgress(BaseModel):
     """The latest progress of a running or finished job, from the trainer's event stream."""
 
@@ -563,6 +580,9 @@ class JobProgress(BaseModel):
     )
     samples_before: list[dict[str, str]] = Field(default_factory=list)
     samples_after: list[dict[str, str]] = Field(default_factory=list)
+    oom_retries: list[OomRetry] = Field(
+        default_factory=list, description="Out-of-memory retries, each with the estimate error (for recalibration)."
+    )
     cost_so_far: float = 0.0
 
     @property

@@ -19,6 +19,7 @@ from vibeml.config.budget import BudgetCheck, BudgetStatus
 from vibeml.estimate.autoconfig import ConfigTrial, Strategy
 from vibeml.estimate.memory import LossImpl, MemoryBreakdown, Method
 from vibeml.estimate.planner import Plan, PlanConstraints, PlanOption, RejectedOption
+from vibeml.estimate.prices import PriceInfo
 from vibeml.models import CostEstimate, LaunchChoice, TrainingRequest
 from vibeml.vast.models import Offer
 
@@ -254,6 +255,9 @@ class PlanReport(_Report):
     rejected: list[RejectedOption]
     constraints: PlanConstraints
     assumptions: list[str]
+    prices: PriceInfo | None = Field(
+        None, description="Where the prices came from (table date, live Vast offers and their age, stale rows)."
+    )
 
     @classmethod
     def from_plan(cls, plan: Plan, notes: list[str], top: int) -> PlanReport:

@@ -16,6 +16,7 @@ from vibeml.trainer.events import (
     DoneEvent,
     ErrorEvent,
     EventWriter,
+    OomRetryEvent,
     SampleEvent,
     StartEvent,
     StepEvent,
@@ -49,6 +50,8 @@ ONE_OF_EACH: list[TrainerEvent] = [
         checkpoint_every_n_layers=2,
         use_liger_kernel=False,
         packing=True,
+        batch_size=4,
+        gradient_accumulation_steps=2,
     ),
     StepEvent(
         step=5,
@@ -62,6 +65,22 @@ ONE_OF_EACH: list[TrainerEvent] = [
     ),
     SampleEvent(phase="before", prompt='2+2? "quoted"\nnext line \u2028 é', completion="zz"),
     CheckpointEvent(step=5, path="/c/checkpoint-5"),
+    OomRetryEvent(
+        attempt=1,
+        step=0,
+        message="CUDA out of memory. Tried to allocate 2.00 GiB",
+        failed_batch_size=8,
+        failed_gradient_accumulation_steps=1,
+        failed_gradient_checkpointing=True,
+        failed_checkpoint_every_n_layers=2,
+        next_batch_size=4,
+        next_gradient_accumulation_steps=2,
+        next_gradient_checkpointing=True,
+        estimated_gib=70.5,
+        capacity_gib=79.6,
+        peak_gib=78.9,
+        underestimate_at_least=1.129,
+    ),
     DoneEvent(output_dir="/o", step=10, first_loss=5.0, final_loss=1.5, elapsed_seconds=12.0, merged_dir="/o/merged"),
     StoppedEvent(reason="sigterm", step=7, checkpoint="/c/checkpoint-7", elapsed_seconds=8.0),
     ErrorEvent(
@@ -207,6 +226,12 @@ _VALID = {
     "device": _text,
     "context": st.dictionaries(_text, _json, max_size=3),
     "checkpoint": st.none() | _text,
+    "attempt": st.integers(0, 5),
+    "failed_batch_size": st.integers(0, 64),
+    "failed_gradient_accumulation_steps": st.integers(0, 64),
+    "failed_gradient_checkpointing": st.booleans(),
+    "next_batch_size": st.integers(0, 64),
+    "next_gradient_accumulation_steps": st.integers(0, 64),
 }
 _KINDS = {m.model_fields["event"].default: m for m in _MEMBERS}
 

@@ -197,8 +197,11 @@ def _env(workdir: Path) -> dict[str, str]:
     return env
 
 
-def _start_trainer(workdir: Path, config: dict[str, Any] | str) -> TrainerProcess:
-    """Write ``config`` (a dict, or raw text for broken-config tests) and start the trainer on it."""
+def _start_trainer(
+    workdir: Path, config: dict[str, Any] | str, extra_env: dict[str, str] | None = None
+) -> TrainerProcess:
+    """Write ``config`` (a dict, or raw text for broken-config tests) and start the trainer on it
+    (``extra_env``: e.g. a fault-injection hook, set only here)."""
     workdir.mkdir(parents=True, exist_ok=True)
     cfg_path = workdir / "run.json"
     cfg_path.write_text(config if isinstance(config, str) else json.dumps(config), encoding="utf-8")
@@ -206,7 +209,7 @@ def _start_trainer(workdir: Path, config: dict[str, Any] | str) -> TrainerProces
     proc = subprocess.Popen(
         [sys.executable, "-m", "vibeml.trainer", "--config", str(cfg_path)],
         cwd=workdir,
-        env=_env(workdir),
+        env={**_env(workdir), **(extra_env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -15,6 +15,7 @@ from vibeml.cli._output import emit_json, error_boundary, service
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from vibeml.estimate.prices import PriceInfo
     from vibeml.reports import EstimateReport, PlanReport
 
 Q = TypeVar("Q", bound="BaseModel")
@@ -131,16 +132,18 @@ def render_plan(r: "PlanReport", title: str | None = None) -> None:
     cols += [("expected $" if wide else "cost $", "right"), ("range $", "right")]
     for col, justify in cols:
         table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    stale = {(q.cloud, q.region, q.gpu, q.spot) for q in r.prices.stale} if r.prices else set()
     for o in r.options:
+        star = "*" if (o.cloud, o.region, o.gpu, o.spot) in stale else ""
         config = _config(o.micro_batch, o.grad_accum, o.gradient_checkpointing, o.strategy)
         cells = [str(o.rank)]
         if wide:
             cells += [f"{o.cloud}/{o.region}", f"{o.gpu_count}× {o.gpu}", config]
-            cells += ["spot" if o.spot else "on-demand", f"{o.usd_per_gpu_hour:.2f}", f"{o.hours:.2f}"]
+            cells += ["spot" if o.spot else "on-demand", f"{o.usd_per_gpu_hour:.2f}{star}", f"{o.hours:.2f}"]
             cells += [f"{o.tokens_per_s:,.0f}", f"{o.memory_gib:.1f}/{o.capacity_gib:.0f}"]
         else:
             cells += [o.cloud + (" spot" if o.spot else ""), f"{o.gpu_count}× {o.gpu}", config, f"{o.hours:.2f}"]
-        cells += [f"[bold]{o.expected_cost:.2f}[/]", f"{o.min_cost:.2f}–{o.max_cost:.2f}"]
+        cells += [f"[bold]{o.expected_cost:.2f}[/]{star if not wide else ''}", f"{o.min_cost:.2f}–{o.max_cost:.2f}"]
         table.add_row(*cells)
     console.print(table)
     console.print("[dim]config: micro-batch × accumulation per GPU; ckpt = gradient checkpointing[/]")
@@ -154,6 +157,26 @@ def render_plan(r: "PlanReport", title: str | None = None) -> None:
         console.print("[dim]dropped: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in reasons.items()) + "[/]")
     for note in r.assumptions:
         console.print(f"[dim]· {escape(note)}[/]")
+    if r.prices is not None:
+        render_price_sources(r.prices)
+
+
+def render_price_sources(info: "PriceInfo") -> None:
+    """Where the prices came from, their age, and the stale ones (under the plan table)."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console()
+    for i, source in enumerate(info.sources):
+        console.print(f"[dim]{'prices: ' if i == 0 else '        '}{source.name}: {escape(source.detail)}[/]")
+    if info.stale:
+        oldest = min(q.as_of for q in info.stale)
+        console.print(
+            f"[yellow]* {len(info.stale)} shown price(s) older than {info.stale_after_days} days (table of "
+            f"{oldest.isoformat()}): check the provider's page[/]"
+        )
+    for warning in info.warnings:
+        console.print(f"[yellow]warning: {escape(warning)}[/]")
 
 
 def _query(cls: type[Q], **fields: Any) -> Q:
@@ -298,9 +321,16 @@ def register(app: typer.Typer) -> None:
             bool | None, typer.Option("--spot/--no-spot", help="Spot only / on-demand only (default both).")
         ] = None,
         top: Annotated[int, typer.Option("--top", min=1, help="Options to show.")] = 15,
+        offline: Annotated[
+            bool, typer.Option("--offline", help="Price with the dated table only (no live Vast offers).")
+        ] = False,
         json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:
-        """Every (cloud, GPU, count, spot) choice that fits, ranked by expected total job cost."""
+        """Every (cloud, GPU, count, spot) choice that fits, ranked by expected total job cost.
+
+        Prices: live Vast.ai offers when a Vast key is stored (cached 10 minutes), SkyPilot's cached
+        catalogue when SkyPilot is installed, else the dated table (prices older than 30 days are starred).
+        """
         from vibeml.estimate.report import PlanQuery
 
         query = _query(
@@ -328,7 +358,7 @@ def register(app: typer.Typer) -> None:
             spot=spot,
             top=top,
         )
-        report = service().plan_report(query)
+        report = service().plan_report(query, offline=offline)
         if json_out:
             emit_json(report)
         else:

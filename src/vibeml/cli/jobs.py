@@ -42,7 +42,7 @@ from vibeml.exceptions import TrainingError
 
 if TYPE_CHECKING:
     from vibeml.client import VibeML
-    from vibeml.models import JobRecord
+    from vibeml.models import JobRecord, OomRetry
     from vibeml.reports import LaunchPreview
 
 
@@ -288,6 +288,14 @@ def follow_job(svc: "VibeML", job_id: str, json_out: bool = False, poll: float =
     return record
 
 
+def oom_line(r: "OomRetry") -> str:
+    """One out-of-memory retry, with the memory estimate's error when the device's capacity is known."""
+    text = f"out of memory at step {r.step} ({r.failed}); retried with {r.next}"
+    if r.estimated_gib is not None and r.capacity_gib is not None:
+        text += f"; estimated {r.estimated_gib:.1f} GiB of {r.capacity_gib:.1f}"
+    return text
+
+
 def print_summary(record: "JobRecord", waited: float | None = None) -> None:
     from rich.markup import escape
     from rich.panel import Panel
@@ -303,6 +311,7 @@ def print_summary(record: "JobRecord", waited: float | None = None) -> None:
         lines.append(f"Steps: {p.step}" + (f"/{p.max_steps}" if p.max_steps else ""))
         if p.elapsed_seconds is not None:
             lines.append(f"Training time: {fmt_duration(p.elapsed_seconds)}")
+        lines += [f"[yellow]{oom_line(r)}[/]" for r in p.oom_retries]
     if waited is not None:
         lines.append(f"Wall time: {fmt_duration(waited)}")
     if record.error and record.status.value != "completed":
@@ -426,6 +435,7 @@ def status(
         ]
         if p.last_checkpoint:
             rows.append(("checkpoint", escape(p.last_checkpoint)))
+        rows += [("out of memory", oom_line(r)) for r in p.oom_retries]
     rows.append(("cost so far", fmt_money(record.cost_so_far)))
     if record.request.max_cost is not None:
         rows.append(("budget", fmt_money(record.request.max_cost)))

@@ -45,6 +45,8 @@ def progress_message(record: JobRecord) -> str:
     text = f"step {step}/{p.max_steps if p and p.max_steps else '?'}"
     if p and p.loss is not None:
         text += f" loss {p.loss:.4f}"
+    if p and p.oom_retries:
+        text += f" after {len(p.oom_retries)} out-of-memory retr{'y' if len(p.oom_retries) == 1 else 'ies'}"
     return text + f" cost ${record.cost_so_far:.2f} ({record.status.value})"
 
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TypeVar
 
-from vibeml.models import JobProgress, JobStatus, TrainerEnd
+from vibeml.models import JobProgress, JobStatus, OomRetry, TrainerEnd
 from vibeml.trainer.events import (
     CheckpointEvent,
     DoneEvent,
     ErrorEvent,
+    OomRetryEvent,
     SampleEvent,
     StartEvent,
     StepEvent,
     StoppedEvent,
     TrainerEvent,
 )
+from vibeml.trainer.oom import describe
 
 __all__ = ["NO_FINAL_EVENT_MESSAGE", "progress_from_events"]
 
@@ -34,6 +36,24 @@ _T = TypeVar("_T")
 def _known(new: _T | None, old: _T) -> _T:
     """An event's field, unless the event leaves it unknown: then the value an earlier event gave."""
     return old if new is None else new
+
+
+def _oom_retry(ev: OomRetryEvent) -> OomRetry:
+    return OomRetry(
+        attempt=ev.attempt,
+        step=ev.step,
+        failed=describe(
+            ev.failed_batch_size,
+            ev.failed_gradient_accumulation_steps,
+            ev.failed_gradient_checkpointing,
+            ev.failed_checkpoint_every_n_layers,
+        ),
+        next=describe(ev.next_batch_size, ev.next_gradient_accumulation_steps, ev.next_gradient_checkpointing),
+        estimated_gib=ev.estimated_gib,
+        capacity_gib=ev.capacity_gib,
+        peak_gib=ev.peak_gib,
+        underestimate_at_least=ev.underestimate_at_least,
+    )
 
 
 def progress_from_events(events: Iterable[TrainerEvent], alive: bool = True) -> JobProgress:
@@ -68,6 +88,8 @@ def progress_from_events(events: Iterable[TrainerEvent], alive: bool = True) -> 
             case SampleEvent():
                 samples = p.samples_before if ev.phase == "before" else p.samples_after
                 samples.append({"prompt": ev.prompt, "completion": ev.completion})
+            case OomRetryEvent():
+                p.oom_retries.append(_oom_retry(ev))
             case DoneEvent():
                 end = TrainerEnd.DONE
                 p.output_dir = ev.output_dir

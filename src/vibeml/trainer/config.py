@@ -6,11 +6,24 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vibeml.models import DatasetFormat, Hyperparameters
 
-__all__ = ["TrainerConfig", "load_config"]
+__all__ = ["OomFallback", "TrainerConfig", "load_config"]
+
+
+class OomFallback(BaseModel):
+    """One safer configuration the trainer retries with after running out of memory in its first steps
+    (see :mod:`vibeml.trainer.oom`); it must keep ``batch_size × gradient_accumulation_steps``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_size: int = Field(ge=1, le=4096, description="Micro-batch per device.")
+    gradient_accumulation_steps: int = Field(ge=1, le=4096)
+    gradient_checkpointing: bool | None = Field(
+        None, description="None = as the attempt that failed chose it; True/False = on/off for every layer."
+    )
 
 
 class TrainerConfig(BaseModel):
@@ -67,6 +80,23 @@ class TrainerConfig(BaseModel):
     memory_headroom: float = Field(
         0.15, ge=0.0, lt=1.0, description="Share of GPU memory kept free when choosing gradient checkpointing."
     )
+    oom_fallbacks: list[OomFallback] | None = Field(
+        None,
+        max_length=32,
+        description="Configurations retried in order when training runs out of memory in its first steps; "
+        "None = derived from the hyperparameters (halve the micro-batch, then checkpointing); [] = never retry.",
+    )
+
+    @model_validator(mode="after")
+    def _fallbacks_keep_effective_batch(self) -> TrainerConfig:
+        want = self.hyperparameters.effective_batch_size
+        for i, f in enumerate(self.oom_fallbacks or []):
+            if f.batch_size * f.gradient_accumulation_steps != want:
+                raise ValueError(
+                    f"oom_fallbacks[{i}] runs {f.batch_size} x {f.gradient_accumulation_steps} sequences per step, "
+                    f"the job {want}: a fallback must keep the effective batch"
+                )
+        return self
 
 
 def load_config(path: str | Path) -> TrainerConfig:

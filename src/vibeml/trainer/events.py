@@ -33,6 +33,7 @@ __all__ = [
     "DoneEvent",
     "ErrorEvent",
     "EventWriter",
+    "OomRetryEvent",
     "SampleEvent",
     "StartEvent",
     "StepEvent",
@@ -106,6 +107,8 @@ class StartEvent(_Event):
     checkpoint_every_n_layers: Count | None = None
     use_liger_kernel: bool | None = None
     packing: bool | None = None
+    batch_size: Count | None = None
+    gradient_accumulation_steps: Count | None = None
 
 
 class StepEvent(_Event):
@@ -161,6 +164,33 @@ class StoppedEvent(_Event):
     elapsed_seconds: Metric = None
 
 
+class OomRetryEvent(_Event):
+    """Training ran out of memory in its first steps; the trainer retries with a safer configuration.
+
+    ``failed_*`` is the configuration that ran out, ``next_*`` the one tried now (same effective batch).
+    The estimate error, for recalibrating the memory model: ``estimated_gib`` is what the estimator
+    predicted for the failed configuration and ``capacity_gib`` the device's memory (CUDA), so
+    ``capacity_gib / estimated_gib`` is a lower bound on real ÷ estimated peak (``underestimate_at_least``);
+    ``peak_gib`` is the largest allocation torch saw before it failed. Unknown values are null (a CPU).
+    """
+
+    event: Literal["oom_retry"] = "oom_retry"
+    attempt: Annotated[int, Field(ge=1)] = Field(description="1 for the first retry, 2 for the second...")
+    step: Count = Field(description="The optimizer step the failed attempt had reached.")
+    message: str = ""
+    failed_batch_size: Annotated[int, Field(ge=1)]
+    failed_gradient_accumulation_steps: Annotated[int, Field(ge=1)]
+    failed_gradient_checkpointing: bool
+    failed_checkpoint_every_n_layers: Count = 1
+    next_batch_size: Annotated[int, Field(ge=1)]
+    next_gradient_accumulation_steps: Annotated[int, Field(ge=1)]
+    next_gradient_checkpointing: bool | None = None  # None: as the failed attempt chose
+    estimated_gib: Metric = None
+    capacity_gib: Metric = None
+    peak_gib: Metric = None
+    underestimate_at_least: Metric = None
+
+
 class ErrorEvent(_Event):
     """Terminal: the trainer failed; the message and suggestion are for the user."""
 
@@ -172,7 +202,7 @@ class ErrorEvent(_Event):
 
 
 TrainerEvent = Annotated[
-    StartEvent | StepEvent | SampleEvent | CheckpointEvent | DoneEvent | StoppedEvent | ErrorEvent,
+    StartEvent | StepEvent | SampleEvent | CheckpointEvent | OomRetryEvent | DoneEvent | StoppedEvent | ErrorEvent,
     Field(discriminator="event"),
 ]
 #: The events that end a run (for ``isinstance``).

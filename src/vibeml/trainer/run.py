@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import math
 import os
 import signal
@@ -27,7 +28,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vibeml.exceptions import ConfigurationError, ResourceError, TrainingError
-from vibeml.trainer.config import TrainerConfig
+from vibeml.trainer import oom
+from vibeml.trainer.config import OomFallback, TrainerConfig
 from vibeml.trainer.cpushare import CpuShare
 from vibeml.trainer.data import load_training_dataset
 from vibeml.trainer.engine import Loaded, load_for_training
@@ -35,6 +37,7 @@ from vibeml.trainer.events import (
     CheckpointEvent,
     DoneEvent,
     EventWriter,
+    OomRetryEvent,
     SampleEvent,
     StartEvent,
     StepEvent,
@@ -57,6 +60,7 @@ from vibeml.trainer.parallel import (
     strategy_sft_kwargs,
     world_size,
 )
+from vibeml.trainer.speed import CheckpointingChoice
 
 __all__ = ["StopFlag", "train"]
 
@@ -365,7 +369,6 @@ def train(config: TrainerConfig, writer: EventWriter) -> dict[str, Any]:
 def _train(
     config: TrainerConfig, writer: EventWriter, flag: StopFlag, t0: float, stack: contextlib.ExitStack
 ) -> dict[str, Any]:
-    hp = config.hyperparameters
     check_strategy(config)
     die_with_parent()
     model_source = resolve_model_source(config.model)
@@ -394,12 +397,93 @@ def _train(
     )
     if config.engine != "unsloth":  # Unsloth must be imported before transformers, so quiet them after it
         _quiet_libraries()
+    ladder = oom.fallbacks(config)
+    inherit: CheckpointingChoice | None = None
+    retries = 0
+    while True:  # out of memory in the first steps: the next safer configuration (vibeml.trainer.oom)
+        if dev.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        outcome = _attempt(
+            config, writer, flag, t0, dev, share, prepared, resume_from, model_source, ladder, inherit, retries
+        )
+        if not isinstance(outcome, _OutOfMemory):
+            return outcome
+        gc.collect()  # the failed attempt's model, optimizer and activations
+        if dev.device == "cuda":
+            torch.cuda.empty_cache()
+        retries += 1
+        config, rung, ladder = outcome.next_config, outcome.rung, outcome.rest
+        inherit = outcome.checkpointing if rung.gradient_checkpointing is None else None
+        tried = outcome.tried
+        estimated, capacity = outcome.estimated_gib, outcome.capacity_gib
+        writer.emit(
+            OomRetryEvent(
+                attempt=retries,
+                step=outcome.step,
+                message=outcome.message,
+                failed_batch_size=tried.batch_size,
+                failed_gradient_accumulation_steps=tried.gradient_accumulation_steps,
+                failed_gradient_checkpointing=tried.gradient_checkpointing,
+                failed_checkpoint_every_n_layers=tried.every_n_layers,
+                next_batch_size=rung.batch_size,
+                next_gradient_accumulation_steps=rung.gradient_accumulation_steps,
+                next_gradient_checkpointing=rung.gradient_checkpointing,
+                estimated_gib=estimated,
+                capacity_gib=capacity,
+                peak_gib=outcome.peak_gib,
+                underestimate_at_least=round(capacity / estimated, 3) if capacity and estimated else None,
+            )
+        )
+        print(
+            f"[vibeml] out of memory at step {outcome.step} with {tried.text}; retrying with {oom.rung_text(rung)}"
+            + (f" (estimated {estimated:.1f} GiB, capacity {capacity:.1f} GiB)" if estimated and capacity else ""),
+            flush=True,
+        )
+
+
+@dataclasses.dataclass
+class _OutOfMemory:
+    """An attempt that ran out of memory in its first steps, and the configuration to try next."""
+
+    tried: oom.Attempt
+    checkpointing: CheckpointingChoice
+    step: int
+    message: str
+    estimated_gib: float | None
+    capacity_gib: float | None
+    peak_gib: float | None
+    next_config: TrainerConfig
+    rung: OomFallback
+    rest: list[OomFallback]
+
+
+def _attempt(
+    config: TrainerConfig,
+    writer: EventWriter,
+    flag: StopFlag,
+    t0: float,
+    dev: Any,
+    share: CpuShare | None,
+    prepared: Any,
+    resume_from: Path | None,
+    model_source: str,
+    ladder: list[OomFallback],
+    inherit: CheckpointingChoice | None,
+    retries: int,
+) -> dict[str, Any] | _OutOfMemory:
+    """Load, build the trainer and train with ``config``; an out-of-memory in the first steps with a rung
+    left on ``ladder`` returns :class:`_OutOfMemory` (after dropping every reference to the model)."""
+    hp = config.hyperparameters
     try:  # before TRL is imported: Unsloth patches transformers/TRL when it loads
         loaded = load_for_training(config, dev, model_source)
     except RuntimeError as exc:
         if _is_oom(exc):
             raise _oom_error(exc, dev.device, config) from exc
         raise
+    if inherit is not None and config.engine != "unsloth" and _strength(inherit) > _strength(loaded.checkpointing):
+        loaded.checkpointing = dataclasses.replace(
+            inherit, reason=f"kept from the attempt that ran out of memory ({inherit.reason})"
+        )
     _quiet_libraries()
     from trl import SFTTrainer
 
@@ -423,6 +507,11 @@ def _train(
     planned = _planned_max_steps(config, prepared.num_rows)
     args = _sft_config(config, dev, loaded)
     callback = _make_callback(writer, flag, t0, share, dev.device)
+    callbacks = [callback]
+    threshold = oom.injected_oom_above()
+    if threshold is not None:
+        print(f"[vibeml] WARNING: fault injection {oom.FAULT_ENV}={threshold} is on (a test hook)", flush=True)
+        callbacks.append(oom.fault_callback(threshold, hp.batch_size))
     print(f"[vibeml] preparing {prepared.num_rows} {prepared.format} examples", flush=True)
     try:
         trainer: Any = SFTTrainer(
@@ -431,7 +520,7 @@ def _train(
             train_dataset=prepared.dataset,
             processing_class=tokenizer,
             peft_config=_peft_config(config, loaded),
-            callbacks=[callback],
+            callbacks=callbacks,
         )
     except RuntimeError as exc:
         if _is_oom(exc):
@@ -474,6 +563,8 @@ def _train(
             checkpoint_every_n_layers=loaded.checkpointing.every_n_layers,
             use_liger_kernel=loaded.speed.use_liger_kernel,
             packing=hp.packing,
+            batch_size=hp.batch_size,
+            gradient_accumulation_steps=hp.gradient_accumulation_steps,
         )
     )
     print(
@@ -482,19 +573,26 @@ def _train(
         + (f", resuming from {resume_from}" if resume_from else ""),
         flush=True,
     )
-    _samples("before", config, model, tokenizer, writer, flag)
+    if not retries:  # a retry does not repeat the samples taken before training
+        _samples("before", config, model, tokenizer, writer, flag)
 
     if flag.check() is not None:  # asked to stop before the first step: nothing new to save
         return _stopped_early(writer, flag, resume_from, config, t0)
 
+    out_of_memory: _OutOfMemory | None = None
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except KeyboardInterrupt:
         raise
     except RuntimeError as exc:
-        if _is_oom(exc):
+        if not _is_oom(exc):
+            raise
+        out_of_memory = _retryable(exc, config, dev, loaded, callback, trainer, ladder)
+        if out_of_memory is None:
             raise _oom_error(exc, dev.device, config) from exc
-        raise
+    if out_of_memory is not None:  # drop the failed attempt before the next one loads
+        del trainer, model, loaded, tokenizer, callback, callbacks
+        return out_of_memory
     step = int(trainer.state.global_step)
 
     if callback.stopped_reason is not None and step < int(trainer.state.max_steps or 0):
@@ -578,6 +676,57 @@ def _merge_source(config: TrainerConfig, model: Any, out: Path) -> Any:
     from peft import AutoPeftModelForCausalLM
 
     return AutoPeftModelForCausalLM.from_pretrained(str(out)).merge_and_unload()
+
+
+def _strength(choice: CheckpointingChoice) -> float:
+    """How much a checkpointing choice saves: 0 off, 1/n for every n-th layer."""
+    return 1.0 / max(1, choice.every_n_layers) if choice.enabled else 0.0
+
+
+def _retryable(
+    exc: BaseException,
+    config: TrainerConfig,
+    dev: Any,
+    loaded: Loaded,
+    callback: Any,
+    trainer: Any,
+    ladder: list[OomFallback],
+) -> _OutOfMemory | None:
+    """The retry for an out-of-memory in training, or None: past the first steps, after a checkpoint of
+    this attempt, under several processes (every rank would have to agree), or with the ladder spent."""
+    hp = config.hyperparameters
+    step = int(trainer.state.global_step)
+    if step - callback._start_step >= oom.RETRY_WINDOW_STEPS or callback.last_checkpoint is not None:
+        return None
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        return None
+    choice = loaded.checkpointing
+    tried = oom.Attempt(hp.batch_size, hp.gradient_accumulation_steps, choice.enabled, choice.every_n_layers)
+    nxt = oom.retry_config(config, ladder, tried)
+    if nxt is None:
+        return None
+    try:
+        model_config = loaded.model.config.to_dict()
+    except Exception:  # pragma: no cover - every PretrainedConfig has to_dict
+        model_config = None
+    capacity = peak = None
+    if dev.device == "cuda":
+        import torch
+
+        capacity = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 3)
+        peak = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    return _OutOfMemory(
+        tried=tried,
+        checkpointing=choice,
+        step=step,
+        message=(str(exc).splitlines() or [type(exc).__name__])[0][:500],
+        estimated_gib=oom.estimate_failed_gib(config, model_config, tried),
+        capacity_gib=capacity,
+        peak_gib=peak,
+        next_config=nxt[0],
+        rung=nxt[1],
+        rest=nxt[2],
+    )
 
 
 def _check_writable_dirs(config: TrainerConfig) -> None:

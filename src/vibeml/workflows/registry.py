@@ -71,9 +71,6 @@ class Workflow(BaseModel):
     setup_commands: dict[str, tuple[str, ...]] = Field(
         default_factory=dict, description="Per backend: fixed shell commands that prepare its machine."
     )
-    strategies: frozenset[str] = Field(
-        ALL_STRATEGIES, description="Parallel strategies the trainer runs this workflow with (single, ddp, fsdp)."
-    )
 
     def remote_requirements(self) -> tuple[str, ...]:
         """What a rented machine installs: VibeML's own dependencies with :attr:`extras` and everything they
@@ -286,7 +283,6 @@ register_workflow(
         description="LoRA on a 4-bit NF4 base (bitsandbytes) with TRL's SFTTrainer: the least GPU memory.",
         extras=("train", "speed", "qlora"),
         # FSDP2 cannot shard bitsandbytes' packed 4-bit weights (vibeml.trainer.parallel.check_strategy)
-        strategies=frozenset({"single", "ddp"}),
         setup_commands=_setup('"$PY" -c "import bitsandbytes"'),
         strategies=frozenset({"single", "ddp"}),
     )
@@ -313,7 +309,6 @@ register_workflow(
         # Unsloth caps transformers/trl/datasets below the main lock's versions: it has a lock of its own
         extras=("train", "unsloth"),
         lock="unsloth",
-        strategies=frozenset({"single"}),
         setup_commands=_setup('"$PY" -c "import unsloth"'),
         strategies=frozenset({"single"}),
     )
