@@ -211,14 +211,15 @@ def test_export_merges_qlora_into_a_bf16_reload_not_the_4bit_model(home: World, 
 
 _FRESH_LOAD = """
 import json, sys
-from peft import AutoPeftModelForCausalLM
+from peft import AutoPeftModelForCausalLM, PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from vibeml.trainer.modeling import generate_reply
-adapter_repo, merged_repo, prompt = sys.argv[1:4]
+adapter_repo, merged_repo, prompt, base_model = sys.argv[1:5]
 model = AutoPeftModelForCausalLM.from_pretrained(adapter_repo)
 tokenizer = AutoTokenizer.from_pretrained(adapter_repo)
 merged = AutoModelForCausalLM.from_pretrained(merged_repo)
-beside = AutoPeftModelForCausalLM.from_pretrained(merged_repo, subfolder="adapter")
+# as the merged repo's card says: the base, then the adapter beside the merged weights
+beside = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_model), merged_repo, subfolder="adapter")
 print(json.dumps({"reply": generate_reply(model, tokenizer, prompt, 12, 1024),
                   "merged": generate_reply(merged, AutoTokenizer.from_pretrained(merged_repo), prompt, 12, 1024),
                   "beside": generate_reply(beside, tokenizer, prompt, 12, 1024)}))
@@ -263,7 +264,7 @@ def test_push_lands_the_files_and_the_card_and_a_fresh_load_answers(home: World,
         "adapter/adapter_config.json",
         "adapter/adapter_model.safetensors",
     } <= set(mrepo.files)
-    assert 'subfolder="adapter"' in mrepo.files["README.md"].decode()
+    assert 'PeftModel.from_pretrained(base, "alice/demo-merged", subfolder="adapter")' in mrepo.files["README.md"].decode()
     for r in (repo, mrepo):
         for name, data in r.files.items():
             assert TOKEN.encode() not in data, name
@@ -274,7 +275,7 @@ def test_push_lands_the_files_and_the_card_and_a_fresh_load_answers(home: World,
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
     env.update(HF_ENDPOINT=home.hub.url, HF_HUB_CACHE=str(tmp_path / "fresh-cache"), HF_HUB_DISABLE_XET="1")
     run = subprocess.run(
-        [sys.executable, "-c", _FRESH_LOAD, "alice/demo-tuned", "alice/demo-merged", PROMPT],
+        [sys.executable, "-c", _FRESH_LOAD, "alice/demo-tuned", "alice/demo-merged", PROMPT, job.request.model],
         capture_output=True,
         text=True,
         timeout=300,

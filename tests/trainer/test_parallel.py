@@ -3,8 +3,9 @@
 Each parallel run is killed (SIGKILL to torchrun) once a checkpoint is on disk, then started again: it resumes
 from that checkpoint (FSDP's is sharded: one file per process) and finishes. The loss at every step matches a
 single-process run at the same global batch (2 x 4 = 8 sequences) within ``LOSS_RTOL``; the final adapter is
-written once, unsharded, loads in one process and matches the single-process adapter within ``WEIGHT_ATOL``.
-Measured on CPU: the losses agree to 1e-5 and the adapters to 3e-5 (only the reduction order differs).
+written once, unsharded, loads in one process and matches the single-process adapter within ``WEIGHT_RTOL`` of
+what training changed. Measured on CPU: the losses agree to 1e-5; the adapters to 3e-5 on one machine and 3e-3
+on another (Adam turns the reduction order's noise on near-zero gradients into steps of up to ~lr).
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ from vibeml.trainer.events import CheckpointEvent, DoneEvent, StartEvent, StepEv
 pytestmark = [pytest.mark.slow, pytest.mark.needs_train, pytest.mark.timeout(1500)]
 
 LOSS_RTOL = 1e-3
-WEIGHT_ATOL = 1e-3
+#: The adapters' difference relative to the size of the learned update (lora_B's norm).
+WEIGHT_RTOL = 5e-2
+#: Adam's step is at most a few learning rates per weight (|m/sqrt(v)| <= (1 - b1) / sqrt(1 - b2) ~ 3.2).
+ADAM_NOISE_STEPS = 4
+LEARNING_RATE = 2e-4
 STEPS = 6
 SAVE_EVERY = 3
 
@@ -37,7 +42,13 @@ def _config(cli: Any, root: Path, name: str, tiny_model_dir: Path, data: Path, s
         tiny_model_dir,
         data,
         strategy=strategy,
-        hyperparameters={"max_steps": STEPS, "batch_size": batch, "save_steps": SAVE_EVERY, "seed": 3},
+        hyperparameters={
+            "max_steps": STEPS,
+            "batch_size": batch,
+            "save_steps": SAVE_EVERY,
+            "seed": 3,
+            "learning_rate": LEARNING_RATE,
+        },
     )
 
 
@@ -175,7 +186,13 @@ def test_the_final_adapters_load_in_one_process_and_agree(runs: dict[str, Any]) 
         assert not list(out.rglob("*.distcp"))  # unsharded
         weights = load_file(str(out / "adapter_model.safetensors"))
         assert set(weights) == set(ref)
+        # Adam divides each gradient by its own running size, so reduction-order noise on a weight whose gradient
+        # is near zero moves it by up to ~lr a step: the element-wise gap is bounded by that, and the adapter as a
+        # whole must match the single-process one relative to what training changed (lora_B starts at zero).
         worst = max(float((weights[k] - ref[k]).abs().max()) for k in ref)
-        assert worst <= WEIGHT_ATOL, (strategy, worst)
+        assert worst <= ADAM_NOISE_STEPS * STEPS * LEARNING_RATE, (strategy, worst)
+        gap = sum(float((weights[k] - ref[k]).pow(2).sum()) for k in ref) ** 0.5
+        learned = sum(float(ref[k].pow(2).sum()) for k in ref if "lora_B" in k) ** 0.5
+        assert learned > 0 and gap <= WEIGHT_RTOL * learned, (strategy, gap, learned)
         model = AutoPeftModelForCausalLM.from_pretrained(str(out))
         assert type(model).__name__ == "PeftModelForCausalLM"

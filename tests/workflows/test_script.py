@@ -30,6 +30,7 @@ from vibeml.trainer.events import (
     read_events,
 )
 from vibeml.workflows.script import ScriptGenerator, decode_script_config, encode_config
+from vibeml.workflows.registry import get_workflow
 
 WORKFLOWS = ("trl-lora", "qlora", "full", "unsloth")
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -93,7 +94,14 @@ UNSLOTH_GET_PEFT_MODEL = {
 def scripts() -> dict[str, str]:
     gen = ScriptGenerator()
     return {
-        w: gen.generate_script(w, "Qwen/Qwen2.5-0.5B", "data.jsonl", max_steps=5, lora_r=8, sample_prompts=["Hello?"])
+        w: gen.generate_script(
+            w,
+            "Qwen/Qwen2.5-0.5B",
+            "data.jsonl",
+            max_steps=5,
+            sample_prompts=["Hello?"],
+            **({} if get_workflow(w).method == "full" else {"lora_r": 8}),  # full refuses LoRA settings
+        )
         for w in WORKFLOWS
     }
 

@@ -75,12 +75,19 @@ def model_card(record: JobRecord, output: JobOutput, repo_id: str, *, merged: bo
     ]
     table = "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
     config = json.dumps(facts["hyperparameters"], indent=2, sort_keys=True)
-    peft_use = (
-        "```python\nfrom peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer\n\n"
-        f"model = AutoPeftModelForCausalLM.from_pretrained({json.dumps(repo_id)}"
-        + (', subfolder="adapter")\n' if merged else ")\n")
-        + f"tokenizer = AutoTokenizer.from_pretrained({json.dumps(repo_id)})\n```\n"
-    )
+    if merged:  # AutoPeftModel would pass subfolder= on to the base model too, so the base is loaded first
+        peft_use = (
+            "```python\nfrom peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+            f"base = AutoModelForCausalLM.from_pretrained({json.dumps(facts['base_model'])})\n"
+            f'model = PeftModel.from_pretrained(base, {json.dumps(repo_id)}, subfolder="adapter")\n'
+            f"tokenizer = AutoTokenizer.from_pretrained({json.dumps(repo_id)})\n```\n"
+        )
+    else:
+        peft_use = (
+            "```python\nfrom peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer\n\n"
+            f"model = AutoPeftModelForCausalLM.from_pretrained({json.dumps(repo_id)})\n"
+            f"tokenizer = AutoTokenizer.from_pretrained({json.dumps(repo_id)})\n```\n"
+        )
     full_use = (
         "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
         f"model = AutoModelForCausalLM.from_pretrained({json.dumps(repo_id)})\n"
