@@ -117,11 +117,12 @@ def converse(home: Path, fake: FakeVast) -> list[str]:
 
 
 def _mask(text: str) -> str:
-    """The run's own values: job ids, losses, costs so far, speeds and timings."""
+    """The run's own values: job ids, losses, costs so far, speeds, timings, the last poll's status."""
     text = re.sub(r"vml-[0-9a-f]{6,}", "vml-<id>", text)
     text = re.sub(r"(loss|first|->) \d+\.\d+", r"\1 <x>", text)
     text = re.sub(r"(cost|cost so far) \$\d+\.\d+", r"\1 $<x>", text)
     text = re.sub(r"\d+ tok/s", "<n> tok/s", text)
+    text = re.sub(r"(progress: step \d+/\d+ .*)\((running|completed)\)", r"\1(<status>)", text)  # polled
     return re.sub(r"\b\d+(\.\d+)?s\b", "<t>s", text)
 
 
