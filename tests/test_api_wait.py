@@ -20,10 +20,9 @@ pytestmark = pytest.mark.needs_train  # the demo assets (a tiny model built with
 @pytest.fixture
 def inputs(vibeml_env: Path, demo_assets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The API's service runs the stand-in trainer locally; the demo's model and data as inputs."""
-
     monkeypatch.setattr(api, "VibeML", standin_service)
     model = next(demo_assets_dir.rglob("config.json")).parent
-    return {"model": str(model), "dataset": str(next(demo_assets_dir.rglob("*.jsonl"))), "max_steps": "5"}
+    return {"model": str(model), "dataset": str(next(demo_assets_dir.rglob("*.jsonl")))}
 
 
 def _launch(inputs: dict[str, str], **kw: Any) -> Any:
