@@ -27,13 +27,14 @@ _EXPORTS = {
     "get_job_status": "vibeml.api",
     "launch_training": "vibeml.api",
     "list_jobs": "vibeml.api",
+    "resume_training": "vibeml.api",
     "stop_job": "vibeml.api",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vibeml.api import get_job_logs, get_job_status, launch_training, list_jobs, stop_job
+    from vibeml.api import get_job_logs, get_job_status, launch_training, list_jobs, resume_training, stop_job
     from vibeml.client import VibeML
     from vibeml.exceptions import (
         BudgetExceededError,

@@ -18,7 +18,7 @@ from vibeml.jobs.store import check_job_id, check_limit
 from vibeml.models import JobRecord
 from vibeml.settings import Settings
 
-__all__ = ["get_job_logs", "get_job_status", "launch_training", "list_jobs", "stop_job"]
+__all__ = ["get_job_logs", "get_job_status", "launch_training", "list_jobs", "resume_training", "stop_job"]
 
 
 def _service(settings: Settings | None) -> VibeML:
@@ -47,6 +47,15 @@ async def launch_training(
     svc = _service(settings)
     # Building a demo request writes its assets on first use: off the event loop as well.
     return await asyncio.to_thread(lambda: svc.launch(svc.request_from(model, dataset, demo=demo, **fields)))
+
+
+async def resume_training(job_id: str, *, settings: Settings | None = None, **fields: Any) -> JobRecord:
+    """Continue a job that is over from its last complete checkpoint, as a new job (a torn or partial
+    newest checkpoint is passed over; the record's ``notes`` say so). ``fields`` change the request:
+    ``backend``, ``max_cost``, ``max_steps``, …; ``launch_training(..., resume_from=JOB)`` does the same
+    for a request given in full."""
+    svc, job_id = _service(settings), check_job_id(job_id)
+    return await asyncio.to_thread(lambda: svc.resume(job_id, **fields))
 
 
 async def get_job_status(job_id: str, *, settings: Settings | None = None) -> JobRecord:

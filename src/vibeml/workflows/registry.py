@@ -309,6 +309,7 @@ def render_program(
     max_runtime_seconds: float | None = None,
     env: dict[str, str] | None = None,
     secrets: dict[str, SecretStr] | None = None,
+    resume_from_checkpoint: str | None = None,
 ) -> TrainingProgram:
     """Render the trainer program for a request. Paths are where the program will run."""
     workflow = get_workflow(request.workflow)
@@ -330,6 +331,8 @@ def render_program(
         sample_prompts=list(request.sample_prompts),
         device=device,
         max_runtime_seconds=max_runtime_seconds,
+        resume_from_checkpoint=resume_from_checkpoint,
+        train_on=getattr(request, "train_on", "assistant"),
     )
     return TrainingProgram(
         workflow=workflow.name,
