@@ -12,12 +12,20 @@ from typing import Any
 
 import pytest
 
-from tests.test_e2e_local import cli, cli_json, demo_home, wait_for  # noqa: F401 - demo_home is a fixture
+from tests.test_e2e_local import cli, cli_json, wait_for
 from vibeml.trainer.events import CheckpointEvent, CheckpointSkippedEvent, StartEvent, StepEvent, read_events
 
 pytestmark = [pytest.mark.needs_train, pytest.mark.slow]
 
 SAVE_EVERY = 4
+
+
+@pytest.fixture
+def demo_home(vibeml_env: Path, demo_assets_dir: Path) -> Path:
+    import shutil
+
+    shutil.copytree(demo_assets_dir, vibeml_env / "demo")
+    return vibeml_env
 
 
 def _events(home: Path, job_id: str) -> list[Any]:
