@@ -15,7 +15,7 @@ import pytest
 from tests.test_e2e_local import cli, cli_json, wait_for
 from vibeml.trainer.events import CheckpointEvent, CheckpointSkippedEvent, StartEvent, StepEvent, read_events
 
-pytestmark = [pytest.mark.needs_train, pytest.mark.slow]
+pytestmark = [pytest.mark.needs_train, pytest.mark.slow, pytest.mark.timeout(900)]
 
 SAVE_EVERY = 4
 
@@ -83,11 +83,10 @@ def test_cli_resume_skips_a_torn_checkpoint_and_continues(demo_home: Path) -> No
 
     res = cli("resume", job["job_id"][:8], "--max-steps", str(int(previous.name[11:]) + 3), "--follow", "--json")
     assert f"checkpoint {torn.name} is incomplete (trainer_state.json is not readable JSON" in res.stderr, res.stderr
-    final = json.loads(res.stdout.strip().splitlines()[-1]) if res.stdout.strip().startswith("{") else None
     [new] = [j for j in cli_json("jobs") if j["job_id"] != job["job_id"]]
     assert new["status"] == "completed", new.get("error")
     assert new["request"]["resume_from"] == job["job_id"]
-    assert final is None or final["job_id"] == new["job_id"]
+    assert new["job_id"] in res.stdout  # --follow --json reported the new job
     _check_continued(demo_home, new["job_id"], torn, previous, before)
 
 
