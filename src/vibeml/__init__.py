@@ -30,6 +30,7 @@ _EXPORTS = {
     "launch_training": "vibeml.api",
     "list_jobs": "vibeml.api",
     "push_to_hub": "vibeml.api",
+    "resume_training": "vibeml.api",
     "stop_job": "vibeml.api",
 }
 
@@ -44,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
         launch_training,
         list_jobs,
         push_to_hub,
+        resume_training,
         stop_job,
     )
     from vibeml.client import VibeML

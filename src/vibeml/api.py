@@ -32,6 +32,7 @@ __all__ = [
     "launch_training",
     "list_jobs",
     "push_to_hub",
+    "resume_training",
     "stop_job",
 ]
 
@@ -89,6 +90,15 @@ async def launch_training(
     if not wait:
         return record
     return await follow_job(svc, record, on_progress)
+
+
+async def resume_training(job_id: str, *, settings: Settings | None = None, **fields: Any) -> JobRecord:
+    """Continue a job that is over from its last complete checkpoint, as a new job (a torn or partial
+    newest checkpoint is passed over; the record's ``notes`` say so). ``fields`` change the request:
+    ``backend``, ``max_cost``, ``max_steps``, …; ``launch_training(..., resume_from=JOB)`` does the same
+    for a request given in full."""
+    svc, job_id = _service(settings), check_job_id(job_id)
+    return await asyncio.to_thread(lambda: svc.resume(job_id, **fields))
 
 
 async def get_job_status(job_id: str, *, settings: Settings | None = None) -> JobRecord:

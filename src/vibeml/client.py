@@ -112,6 +112,7 @@ class LaunchPreparation(BaseModel):
     job_dir: Path
     output_dir: str
     program: TrainingProgram
+    resume_notes: list[str] = Field(default_factory=list, description="Resuming: what was chosen and skipped.")
 
     def preview(self, top: int = 10) -> LaunchPreview:
         return LaunchPreview(
@@ -332,11 +333,14 @@ class VibeML:
             ResourceError: No GPU choice fits.
         """
 
+        from vibeml.resuming import resume_source
+
         workflow = get_workflow(request.workflow)
         backend = self.backends.get(request.backend)
         backend.check(request)
         request, all_local = self._resolve_local_inputs(request)
         self._check_options(request, workflow.method)
+        resume = resume_source(self, request)
         if backend.capabilities.free and not all_local:
             from vibeml.validation.hub import is_offline
 
@@ -376,9 +380,11 @@ class VibeML:
             max_runtime_seconds=trainer_runtime,
             gpu_count=choice.gpu_count if choice is not None else None,  # one trainer process per GPU
             num_nodes=choice.num_nodes if choice is not None else 1,
+            resume_from_checkpoint=str(resume.checkpoint) if resume else None,
         )
         if option is not None and "strategy" in type(program.config).model_fields:  # the parallel trainer's field
             program.config = program.config.model_copy(update={"strategy": option.strategy})
+        notes = [*resume.notes, f"continuing job {resume.job_id} from step {resume.step}"] if resume else []
         return LaunchPreparation(
             request=request,
             all_local=all_local,
@@ -391,6 +397,7 @@ class VibeML:
             job_dir=job_dir,
             output_dir=output_dir,
             program=program,
+            resume_notes=notes,
         )
 
     def _check_options(self, request: TrainingRequest, method: str) -> None:
@@ -504,8 +511,20 @@ class VibeML:
         warnings = list(prep.budget.warnings)
         for warning in warnings:
             self.store.add_event(job_id, "warning", {"message": warning})
+        for note in prep.resume_notes:
+            self.store.add_event(job_id, "resume", {"message": note})
         record = self.store.update(job_id, handle=handle, status=JobStatus.PROVISIONING)
-        return record.model_copy(update={"warnings": warnings})
+        return record.model_copy(update={"warnings": warnings, "notes": list(prep.resume_notes)})
+
+    def resume(
+        self, job_id: str, confirm: Callable[[LaunchPreparation], None] | None = None, **overrides: Any
+    ) -> JobRecord:
+        """Launch a new job that continues ``job_id`` from its last complete checkpoint (same request,
+        ``overrides`` laid over it: e.g. ``backend="vast"``, ``max_cost``, ``max_steps``); see
+        :mod:`vibeml.resuming`."""
+        from vibeml.resuming import resume_request
+
+        return self.launch(resume_request(self, job_id, **overrides), confirm)
 
     def request_from(
         self, model: str | None = None, dataset: str | None = None, *, demo: bool = False, **fields: Any

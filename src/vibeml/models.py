@@ -223,6 +223,12 @@ class TrainingRequest(_UserModel):
         default_factory=list, max_length=16, description="Prompts answered before and after training."
     )
     name: str | None = Field(None, description="A short label for the job.")
+    resume_from: str | None = Field(
+        None, description="A job id (or unique prefix): continue from that job's last complete checkpoint."
+    )
+    train_on: Literal["assistant", "all"] = Field(
+        "assistant", description="messages/sharegpt data: the loss on assistant turns only (default), or on all."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -290,6 +296,13 @@ class TrainingRequest(_UserModel):
     def _registry_name(cls, v: str) -> str:
         if not re.match(r"^[a-z0-9][a-z0-9_-]{0,63}$", v):
             raise ValueError("must be a lower-case name like 'trl-lora' or 'local'")
+        return v
+
+    @field_validator("resume_from")
+    @classmethod
+    def _resume_job(cls, v: str | None) -> str | None:
+        if v is not None and not _NAME.match(v):
+            raise ValueError("must be a job id like 'vml-0b2fcda3' (or a unique prefix of one)")
         return v
 
     @field_validator("name")
@@ -573,6 +586,8 @@ class JobProgress(BaseModel):
     eta_seconds: float | None = None
     elapsed_seconds: float | None = None
     last_checkpoint: str | None = None
+    resumed_from: str | None = Field(None, description="The checkpoint this run continued from.")
+    notes: list[str] = Field(default_factory=list, description="What the trainer chose (a torn checkpoint skipped).")
     output_dir: str | None = None
     error: str | None = None
     trainer_end: TrainerEnd | None = Field(
@@ -614,6 +629,9 @@ class JobRecord(BaseModel):
     cost_so_far: float = 0.0
     stop_requested: bool = False
     warnings: list[str] = Field(default_factory=list, description="Shown once, on the launch response.")
+    notes: list[str] = Field(
+        default_factory=list, description="Shown once, on the launch response: e.g. which checkpoint it resumes from."
+    )
 
 
 # ---------------------------------------------------------------- what a backend is told to rent

@@ -13,6 +13,7 @@ from vibeml.jobs.progress import progress_from_events
 from vibeml.trainer.events import (
     ECHO_PREFIX,
     CheckpointEvent,
+    CheckpointSkippedEvent,
     DoneEvent,
     ErrorEvent,
     EventWriter,
@@ -81,6 +82,7 @@ ONE_OF_EACH: list[TrainerEvent] = [
         peak_gib=78.9,
         underestimate_at_least=1.129,
     ),
+    CheckpointSkippedEvent(path="/c/checkpoint-10", reason="no trainer_state.json", resumed_from="/c/checkpoint-5"),
     DoneEvent(output_dir="/o", step=10, first_loss=5.0, final_loss=1.5, elapsed_seconds=12.0, merged_dir="/o/merged"),
     StoppedEvent(reason="sigterm", step=7, checkpoint="/c/checkpoint-7", elapsed_seconds=8.0),
     ErrorEvent(

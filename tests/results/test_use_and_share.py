@@ -264,7 +264,9 @@ def test_push_lands_the_files_and_the_card_and_a_fresh_load_answers(home: World,
         "adapter/adapter_config.json",
         "adapter/adapter_model.safetensors",
     } <= set(mrepo.files)
-    assert 'PeftModel.from_pretrained(base, "alice/demo-merged", subfolder="adapter")' in mrepo.files["README.md"].decode()
+    assert (
+        'PeftModel.from_pretrained(base, "alice/demo-merged", subfolder="adapter")' in mrepo.files["README.md"].decode()
+    )
     for r in (repo, mrepo):
         for name, data in r.files.items():
             assert TOKEN.encode() not in data, name

@@ -29,8 +29,8 @@ from vibeml.trainer.events import (
     TrainerEvent,
     read_events,
 )
-from vibeml.workflows.script import ScriptGenerator, decode_script_config, encode_config
 from vibeml.workflows.registry import get_workflow
+from vibeml.workflows.script import ScriptGenerator, decode_script_config, encode_config
 
 WORKFLOWS = ("trl-lora", "qlora", "full", "unsloth")
 SRC = Path(__file__).resolve().parents[2] / "src"

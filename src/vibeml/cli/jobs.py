@@ -59,6 +59,9 @@ def register(app: typer.Typer) -> None:
     app.command("status")(error_boundary(status))
     app.command("logs")(error_boundary(logs))
     app.command("stop")(error_boundary(stop))
+    from vibeml.cli.resume import resume
+
+    app.command("resume")(error_boundary(resume))
 
 
 # ------------------------------------------------------------------------------------------ launch
@@ -108,6 +111,12 @@ def launch(
         list[str] | None, typer.Option("--sample-prompt", help="Answered before and after training.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="A short label for the job.")] = None,
+    resume_from: Annotated[
+        str | None, typer.Option("--resume-from", help="Continue from this job's last complete checkpoint.")
+    ] = None,
+    train_on: Annotated[
+        str | None, typer.Option("--train-on", help="Chat data: the loss on 'assistant' turns (default) or 'all'.")
+    ] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Show progress until the job ends.")] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan, the cost and the budget check; start nothing.")
@@ -152,6 +161,8 @@ def launch(
         "push_to_hub": push_to_hub,
         "hub_private": private or None,
         "name": name,
+        "resume_from": resume_from,
+        "train_on": train_on,
     }
     if sample_prompt:
         other["sample_prompts"] = sample_prompt
@@ -172,8 +183,17 @@ def launch(
             _render_preview(preview)
         return
     record = svc.launch(request)
+    report_launch(svc, record, follow, json_out)
+
+
+def report_launch(svc: "VibeML", record: "JobRecord", follow: bool, json_out: bool) -> None:
+    """After a launch (or a resume): the warnings and notes, then the job's id, or its progress (--follow)."""
     for warning in record.warnings:
         console(stderr=True).print(f"[yellow]Budget warning:[/] {warning}")
+    from rich.markup import escape
+
+    for note in record.notes:
+        console(stderr=True).print(f"[cyan]Resume:[/] {escape(note)}")
     if not follow:
         if json_out:
             emit_json(record)

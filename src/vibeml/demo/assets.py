@@ -357,6 +357,6 @@ def demo_hyperparameters() -> Hyperparameters:
         lr_scheduler_type="linear",
         logging_steps=1,
         save_steps=30,
-        save_total_limit=1,
+        save_total_limit=2,  # the one before the newest: what a resume falls back to if the newest is torn
         seed=42,
     )

@@ -8,6 +8,7 @@ from typing import TypeVar
 from vibeml.models import JobProgress, JobStatus, OomRetry, TrainerEnd
 from vibeml.trainer.events import (
     CheckpointEvent,
+    CheckpointSkippedEvent,
     DoneEvent,
     ErrorEvent,
     OomRetryEvent,
@@ -71,6 +72,10 @@ def progress_from_events(events: Iterable[TrainerEvent], alive: bool = True) -> 
             case StartEvent():
                 started = True
                 p.max_steps = _known(ev.max_steps, p.max_steps)
+                p.resumed_from = _known(ev.resumed_from, p.resumed_from)
+            case CheckpointSkippedEvent():
+                target = f"resumed from {ev.resumed_from}" if ev.resumed_from else "started from step 0"
+                p.notes.append(f"checkpoint {ev.path} was incomplete ({ev.reason}): {target}")
             case StepEvent():
                 started = True
                 p.step = ev.step

@@ -57,6 +57,13 @@ class TrainerConfig(BaseModel):
     checkpoint_dir: str = Field(description="Checkpoints (resumed from when present).")
     events_path: str = Field(description="JSONL event stream.")
     resume: bool = True
+    resume_from_checkpoint: str | None = Field(
+        None,
+        description="A complete checkpoint folder (of an earlier job) to continue from when checkpoint_dir has none.",
+    )
+    train_on: Literal["assistant", "all"] = Field(
+        "assistant", description="messages/sharegpt rows: the loss on assistant turns only, or on every token."
+    )
     save_merged: bool = False
     sample_prompts: list[str] = Field(default_factory=list)
     sample_max_new_tokens: int = Field(32, ge=1, le=4096)

@@ -30,6 +30,7 @@ __all__ = [
     "ECHO_PREFIX",
     "TERMINAL_EVENTS",
     "CheckpointEvent",
+    "CheckpointSkippedEvent",
     "DoneEvent",
     "ErrorEvent",
     "EventWriter",
@@ -142,6 +143,15 @@ class CheckpointEvent(_Event):
     path: Text
 
 
+class CheckpointSkippedEvent(_Event):
+    """A checkpoint was found incomplete (torn, partial) and passed over when choosing where to resume."""
+
+    event: Literal["checkpoint_skipped"] = "checkpoint_skipped"
+    path: Text
+    reason: str
+    resumed_from: str | None = None  # the checkpoint used instead (None: the run starts from step 0)
+
+
 class DoneEvent(_Event):
     """Terminal: training finished and the result is saved."""
 
@@ -202,7 +212,15 @@ class ErrorEvent(_Event):
 
 
 TrainerEvent = Annotated[
-    StartEvent | StepEvent | SampleEvent | CheckpointEvent | OomRetryEvent | DoneEvent | StoppedEvent | ErrorEvent,
+    StartEvent
+    | StepEvent
+    | SampleEvent
+    | CheckpointEvent
+    | CheckpointSkippedEvent
+    | OomRetryEvent
+    | DoneEvent
+    | StoppedEvent
+    | ErrorEvent,
     Field(discriminator="event"),
 ]
 #: The events that end a run (for ``isinstance``).

@@ -4,8 +4,9 @@ Order of work (cheap checks first, so a bad name fails in a second, not after lo
 model name check → dataset load/normalise → torch, device → tokenizer and model → trainer → ``start``
 → ``sample`` (before) → training (``step``/``checkpoint``) → save → ``sample`` (after) → ``done``.
 
-Loss: on the completion only for prompt/completion rows (alpaca is normalised to those), on the whole
-conversation for ``messages`` rows, on all tokens for ``text`` rows.
+Loss: on the completion only for prompt/completion rows (alpaca is normalised to those), on the assistant
+turns only for ``messages``/sharegpt rows (``train_on="all"``: the whole conversation; see
+:mod:`vibeml.trainer.assistant_mask`), on all tokens for ``text`` rows.
 
 Stopping: SIGTERM/SIGINT or ``max_runtime_seconds`` (counted from the start of :func:`train`) set a
 flag; at the next optimizer step's end a callback makes the Trainer save a checkpoint and stop; then a
@@ -29,6 +30,8 @@ from typing import Any, Literal
 
 from vibeml.exceptions import ConfigurationError, ResourceError, TrainingError
 from vibeml.trainer import oom
+from vibeml.trainer.assistant_mask import dataset_for_loss
+from vibeml.trainer.checkpoints import write_marker
 from vibeml.trainer.config import OomFallback, TrainerConfig
 from vibeml.trainer.cpushare import CpuShare
 from vibeml.trainer.data import load_training_dataset
@@ -45,7 +48,6 @@ from vibeml.trainer.events import (
 )
 from vibeml.trainer.modeling import (
     ensure_chat_template_and_pad,
-    find_latest_checkpoint,
     generate_reply,
     resolve_device,
     resolve_model_source,
@@ -60,6 +62,7 @@ from vibeml.trainer.parallel import (
     strategy_sft_kwargs,
     world_size,
 )
+from vibeml.trainer.resume import choose_resume_checkpoint
 from vibeml.trainer.speed import CheckpointingChoice
 
 __all__ = ["StopFlag", "train"]
@@ -189,6 +192,12 @@ def _make_callback(
 
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero:
+                try:  # last, after the weights and trainer_state.json: the checkpoint is complete
+                    write_marker(path, int(state.global_step))
+                except (OSError, ValueError) as exc:
+                    print(f"[vibeml] checkpoint {path} is not complete ({exc}); not resumable", flush=True)
+                    return
             self.last_checkpoint = str(path)
             writer.emit(CheckpointEvent(step=int(state.global_step), path=str(path)))
 
@@ -378,7 +387,7 @@ def _train(
     )
     if prepared.skipped:
         print(f"[vibeml] skipped {prepared.skipped} malformed rows: {'; '.join(prepared.problems)}", flush=True)
-    resume_from = find_latest_checkpoint(config.checkpoint_dir) if config.resume else None
+    resume_from = choose_resume_checkpoint(config, writer)
     if flag.check() is not None:  # stopped before any work worth keeping: skip the model load
         return _stopped_early(writer, flag, resume_from, config, t0)
 
@@ -512,12 +521,13 @@ def _attempt(
     if threshold is not None:
         print(f"[vibeml] WARNING: fault injection {oom.FAULT_ENV}={threshold} is on (a test hook)", flush=True)
         callbacks.append(oom.fault_callback(threshold, hp.batch_size))
-    print(f"[vibeml] preparing {prepared.num_rows} {prepared.format} examples", flush=True)
+    train_dataset, loss_on = dataset_for_loss(prepared.dataset, prepared.format, tokenizer, config.train_on)
+    print(f"[vibeml] preparing {prepared.num_rows} {prepared.format} examples; loss on {loss_on}", flush=True)
     try:
         trainer: Any = SFTTrainer(
             model=model,
             args=args,
-            train_dataset=prepared.dataset,
+            train_dataset=train_dataset,
             processing_class=tokenizer,
             peft_config=_peft_config(config, loaded),
             callbacks=callbacks,

@@ -329,6 +329,7 @@ def render_program(
     gpu_count: int | None = None,
     num_nodes: int = 1,
     strategy: str | None = None,
+    resume_from_checkpoint: str | None = None,
 ) -> TrainingProgram:
     """Render the trainer program for a request. Paths are where the program will run.
 
@@ -357,6 +358,8 @@ def render_program(
         sample_prompts=list(request.sample_prompts),
         device=device,
         max_runtime_seconds=max_runtime_seconds,
+        resume_from_checkpoint=resume_from_checkpoint,
+        train_on=getattr(request, "train_on", "assistant"),
     )
     return TrainingProgram(
         workflow=workflow.name,

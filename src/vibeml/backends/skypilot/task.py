@@ -403,6 +403,10 @@ def _mount_inputs(config: TrainerConfig, mounts: dict[str, str]) -> dict[str, st
         suffix = data.suffix if data.is_file() and _SUFFIX.match(data.suffix) else ""
         mounts[f"~/{REMOTE_JOB_DIR}/inputs/dataset{suffix}"] = str(data.resolve())
         updates["dataset"] = f"inputs/dataset{suffix}"
+    resume = Path(config.resume_from_checkpoint).expanduser() if config.resume_from_checkpoint else None
+    if resume is not None and resume.is_dir():  # `vibeml resume` of a local job: the checkpoint goes along
+        mounts[f"~/{REMOTE_JOB_DIR}/inputs/{resume.name}"] = str(resume.resolve())
+        updates["resume_from_checkpoint"] = f"inputs/{resume.name}"
     return updates
 
 

@@ -252,6 +252,9 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
         if data.is_absolute() and data.exists():
             suffix = data.suffix if data.is_file() and _SUFFIX.match(data.suffix) else ""
             out.append(("dataset", data, f"inputs/dataset{suffix}"))
+        resume = Path(config.resume_from_checkpoint) if config.resume_from_checkpoint else None
+        if resume is not None and resume.is_absolute() and resume.is_dir():  # `vibeml resume` of a local job
+            out.append(("resume_from_checkpoint", resume, f"inputs/{resume.name}"))
         return out
 
     def _offers(self, vast: VastAI, choice: LaunchChoice, disk: int) -> list[RankedOffer]:
