@@ -26,6 +26,7 @@ from vibeml.backends.registry import BackendRegistry, default_registry
 from vibeml.config.budget import BudgetCheck, BudgetStatus, check_budget
 from vibeml.config.preferences import PreferencesStore
 from vibeml.estimate.planner import Plan, PlanOption
+from vibeml.evaluation import check_eval_inputs
 from vibeml.exceptions import (
     ConfigurationError,
     ResourceError,
@@ -39,6 +40,7 @@ from vibeml.processes import process_alive, start_time
 from vibeml.reports import LaunchPreview, PlanReport
 from vibeml.safe_paths import make_private_dir
 from vibeml.settings import Settings
+from vibeml.tracking import check_report_to, tracker_secrets
 from vibeml.workflows.registry import TrainingProgram, get_workflow, render_program
 
 if TYPE_CHECKING:
@@ -327,6 +329,9 @@ class VibeML:
         backend = self.backends.get(request.backend)
         backend.check(request)
         request, all_local = self._resolve_local_inputs(request)
+        request, eval_local = check_eval_inputs(request, self.settings)  # the eval set, checked the same way
+        all_local = all_local and eval_local
+        check_report_to(request, paid=not backend.capabilities.free)
         if backend.capabilities.free and not all_local:
             from vibeml.validation.hub import is_offline
 
@@ -361,7 +366,7 @@ class VibeML:
             checkpoint_dir=str(job_dir / "checkpoints"),
             events_path=str(job_dir / "events.jsonl"),
             env=env,
-            secrets=self._hub_secrets() if not all_local else None,
+            secrets={**(self._hub_secrets() if not all_local else {}), **tracker_secrets(request, self.settings)},
             max_runtime_seconds=trainer_runtime,
         )
         return LaunchPreparation(

@@ -31,6 +31,7 @@ from vibeml.trainer.config import TrainerConfig
 from vibeml.trainer.cpushare import CpuShare
 from vibeml.trainer.data import load_training_dataset
 from vibeml.trainer.engine import Loaded, load_for_training
+from vibeml.trainer.evaluation import eval_sft_kwargs, make_eval_callback, prepare_eval_dataset, set_tracking_env
 from vibeml.trainer.events import (
     CheckpointEvent,
     DoneEvent,
@@ -177,8 +178,8 @@ def _make_callback(writer: EventWriter, flag: StopFlag, t0: float, share: CpuSha
     return VibeMLCallback()
 
 
-def _sft_config(config: TrainerConfig, dev: Any, loaded: Loaded) -> Any:
-    """Build ``SFTConfig``, passing only the fields this TRL/transformers version knows."""
+def _sft_config(config: TrainerConfig, dev: Any, loaded: Loaded, extra: dict[str, Any] | None = None) -> Any:
+    """Build ``SFTConfig``, passing only the fields this TRL/transformers version knows (``extra`` last)."""
     from trl import SFTConfig
 
     hp = config.hyperparameters
@@ -232,6 +233,7 @@ def _sft_config(config: TrainerConfig, dev: Any, loaded: Loaded) -> Any:
         kwargs["warmup_steps"] = hp.warmup_ratio if hp.warmup_ratio < 1 else math.ceil(hp.warmup_ratio)
     if "model_init_kwargs" in known:
         kwargs["model_init_kwargs"] = None
+    kwargs.update(extra or {})
     unknown = [k for k in kwargs if k not in known]
     for k in unknown:  # an older/newer version without the field: leave its default
         kwargs.pop(k)
@@ -351,6 +353,8 @@ def _train(
     )
     if prepared.skipped:
         print(f"[vibeml] skipped {prepared.skipped} malformed rows: {'; '.join(prepared.problems)}", flush=True)
+    train_rows, eval_rows, num_eval = prepare_eval_dataset(config, prepared)  # before the model: fails fast
+    tracking_dir = set_tracking_env(config)
     resume_from = find_latest_checkpoint(config.checkpoint_dir) if config.resume else None
     if flag.check() is not None:  # stopped before any work worth keeping: skip the model load
         return _stopped_early(writer, flag, resume_from, config, t0)
@@ -396,18 +400,28 @@ def _train(
 
     if flag.check() is not None:
         return _stopped_early(writer, flag, resume_from, config, t0)
-    planned = _planned_max_steps(config, prepared.num_rows)
-    args = _sft_config(config, dev, loaded)
+    planned = _planned_max_steps(config, len(train_rows))
+    args = _sft_config(config, dev, loaded, eval_sft_kwargs(config, planned, eval_rows is not None))
     callback = _make_callback(writer, flag, t0, share)
+    callbacks = [callback] if eval_rows is None else [callback, make_eval_callback(writer, t0, num_eval)]
     print(f"[vibeml] preparing {prepared.num_rows} {prepared.format} examples", flush=True)
+    if eval_rows is not None:
+        print(
+            f"[vibeml] evaluating on {num_eval} examples every {args.eval_steps} steps and at the end"
+            + ("; keeping the best checkpoint (saved at each evaluation)" if config.keep_best else ""),
+            flush=True,
+        )
+    if tracking_dir:
+        print(f"[vibeml] TensorBoard logs: {tracking_dir}", flush=True)
     try:
         trainer: Any = SFTTrainer(
             model=model,
             args=args,
-            train_dataset=prepared.dataset,
+            train_dataset=train_rows,
+            eval_dataset=eval_rows,
             processing_class=tokenizer,
             peft_config=_peft_config(config, loaded),
-            callbacks=[callback],
+            callbacks=callbacks,
         )
     except RuntimeError as exc:
         if _is_oom(exc):
@@ -425,7 +439,7 @@ def _train(
     model = trainer.model
     # rows after skipping malformed ones; the trainer's dataset may hold fewer (all-masked rows dropped)
     # or other units (packed sequences), which is what the step count follows
-    num_examples = prepared.num_rows
+    num_examples = len(train_rows)
     if hp.max_steps is None and trainer.train_dataset is not None:
         planned = _planned_max_steps(config, len(trainer.train_dataset))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -519,6 +533,7 @@ def _train(
             ) from exc
 
     elapsed = round(time.monotonic() - t0, 2)
+    evaluated = callbacks[-1] if eval_rows is not None else None
     writer.emit(
         DoneEvent(
             output_dir=str(out),
@@ -527,6 +542,9 @@ def _train(
             final_loss=callback.last_loss,
             elapsed_seconds=elapsed,
             merged_dir=str(merged_dir) if merged_dir else None,
+            final_eval_loss=evaluated.last_loss if evaluated is not None else None,
+            best_eval_loss=evaluated.best_loss if evaluated is not None else None,
+            best_checkpoint=trainer.state.best_model_checkpoint if config.keep_best else None,
         )
     )
     print(

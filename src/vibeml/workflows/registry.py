@@ -330,6 +330,11 @@ def render_program(
         sample_prompts=list(request.sample_prompts),
         device=device,
         max_runtime_seconds=max_runtime_seconds,
+        eval_split=request.eval_split,
+        eval_dataset=request.eval_dataset,
+        eval_dataset_split=request.eval_dataset_split,
+        keep_best=request.keep_best,
+        report_to=request.report_to,
     )
     return TrainingProgram(
         workflow=workflow.name,

@@ -439,6 +439,11 @@ def _mount_inputs(config: TrainerConfig, mounts: dict[str, str]) -> dict[str, st
         suffix = data.suffix if data.is_file() and _SUFFIX.match(data.suffix) else ""
         mounts[f"~/{REMOTE_JOB_DIR}/inputs/dataset{suffix}"] = str(data.resolve())
         updates["dataset"] = f"{REMOTE_JOB_DIR}/inputs/dataset{suffix}"
+    held = Path(config.eval_dataset).expanduser() if config.eval_dataset else None
+    if held is not None and held.exists():
+        suffix = held.suffix if held.is_file() and _SUFFIX.match(held.suffix) else ""
+        mounts[f"~/{REMOTE_JOB_DIR}/inputs/eval_dataset{suffix}"] = str(held.resolve())
+        updates["eval_dataset"] = f"{REMOTE_JOB_DIR}/inputs/eval_dataset{suffix}"
     return updates
 
 

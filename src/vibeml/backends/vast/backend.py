@@ -249,6 +249,10 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
         if data.is_absolute() and data.exists():
             suffix = data.suffix if data.is_file() and _SUFFIX.match(data.suffix) else ""
             out.append(("dataset", data, f"inputs/dataset{suffix}"))
+        held = Path(config.eval_dataset) if config.eval_dataset else None
+        if held is not None and held.is_absolute() and held.exists():
+            suffix = held.suffix if held.is_file() and _SUFFIX.match(held.suffix) else ""
+            out.append(("eval_dataset", held, f"inputs/eval_dataset{suffix}"))
         return out
 
     def _offers(self, vast: VastAI, choice: LaunchChoice, disk: int) -> list[RankedOffer]:
