@@ -25,6 +25,7 @@ from vibeml.backends.base import HANDLE_FILENAME, LaunchCandidate, LaunchChoice
 from vibeml.backends.registry import BackendRegistry, default_registry
 from vibeml.config.budget import BudgetCheck, BudgetStatus, check_budget
 from vibeml.config.preferences import PreferencesStore
+from vibeml.curves import record_cost_sample
 from vibeml.estimate.planner import Plan, PlanOption
 from vibeml.evaluation import check_eval_inputs
 from vibeml.exceptions import (
@@ -671,6 +672,7 @@ class VibeML:
         if status is JobStatus.RUNNING and record.started_at is None:
             updates["started_at"] = utcnow()
         self.store.record_spend(record.job_id, progress.cost_so_far, final=status.is_terminal)
+        record_cost_sample(self.store, record, progress.cost_so_far)  # for `vibeml plot`'s cost curve
         if status.is_terminal:
             updates["finished_at"] = utcnow()
             if status is not JobStatus.COMPLETED:
