@@ -25,7 +25,9 @@ from vibeml.backends.base import HANDLE_FILENAME, LaunchCandidate, LaunchChoice
 from vibeml.backends.registry import BackendRegistry, default_registry
 from vibeml.config.budget import BudgetCheck, BudgetStatus, check_budget
 from vibeml.config.preferences import PreferencesStore
+from vibeml.curves import record_cost_sample
 from vibeml.estimate.planner import Plan, PlanOption, request_for_option, unsupported_strategies
+from vibeml.evaluation import check_eval_inputs
 from vibeml.exceptions import (
     ConfigurationError,
     ResourceError,
@@ -39,6 +41,7 @@ from vibeml.processes import process_alive, start_time
 from vibeml.reports import LaunchPreview, PlanReport
 from vibeml.safe_paths import make_private_dir
 from vibeml.settings import Settings
+from vibeml.tracking import check_report_to, tracker_secrets
 from vibeml.workflows.registry import TrainingProgram, get_workflow, render_program
 
 if TYPE_CHECKING:
@@ -339,6 +342,9 @@ class VibeML:
         backend = self.backends.get(request.backend)
         backend.check(request)
         request, all_local = self._resolve_local_inputs(request)
+        request, eval_local = check_eval_inputs(request, self.settings)  # the eval set, checked the same way
+        all_local = all_local and eval_local
+        check_report_to(request, paid=not backend.capabilities.free)
         self._check_options(request, workflow.method)
         resume = resume_source(self, request)
         if backend.capabilities.free and not all_local:
@@ -376,7 +382,7 @@ class VibeML:
             checkpoint_dir=str(job_dir / "checkpoints"),
             events_path=str(job_dir / "events.jsonl"),
             env=env,
-            secrets=self._hub_secrets() if not all_local else None,
+            secrets={**(self._hub_secrets() if not all_local else {}), **tracker_secrets(request, self.settings)},
             max_runtime_seconds=trainer_runtime,
             gpu_count=choice.gpu_count if choice is not None else None,  # one trainer process per GPU
             num_nodes=choice.num_nodes if choice is not None else 1,
@@ -708,6 +714,7 @@ class VibeML:
         if status is JobStatus.RUNNING and record.started_at is None:
             updates["started_at"] = utcnow()
         self.store.record_spend(record.job_id, progress.cost_so_far, final=status.is_terminal)
+        record_cost_sample(self.store, record, progress.cost_so_far)  # for `vibeml plot`'s cost curve
         if status.is_terminal:
             updates["finished_at"] = utcnow()
             if status is not JobStatus.COMPLETED:

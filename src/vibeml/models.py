@@ -126,6 +126,9 @@ class Hyperparameters(_UserModel):
     logging_steps: int = Field(1, ge=1, le=100_000)
     save_steps: int = Field(100, ge=1, le=10_000_000, description="Checkpoint every N steps.")
     save_total_limit: int = Field(2, ge=1, le=1000)
+    eval_steps: int | None = Field(
+        None, ge=1, le=10_000_000, description="Evaluate every N steps (default: about 10 times a run, and at the end)."
+    )
 
     @field_validator("num_epochs")
     @classmethod
@@ -229,6 +232,21 @@ class TrainingRequest(_UserModel):
     train_on: Literal["assistant", "all"] = Field(
         "assistant", description="messages/sharegpt data: the loss on assistant turns only (default), or on all."
     )
+    # evaluation and watching: checked in vibeml.evaluation and vibeml.tracking
+    eval_split: float | None = Field(None, gt=0, lt=1, description="Hold out this fraction of the rows for eval.")
+    eval_dataset: str | None = Field(None, description="A separate eval dataset (hub id or local file).")
+    eval_dataset_split: str = Field("train", description="The eval dataset's split.")
+    keep_best: bool = Field(False, description="Deliver the checkpoint with the lowest eval loss.")
+    report_to: Literal["none", "tensorboard", "wandb", "mlflow"] = Field(
+        "none", description="Where the trainer also logs metrics (TRL report_to); tensorboard: the job's folder."
+    )
+
+    @model_validator(mode="after")
+    def _eval_settings(self) -> TrainingRequest:
+        from vibeml.evaluation import check_eval_settings
+
+        check_eval_settings(self)
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -258,6 +276,11 @@ class TrainingRequest(_UserModel):
     @classmethod
     def _dataset_text(cls, v: str) -> str:
         return _check_identifier_text(v, "dataset")
+
+    @field_validator("eval_dataset", "eval_dataset_split")
+    @classmethod
+    def _eval_text(cls, v: str | None) -> str | None:
+        return None if v is None else _check_identifier_text(v, "eval dataset")
 
     @field_validator("dataset_split", "dataset_config", "gpu_type", "cloud", "output_dir")
     @classmethod
@@ -593,6 +616,11 @@ class JobProgress(BaseModel):
     trainer_end: TrainerEnd | None = Field(
         None, description="How the trainer's event stream ended; None while it has not (or no stream was read)."
     )
+    eval_loss: float | None = Field(None, description="The latest eval loss (eval_split or eval_dataset).")
+    eval_perplexity: float | None = None
+    eval_step: int | None = Field(None, description="The step of the latest evaluation.")
+    best_eval_loss: float | None = None
+    best_checkpoint: str | None = Field(None, description="keep_best: the checkpoint the run delivered.")
     samples_before: list[dict[str, str]] = Field(default_factory=list)
     samples_after: list[dict[str, str]] = Field(default_factory=list)
     oom_retries: list[OomRetry] = Field(

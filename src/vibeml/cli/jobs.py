@@ -38,6 +38,17 @@ from vibeml.cli._output import (
     fmt_loss,
     fmt_money,
 )
+from vibeml.cli.watch import (
+    EvalDatasetOpt,
+    EvalDatasetSplitOpt,
+    EvalSplitOpt,
+    EvalStepsOpt,
+    KeepBestOpt,
+    ReportToOpt,
+    status_rows,
+    summary_lines,
+    watch_settings,
+)
 from vibeml.exceptions import TrainingError
 
 if TYPE_CHECKING:
@@ -117,6 +128,12 @@ def launch(
     train_on: Annotated[
         str | None, typer.Option("--train-on", help="Chat data: the loss on 'assistant' turns (default) or 'all'.")
     ] = None,
+    eval_split: EvalSplitOpt = None,
+    eval_dataset: EvalDatasetOpt = None,
+    eval_dataset_split: EvalDatasetSplitOpt = None,
+    eval_steps: EvalStepsOpt = None,
+    keep_best: KeepBestOpt = False,
+    report_to: ReportToOpt = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Show progress until the job ends.")] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan, the cost and the budget check; start nothing.")
@@ -167,6 +184,16 @@ def launch(
     if sample_prompt:
         other["sample_prompts"] = sample_prompt
     other = {k: v for k, v in other.items() if v is not None}
+    other.update(
+        watch_settings(
+            eval_split=eval_split,
+            eval_dataset=eval_dataset,
+            eval_dataset_split=eval_dataset_split,
+            eval_steps=eval_steps,
+            keep_best=keep_best,
+            report_to=report_to,
+        )
+    )
 
     svc = _service()
     if demo and not (model or dataset):
@@ -304,7 +331,7 @@ def follow_job(svc: "VibeML", job_id: str, json_out: bool = False, poll: float =
     except KeyboardInterrupt:
         out.print(f"\n[yellow]Detached.[/] {job_id} keeps running: vibeml status {job_id}")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    print_summary(record, time.monotonic() - start)
+    print_summary(record, time.monotonic() - start, svc)
     return record
 
 
@@ -316,7 +343,7 @@ def oom_line(r: "OomRetry") -> str:
     return text
 
 
-def print_summary(record: "JobRecord", waited: float | None = None) -> None:
+def print_summary(record: "JobRecord", waited: float | None = None, svc: "VibeML | None" = None) -> None:
     from rich.markup import escape
     from rich.panel import Panel
 
@@ -338,6 +365,8 @@ def print_summary(record: "JobRecord", waited: float | None = None) -> None:
         lines.append(f"[red]{escape(record.error)}[/]")
     if record.status.value == "completed" and record.output_dir:
         lines.append(f"Adapter: {escape(record.output_dir)}")
+    if svc is not None:
+        lines += summary_lines(svc, record)
     if p is not None and (p.samples_before or p.samples_after):
         after = {s["prompt"]: s["completion"] for s in p.samples_after}
         for s in p.samples_before:
@@ -379,7 +408,7 @@ def jobs(
         console().print("No jobs yet. Try: vibeml launch --demo --follow")
         return
     table = Table(title="VibeML jobs")
-    for col in ("job", "name", "status", "backend", "model", "step", "loss", "cost", "created"):
+    for col in ("job", "name", "status", "backend", "model", "step", "loss", "eval", "cost", "created"):
         table.add_column(col)
     for r in records:
         p = r.progress
@@ -395,6 +424,7 @@ def jobs(
             model,
             step,
             fmt_loss(p.loss if p else None),
+            fmt_loss(p.eval_loss if p else None),
             fmt_money(r.cost_so_far),
             r.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
         )
@@ -456,6 +486,7 @@ def status(
         if p.last_checkpoint:
             rows.append(("checkpoint", escape(p.last_checkpoint)))
         rows += [("out of memory", oom_line(r)) for r in p.oom_retries]
+    rows += status_rows(svc, record)  # eval loss, best checkpoint, sparklines
     rows.append(("cost so far", fmt_money(record.cost_so_far)))
     if record.request.max_cost is not None:
         rows.append(("budget", fmt_money(record.request.max_cost)))

@@ -15,6 +15,7 @@ from vibeml.cli import script as script_cli
 from vibeml.cli import sky as sky_cli
 from vibeml.cli import validate as validate_cli
 from vibeml.cli import vast as vast_cli
+from vibeml.cli import watch as watch_cli
 from vibeml.cli._output import STATE, console, emit_json, error_boundary
 
 app = typer.Typer(
@@ -56,6 +57,7 @@ sky_cli.register(app)
 script_cli.register(app)
 validate_cli.register(app)
 vast_cli.register(app)
+watch_cli.register(app)
 
 
 @app.command("workflows")

@@ -11,6 +11,7 @@ from vibeml.trainer.events import (
     CheckpointSkippedEvent,
     DoneEvent,
     ErrorEvent,
+    EvalEvent,
     OomRetryEvent,
     SampleEvent,
     StartEvent,
@@ -88,6 +89,13 @@ def progress_from_events(events: Iterable[TrainerEvent], alive: bool = True) -> 
                 p.elapsed_seconds = _known(ev.elapsed_seconds, p.elapsed_seconds)
                 if p.first_loss is None:
                     p.first_loss = ev.loss
+            case EvalEvent():
+                started = True
+                p.eval_step = ev.step
+                p.eval_loss = _known(ev.loss, p.eval_loss)
+                p.eval_perplexity = _known(ev.perplexity, p.eval_perplexity)
+                if ev.loss is not None and (p.best_eval_loss is None or ev.loss < p.best_eval_loss):
+                    p.best_eval_loss = ev.loss
             case CheckpointEvent():
                 p.last_checkpoint = ev.path
             case SampleEvent():
@@ -103,6 +111,9 @@ def progress_from_events(events: Iterable[TrainerEvent], alive: bool = True) -> 
                 p.first_loss = _known(ev.first_loss, p.first_loss)
                 p.elapsed_seconds = _known(ev.elapsed_seconds, p.elapsed_seconds)
                 p.eta_seconds = 0.0
+                p.eval_loss = _known(ev.final_eval_loss, p.eval_loss)
+                p.best_eval_loss = _known(ev.best_eval_loss, p.best_eval_loss)
+                p.best_checkpoint = _known(ev.best_checkpoint, p.best_checkpoint)
             case StoppedEvent():
                 end = TrainerEnd.STOPPED
                 p.last_checkpoint = _known(ev.checkpoint, p.last_checkpoint)

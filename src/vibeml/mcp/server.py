@@ -385,6 +385,13 @@ def create_server(
                 "{'question': 'instruction', 'answer': 'output'} (see validate_dataset)."
             ),
         ] = None,
+        eval_split: Annotated[float | None, Field(gt=0, lt=1, description="Held-out fraction for eval loss.")] = None,
+        eval_dataset: Annotated[str | None, Field(description="A separate eval dataset (hub id or file).")] = None,
+        eval_steps: Annotated[int | None, Field(ge=1, description="Evaluate every N steps.")] = None,
+        keep_best: Annotated[bool, Field(description="Deliver the checkpoint with the lowest eval loss.")] = False,
+        report_to: Annotated[
+            Literal["none", "tensorboard", "wandb", "mlflow"], Field(description="Also log metrics there.")
+        ] = "none",
         confirmation_token: Annotated[
             str | None,
             Field(
@@ -421,6 +428,11 @@ def create_server(
             "max_seq_length": max_seq_length,
             "lora_r": lora_r,
             "column_mapping": column_mapping,
+            "eval_split": eval_split,
+            "eval_dataset": eval_dataset,
+            "eval_steps": eval_steps,
+            "keep_best": keep_best or None,
+            "report_to": None if report_to == "none" else report_to,
         }
         fields = {k: v for k, v in fields.items() if v is not None}
         service = svc()
@@ -511,7 +523,8 @@ def create_server(
 
     @tool(title="Get a job's status", read_only=True, open_world=True)
     async def get_job_status(job_id: Annotated[str, Field(min_length=1, max_length=64)]) -> JobRecord:
-        """One job: status, step/max_steps, loss (and first loss), ETA, cost so far, error if any."""
+        """One job: status, step/max_steps, loss (and first loss), eval loss and perplexity, ETA, cost so far,
+        error if any."""
         return await asyncio.to_thread(svc().get_status, job_id)
 
     @tool(title="Read a job's log", read_only=True, open_world=True)

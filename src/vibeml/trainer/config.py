@@ -84,6 +84,12 @@ class TrainerConfig(BaseModel):
     optim: str | None = Field(
         None, pattern=r"^[a-z0-9_]{1,64}$", description="None = adamw_torch_fused on CUDA, TRL's default elsewhere."
     )
+    # evaluation and watching (vibeml.trainer.evaluation)
+    eval_split: float | None = Field(None, gt=0, lt=1, description="Held-out fraction of the rows for eval.")
+    eval_dataset: str | None = Field(None, description="A separate eval dataset, read like the training data.")
+    eval_dataset_split: str = "train"
+    keep_best: bool = Field(False, description="Load and deliver the checkpoint with the lowest eval loss.")
+    report_to: Literal["none", "tensorboard", "wandb", "mlflow"] = "none"
     memory_headroom: float = Field(
         0.15, ge=0.0, lt=1.0, description="Share of GPU memory kept free when choosing gradient checkpointing."
     )

@@ -33,6 +33,7 @@ __all__ = [
     "CheckpointSkippedEvent",
     "DoneEvent",
     "ErrorEvent",
+    "EvalEvent",
     "EventWriter",
     "OomRetryEvent",
     "SampleEvent",
@@ -126,6 +127,19 @@ class StepEvent(_Event):
     elapsed_seconds: Metric = None
 
 
+class EvalEvent(_Event):
+    """One evaluation on the eval set: its mean loss and perplexity (exp of the loss)."""
+
+    event: Literal["eval"] = "eval"
+    step: Count
+    loss: Metric = None
+    perplexity: Metric = None
+    mean_token_accuracy: Metric = None
+    num_examples: Count | None = None
+    runtime_seconds: Metric = None
+    elapsed_seconds: Metric = None
+
+
 class SampleEvent(_Event):
     """A generation from a sample prompt, before or after training."""
 
@@ -162,6 +176,9 @@ class DoneEvent(_Event):
     final_loss: Metric = None
     elapsed_seconds: Metric = None
     merged_dir: str | None = None
+    final_eval_loss: Metric = None
+    best_eval_loss: Metric = None
+    best_checkpoint: str | None = None  # keep_best: the checkpoint delivered
 
 
 class StoppedEvent(_Event):
@@ -214,6 +231,7 @@ class ErrorEvent(_Event):
 TrainerEvent = Annotated[
     StartEvent
     | StepEvent
+    | EvalEvent
     | SampleEvent
     | CheckpointEvent
     | CheckpointSkippedEvent

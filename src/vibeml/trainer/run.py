@@ -36,6 +36,7 @@ from vibeml.trainer.config import OomFallback, TrainerConfig
 from vibeml.trainer.cpushare import CpuShare
 from vibeml.trainer.data import load_training_dataset
 from vibeml.trainer.engine import Loaded, load_for_training
+from vibeml.trainer.evaluation import eval_sft_kwargs, make_eval_callback, prepare_eval_dataset, set_tracking_env
 from vibeml.trainer.events import (
     CheckpointEvent,
     DoneEvent,
@@ -204,8 +205,8 @@ def _make_callback(
     return VibeMLCallback()
 
 
-def _sft_config(config: TrainerConfig, dev: Any, loaded: Loaded) -> Any:
-    """Build ``SFTConfig``, passing only the fields this TRL/transformers version knows."""
+def _sft_config(config: TrainerConfig, dev: Any, loaded: Loaded, extra: dict[str, Any] | None = None) -> Any:
+    """Build ``SFTConfig``, passing only the fields this TRL/transformers version knows (``extra`` last)."""
     from trl import SFTConfig
 
     hp = config.hyperparameters
@@ -265,6 +266,7 @@ def _sft_config(config: TrainerConfig, dev: Any, loaded: Loaded) -> Any:
     if parallel.get("fsdp"):  # FSDP checkpoints activations itself (fsdp_config), not the Trainer
         kwargs.pop(f"{ckpt}_kwargs", None)
     kwargs.update(parallel)
+    kwargs.update(extra or {})
     unknown = [k for k in kwargs if k not in known]
     for k in unknown:  # an older/newer version without the field: leave its default
         kwargs.pop(k)
@@ -387,6 +389,8 @@ def _train(
     )
     if prepared.skipped:
         print(f"[vibeml] skipped {prepared.skipped} malformed rows: {'; '.join(prepared.problems)}", flush=True)
+    train_rows, eval_rows, num_eval = prepare_eval_dataset(config, prepared)  # before the model: fails fast
+    split = _Split(train_rows, eval_rows, num_eval, set_tracking_env(config))
     resume_from = choose_resume_checkpoint(config, writer)
     if flag.check() is not None:  # stopped before any work worth keeping: skip the model load
         return _stopped_early(writer, flag, resume_from, config, t0)
@@ -413,7 +417,7 @@ def _train(
         if dev.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         outcome = _attempt(
-            config, writer, flag, t0, dev, share, prepared, resume_from, model_source, ladder, inherit, retries
+            config, writer, flag, t0, dev, share, prepared, split, resume_from, model_source, ladder, inherit, retries
         )
         if not isinstance(outcome, _OutOfMemory):
             return outcome
@@ -451,6 +455,16 @@ def _train(
 
 
 @dataclasses.dataclass
+class _Split:
+    """The rows trained on and evaluated on (``eval_split``/``eval_dataset``), and TensorBoard's folder."""
+
+    train: Any
+    eval: Any | None
+    num_eval: int
+    tracking_dir: str | None
+
+
+@dataclasses.dataclass
 class _OutOfMemory:
     """An attempt that ran out of memory in its first steps, and the configuration to try next."""
 
@@ -474,6 +488,7 @@ def _attempt(
     dev: Any,
     share: CpuShare | None,
     prepared: Any,
+    split: _Split,
     resume_from: Path | None,
     model_source: str,
     ladder: list[OomFallback],
@@ -513,21 +528,34 @@ def _attempt(
 
     if flag.check() is not None:
         return _stopped_early(writer, flag, resume_from, config, t0)
-    planned = _planned_max_steps(config, prepared.num_rows)
-    args = _sft_config(config, dev, loaded)
+    planned = _planned_max_steps(config, len(split.train))
+    args = _sft_config(config, dev, loaded, eval_sft_kwargs(config, planned, split.eval is not None))
     callback = _make_callback(writer, flag, t0, share, dev.device)
-    callbacks = [callback]
+    evaluated = make_eval_callback(writer, t0, split.num_eval) if split.eval is not None else None
+    callbacks = [callback] if evaluated is None else [callback, evaluated]
     threshold = oom.injected_oom_above()
     if threshold is not None:
         print(f"[vibeml] WARNING: fault injection {oom.FAULT_ENV}={threshold} is on (a test hook)", flush=True)
         callbacks.append(oom.fault_callback(threshold, hp.batch_size))
-    train_dataset, loss_on = dataset_for_loss(prepared.dataset, prepared.format, tokenizer, config.train_on)
+    train_dataset, loss_on = dataset_for_loss(split.train, prepared.format, tokenizer, config.train_on)
+    eval_dataset = None  # the eval loss is on what the training loss is on
+    if split.eval is not None:
+        eval_dataset, _ = dataset_for_loss(split.eval, prepared.format, tokenizer, config.train_on)
     print(f"[vibeml] preparing {prepared.num_rows} {prepared.format} examples; loss on {loss_on}", flush=True)
+    if split.eval is not None:
+        print(
+            f"[vibeml] evaluating on {split.num_eval} examples every {args.eval_steps} steps and at the end"
+            + ("; keeping the best checkpoint (saved at each evaluation)" if config.keep_best else ""),
+            flush=True,
+        )
+    if split.tracking_dir:
+        print(f"[vibeml] TensorBoard logs: {split.tracking_dir}", flush=True)
     try:
         trainer: Any = SFTTrainer(
             model=model,
             args=args,
             train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
             processing_class=tokenizer,
             peft_config=_peft_config(config, loaded),
             callbacks=callbacks,
@@ -548,7 +576,7 @@ def _attempt(
     model = trainer.model
     # rows after skipping malformed ones; the trainer's dataset may hold fewer (all-masked rows dropped)
     # or other units (packed sequences), which is what the step count follows
-    num_examples = prepared.num_rows
+    num_examples = len(split.train)
     if hp.max_steps is None and trainer.train_dataset is not None:
         planned = _planned_max_steps(config, len(trainer.train_dataset))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -662,6 +690,9 @@ def _attempt(
             final_loss=callback.last_loss,
             elapsed_seconds=elapsed,
             merged_dir=str(merged_dir) if merged_dir else None,
+            final_eval_loss=evaluated.last_loss if evaluated is not None else None,
+            best_eval_loss=evaluated.best_loss if evaluated is not None else None,
+            best_checkpoint=trainer.state.best_model_checkpoint if config.keep_best else None,
         )
     )
     print(

@@ -360,6 +360,11 @@ def render_program(
         max_runtime_seconds=max_runtime_seconds,
         resume_from_checkpoint=resume_from_checkpoint,
         train_on=getattr(request, "train_on", "assistant"),
+        eval_split=request.eval_split,
+        eval_dataset=request.eval_dataset,
+        eval_dataset_split=request.eval_dataset_split,
+        keep_best=request.keep_best,
+        report_to=request.report_to,
     )
     return TrainingProgram(
         workflow=workflow.name,

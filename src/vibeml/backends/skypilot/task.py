@@ -407,6 +407,11 @@ def _mount_inputs(config: TrainerConfig, mounts: dict[str, str]) -> dict[str, st
     if resume is not None and resume.is_dir():  # `vibeml resume` of a local job: the checkpoint goes along
         mounts[f"~/{REMOTE_JOB_DIR}/inputs/{resume.name}"] = str(resume.resolve())
         updates["resume_from_checkpoint"] = f"inputs/{resume.name}"
+    held = Path(config.eval_dataset).expanduser() if config.eval_dataset else None
+    if held is not None and held.exists():
+        suffix = held.suffix if held.is_file() and _SUFFIX.match(held.suffix) else ""
+        mounts[f"~/{REMOTE_JOB_DIR}/inputs/eval_dataset{suffix}"] = str(held.resolve())
+        updates["eval_dataset"] = f"inputs/eval_dataset{suffix}"
     return updates
 
 

@@ -255,6 +255,10 @@ class VastBackend(VastJobMonitor, Backend[VastHandle]):
         resume = Path(config.resume_from_checkpoint) if config.resume_from_checkpoint else None
         if resume is not None and resume.is_absolute() and resume.is_dir():  # `vibeml resume` of a local job
             out.append(("resume_from_checkpoint", resume, f"inputs/{resume.name}"))
+        held = Path(config.eval_dataset) if config.eval_dataset else None
+        if held is not None and held.is_absolute() and held.exists():
+            suffix = held.suffix if held.is_file() and _SUFFIX.match(held.suffix) else ""
+            out.append(("eval_dataset", held, f"inputs/eval_dataset{suffix}"))
         return out
 
     def _offers(self, vast: VastAI, choice: LaunchChoice, disk: int) -> list[RankedOffer]:
