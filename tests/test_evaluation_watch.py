@@ -140,10 +140,7 @@ def test_a_local_eval_dataset_travels_to_a_rented_machine(tmp_path: Path) -> Non
     payload = VastBackend._payload(
         render_program(request, "j", output_dir="o", checkpoint_dir="c", events_path="e"), inputs
     )
-    assert (
-        payload["config"]["eval_dataset"] == "inputs/eval_dataset.jsonl"
-        and "eval_dataset" in payload["relative_fields"]
-    )
+    assert payload.config["eval_dataset"] == "inputs/eval_dataset.jsonl" and "eval_dataset" in payload.relative_fields
 
 
 def test_report_to_a_tracker_that_is_not_installed_is_refused(

@@ -108,8 +108,8 @@ def test_a_local_checkpoint_is_uploaded_to_a_rented_machine(tmp_path: Path) -> N
     inputs = VastBackend._inputs(config)
     assert ("resume_from_checkpoint", ckpt, "inputs/checkpoint-8") in inputs
     payload = VastBackend._payload(_program(config), inputs)
-    assert payload["config"]["resume_from_checkpoint"] == "inputs/checkpoint-8"
-    assert "resume_from_checkpoint" in payload["relative_fields"]
+    assert payload.config["resume_from_checkpoint"] == "inputs/checkpoint-8"
+    assert "resume_from_checkpoint" in payload.relative_fields
     mounts: dict[str, str] = {}
     updates = _mount_inputs(config, mounts)
     assert updates["resume_from_checkpoint"].endswith("inputs/checkpoint-8")

@@ -272,6 +272,9 @@ class CredentialSettings(_Section):
     wandb_api_key: Annotated[SecretStr | None, Env("WANDB_API_KEY", secret=True)] = Field(
         None, description="Weights & Biases API key (checked by `vibeml config check-credentials`)."
     )
+    wandb_mode: Annotated[str | None, Env("WANDB_MODE")] = Field(
+        None, description="W&B's own mode: offline or disabled needs no key for `--report-to wandb`."
+    )
 
     @field_validator("backend", mode="before")
     @classmethod

@@ -13,7 +13,6 @@ Checked in ``prepare_launch`` before a job exists or anything is rented:
 from __future__ import annotations
 
 import importlib.util
-import os
 from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
@@ -94,7 +93,7 @@ def tracker_secrets(request: TrainingRequest, settings: Settings) -> dict[str, S
     key = _wandb_key(settings)
     if key:
         return {"WANDB_API_KEY": SecretStr(key)}
-    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled"):
+    if (settings.credentials.wandb_mode or "").strip().lower() in ("offline", "disabled"):
         return {}
     raise CredentialError(
         "report_to wandb needs a Weights & Biases API key and none is stored or set",

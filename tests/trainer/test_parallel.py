@@ -31,7 +31,7 @@ LOSS_RTOL = 1e-3
 WEIGHT_RTOL = 5e-2
 #: Adam's step is at most a few learning rates per weight (|m/sqrt(v)| <= (1 - b1) / sqrt(1 - b2) ~ 3.2).
 ADAM_NOISE_STEPS = 4
-LEARNING_RATE = 2e-4
+LEARNING_RATE = 3e-3  # the trainer tests' rate for the tiny model
 STEPS = 6
 SAVE_EVERY = 3
 
@@ -193,6 +193,7 @@ def test_the_final_adapters_load_in_one_process_and_agree(runs: dict[str, Any]) 
         assert worst <= ADAM_NOISE_STEPS * STEPS * LEARNING_RATE, (strategy, worst)
         gap = sum(float((weights[k] - ref[k]).pow(2).sum()) for k in ref) ** 0.5
         learned = sum(float(ref[k].pow(2).sum()) for k in ref if "lora_B" in k) ** 0.5
+        print(f"[{strategy}] worst {worst:.2e} gap {gap:.2e} learned {learned:.2e}")
         assert learned > 0 and gap <= WEIGHT_RTOL * learned, (strategy, gap, learned)
         model = AutoPeftModelForCausalLM.from_pretrained(str(out))
         assert type(model).__name__ == "PeftModelForCausalLM"

@@ -56,6 +56,7 @@ from vibeml.trainer.modeling import (
 from vibeml.trainer.parallel import (
     agree_stop,
     allow_cpu_fsdp,
+    barrier,
     check_strategy,
     die_with_parent,
     final_state_dict_full,
@@ -193,6 +194,7 @@ def _make_callback(
 
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            barrier()  # every process has written its shard and RNG state before the marker lists the files
             if state.is_world_process_zero:
                 try:  # last, after the weights and trainer_state.json: the checkpoint is complete
                     write_marker(path, int(state.global_step))
