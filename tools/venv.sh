@@ -3,7 +3,8 @@
 # lock (src/vibeml/locks/main.txt) and nothing else.
 #
 #   tools/venv.sh VENV PYTHON SET     SET: demo (VibeML + training), test (demo + test tools + QLoRA +
-#                                     SkyPilot), compat (VibeML + test tools, no torch)
+#                                     SkyPilot, and the official vastai source for a conformance test),
+#                                     compat (VibeML + test tools, no torch)
 #
 # The installer is uv, bootstrapped into the environment with pip from the registry (its version from the
 # lock too); where uv can't be had, pip does the same installs. Either way the lock is a constraint file:
@@ -58,6 +59,9 @@ if [[ $set == test ]]; then
   "${install[@]}" -c "$lock" -e ".[$extras]" -r requirements/sky-runtime.in
   # SkyPilot's own pins on click/uvicorn clash with ours (requirements/overrides.in): it goes in last, alone.
   "${install[@]}" -c "$lock" --no-deps skypilot
+  # The official Vast.ai SDK, unpacked (not installed: its pins clash with the lock), sha256-checked, for the
+  # wire-conformance test (tests/vast/test_vast_conformance.py).
+  "$py" tools/fetch_vastai.py
 else
   "${install[@]}" -c "$lock" -e ".[$extras]"
 fi

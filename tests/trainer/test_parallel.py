@@ -4,8 +4,9 @@ Each parallel run is killed (SIGKILL to torchrun) once a checkpoint is on disk, 
 from that checkpoint (FSDP's is sharded: one file per process) and finishes. The loss at every step matches a
 single-process run at the same global batch (2 x 4 = 8 sequences) within ``LOSS_RTOL``; the final adapter is
 written once, unsharded, loads in one process and matches the single-process adapter within ``WEIGHT_RTOL`` of
-what training changed. Measured on CPU: the losses agree to 1e-5; the adapters to 3e-5 on one machine and 3e-3
-on another (Adam turns the reduction order's noise on near-zero gradients into steps of up to ~lr).
+what training changed. Measured on CPU: the losses agree to 1e-5; the adapters differ by 3.2e-3 at most, 0.16% of
+the learned update (Adam turns the tiny differences of micro-batches of 4 against one of 8 on a near-zero
+gradient into a step of up to ~lr).
 """
 
 from __future__ import annotations
@@ -193,7 +194,6 @@ def test_the_final_adapters_load_in_one_process_and_agree(runs: dict[str, Any]) 
         assert worst <= ADAM_NOISE_STEPS * STEPS * LEARNING_RATE, (strategy, worst)
         gap = sum(float((weights[k] - ref[k]).pow(2).sum()) for k in ref) ** 0.5
         learned = sum(float(ref[k].pow(2).sum()) for k in ref if "lora_B" in k) ** 0.5
-        print(f"[{strategy}] worst {worst:.2e} gap {gap:.2e} learned {learned:.2e}")
         assert learned > 0 and gap <= WEIGHT_RTOL * learned, (strategy, gap, learned)
         model = AutoPeftModelForCausalLM.from_pretrained(str(out))
         assert type(model).__name__ == "PeftModelForCausalLM"
