@@ -38,6 +38,7 @@ from vibeml.cli._output import (
     fmt_loss,
     fmt_money,
 )
+from vibeml.cli._tables import Alt, Col, fit_table, short_loss, short_model, short_money
 from vibeml.cli.watch import (
     EvalDatasetOpt,
     EvalDatasetSplitOpt,
@@ -391,13 +392,27 @@ def print_summary(record: "JobRecord", waited: float | None = None, svc: "VibeML
 # -------------------------------------------------------------------------------------- tracking
 
 
+#: `vibeml jobs`: under 120 columns the creation time goes (it stays in --json), then the backend, the
+#: name and the eval loss as the width requires; the job id, status, model, step, loss and cost stay.
+JOB_COLUMNS = (
+    Col("job"),
+    Col("name", drop=3),
+    Col("status"),
+    Col("backend", drop=4),
+    Col("model", flex=True),
+    Col("step"),
+    Col("loss"),
+    Col("eval", drop=2),
+    Col("cost"),
+    Col("created", wide_only=True),
+)
+
+
 def jobs(
     limit: Annotated[int, typer.Option(help="How many (newest first).")] = 20,
     json_out: JsonOpt = False,
 ) -> None:
     """List jobs with their current status."""
-    from rich.table import Table
-
     svc = _service()
     records = svc.list_jobs(limit=limit)
     if json_out:
@@ -407,28 +422,31 @@ def jobs(
     if not records:
         console().print("No jobs yet. Try: vibeml launch --demo --follow")
         return
-    table = Table(title="VibeML jobs")
-    for col in ("job", "name", "status", "backend", "model", "step", "loss", "eval", "cost", "created"):
-        table.add_column(col)
+    out = console()
+    rows = []
     for r in records:
         p = r.progress
         step = "-" if p is None else (f"{p.step}/{p.max_steps}" if p.max_steps else str(p.step))
         model = r.request.model
         if len(model) > 32:
             model = "…" + model[-31:]
-        table.add_row(
-            r.job_id,
-            r.name or "",
-            f"[{STATUS_STYLE.get(r.status.value, '')}]{r.status.value}[/]",
-            r.backend,
-            model,
-            step,
-            fmt_loss(p.loss if p else None),
-            fmt_loss(p.eval_loss if p else None),
-            fmt_money(r.cost_so_far),
-            r.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+        status_cell = f"[{STATUS_STYLE.get(r.status.value, '')}]{r.status.value}[/]"
+        rows.append(
+            [
+                r.job_id,
+                r.name or "",
+                status_cell,
+                r.backend,
+                Alt(model, short_model(r.request.model)),
+                step,
+                Alt(fmt_loss(p.loss if p else None), short_loss(p.loss if p else None)),
+                Alt(fmt_loss(p.eval_loss if p else None), short_loss(p.eval_loss if p else None)),
+                Alt(fmt_money(r.cost_so_far), short_money(r.cost_so_far)),
+                r.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+            ]
         )
-    console().print(table)
+    table = fit_table(JOB_COLUMNS, rows, out, title="VibeML jobs")
+    out.print(table)
 
 
 def _warn_orphans(svc: "VibeML") -> None:
