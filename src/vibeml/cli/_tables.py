@@ -27,7 +27,18 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-__all__ = ["WIDE", "Alt", "Col", "fit_table", "is_wide", "short_count", "short_loss", "short_model", "short_money"]
+__all__ = [
+    "WIDE",
+    "Alt",
+    "Col",
+    "fit_table",
+    "is_wide",
+    "pack",
+    "short_count",
+    "short_loss",
+    "short_model",
+    "short_money",
+]
 
 #: From this terminal width on, the wide layout (every column, full headers).
 WIDE = 120
@@ -126,6 +137,10 @@ def _build(
 
     if not wide:  # no outer edges and one space of padding between columns: the width goes to the cells
         options = {"show_edge": False, "pad_edge": False, "collapse_padding": True, **options}
+        if title and not measuring:  # a title wider than its compact table would wrap: widen the table instead
+            from rich.text import Text
+
+            options.setdefault("min_width", Text.from_markup(title).cell_len)
     table = Table(title=title, box=chosen_box, **options)
     for i in keep:
         col = columns[i]
@@ -156,6 +171,20 @@ def _natural_width(table: Table, console: Console) -> int:
     from rich.measure import Measurement
 
     return Measurement.get(console, console.options.update_width(10_000), table).maximum
+
+
+def pack(parts: Sequence[str], width: int, sep: str = " · ") -> list[str]:
+    """``parts`` (Rich markup) joined by ``sep`` into as few lines of at most ``width`` cells as they go:
+    a summary line that breaks between its parts on a narrow terminal, not in the middle of one."""
+    from rich.text import Text
+
+    lines: list[str] = []
+    for part in parts:
+        if lines and Text.from_markup(lines[-1] + sep + part).cell_len <= width:
+            lines[-1] += sep + part
+        else:
+            lines.append(part)
+    return lines
 
 
 # ------------------------------------------------------------------------------- short cell values

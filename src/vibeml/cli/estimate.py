@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from vibeml.cli._output import emit_json, error_boundary, service
+from vibeml.cli._tables import Alt, Col, fit_table, pack, short_count
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -49,51 +50,61 @@ def _config(micro: int, accum: int, checkpointing: bool, strategy: str) -> str:
     return f"{micro}×{accum}" + (" ckpt" if checkpointing else "") + ("" if strategy == "single" else f" {strategy}")
 
 
+#: `vibeml estimate`'s two tables (narrow enough for 80 columns as they are; compact there all the same).
+TRIED_COLUMNS = (
+    Col(""),
+    Col("config"),
+    Col("GiB", justify="right"),
+    Col("fits"),
+    Col("hours", justify="right"),
+)
+MEMORY_COLUMNS = (Col("part"), Col("GiB", justify="right"))
+
+
 def _render_job(r: "EstimateReport") -> None:
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
     console = Console()
     verdict = "[green]fits[/]" if r.fits else "[red]does not fit[/]"
     where = "" if r.gpu_count == 1 else f" ({r.strategy})"
-    console.print(
-        f"[bold]{escape(r.model)}[/] · {r.method} · {r.gpu_count}× {r.gpu}{where} · seq {r.max_seq_length} · "
-        f"effective batch {r.effective_batch} = {r.batch_size} × {r.grad_accum} accum"
-        + (f" × {r.gpu_count} GPUs" if r.gpu_count > 1 else "")
-        + f" · checkpointing {'on' if r.gradient_checkpointing else 'off'} · loss={r.loss}"
+    batch = f"effective batch {r.effective_batch} = {r.batch_size} × {r.grad_accum} accum" + (
+        f" × {r.gpu_count} GPUs" if r.gpu_count > 1 else ""
     )
+    head = [f"[bold]{escape(r.model)}[/]", r.method, f"{r.gpu_count}× {r.gpu}{where}", f"seq {r.max_seq_length}"]
+    head += [batch, f"checkpointing {'on' if r.gradient_checkpointing else 'off'}", f"loss={r.loss}"]
+    for line in pack(head, console.width):
+        console.print(line)
     if r.trials:
-        tried = Table(title="configurations tried (per GPU)", header_style="bold")
-        for col, justify in (("", "left"), ("config", "left"), ("GiB", "right"), ("fits", "left"), ("hours", "right")):
-            tried.add_column(col, justify=justify)  # type: ignore[arg-type]
-        for t in r.trials:
-            tried.add_row(
+        rows = [
+            [
                 "[bold green]→[/]" if t.chosen else "",
                 _config(t.micro_batch, t.grad_accum, t.gradient_checkpointing, t.strategy),
                 f"{t.memory_gib:.1f}/{t.budget_gib:.1f}",
                 "yes" if t.fits else "[red]no[/]",
                 "—" if t.train_hours is None else f"{t.train_hours:.2f}",
-            )
-        console.print(tried)
+            ]
+            for t in r.trials
+        ]
+        console.print(
+            fit_table(TRIED_COLUMNS, rows, console, title="configurations tried (per GPU)", header_style="bold")
+        )
     if r.config_reason:
         console.print(f"chosen: {escape(r.config_reason)}")
-    mem = Table(title=f"GPU memory (per GPU, GiB){'' if r.gpu_count == 1 else ', ' + r.strategy}", header_style="bold")
-    mem.add_column("part")
-    mem.add_column("GiB", justify="right")
-    for key, value in r.breakdown.model_dump().items():
-        if value >= 0.0005:
-            mem.add_row(key.replace("_", " "), f"{value:.2f}")
-    mem.add_row("[bold]total (nvidia-smi)[/]", f"[bold]{r.total_gib:.2f}[/]")
-    console.print(mem)
+    parts = [
+        [key.replace("_", " "), f"{value:.2f}"] for key, value in r.breakdown.model_dump().items() if value >= 0.0005
+    ]
+    parts.append(["[bold]total (nvidia-smi)[/]", f"[bold]{r.total_gib:.2f}[/]"])
+    mem_title = f"GPU memory (per GPU, GiB){'' if r.gpu_count == 1 else ', ' + r.strategy}"
+    console.print(fit_table(MEMORY_COLUMNS, parts, console, title=mem_title, header_style="bold"))
     console.print(
         f"{verdict} on {r.gpu} ({_gib(r.capacity_gib)} GiB; needs {r.required_gib:.1f}, "
         f"headroom {_gib(r.headroom_gib)} GiB; peak in the {r.peak_phase} phase)"
     )
-    console.print(
-        f"speed {r.tokens_per_s:,.0f} tokens/s ({r.bound}-bound, MFU {r.mfu:.0%}) · "
-        f"{r.steps:,} steps · training {r.train_hours:.2f} h + setup {r.setup_hours:.2f} h"
-    )
+    speed = [f"speed {r.tokens_per_s:,.0f} tokens/s ({r.bound}-bound, MFU {r.mfu:.0%})", f"{r.steps:,} steps"]
+    speed.append(f"training {r.train_hours:.2f} h + setup {r.setup_hours:.2f} h")
+    for line in pack(speed, console.width):
+        console.print(line)
     place = r.cloud if r.cloud == "local" else f"{r.cloud}/{r.region}"
     console.print(
         f"cost on {place}{' (spot)' if r.spot else ''}: [bold]${r.expected_cost:.2f}[/] "
@@ -107,44 +118,65 @@ def _gib(value: float | None) -> str:
     return "?" if value is None else f"{value:.1f}"
 
 
-#: Below this terminal width the plan drops region, $/GPU-h, tokens/s and memory (they stay in --json).
-WIDE_PLAN = 120
+#: `vibeml plan` (and `launch --dry-run`): from 120 columns every column; narrower, the market joins the
+#: cloud ("vast spot"), the region goes, the stale-price star moves to the cost, then tok/s, memory,
+#: $/GPU-h, the cost range and the hours go, in that order, as the width requires (all stay in --json).
+PLAN_COLUMNS = (
+    Col("#", justify="right"),
+    Col("cloud"),
+    Col("GPU"),
+    Col("config"),
+    Col("market", wide_only=True),
+    Col("$/GPU-h", justify="right", drop=3),
+    Col("hours", justify="right", drop=1),
+    Col("tok/s", justify="right", drop=5),
+    Col("mem GiB", "GiB", justify="right", drop=4),
+    Col("expected $", "cost $", justify="right"),
+    Col("range $", justify="right", drop=2),
+)
+
+
+#: `vibeml gpus`: narrower than 120 columns the headers shorten and the clouds wrap in what width is left.
+GPU_COLUMNS = (
+    Col("GPU"),
+    Col("GiB", justify="right"),
+    Col("bf16 TFLOP/s", "TFLOP/s", justify="right"),
+    Col("GB/s", justify="right"),
+    Col("on-demand", justify="right"),
+    Col("spot", justify="right"),
+    Col("clouds", wrap=True),
+)
 
 
 def render_plan(r: "PlanReport", title: str | None = None) -> None:
     """The plan's options as a table (also under `vibeml launch --dry-run`); compact under 120 columns."""
-    from rich import box
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
     console = Console()
-    wide = console.width >= WIDE_PLAN
-    table = Table(
-        title=title or f"{escape(r.model)}: cheapest total cost first",
-        header_style="bold",
-        box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD,
-    )
-    cols: list[tuple[str, str]] = [("#", "right"), ("cloud", "left"), ("GPU", "left"), ("config", "left")]
-    cols += [("market", "left"), ("$/GPU-h", "right"), ("hours", "right"), ("tok/s", "right"), ("mem GiB", "right")]
-    if not wide:
-        cols = [c for c in cols if c[0] not in ("market", "$/GPU-h", "tok/s", "mem GiB")]
-    cols += [("expected $" if wide else "cost $", "right"), ("range $", "right")]
-    for col, justify in cols:
-        table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     stale = {(q.cloud, q.region, q.gpu, q.spot) for q in r.prices.stale} if r.prices else set()
+    rows = []
     for o in r.options:
         star = "*" if (o.cloud, o.region, o.gpu, o.spot) in stale else ""
-        config = _config(o.micro_batch, o.grad_accum, o.gradient_checkpointing, o.strategy)
-        cells = [str(o.rank)]
-        if wide:
-            cells += [f"{o.cloud}/{o.region}", f"{o.gpu_count}× {o.gpu}", config]
-            cells += ["spot" if o.spot else "on-demand", f"{o.usd_per_gpu_hour:.2f}{star}", f"{o.hours:.2f}"]
-            cells += [f"{o.tokens_per_s:,.0f}", f"{o.memory_gib:.1f}/{o.capacity_gib:.0f}"]
-        else:
-            cells += [o.cloud + (" spot" if o.spot else ""), f"{o.gpu_count}× {o.gpu}", config, f"{o.hours:.2f}"]
-        cells += [f"[bold]{o.expected_cost:.2f}[/]{star if not wide else ''}", f"{o.min_cost:.2f}–{o.max_cost:.2f}"]
-        table.add_row(*cells)
+        cost = f"[bold]{o.expected_cost:.2f}[/]"
+        rows.append(
+            [
+                str(o.rank),
+                Alt(f"{o.cloud}/{o.region}", o.cloud + (" spot" if o.spot else "")),
+                f"{o.gpu_count}× {o.gpu}",
+                _config(o.micro_batch, o.grad_accum, o.gradient_checkpointing, o.strategy),
+                "spot" if o.spot else "on-demand",
+                Alt(f"{o.usd_per_gpu_hour:.2f}{star}", f"{o.usd_per_gpu_hour:.2f}"),
+                f"{o.hours:.2f}",
+                Alt(f"{o.tokens_per_s:,.0f}", short_count(o.tokens_per_s)),
+                Alt(f"{o.memory_gib:.1f}/{o.capacity_gib:.0f}", f"{o.memory_gib:.0f}/{o.capacity_gib:.0f}"),
+                Alt(cost, cost + star),
+                f"{o.min_cost:.2f}–{o.max_cost:.2f}",
+            ]
+        )
+    table = fit_table(
+        PLAN_COLUMNS, rows, console, title=title or f"{escape(r.model)}: cheapest total cost first", header_style="bold"
+    )
     console.print(table)
     console.print("[dim]config: micro-batch × accumulation per GPU; ckpt = gradient checkpointing[/]")
     shown = len(r.options)
@@ -172,7 +204,7 @@ def render_price_sources(info: "PriceInfo") -> None:
     if info.stale:
         oldest = min(q.as_of for q in info.stale)
         console.print(
-            f"[yellow]* {len(info.stale)} shown price(s) older than {info.stale_after_days} days (table of "
+            f"[yellow]* {len(info.stale)} price(s) older than {info.stale_after_days} days (table of "
             f"{oldest.isoformat()}): check the provider's page[/]"
         )
     for warning in info.warnings:
@@ -374,28 +406,21 @@ def register(app: typer.Typer) -> None:
             emit_json(report)
             return
         from rich.console import Console
-        from rich.table import Table
 
-        table = Table(title="GPUs (prices per GPU-hour, cheapest catalogued)", header_style="bold")
-        for col, justify in (
-            ("GPU", "left"),
-            ("GiB", "right"),
-            ("bf16 TFLOP/s", "right"),
-            ("GB/s", "right"),
-            ("on-demand", "right"),
-            ("spot", "right"),
-            ("clouds", "left"),
-        ):
-            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        rows = []
         for r in report.gpus:
             od, sp = r.on_demand, r.spot
-            table.add_row(
-                r.gpu,
-                f"{r.memory_gib:.0f}",
-                f"{r.bf16_tflops:.0f}",
-                f"{r.memory_bandwidth_gbs:.0f}",
-                f"${od.usd_per_gpu_hour:.2f} {od.cloud}" if od else "—",
-                f"${sp.usd_per_gpu_hour:.2f} {sp.cloud}" if sp else "—",
-                ", ".join(r.clouds),
+            rows.append(
+                [
+                    r.gpu,
+                    f"{r.memory_gib:.0f}",
+                    f"{r.bf16_tflops:.0f}",
+                    f"{r.memory_bandwidth_gbs:.0f}",
+                    f"${od.usd_per_gpu_hour:.2f} {od.cloud}" if od else "—",
+                    f"${sp.usd_per_gpu_hour:.2f} {sp.cloud}" if sp else "—",
+                    ", ".join(r.clouds),
+                ]
             )
-        Console().print(table)
+        console = Console()
+        title = "GPUs (prices per GPU-hour, cheapest catalogued)"
+        console.print(fit_table(GPU_COLUMNS, rows, console, title=title, header_style="bold"))
