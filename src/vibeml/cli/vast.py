@@ -9,6 +9,7 @@ import typer
 
 from vibeml.cli._options import JsonOpt
 from vibeml.cli._output import console, emit_json, error_boundary, fmt_money
+from vibeml.cli._tables import Alt, Col, fit_table
 
 if TYPE_CHECKING:
     from vibeml.backends.vast import VastBackend
@@ -51,6 +52,26 @@ def _gb(mb: float) -> str:
     return f"{mb / 1024:.0f}" if mb else "-"
 
 
+#: `vibeml vast offers`: narrower than 120 columns the headers shorten and the prices take three decimals;
+#: then the disk, CUDA, minimum bid, reliability and location go, in that order, as the width requires
+#: (all stay in --json). The id, GPU, VRAM and price always stay.
+OFFER_COLUMNS = (
+    Col("id"),
+    Col("gpu"),
+    Col("VRAM GiB", "GiB"),
+    Col("$/h"),
+    Col("min bid", "bid", drop=3),
+    Col("reliability", "rel.", drop=2),
+    Col("cuda", drop=4),
+    Col("disk GB", "disk", drop=5),
+    Col("location", drop=1),
+)
+
+
+def _per_hour(value: float | None) -> str:
+    return "-" if value is None else f"${value:.3f}"
+
+
 def offers(
     query: Annotated[
         list[str] | None, typer.Argument(help="Filters, e.g. gpu_name=RTX_4090 num_gpus=1 reliability>0.99.")
@@ -69,24 +90,23 @@ def offers(
         console().print("No offers match.")
         return
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title=f"Vast.ai offers ({escape(type)})")
-    for col in ("id", "gpu", "VRAM GiB", "$/h", "min bid", "reliability", "cuda", "disk GB", "location"):
-        table.add_column(col)
-    for o in report.offers:
-        table.add_row(
+    out = console()
+    rows = [
+        [
             str(o.id),
             escape(f"{o.num_gpus}x {o.gpu_name}"),
             _gb(o.gpu_ram),
-            fmt_money(o.dph_total),
-            fmt_money(o.min_bid),
+            Alt(fmt_money(o.dph_total), _per_hour(o.dph_total)),
+            Alt(fmt_money(o.min_bid), _per_hour(o.min_bid)),
             "-" if o.reliability is None else f"{o.reliability:.4f}",
             "-" if o.cuda_max_good is None else f"{o.cuda_max_good:g}",
             "-" if o.disk_space is None else f"{o.disk_space:g}",
             escape(o.geolocation or "-"),
-        )
-    console().print(table)
+        ]
+        for o in report.offers
+    ]
+    out.print(fit_table(OFFER_COLUMNS, rows, out, title=f"Vast.ai offers ({escape(type)})"))
 
 
 def instances(json_out: JsonOpt = False) -> None:
