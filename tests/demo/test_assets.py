@@ -24,7 +24,7 @@ from vibeml.demo.assets import (
     ensure_demo_assets,
     held_out_rows,
 )
-from vibeml.models import Hyperparameters
+from vibeml.models import Hyperparameters, TrainingRequest
 from vibeml.trainer.data import detect_format, normalise_rows
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -282,3 +282,23 @@ def test_demo_trains_fast_with_a_clear_loss_drop(tmp_path: Path, demo_assets: An
     before, after = (e for e in events if isinstance(e, ScoreEvent))
     assert (before.phase, after.phase) == ("before", "after") and after.total >= 50
     assert before.correct / before.total <= 0.1 and after.correct / after.total >= 0.6
+
+
+@pytest.mark.needs_train
+def test_the_demo_program_carries_its_held_out_prompts_as_data(demo_assets: Any, tmp_path: Path) -> None:
+    """render_program fills score_examples for the demo's dataset only, in the config JSON (never in code)."""
+    from vibeml.trainer.config import TrainerConfig
+    from vibeml.workflows.registry import render_program
+
+    def program(dataset: Path) -> Any:
+        request = TrainingRequest(model=str(demo_assets.model_dir), dataset=str(dataset))
+        return render_program(request, "j", output_dir="o", checkpoint_dir="c", events_path="e")
+
+    demo = program(demo_assets.dataset_path)
+    config = TrainerConfig.model_validate_json(demo.config_json())
+    assert [(e.prompt, e.answer) for e in config.score_examples] == [
+        (r["instruction"], r["output"]) for r in held_out_rows()
+    ]
+    other = tmp_path / "mine.jsonl"
+    other.write_bytes(demo_assets.dataset_path.read_bytes())
+    assert program(other).config.score_examples == []
