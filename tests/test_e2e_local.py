@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -67,6 +68,15 @@ def test_demo_trains_and_the_adapter_answers(demo_home: Path) -> None:
     assert job["status"] == "completed"
     p = job["progress"]
     assert p["loss"] <= 0.7 * p["first_loss"], p  # the demo's promise: the loss falls by ≥ 30%
+    # ... and it visibly learns: exact match on ≥ 50 held-out prompts, printed before → after
+    before, after = p["score_before"], p["score_after"]
+    assert before["total"] == after["total"] >= 50, p
+    assert after["exact_match"] >= 0.6 and after["correct"] > before["correct"], p
+    line = re.search(r"Held-out exact match: (\d+)% \((\d+)/(\d+)\) → (\d+)% \((\d+)/(\d+)\)", res.stdout)
+    assert line, res.stdout
+    assert (int(line[5]), int(line[6])) == (after["correct"], after["total"]) and int(line[4]) >= 60
+    curves = re.search(r"Curves: (\S+\.png)", res.stdout)
+    assert curves and Path(curves[1]).read_bytes().startswith(b"\x89PNG"), res.stdout
 
     out = Path(job["output_dir"])
     assert (out / "adapter_config.json").exists()
@@ -77,7 +87,7 @@ def test_demo_trains_and_the_adapter_answers(demo_home: Path) -> None:
     model = AutoPeftModelForCausalLM.from_pretrained(str(out))
     tok = AutoTokenizer.from_pretrained(str(out))
     ids = tok.apply_chat_template(
-        [{"role": "user", "content": "What is 3 + 4?"}],
+        [{"role": "user", "content": "How many words are in: moon cake frog river?"}],
         add_generation_prompt=True,
         return_tensors="pt",
         return_dict=True,
@@ -85,7 +95,7 @@ def test_demo_trains_and_the_adapter_answers(demo_home: Path) -> None:
     with torch.no_grad():
         gen = model.generate(**ids, max_new_tokens=8, do_sample=False)
     answer = tok.decode(gen[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
-    assert isinstance(answer, str) and answer.strip()
+    assert answer.strip() == "4", answer  # a held-out prompt, answered right by the adapter reloaded
 
 
 def test_two_launches_at_once_keep_the_store_whole(demo_home: Path) -> None:

@@ -16,7 +16,16 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from vibeml.exceptions import BackendError
@@ -26,6 +35,7 @@ __all__ = [
     "CostEstimate",
     "DatasetFormat",
     "HandleData",
+    "HeldOutScore",
     "Hyperparameters",
     "JobHandle",
     "JobProgress",
@@ -593,6 +603,26 @@ class OomRetry(BaseModel):
     underestimate_at_least: float | None = None
 
 
+class HeldOutScore(BaseModel):
+    """Exact match on held-out prompts the job never trained on (the demo's: before and after training)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    correct: int = Field(ge=0)
+    total: int = Field(ge=1)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def exact_match(self) -> float:
+        """The share answered exactly right, 0-1."""
+        return round(self.correct / self.total, 4)
+
+    @property
+    def text(self) -> str:
+        """E.g. ``"95% (57/60)"``."""
+        return f"{self.correct / self.total:.0%} ({self.correct}/{self.total})"
+
+
 class JobProgress(BaseModel):
     """The latest progress of a running or finished job, from the trainer's event stream."""
 
@@ -623,6 +653,8 @@ class JobProgress(BaseModel):
     best_checkpoint: str | None = Field(None, description="keep_best: the checkpoint the run delivered.")
     samples_before: list[dict[str, str]] = Field(default_factory=list)
     samples_after: list[dict[str, str]] = Field(default_factory=list)
+    score_before: HeldOutScore | None = Field(None, description="Held-out exact match before training.")
+    score_after: HeldOutScore | None = Field(None, description="Held-out exact match after training.")
     oom_retries: list[OomRetry] = Field(
         default_factory=list, description="Out-of-memory retries, each with the estimate error (for recalibration)."
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -13,8 +14,17 @@ from typing import Any
 import pytest
 
 from vibeml.demo import DEMO_SAMPLE_PROMPTS, build_demo_dataset, build_tiny_model, demo_hyperparameters
-from vibeml.demo.assets import IM_END, IM_START, PAD, ensure_demo_assets
-from vibeml.models import Hyperparameters
+from vibeml.demo.assets import (
+    IM_END,
+    IM_START,
+    PAD,
+    build_held_out,
+    demo_rows,
+    demo_score_examples,
+    ensure_demo_assets,
+    held_out_rows,
+)
+from vibeml.models import Hyperparameters, TrainingRequest
 from vibeml.trainer.data import detect_format, normalise_rows
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -38,13 +48,66 @@ def test_dataset_is_deterministic_and_large(tmp_path: Path) -> None:
     assert all(set(r) == {"instruction", "input", "output"} for r in rows)
     assert detect_format(rows) == "alpaca"
     assert normalise_rows(rows, "alpaca").skipped == 0
-    kinds = {r["instruction"].split()[0] + (" (input)" if r["input"] else "") for r in rows}
-    assert len(kinds) >= 5
-    assert {"instruction": "What is 3 + 4?", "input": "", "output": "7"}.keys() == rows[0].keys()
-    sums = [r for r in rows if " + " in r["instruction"]]
-    for r in sums:
-        left, right = r["instruction"].removeprefix("What is ").removesuffix("?").split(" + ")
-        assert int(r["output"]) == int(left) + int(right)
+    assert all(r["input"] == "" and r["output"] == _rule_answer(r["instruction"]) for r in rows)
+    tasks = {r["instruction"].split()[0] for r in rows}
+    assert tasks == {"How", "Which"}
+    assert {r["output"] for r in rows if r["instruction"].startswith("How")} == {str(n) for n in range(1, 7)}
+    assert {r["output"] for r in rows if r["instruction"].startswith("Which")} == {"red", "blue", "green", "gold"}
+
+
+_COUNT = re.compile(r"^How many words are in: ([a-z]+(?: [a-z]+)*)\?$")
+_GROUP = re.compile(r"^Which group does ([A-Z][a-z]+) belong to\?$")
+_SUFFIX_GROUP = {"zar": "red", "lop": "blue", "mik": "green", "ven": "gold"}
+
+
+def _rule_answer(prompt: str) -> str:
+    """The right answer by the task's rule, worked out here independently of the generator."""
+    if m := _COUNT.match(prompt):
+        return str(len(m.group(1).split()))
+    m = _GROUP.match(prompt)
+    assert m, prompt
+    [group] = [g for suffix, g in _SUFFIX_GROUP.items() if m.group(1).endswith(suffix)]
+    return group
+
+
+def _stem(prompt: str) -> str | None:
+    """A name's syllables without the group suffix (None for a word count)."""
+    m = _GROUP.match(prompt)
+    return m.group(1).lower()[:-3] if m else None
+
+
+def test_held_out_prompts_are_never_trained_on_and_answered_by_the_rules(tmp_path: Path) -> None:
+    held = held_out_rows()
+    train = demo_rows()
+    assert len(held) >= 50 and len({r["instruction"] for r in held}) == len(held)
+    assert not {r["instruction"] for r in held} & {r["instruction"] for r in train}
+    assert all(r["output"] == _rule_answer(r["instruction"]) for r in held)
+    kinds = [r["instruction"].split()[0] for r in held]
+    assert kinds.count("How") >= 20 and kinds.count("Which") >= 20
+    # a held-out name is not a trained name with another suffix: its syllables were never trained on
+    trained_stems = {_stem(r["instruction"]) for r in train} - {None}
+    held_stems = {_stem(r["instruction"]) for r in held} - {None}
+    assert held_stems and not held_stems & trained_stems
+    # ... yet every group and every count is trained on, so the rules can be learnt
+    assert {r["output"] for r in held} <= {r["output"] for r in train}
+    # the sample prompts shown before and after training are held-out ones too
+    assert set(DEMO_SAMPLE_PROMPTS) <= {r["instruction"] for r in held}
+    # other seeds of the training data keep away from them as well
+    assert not {r["instruction"] for r in held} & {r["instruction"] for r in demo_rows(3000, seed=5)}
+    written = json.loads(build_held_out(tmp_path / "h.json").read_text())
+    assert written == [{"prompt": r["instruction"], "answer": r["output"]} for r in held]
+
+
+@pytest.mark.needs_train
+def test_score_examples_are_the_demo_datasets_only(demo_assets: Any, tmp_path: Path) -> None:
+    examples = demo_score_examples(demo_assets.dataset_path)
+    assert examples == [{"prompt": r["instruction"], "answer": r["output"]} for r in held_out_rows()]
+    assert demo_assets.held_out_path.is_file()
+    other = tmp_path / "demo_dataset.jsonl"  # the name alone is not enough: no whole demo assets beside it
+    other.write_bytes(demo_assets.dataset_path.read_bytes())
+    assert demo_score_examples(other) == []
+    assert demo_score_examples(tmp_path / "missing" / "data.jsonl") == []
+    assert demo_score_examples("tatsu-lab/alpaca") == []
 
 
 @pytest.mark.needs_train
@@ -183,8 +246,9 @@ def test_demo_import_stays_light() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("VIBEML_RUN_DEMO_BENCH"), reason="set VIBEML_RUN_DEMO_BENCH=1 (≈30 s)")
 def test_demo_trains_fast_with_a_clear_loss_drop(tmp_path: Path, demo_assets: Any) -> None:
-    """The demo's promise, measured: the whole trainer process in ≤ 60 s, loss down by > 30%."""
-    from vibeml.trainer.events import StepEvent, read_events
+    """The demo's promise, measured: the whole trainer process in ≤ 60 s, loss down by > 30%, and held-out
+    exact match from 0% to ≥ 60%."""
+    from vibeml.trainer.events import ScoreEvent, StepEvent, read_events
 
     cfg = {
         "model": str(demo_assets.model_dir),
@@ -194,6 +258,7 @@ def test_demo_trains_fast_with_a_clear_loss_drop(tmp_path: Path, demo_assets: An
         "events_path": str(tmp_path / "events.jsonl"),
         "hyperparameters": demo_hyperparameters().model_dump(),
         "sample_prompts": list(DEMO_SAMPLE_PROMPTS),
+        "score_examples": demo_score_examples(demo_assets.dataset_path),
     }
     (tmp_path / "run.json").write_text(json.dumps(cfg))
     env = _subprocess_env(tmp_path)
@@ -214,3 +279,26 @@ def test_demo_trains_fast_with_a_clear_loss_drop(tmp_path: Path, demo_assets: An
     print(f"demo: {wall:.1f}s wall, loss {losses[0]:.3f} -> {tail:.3f} (mean of last 10)")
     assert wall <= 60
     assert tail < 0.7 * losses[0]
+    before, after = (e for e in events if isinstance(e, ScoreEvent))
+    assert (before.phase, after.phase) == ("before", "after") and after.total >= 50
+    assert before.correct / before.total <= 0.1 and after.correct / after.total >= 0.6
+
+
+@pytest.mark.needs_train
+def test_the_demo_program_carries_its_held_out_prompts_as_data(demo_assets: Any, tmp_path: Path) -> None:
+    """render_program fills score_examples for the demo's dataset only, in the config JSON (never in code)."""
+    from vibeml.trainer.config import TrainerConfig
+    from vibeml.workflows.registry import render_program
+
+    def program(dataset: Path) -> Any:
+        request = TrainingRequest(model=str(demo_assets.model_dir), dataset=str(dataset))
+        return render_program(request, "j", output_dir="o", checkpoint_dir="c", events_path="e")
+
+    demo = program(demo_assets.dataset_path)
+    config = TrainerConfig.model_validate_json(demo.config_json())
+    assert [(e.prompt, e.answer) for e in config.score_examples] == [
+        (r["instruction"], r["output"]) for r in held_out_rows()
+    ]
+    other = tmp_path / "mine.jsonl"
+    other.write_bytes(demo_assets.dataset_path.read_bytes())
+    assert program(other).config.score_examples == []

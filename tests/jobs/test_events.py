@@ -20,6 +20,7 @@ from vibeml.trainer.events import (
     EventWriter,
     OomRetryEvent,
     SampleEvent,
+    ScoreEvent,
     StartEvent,
     StepEvent,
     StoppedEvent,
@@ -75,6 +76,7 @@ ONE_OF_EACH: list[TrainerEvent] = [
         elapsed_seconds=3.9,
     ),
     SampleEvent(phase="before", prompt='2+2? "quoted"\nnext line \u2028 é', completion="zz"),
+    ScoreEvent(phase="after", correct=57, total=60, seconds=0.4),
     CheckpointEvent(step=5, path="/c/checkpoint-5"),
     OomRetryEvent(
         attempt=1,
@@ -187,6 +189,10 @@ def test_only_rank_zero_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         '{"event": "checkpoint", "step": 1, "path": ""}',
         '{"event": "checkpoint", "step": 1, "path": 7}',
         '{"event": "sample", "phase": "during", "prompt": "p", "completion": "c"}',
+        '{"event": "score", "phase": "after", "correct": 61, "total": 60}',  # more right than asked
+        '{"event": "score", "phase": "after", "correct": 0, "total": 0}',
+        '{"event": "score", "phase": "after", "correct": 1.0, "total": 2}',
+        '{"event": "score", "phase": "during", "correct": 1, "total": 2}',
         '{"event": "start", "model": "m", "dataset": "d", "method": "dpo", "device": "cpu", "max_steps": 1}',
         '{"event": "done", "step": 3}',  # no output_dir
         '{"event": "stopped", "step": 3}',  # no reason
@@ -254,6 +260,8 @@ _VALID = {
     "failed_gradient_checkpointing": st.booleans(),
     "next_batch_size": st.integers(0, 64),
     "next_gradient_accumulation_steps": st.integers(0, 64),
+    "correct": st.integers(-1, 70),
+    "total": st.integers(-1, 70),
 }
 _KINDS = {m.model_fields["event"].default: m for m in _MEMBERS}
 

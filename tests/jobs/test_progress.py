@@ -3,12 +3,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from vibeml.jobs.progress import progress_from_events
-from vibeml.models import JobStatus, TrainerEnd
+from vibeml.models import JobProgress, JobStatus, TrainerEnd
 from vibeml.trainer.events import (
     CheckpointEvent,
     DoneEvent,
     ErrorEvent,
     SampleEvent,
+    ScoreEvent,
     StartEvent,
     StepEvent,
     StoppedEvent,
@@ -37,6 +38,25 @@ def test_running_then_done() -> None:
     assert p.status is JobStatus.COMPLETED and p.trainer_end is TrainerEnd.DONE
     assert p.loss == 1.5 and p.output_dir == "/o" and p.eta_seconds == 0 and p.step == 10
     assert p.samples_before == [{"prompt": "2+2?", "completion": "zz"}] and p.samples_after == []
+
+
+def test_held_out_scores_fold_before_and_after(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    lines = [
+        '{"event": "score", "phase": "before", "correct": 0, "total": 60, "time": 1.0}',
+        '{"event": "score", "phase": "after", "correct": 70, "total": 60, "time": 2.0}',  # not an event
+        '{"event": "score", "phase": "after", "correct": 57, "total": 60, "time": 3.0}',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    p = progress_from_events([START, *read_events(path)], alive=True)
+    assert p.score_before is not None and (p.score_before.correct, p.score_before.total) == (0, 60)
+    assert p.score_after is not None and (p.score_after.correct, p.score_after.total) == (57, 60)
+    assert p.score_after.text == "95% (57/60)" and p.score_before.text == "0% (0/60)"
+    dumped = p.model_dump(mode="json")  # what `jobs --json`, `status --json` and MCP return
+    assert dumped["score_after"] == {"correct": 57, "total": 60, "exact_match": 0.95}
+    assert JobProgress.model_validate(dumped).score_after == p.score_after  # and read back (store, MCP)
+    none = progress_from_events([START, ScoreEvent(phase="before", correct=1, total=2)], alive=True)
+    assert none.score_after is None and none.score_before is not None and none.score_before.exact_match == 0.5
 
 
 def test_statuses_from_terminal_events_and_liveness() -> None:

@@ -18,6 +18,7 @@ from vibeml.trainer.events import (
     DoneEvent,
     ErrorEvent,
     SampleEvent,
+    ScoreEvent,
     StartEvent,
     StepEvent,
     StoppedEvent,
@@ -47,6 +48,9 @@ def runs(
             hyperparameters={"max_steps": 4, "save_steps": 2},
             sample_prompts=["What is 2 + 3?"],
             sample_max_new_tokens=4,
+            score_examples=[
+                {"prompt": f"How many words are in: {' '.join(['cat'] * n)}?", "answer": str(n)} for n in (1, 2, 3)
+            ],
         ),
         "messages": cfg(root / "messages", tiny_model_dir, data["messages"], save_merged=True),
         # runs until SIGTERM; test_sigterm_checkpoints_then_resume_continues resumes it
@@ -89,6 +93,7 @@ def test_alpaca_event_stream(runs: dict[str, Any]) -> None:
     assert _kinds(run) == [
         "start",
         "sample",
+        "score",
         "step",
         "step",
         "checkpoint",
@@ -96,6 +101,7 @@ def test_alpaca_event_stream(runs: dict[str, Any]) -> None:
         "step",
         "checkpoint",
         "sample",
+        "score",
         "done",
     ], run.describe()
     start = run.of(StartEvent)[0]
@@ -116,6 +122,10 @@ def test_alpaca_event_stream(runs: dict[str, Any]) -> None:
     before, after = run.of(SampleEvent)
     assert before.phase == "before" and after.phase == "after"
     assert before.prompt == "What is 2 + 3?" and isinstance(after.completion, str)
+    scored = run.of(ScoreEvent)
+    assert [(s.phase, s.total) for s in scored] == [("before", 3), ("after", 3)]
+    assert all(0 <= s.correct <= 3 and s.seconds is not None for s in scored)
+    assert "held-out exact match before training:" in run.stdout
     done = run.of(DoneEvent)[0]
     assert all(getattr(done, f) is not None for f in DONE_FIELDS), done
     assert done.step == 4

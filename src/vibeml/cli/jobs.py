@@ -54,7 +54,7 @@ from vibeml.exceptions import TrainingError
 
 if TYPE_CHECKING:
     from vibeml.client import VibeML
-    from vibeml.models import JobRecord, OomRetry
+    from vibeml.models import JobProgress, JobRecord, OomRetry
     from vibeml.reports import LaunchPreview
 
 
@@ -344,6 +344,14 @@ def oom_line(r: "OomRetry") -> str:
     return text
 
 
+def score_text(p: "JobProgress") -> str:
+    """The held-out score before → after training, e.g. ``0% (0/60) → 95% (57/60)`` (``?`` for a side not
+    scored: the run stopped early)."""
+    before = p.score_before.text if p.score_before is not None else "?"
+    after = p.score_after.text if p.score_after is not None else "?"
+    return f"{before} → {after}"
+
+
 def print_summary(record: "JobRecord", waited: float | None = None, svc: "VibeML | None" = None) -> None:
     from rich.markup import escape
     from rich.panel import Panel
@@ -356,6 +364,8 @@ def print_summary(record: "JobRecord", waited: float | None = None, svc: "VibeML
         if p.first_loss is not None and p.loss is not None:
             drop = (1 - p.loss / p.first_loss) * 100 if p.first_loss else 0.0
             lines.append(f"Loss: {p.first_loss:.4f} → {p.loss:.4f} ({-drop:+.1f}%)")
+        if p.score_before is not None or p.score_after is not None:
+            lines.append(f"Held-out exact match: {score_text(p)}")
         lines.append(f"Steps: {p.step}" + (f"/{p.max_steps}" if p.max_steps else ""))
         if p.elapsed_seconds is not None:
             lines.append(f"Training time: {fmt_duration(p.elapsed_seconds)}")
@@ -503,6 +513,8 @@ def status(
         ]
         if p.last_checkpoint:
             rows.append(("checkpoint", escape(p.last_checkpoint)))
+        if p.score_before is not None or p.score_after is not None:
+            rows.append(("held-out score", score_text(p)))
         rows += [("out of memory", oom_line(r)) for r in p.oom_retries]
     rows += status_rows(svc, record)  # eval loss, best checkpoint, sparklines
     rows.append(("cost so far", fmt_money(record.cost_so_far)))

@@ -8,7 +8,9 @@ from vibeml.demo.assets import (
     build_demo_dataset,
     build_tiny_model,
     demo_hyperparameters,
+    demo_score_examples,
     ensure_demo_assets,
+    held_out_rows,
 )
 
 __all__ = [
@@ -17,5 +19,7 @@ __all__ = [
     "build_demo_dataset",
     "build_tiny_model",
     "demo_hyperparameters",
+    "demo_score_examples",
     "ensure_demo_assets",
+    "held_out_rows",
 ]

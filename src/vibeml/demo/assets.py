@@ -27,13 +27,16 @@ __all__ = [
     "SPECIAL_TOKENS",
     "DemoAssets",
     "build_demo_dataset",
+    "build_held_out",
     "build_tiny_model",
     "demo_hyperparameters",
+    "demo_score_examples",
     "ensure_demo_assets",
+    "held_out_rows",
 ]
 
 #: Bump when the dataset, tokenizer or model recipe changes: cached assets are then rebuilt.
-DEMO_ASSETS_VERSION = 2
+DEMO_ASSETS_VERSION = 3
 
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
@@ -53,6 +56,8 @@ VOCAB_SIZE = 512
 #: The MLP width: a multiple of 256 like real models' (see :func:`build_tiny_model`).
 MLP_WIDTH = 768
 DATASET_FILE = "demo_dataset.jsonl"
+#: JSON, not JSONL: the one ``.jsonl`` beside the model stays the training data.
+HELD_OUT_FILE = "demo_held_out.json"
 MODEL_DIR = "tiny-llama"
 _MARKER = "ASSETS_COMPLETE.json"
 
@@ -119,58 +124,110 @@ _WORDS = (
     "whale",
 )
 
-#: Prompts answered before and after demo training (the change is the point of the demo).
+#: Names are two syllables and a suffix; the suffix alone says the group (a rule a tiny model picks up).
+_SYLLABLES = ("ba", "ko", "ri", "tu", "me", "sa", "lo", "ni", "pe", "du", "fa", "gi", "ho", "ju", "ke", "mo")
+_GROUPS = (("zar", "red"), ("lop", "blue"), ("mik", "green"), ("ven", "gold"))
+#: Which syllable pairs are held out: names built on them are never trained on, only scored.
+_HELD_OUT_PAIR = 5
+COUNT_MAX = 6
+
+#: Held-out prompts answered before and after demo training (the change is the point of the demo): they
+#: are built by the rules the training rows follow, and never trained on.
 DEMO_SAMPLE_PROMPTS = (
-    "What is 12 + 7?",
-    "Sort these digits: 4 1 3",
+    "How many words are in: moon cake frog river?",
+    "Which group does Kodumik belong to?",
+    "Which group does Basaven belong to?",
 )
 
 
 @dataclass(frozen=True)
 class DemoAssets:
-    """Where the demo model and dataset live."""
+    """Where the demo model and dataset live (and the held-out examples the demo is scored on)."""
 
     model_dir: Path
     dataset_path: Path
+
+    @property
+    def held_out_path(self) -> Path:
+        return self.dataset_path.parent / HELD_OUT_FILE
 
 
 # ------------------------------------------------------------------------------------------- dataset
 
 
-def _example(rng: random.Random) -> dict[str, str]:
-    """One alpaca-style example of a task a tiny model can pick up."""
-    kind = rng.randrange(8)
-    word = rng.choice(_WORDS)
-    if kind == 0:
-        a, b = rng.randint(0, 30), rng.randint(0, 30)
-        return {"instruction": f"What is {a} + {b}?", "input": "", "output": str(a + b)}
-    if kind == 1:
-        a = rng.randint(0, 40)
-        b = rng.randint(0, a)
-        return {"instruction": f"What is {a} - {b}?", "input": "", "output": str(a - b)}
-    if kind == 2:
-        return {"instruction": "Reverse the word.", "input": word, "output": word[::-1]}
-    if kind == 3:
-        digits = [str(rng.randint(0, 9)) for _ in range(rng.randint(3, 5))]
-        return {
-            "instruction": f"Sort these digits: {' '.join(digits)}",
-            "input": "",
-            "output": " ".join(sorted(digits)),
-        }
-    if kind == 4:
-        return {"instruction": "Write the word in upper case.", "input": word, "output": word.upper()}
-    if kind == 5:
-        return {"instruction": f"How many letters are in '{word}'?", "input": "", "output": str(len(word))}
-    if kind == 6:
-        return {"instruction": f"What is the first letter of {word}?", "input": "", "output": word[0]}
-    n = rng.randint(0, 98)
-    return {"instruction": f"What number comes after {n}?", "input": "", "output": str(n + 1)}
+def _name(i: int, j: int, suffix: str) -> str:
+    return (_SYLLABLES[i] + _SYLLABLES[j] + suffix).capitalize()
+
+
+def _held_out_pair(i: int, j: int) -> bool:
+    return (i * len(_SYLLABLES) + j) % _HELD_OUT_PAIR == 0
+
+
+def _row(instruction: str, output: str) -> dict[str, str]:
+    return {"instruction": instruction, "input": "", "output": output}
+
+
+def _count(words: list[str]) -> dict[str, str]:
+    return _row(f"How many words are in: {' '.join(words)}?", str(len(words)))
+
+
+def _group(i: int, j: int, g: int) -> dict[str, str]:
+    suffix, group = _GROUPS[g]
+    return _row(f"Which group does {_name(i, j, suffix)} belong to?", group)
+
+
+def _words(rng: random.Random, low: int) -> list[str]:
+    return rng.sample(_WORDS, rng.randint(low, COUNT_MAX))
+
+
+def held_out_rows(n: int = 60, seed: int = 0) -> list[dict[str, str]]:
+    """``n`` examples the demo is scored on: the training rules, on inputs the training rows never use.
+
+    Groups: names on held-out syllable pairs (no trained name has them). Word counts: word lists drawn by
+    their own generator (the training rows skip every held-out prompt). The sample prompts come first.
+    """
+    rng = random.Random(10_000 + seed)
+    pairs = [(i, j) for i in range(len(_SYLLABLES)) for j in range(len(_SYLLABLES)) if _held_out_pair(i, j)]
+    rows = [_row(p, _answer(p)) for p in DEMO_SAMPLE_PROMPTS]
+    seen = {r["instruction"] for r in rows}
+    kind = 0
+    while len(rows) < n:
+        if kind % 2 == 0:
+            row = _count(_words(rng, 2))
+        else:
+            i, j = rng.choice(pairs)
+            row = _group(i, j, rng.randrange(len(_GROUPS)))
+        kind += 1
+        if row["instruction"] not in seen:
+            seen.add(row["instruction"])
+            rows.append(row)
+    return rows
+
+
+def _answer(prompt: str) -> str:
+    """The right answer to a prompt of one of the demo's tasks (for the sample prompts)."""
+    if prompt.startswith("How many words are in: "):
+        return str(len(prompt.removeprefix("How many words are in: ").removesuffix("?").split()))
+    name = prompt.removeprefix("Which group does ").removesuffix(" belong to?").lower()
+    return next(group for suffix, group in _GROUPS if name.endswith(suffix))
 
 
 def demo_rows(n: int = 1200, seed: int = 0) -> list[dict[str, str]]:
-    """The demo examples as dicts (deterministic for a given ``n`` and ``seed``)."""
+    """The demo's training examples as dicts (deterministic for a given ``n`` and ``seed``): word counts
+    and name groups; none is a held-out prompt (:func:`held_out_rows`)."""
     rng = random.Random(seed)
-    return [_example(rng) for _ in range(n)]
+    held_out = {r["instruction"] for r in held_out_rows()}
+    pairs = [(i, j) for i in range(len(_SYLLABLES)) for j in range(len(_SYLLABLES)) if not _held_out_pair(i, j)]
+    rows: list[dict[str, str]] = []
+    while len(rows) < n:
+        if rng.randrange(2) == 0:
+            row = _count(_words(rng, 1))
+        else:
+            i, j = rng.choice(pairs)
+            row = _group(i, j, rng.randrange(len(_GROUPS)))
+        if row["instruction"] not in held_out:
+            rows.append(row)
+    return rows
 
 
 def build_demo_dataset(path: str | Path, n: int = 1200, seed: int = 0) -> Path:
@@ -188,6 +245,15 @@ def build_demo_dataset(path: str | Path, n: int = 1200, seed: int = 0) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps(row, sort_keys=True, ensure_ascii=True) for row in demo_rows(n, seed)]
     p.write_bytes(("\n".join(lines) + "\n").encode("ascii"))
+    return p
+
+
+def build_held_out(path: str | Path) -> Path:
+    """Write the held-out examples (:func:`held_out_rows`) as a JSON list of ``{"prompt", "answer"}``."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"prompt": r["instruction"], "answer": r["output"]} for r in held_out_rows()]
+    p.write_text(json.dumps(rows, indent=1, ensure_ascii=True) + "\n", encoding="ascii")
     return p
 
 
@@ -219,6 +285,11 @@ def _build_tokenizer(dataset_path: Path) -> Any:
         show_progress=False,
     )
     tok.train_from_iterator(_corpus(dataset_path), trainer=trainer)
+    # a corpus with fewer merges than that leaves the vocabulary short: reserved tokens fill it, so the
+    # LM head's width stays VOCAB_SIZE (a multiple of 64, as 4-bit kernels need)
+    short = VOCAB_SIZE - tok.get_vocab_size()
+    if short > 0:
+        tok.add_special_tokens([f"<|reserved_{i}|>" for i in range(short)])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=IM_END,
@@ -291,6 +362,7 @@ def _complete(demo_dir: Path) -> bool:
         isinstance(data, dict)
         and data.get("version") == DEMO_ASSETS_VERSION
         and (demo_dir / DATASET_FILE).is_file()
+        and (demo_dir / HELD_OUT_FILE).is_file()
         and (demo_dir / MODEL_DIR / "config.json").is_file()
     )
 
@@ -324,17 +396,42 @@ def ensure_demo_assets(demo_dir: str | Path) -> DemoAssets:
         tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
         try:
             dataset = build_demo_dataset(tmp / DATASET_FILE)
+            build_held_out(tmp / HELD_OUT_FILE)
             build_tiny_model(tmp / MODEL_DIR, dataset)
             if assets.model_dir.exists():
                 shutil.rmtree(assets.model_dir)
             (tmp / MODEL_DIR).replace(assets.model_dir)
             (tmp / DATASET_FILE).replace(assets.dataset_path)
+            (tmp / HELD_OUT_FILE).replace(assets.held_out_path)
             marker = {"version": DEMO_ASSETS_VERSION, "built_by_pid": os.getpid()}
             (tmp / _MARKER).write_text(json.dumps(marker), encoding="utf-8")
             (tmp / _MARKER).replace(root / _MARKER)  # last, atomically: the assets are whole
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return assets
+
+
+def demo_score_examples(dataset: str | Path) -> list[dict[str, str]]:
+    """The held-out examples to score a job on when it trains on the demo's dataset, else ``[]``.
+
+    Read from the file built beside the dataset (:func:`ensure_demo_assets`), only when ``dataset`` is
+    the demo's (named so, in a folder of whole assets of this version). They reach the trainer as data in
+    its config (``score_examples``).
+    """
+    path = Path(dataset)
+    try:
+        if path.name != DATASET_FILE or not _complete(path.parent):
+            return []
+        rows = json.loads((path.parent / HELD_OUT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(rows, list):
+        return []
+    return [
+        {"prompt": r["prompt"], "answer": r["answer"]}
+        for r in rows
+        if isinstance(r, dict) and isinstance(r.get("prompt"), str) and isinstance(r.get("answer"), str)
+    ]
 
 
 # ---------------------------------------------------------------------------------------- settings

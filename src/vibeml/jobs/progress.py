@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TypeVar
 
-from vibeml.models import JobProgress, JobStatus, OomRetry, TrainerEnd
+from vibeml.models import HeldOutScore, JobProgress, JobStatus, OomRetry, TrainerEnd
 from vibeml.trainer.events import (
     CheckpointEvent,
     CheckpointSkippedEvent,
@@ -14,6 +14,7 @@ from vibeml.trainer.events import (
     EvalEvent,
     OomRetryEvent,
     SampleEvent,
+    ScoreEvent,
     StartEvent,
     StepEvent,
     StoppedEvent,
@@ -101,6 +102,12 @@ def progress_from_events(events: Iterable[TrainerEvent], alive: bool = True) -> 
             case SampleEvent():
                 samples = p.samples_before if ev.phase == "before" else p.samples_after
                 samples.append({"prompt": ev.prompt, "completion": ev.completion})
+            case ScoreEvent():
+                score = HeldOutScore(correct=ev.correct, total=ev.total)
+                if ev.phase == "before":
+                    p.score_before = score
+                else:
+                    p.score_after = score
             case OomRetryEvent():
                 p.oom_retries.append(_oom_retry(ev))
             case DoneEvent():

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vibeml.models import DatasetFormat, Hyperparameters
 
-__all__ = ["OomFallback", "TrainerConfig", "load_config"]
+__all__ = ["OomFallback", "ScoreExample", "TrainerConfig", "load_config"]
 
 
 class OomFallback(BaseModel):
@@ -24,6 +24,15 @@ class OomFallback(BaseModel):
     gradient_checkpointing: bool | None = Field(
         None, description="None = as the attempt that failed chose it; True/False = on/off for every layer."
     )
+
+
+class ScoreExample(BaseModel):
+    """One held-out prompt and its right answer, scored by exact match before and after training."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str = Field(min_length=1, max_length=4096)
+    answer: str = Field(min_length=1, max_length=4096)
 
 
 class TrainerConfig(BaseModel):
@@ -67,6 +76,12 @@ class TrainerConfig(BaseModel):
     save_merged: bool = False
     sample_prompts: list[str] = Field(default_factory=list)
     sample_max_new_tokens: int = Field(32, ge=1, le=4096)
+    score_examples: list[ScoreExample] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="Held-out prompts with their answers: greedy exact match is scored before and after training.",
+    )
+    score_max_new_tokens: int = Field(8, ge=1, le=4096)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_runtime_seconds: float | None = Field(
         None, gt=0, description="Checkpoint and stop once training has run this long (budget cap)."

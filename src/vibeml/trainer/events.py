@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, model_validator
 
 __all__ = [
     "ECHO_ENV",
@@ -37,6 +37,7 @@ __all__ = [
     "EventWriter",
     "OomRetryEvent",
     "SampleEvent",
+    "ScoreEvent",
     "StartEvent",
     "StepEvent",
     "StoppedEvent",
@@ -149,6 +150,22 @@ class SampleEvent(_Event):
     completion: str
 
 
+class ScoreEvent(_Event):
+    """Exact match on held-out prompts (never trained on), before or after training."""
+
+    event: Literal["score"] = "score"
+    phase: Literal["before", "after"]
+    correct: Count
+    total: Annotated[int, Field(ge=1)]
+    seconds: Metric = None
+
+    @model_validator(mode="after")
+    def _at_most_total(self) -> ScoreEvent:
+        if self.correct > self.total:
+            raise ValueError(f"{self.correct} right of {self.total}")
+        return self
+
+
 class CheckpointEvent(_Event):
     """A checkpoint was saved (the one to resume from)."""
 
@@ -233,6 +250,7 @@ TrainerEvent = Annotated[
     | StepEvent
     | EvalEvent
     | SampleEvent
+    | ScoreEvent
     | CheckpointEvent
     | CheckpointSkippedEvent
     | OomRetryEvent

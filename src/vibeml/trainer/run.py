@@ -2,7 +2,8 @@
 
 Order of work (cheap checks first, so a bad name fails in a second, not after loading torch):
 model name check → dataset load/normalise → torch, device → tokenizer and model → trainer → ``start``
-→ ``sample`` (before) → training (``step``/``checkpoint``) → save → ``sample`` (after) → ``done``.
+→ ``sample`` and ``score`` (before) → training (``step``/``checkpoint``) → save → ``sample`` and ``score``
+(after) → ``done``. ``score`` is exact match on held-out ``score_examples`` (:mod:`vibeml.trainer.score`).
 
 Loss: on the completion only for prompt/completion rows (alpaca is normalised to those), on the assistant
 turns only for ``messages``/sharegpt rows (``train_on="all"``: the whole conversation; see
@@ -43,6 +44,7 @@ from vibeml.trainer.events import (
     EventWriter,
     OomRetryEvent,
     SampleEvent,
+    ScoreEvent,
     StartEvent,
     StepEvent,
     StoppedEvent,
@@ -337,6 +339,40 @@ def _samples(
         writer.emit(SampleEvent(phase=phase, prompt=prompt, completion=completion))
 
 
+def _score(
+    phase: Literal["before", "after"],
+    config: TrainerConfig,
+    model: Any,
+    tokenizer: Any,
+    writer: EventWriter,
+    flag: StopFlag,
+) -> None:
+    """Exact match on the held-out ``score_examples`` (none: nothing to do); a failure never sinks a run."""
+    from vibeml.trainer.score import score_examples
+
+    if not config.score_examples or flag.reason is not None:
+        return
+    t = time.monotonic()
+    try:
+        result = score_examples(
+            model,
+            tokenizer,
+            [(e.prompt, e.answer) for e in config.score_examples],
+            config.score_max_new_tokens,
+            config.hyperparameters.max_seq_length,
+        )
+    except Exception as exc:
+        print(f"[vibeml] held-out scoring failed ({type(exc).__name__}: {exc}); training goes on", flush=True)
+        return
+    seconds = round(time.monotonic() - t, 2)
+    writer.emit(ScoreEvent(phase=phase, correct=result.correct, total=result.total, seconds=seconds))
+    print(
+        f"[vibeml] held-out exact match {phase} training: {result.accuracy:.0%} ({result.correct}/{result.total}) "
+        f"in {seconds:.1f}s",
+        flush=True,
+    )
+
+
 def _drop_log_printer(trainer: Any) -> None:
     """Without tqdm the Trainer prints every log dict; our one-line progress replaces it."""
     try:
@@ -613,8 +649,9 @@ def _attempt(
         + (f", resuming from {resume_from}" if resume_from else ""),
         flush=True,
     )
-    if not retries:  # a retry does not repeat the samples taken before training
+    if not retries:  # a retry does not repeat the samples and score taken before training
         _samples("before", config, model, tokenizer, writer, flag)
+        _score("before", config, model, tokenizer, writer, flag)
 
     if flag.check() is not None:  # asked to stop before the first step: nothing new to save
         return _stopped_early(writer, flag, resume_from, config, t0)
@@ -662,6 +699,7 @@ def _attempt(
             "Free disk space or choose another output_dir.",
         ) from exc
     _samples("after", config, model, tokenizer, writer, flag)
+    _score("after", config, model, tokenizer, writer, flag)
 
     merged_dir = None
     if config.save_merged and config.method == "lora" and is_main_process():

@@ -23,9 +23,10 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from vibeml.demo.assets import demo_score_examples
 from vibeml.exceptions import ConfigurationError
 from vibeml.models import TrainingRequest
-from vibeml.trainer.config import TrainerConfig
+from vibeml.trainer.config import ScoreExample, TrainerConfig
 
 __all__ = [
     "BACKENDS",
@@ -356,6 +357,7 @@ def render_program(
         events_path=events_path,
         save_merged=request.save_merged,
         sample_prompts=list(request.sample_prompts),
+        score_examples=[ScoreExample.model_validate(e) for e in demo_score_examples(request.dataset)],  # as data
         device=device,
         max_runtime_seconds=max_runtime_seconds,
         resume_from_checkpoint=resume_from_checkpoint,
