@@ -26,7 +26,13 @@ from vibeml.backends.registry import BackendRegistry, default_registry
 from vibeml.config.budget import BudgetCheck, BudgetStatus, check_budget
 from vibeml.config.preferences import PreferencesStore
 from vibeml.curves import record_cost_sample
-from vibeml.estimate.planner import Plan, PlanOption, request_for_option, unsupported_strategies
+from vibeml.estimate.planner import (
+    Plan,
+    PlanOption,
+    request_for_option,
+    request_for_processes,
+    unsupported_strategies,
+)
 from vibeml.evaluation import check_eval_inputs
 from vibeml.exceptions import (
     ConfigurationError,
@@ -358,6 +364,8 @@ class VibeML:
         trainer_runtime: float | None = None
         if backend.capabilities.free:
             estimate = _FREE
+            # No plan splits the batch here: --gpu-count N processes train the same effective batch as one.
+            request = request_for_processes(request, request.gpu_count)
         else:
             request = self._apply_cap(request, required=True)
             plan, option, choice = self._choose(request)
@@ -596,6 +604,10 @@ class VibeML:
         if given.get("max_steps") is not None or given.get("num_epochs") is not None:
             hyper.pop("max_steps", None)
             hyper.pop("num_epochs", None)
+        batch_keys = ("batch_size", "gradient_accumulation_steps")
+        if any(k in given for k in (*batch_keys, "effective_batch")):
+            for k in batch_keys:  # the user's batch: the demo's split of its own does not pin it
+                hyper.pop(k, None)
         hyper.update(given)  # unknown names stay in, so validation names them
         base: dict[str, Any] = {
             "model": "vibeml/demo",
@@ -604,6 +616,9 @@ class VibeML:
             "sample_prompts": list(DEMO_SAMPLE_PROMPTS),
         }
         request = build_request(**{**base, **fields, "hyperparameters": hyper})  # before building anything
+        # The demo's 16 × 1 is its default, not the user's choice: several GPUs (or a plan) may split it anew,
+        # as they do a batch VibeML chose (see TrainingRequest's effective batch); the effective batch stays 16.
+        request.hyperparameters.__pydantic_fields_set__.difference_update(k for k in batch_keys if k not in given)
         assets = ensure_demo_assets(self.settings.demo_dir)
         return request.model_copy(update={"model": str(assets.model_dir), "dataset": str(assets.dataset_path)})
 

@@ -26,6 +26,7 @@ from vibeml.estimate.autoconfig import (
     ConfigTrial,
     NoConfig,
     Strategy,
+    batch_splits,
     choose_config,
 )
 from vibeml.estimate.cost import (
@@ -49,6 +50,7 @@ __all__ = [
     "plan_training",
     "policy_from_request",
     "request_for_option",
+    "request_for_processes",
     "unsupported_strategies",
 ]
 
@@ -418,9 +420,74 @@ def request_for_option(request: TrainingRequest, option: PlanOption) -> Training
             "batch_size": option.micro_batch,
             "gradient_accumulation_steps": option.grad_accum,
             "gradient_checkpointing": option.gradient_checkpointing,
+            "effective_batch": option.effective_batch,  # a resume (every field read back as set) keeps it
         }
     )
     return request.model_copy(update={"hyperparameters": hp, "gpu_count": option.gpu_count})
+
+
+def request_for_processes(request: TrainingRequest, processes: int) -> TrainingRequest:
+    """The request as ``processes`` trainer processes run it without a plan (the local backend's
+    ``--gpu-count N``): the effective batch (``effective_batch``, else ``batch_size × accumulation``, as the
+    planner reads it) is split over the processes, so that ``batch_size × accumulation × processes`` trains
+    exactly it. A batch size or accumulation the request set explicitly is kept (as the planner keeps it);
+    of the splits left, the largest micro-batch not above the request's (no process needs more memory than
+    one did) with the fewest accumulation steps wins. One process without ``effective_batch``: the request
+    unchanged.
+
+    Raises:
+        ConfigurationError: the effective batch does not split evenly over ``processes`` (with what the
+            request fixed); the effective batch is never changed silently.
+    """
+    hp = request.hyperparameters
+    if processes <= 1 and hp.effective_batch is None:
+        return request
+    policy = policy_from_request(request)
+    splits = batch_splits(policy, processes)
+    if not splits:
+        fixed = {
+            k: v
+            for k, v in (("batch_size", policy.micro_batch), ("gradient_accumulation_steps", policy.grad_accum))
+            if v is not None
+        }
+        eb = policy.effective_batch
+        per = eb // processes
+        if eb % processes:
+            why = f"the effective batch of {eb} sequences does not split evenly over {processes} processes"
+            near = sorted({max(1, per) * processes, (per + 1) * processes})
+            options = " or ".join(map(str, near))
+            fix = f"Give an effective batch that is a multiple of {processes} (--effective-batch {options})"
+        else:
+            pinned = " × ".join(f"{k} {v}" for k, v in fixed.items())
+            keep = (policy.micro_batch or 1) * (policy.grad_accum or 1) * processes
+            why = (
+                f"the effective batch of {eb} sequences is {per} per process over {processes} processes, "
+                f"which {pinned} (set in the request) cannot make"
+            )
+            fix = (
+                "Leave batch_size/gradient_accumulation_steps unset (VibeML splits the batch), or set "
+                f"--effective-batch {keep} to keep {pinned} per process"
+            )
+        raise ConfigurationError(
+            why,
+            {"effective_batch": eb, "processes": processes, **fixed},
+            fix + f", or use --gpu-count {_a_divisor(eb, processes)}.",
+        )
+    under = [(m, a) for m, a in splits if m <= hp.batch_size]
+    m, a = max(under) if under else min(splits)
+    # effective_batch written down: a resumed copy of this request (read back with every field set) splits
+    # the same batch again rather than taking batch_size × accumulation for it
+    new = hp.model_copy(
+        update={"batch_size": m, "gradient_accumulation_steps": a, "effective_batch": policy.effective_batch}
+    )
+    # All three now count as set (model_copy marks them): a revalidation (TrainerConfig) keeps the split rather
+    # than deriving a one-GPU split of effective_batch again.
+    return request.model_copy(update={"hyperparameters": new})
+
+
+def _a_divisor(n: int, below: int) -> int:
+    """The largest divisor of ``n`` under ``below`` (at least 1)."""
+    return max(d for d in range(1, max(1, below)) if n % d == 0) if below > 1 else 1
 
 
 def unsupported_strategies(request: TrainingRequest, backend: object) -> dict[str, str]:

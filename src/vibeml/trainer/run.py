@@ -61,8 +61,8 @@ from vibeml.trainer.parallel import (
     die_with_parent,
     final_state_dict_full,
     is_main_process,
-    strategy_sft_kwargs,
     node_count,
+    strategy_sft_kwargs,
     world_size,
 )
 from vibeml.trainer.resume import choose_resume_checkpoint
