@@ -205,6 +205,9 @@ class VibeML:
         c = constraints or _PC()
         if c.clouds is None and backend.clouds is not None:
             c = c.model_copy(update={"clouds": backend.clouds})
+        if "max_nodes" not in c.model_fields_set:  # the backend's reach: one machine, or several (SkyPilot)
+            multi = backend.capabilities.multi_node.supported
+            c = c.model_copy(update={"max_nodes": max(1, backend.max_nodes) if multi else 1})
         if not c.unsupported_strategies:
             c = c.model_copy(update={"unsupported_strategies": unsupported_strategies(request, backend)})
         arch = resolve_architecture(request.model, hub=self.settings.hub, token_provider=self._hub_token)
@@ -275,6 +278,7 @@ class VibeML:
             raise ResourceError(f"no GPU choice fits {request.model}", {"model": request.model})
         cap = request.max_cost
         runtime = None if cap is None or best.hourly_rate <= 0 else cap / best.hourly_rate * 3600
+        # A LaunchChoice's rates are per node (all its GPUs); the plan's are for the whole job.
         candidates = tuple(
             LaunchCandidate(
                 gpu_type=o.gpu,
@@ -282,18 +286,20 @@ class VibeML:
                 cloud=o.cloud,
                 region=o.region,
                 use_spot=o.spot,
-                hourly_rate=o.hourly_rate,
+                hourly_rate=o.hourly_rate / o.num_nodes,
             )
             for o in plan.options[1:6]
-            if o.gpu == best.gpu and o.gpu_count == best.gpu_count and o.expected_cost <= best.expected_cost * 1.05
+            if (o.gpu, o.gpu_count, o.num_nodes) == (best.gpu, best.gpu_count, best.num_nodes)
+            and o.expected_cost <= best.expected_cost * 1.05
         )
         choice = LaunchChoice(
             gpu_type=best.gpu,
             gpu_count=best.gpu_count,
+            num_nodes=best.num_nodes,
             cloud=best.cloud,
             region=best.region,
             use_spot=best.spot,
-            hourly_rate=best.hourly_rate,
+            hourly_rate=best.hourly_rate / best.num_nodes,
             max_cost=cap,
             estimated_hours=best.hours,
             required_memory_gib=best.memory_gib,

@@ -136,13 +136,14 @@ def render_plan(r: "PlanReport", title: str | None = None) -> None:
     for o in r.options:
         star = "*" if (o.cloud, o.region, o.gpu, o.spot) in stale else ""
         config = _config(o.micro_batch, o.grad_accum, o.gradient_checkpointing, o.strategy)
+        gpus = f"{o.num_nodes} nodes × {o.gpu_count}× {o.gpu}" if o.num_nodes > 1 else f"{o.gpu_count}× {o.gpu}"
         cells = [str(o.rank)]
         if wide:
-            cells += [f"{o.cloud}/{o.region}", f"{o.gpu_count}× {o.gpu}", config]
+            cells += [f"{o.cloud}/{o.region}", gpus, config]
             cells += ["spot" if o.spot else "on-demand", f"{o.usd_per_gpu_hour:.2f}{star}", f"{o.hours:.2f}"]
             cells += [f"{o.tokens_per_s:,.0f}", f"{o.memory_gib:.1f}/{o.capacity_gib:.0f}"]
         else:
-            cells += [o.cloud + (" spot" if o.spot else ""), f"{o.gpu_count}× {o.gpu}", config, f"{o.hours:.2f}"]
+            cells += [o.cloud + (" spot" if o.spot else ""), gpus, config, f"{o.hours:.2f}"]
         cells += [f"[bold]{o.expected_cost:.2f}[/]{star if not wide else ''}", f"{o.min_cost:.2f}–{o.max_cost:.2f}"]
         table.add_row(*cells)
     console.print(table)
@@ -317,6 +318,12 @@ def register(app: typer.Typer) -> None:
         gpu_count: Annotated[
             list[int] | None, typer.Option("--gpu-count", help="Allowed GPU count (repeatable).")
         ] = None,
+        max_nodes: Annotated[
+            int,
+            typer.Option(
+                "--max-nodes", min=1, max=64, help="Machines a job may span (8-GPU nodes; SkyPilot runs several)."
+            ),
+        ] = 1,
         spot: Annotated[
             bool | None, typer.Option("--spot/--no-spot", help="Spot only / on-demand only (default both).")
         ] = None,
@@ -355,6 +362,7 @@ def register(app: typer.Typer) -> None:
             clouds=cloud,
             gpus=gpu,
             gpu_counts=gpu_count,
+            max_nodes=max_nodes,
             spot=spot,
             top=top,
         )
