@@ -26,7 +26,13 @@ from vibeml.backends.registry import BackendRegistry, default_registry
 from vibeml.config.budget import BudgetCheck, BudgetStatus, check_budget
 from vibeml.config.preferences import PreferencesStore
 from vibeml.curves import record_cost_sample
-from vibeml.estimate.planner import Plan, PlanOption, request_for_option, unsupported_strategies
+from vibeml.estimate.planner import (
+    Plan,
+    PlanOption,
+    request_for_option,
+    request_for_processes,
+    unsupported_strategies,
+)
 from vibeml.evaluation import check_eval_inputs
 from vibeml.exceptions import (
     ConfigurationError,
@@ -199,6 +205,9 @@ class VibeML:
         c = constraints or _PC()
         if c.clouds is None and backend.clouds is not None:
             c = c.model_copy(update={"clouds": backend.clouds})
+        if "max_nodes" not in c.model_fields_set:  # the backend's reach: one machine, or several (SkyPilot)
+            multi = backend.capabilities.multi_node.supported
+            c = c.model_copy(update={"max_nodes": max(1, backend.max_nodes) if multi else 1})
         if not c.unsupported_strategies:
             c = c.model_copy(update={"unsupported_strategies": unsupported_strategies(request, backend)})
         arch = resolve_architecture(request.model, hub=self.settings.hub, token_provider=self._hub_token)
@@ -269,6 +278,7 @@ class VibeML:
             raise ResourceError(f"no GPU choice fits {request.model}", {"model": request.model})
         cap = request.max_cost
         runtime = None if cap is None or best.hourly_rate <= 0 else cap / best.hourly_rate * 3600
+        # A LaunchChoice's rates are per node (all its GPUs); the plan's are for the whole job.
         candidates = tuple(
             LaunchCandidate(
                 gpu_type=o.gpu,
@@ -276,18 +286,20 @@ class VibeML:
                 cloud=o.cloud,
                 region=o.region,
                 use_spot=o.spot,
-                hourly_rate=o.hourly_rate,
+                hourly_rate=o.hourly_rate / o.num_nodes,
             )
             for o in plan.options[1:6]
-            if o.gpu == best.gpu and o.gpu_count == best.gpu_count and o.expected_cost <= best.expected_cost * 1.05
+            if (o.gpu, o.gpu_count, o.num_nodes) == (best.gpu, best.gpu_count, best.num_nodes)
+            and o.expected_cost <= best.expected_cost * 1.05
         )
         choice = LaunchChoice(
             gpu_type=best.gpu,
             gpu_count=best.gpu_count,
+            num_nodes=best.num_nodes,
             cloud=best.cloud,
             region=best.region,
             use_spot=best.spot,
-            hourly_rate=best.hourly_rate,
+            hourly_rate=best.hourly_rate / best.num_nodes,
             max_cost=cap,
             estimated_hours=best.hours,
             required_memory_gib=best.memory_gib,
@@ -358,6 +370,8 @@ class VibeML:
         trainer_runtime: float | None = None
         if backend.capabilities.free:
             estimate = _FREE
+            # No plan splits the batch here: --gpu-count N processes train the same effective batch as one.
+            request = request_for_processes(request, request.gpu_count)
         else:
             request = self._apply_cap(request, required=True)
             plan, option, choice = self._choose(request)
@@ -596,6 +610,10 @@ class VibeML:
         if given.get("max_steps") is not None or given.get("num_epochs") is not None:
             hyper.pop("max_steps", None)
             hyper.pop("num_epochs", None)
+        batch_keys = ("batch_size", "gradient_accumulation_steps")
+        if any(k in given for k in (*batch_keys, "effective_batch")):
+            for k in batch_keys:  # the user's batch: the demo's split of its own does not pin it
+                hyper.pop(k, None)
         hyper.update(given)  # unknown names stay in, so validation names them
         base: dict[str, Any] = {
             "model": "vibeml/demo",
@@ -604,6 +622,9 @@ class VibeML:
             "sample_prompts": list(DEMO_SAMPLE_PROMPTS),
         }
         request = build_request(**{**base, **fields, "hyperparameters": hyper})  # before building anything
+        # The demo's 16 × 1 is its default, not the user's choice: several GPUs (or a plan) may split it anew,
+        # as they do a batch VibeML chose (see TrainingRequest's effective batch); the effective batch stays 16.
+        request.hyperparameters.__pydantic_fields_set__.difference_update(k for k in batch_keys if k not in given)
         assets = ensure_demo_assets(self.settings.demo_dir)
         return request.model_copy(update={"model": str(assets.model_dir), "dataset": str(assets.dataset_path)})
 

@@ -640,6 +640,14 @@ class JobProgress(BaseModel):
     elapsed_seconds: float | None = None
     last_checkpoint: str | None = None
     resumed_from: str | None = Field(None, description="The checkpoint this run continued from.")
+    world_size: int | None = Field(None, description="Trainer processes (one per GPU), from the trainer's start.")
+    num_nodes: int | None = Field(None, description="Machines the trainer's processes run on.")
+    strategy: Literal["single", "ddp", "fsdp"] | None = Field(
+        None, description="How the processes share the work: single, ddp (data parallel) or fsdp (sharded)."
+    )
+    global_batch_size: int | None = Field(
+        None, description="Sequences per optimizer step over all processes (batch × accumulation × processes)."
+    )
     notes: list[str] = Field(default_factory=list, description="What the trainer chose (a torn checkpoint skipped).")
     output_dir: str | None = None
     error: str | None = None

@@ -197,7 +197,8 @@ class PlanRow(_Report):
     cloud: str
     region: str
     gpu: str
-    gpu_count: int
+    gpu_count: int = Field(description="GPUs per node.")
+    num_nodes: int = 1
     spot: bool
     parallelism: Literal["single", "ddp", "fsdp"] = Field(description="Same as strategy (kept for old readers).")
     strategy: Strategy
@@ -225,6 +226,7 @@ class PlanRow(_Report):
             region=o.region,
             gpu=o.gpu,
             gpu_count=o.gpu_count,
+            num_nodes=o.num_nodes,
             spot=o.spot,
             parallelism=o.parallelism,
             strategy=o.strategy,

@@ -167,6 +167,8 @@ def test_cli_export_writes_a_task_skypilot_accepts(tmp_path: Path, monkeypatch: 
         "--spot",
         "--max-cost",
         "100",
+        "--effective-batch",  # the batch is split over the 16 GPUs: it must split evenly
+        "16",
         "-o",
         str(out),
         "--json",

@@ -233,3 +233,45 @@ def test_a_preempted_spot_job_resumes_from_its_checkpoint_and_finishes(
     assert_nothing_billing(fake)
     _assert_shipped_wheel_installed(fake, iid, demo_home, offline_image.venv)
     print(f"\nwall time: {time.monotonic() - started:.1f}s")
+
+
+def test_a_2_gpu_offer_runs_two_trainer_processes_under_torchrun(
+    fake: FakeVast, demo_home: Path, offline_image: FakeMachineImage, tmp_path: Path
+) -> None:
+    """``--gpu-count 2``: the plan rents a 2-GPU offer and the machine runs one trainer process per GPU under
+    torchrun (CPU processes over gloo stand in for the GPUs: the faithful machine has none), the demo's 16
+    sequences a step split 8 per process."""
+    from vibeml.remote.supervisor import parse_runner_lines
+
+    started = time.monotonic()
+    proc = _launch(_cli_env(fake, demo_home, tmp_path), "--gpu-count", "2", "--max-steps", "4")
+    final, _ = _finish(proc, timeout=270)
+
+    assert final["status"] == "completed", final.get("error")
+    iid = int(final["handle"]["data"]["instance_id"])
+    assert fake.instance(iid)["num_gpus"] == 2  # the offer rented has 2 GPUs
+    p = final["progress"]
+    assert (p["world_size"], p["strategy"], p["global_batch_size"], p["step"]) == (2, "ddp", 16, 4)
+    events = _events(Path(final["handle"]["job_dir"]))
+    [start] = [e for e in events if e["event"] == "start"]
+    assert (start["world_size"], start["num_nodes"], start["batch_size"], start["device"]) == (2, 1, 8, "cpu")
+    assert [e["step"] for e in events if e["event"] == "step"] == [1, 2, 3, 4]  # rank 0 alone reports
+
+    log = (fake.workdir(iid) / "onstart.log").read_text(errors="replace")
+    runs = [r for r in parse_runner_lines(log.splitlines()) if r.get("phase") == "trainer-start"]
+    assert runs and all(r.get("processes") == 2 for r in runs), runs  # torchrun --nproc_per_node=2
+    assert log.count("[vibeml] done:") == 1
+
+    out = Path(final["output_dir"])
+    assert (out / "adapter_config.json").is_file() and not list(out.rglob("*.distcp"))
+    # the adapter names the machine's base path: load it on the local copy of the base, in one process
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from vibeml.demo.assets import ensure_demo_assets
+
+    base = AutoModelForCausalLM.from_pretrained(str(ensure_demo_assets(demo_home / "demo").model_dir))
+    assert type(PeftModel.from_pretrained(base, str(out))).__name__ == "PeftModelForCausalLM"
+    assert fake.instance(iid)["destroyed"]
+    assert_nothing_billing(fake)
+    print(f"\nwall time: {time.monotonic() - started:.1f}s")

@@ -90,3 +90,24 @@ def test_garbage_lines_are_skipped_not_folded(tmp_path: Path) -> None:
 def test_a_non_finite_loss_is_unknown() -> None:
     p = progress_from_events([StepEvent(step=1, loss=float("nan")), StepEvent(step=2, loss=2.0)], alive=True)
     assert p.first_loss == 2.0 and p.loss == 2.0 and p.step == 2
+
+
+def test_the_start_event_says_how_many_processes_and_which_strategy() -> None:
+    start = START.model_copy(
+        update={"world_size": 2, "num_nodes": 1, "strategy": "fsdp", "batch_size": 4, "global_batch_size": 8}
+    )
+    p = progress_from_events([start, StepEvent(step=1, loss=2.0)], alive=True)
+    assert (p.world_size, p.num_nodes, p.strategy, p.global_batch_size) == (2, 1, "fsdp", 8)
+    dumped = p.model_dump(mode="json")  # what `vibeml status --json` prints
+    assert dumped["world_size"] == 2 and dumped["strategy"] == "fsdp"
+    # a stream from a trainer that predates the fields: unknown, not a guess
+    old = progress_from_events([START], alive=True)
+    assert old.world_size is None and old.strategy is None
+
+
+def test_a_start_line_with_world_size_parses_from_jsonl(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    line = START.model_copy(update={"world_size": 2, "strategy": "ddp"}).model_dump_json()
+    path.write_text(line + "\n", encoding="utf-8")
+    [ev] = list(read_events(path))
+    assert isinstance(ev, StartEvent) and ev.world_size == 2 and ev.strategy == "ddp"

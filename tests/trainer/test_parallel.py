@@ -163,6 +163,10 @@ def test_a_killed_run_resumes_from_its_checkpoint(runs: dict[str, Any], strategy
     run = runs[strategy]
     starts = [e for e in run["events"] if isinstance(e, StartEvent)]
     assert len(starts) == 2 and starts[0].resumed_from is None
+    # the start says how the job runs: what `vibeml status` shows (world size, strategy, the global batch)
+    assert all((s.world_size, s.num_nodes, s.strategy, s.global_batch_size) == (2, 1, strategy, 8) for s in starts)
+    [single] = [e for e in runs["single"]["events"] if isinstance(e, StartEvent)]
+    assert (single.world_size, single.strategy, single.global_batch_size) == (1, "single", 8)
     assert starts[1].resumed_from is not None and Path(starts[1].resumed_from).name.startswith("checkpoint-")
     assert int(Path(starts[1].resumed_from).name.split("-")[1]) >= run["killed_at"]
     [done] = [e for e in run["events"] if isinstance(e, DoneEvent)]

@@ -89,6 +89,8 @@ class Backend(ABC, Generic[HandleT]):
     capabilities: ClassVar[Capabilities]
     #: Clouds the planner may choose from for this backend (None: any catalogued cloud).
     clouds: ClassVar[tuple[str, ...] | None] = None
+    #: Machines one job may span when the planner chooses (1: one machine; the planner's ``max_nodes``).
+    max_nodes: ClassVar[int] = 1
 
     def live_quotes(self, request: TrainingRequest) -> list[PriceQuote] | None:
         """Live prices for the planner (e.g. current marketplace offers); None when there are none."""

@@ -52,6 +52,9 @@ class CloudInfo(BaseModel):
         ge=0, description="Rough rate at which spot/interruptible capacity is reclaimed."
     )
     supports_spot: bool = True
+    multi_node: bool = Field(
+        True, description="A job may span several machines here (SkyPilot lists the clouds where it cannot)."
+    )
     source: str = ""
 
 
@@ -99,6 +102,7 @@ CLOUDS: dict[str, CloudInfo] = {
             storage_usd_per_gb_month=0.10,
             provisioning_minutes=2.0,
             spot_interruptions_per_hour=0.08,
+            multi_node=False,  # SkyPilot: CloudImplementationFeatures.MULTI_NODE unsupported on RunPod
             source="https://www.runpod.io/pricing (volume disk)",
         ),
         CloudInfo(
@@ -107,6 +111,7 @@ CLOUDS: dict[str, CloudInfo] = {
             storage_usd_per_gb_month=0.15,
             provisioning_minutes=3.0,
             spot_interruptions_per_hour=0.10,
+            multi_node=False,  # an instance is one machine (SkyPilot: multi-node unsupported on Vast)
             source="https://vast.ai/pricing (storage_cost varies by host; median)",
         ),
         CloudInfo(

@@ -159,11 +159,14 @@ def render_plan(r: "PlanReport", title: str | None = None) -> None:
     for o in r.options:
         star = "*" if (o.cloud, o.region, o.gpu, o.spot) in stale else ""
         cost = f"[bold]{o.expected_cost:.2f}[/]"
+        gpus: str | Alt = f"{o.gpu_count}× {o.gpu}"
+        if o.num_nodes > 1:
+            gpus = Alt(f"{o.num_nodes} nodes × {gpus}", f"{o.num_nodes}×{gpus}")
         rows.append(
             [
                 str(o.rank),
                 Alt(f"{o.cloud}/{o.region}", o.cloud + (" spot" if o.spot else "")),
-                f"{o.gpu_count}× {o.gpu}",
+                gpus,
                 _config(o.micro_batch, o.grad_accum, o.gradient_checkpointing, o.strategy),
                 "spot" if o.spot else "on-demand",
                 Alt(f"{o.usd_per_gpu_hour:.2f}{star}", f"{o.usd_per_gpu_hour:.2f}"),
@@ -349,6 +352,12 @@ def register(app: typer.Typer) -> None:
         gpu_count: Annotated[
             list[int] | None, typer.Option("--gpu-count", help="Allowed GPU count (repeatable).")
         ] = None,
+        max_nodes: Annotated[
+            int,
+            typer.Option(
+                "--max-nodes", min=1, max=64, help="Machines a job may span (8-GPU nodes; SkyPilot runs several)."
+            ),
+        ] = 1,
         spot: Annotated[
             bool | None, typer.Option("--spot/--no-spot", help="Spot only / on-demand only (default both).")
         ] = None,
@@ -387,6 +396,7 @@ def register(app: typer.Typer) -> None:
             clouds=cloud,
             gpus=gpu,
             gpu_counts=gpu_count,
+            max_nodes=max_nodes,
             spot=spot,
             top=top,
         )

@@ -511,6 +511,10 @@ def status(
             ("elapsed", fmt_duration(p.elapsed_seconds)),
             ("ETA", fmt_duration(p.eta_seconds) if not record.status.is_terminal else "-"),
         ]
+        if p.world_size and p.world_size > 1:
+            nodes = f" on {p.num_nodes} nodes" if p.num_nodes and p.num_nodes > 1 else ""
+            batch = f", global batch {p.global_batch_size}" if p.global_batch_size else ""
+            rows.append(("processes", f"{p.world_size}{nodes} ({p.strategy or '-'}){batch}"))
         if p.last_checkpoint:
             rows.append(("checkpoint", escape(p.last_checkpoint)))
         if p.score_before is not None or p.score_after is not None:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from vibeml.cli._options import EffectiveBatchOpt
 from vibeml.cli._output import console, emit_json, error_boundary
 
 __all__ = ["register"]
@@ -29,10 +30,14 @@ def export(
     gpu: Annotated[str | None, typer.Option("--gpu", help="GPU type (default: the planner's cheapest).")] = None,
     gpu_count: Annotated[int, typer.Option(min=1, max=512, help="GPUs per node (with --gpu).")] = 1,
     nodes: Annotated[int, typer.Option(min=1, max=1024, help="Nodes (with --gpu).")] = 1,
+    strategy: Annotated[
+        str | None, typer.Option(help="Several GPUs (with --gpu): ddp (default) or fsdp; the plan's otherwise.")
+    ] = None,
     cloud: Annotated[str | None, typer.Option(help="Cloud, e.g. aws, gcp, runpod.")] = None,
     spot: Annotated[bool, typer.Option("--spot/--on-demand", help="Spot capacity (a managed job).")] = False,
     max_cost: Annotated[float | None, typer.Option(help="Budget in USD: sets max_hourly_cost and a timeout.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
+    effective_batch: EffectiveBatchOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the YAML here (else stdout).")] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -54,6 +59,10 @@ def export(
     }
     if max_steps is not None:
         fields["max_steps"] = max_steps
+    if effective_batch is not None:
+        fields["effective_batch"] = effective_batch
+    if strategy is not None:
+        fields["strategy"] = strategy
     from vibeml.safe_paths import check_output_path, write_text_atomic
 
     target = check_output_path(output, what="output") if output is not None else None

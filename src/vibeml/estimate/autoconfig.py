@@ -38,6 +38,7 @@ __all__ = [
     "ConfigTrial",
     "NoConfig",
     "Strategy",
+    "batch_splits",
     "choose_config",
 ]
 
@@ -116,7 +117,7 @@ class NoConfig(BaseModel):
     trials: tuple[ConfigTrial, ...] = ()
 
 
-def _splits(policy: BatchPolicy, count: int) -> list[tuple[int, int]]:
+def batch_splits(policy: BatchPolicy, count: int) -> list[tuple[int, int]]:
     """(micro-batch, accumulation) pairs with micro × accumulation × count = effective batch."""
     if policy.effective_batch % count:
         return []
@@ -177,7 +178,7 @@ def choose_config(
         if not why:
             why = f"strategy {policy.strategy} cannot run on {count} GPU{'s' if count > 1 else ''}"
         return NoConfig(reason="unsupported_strategy", detail=why)
-    splits = _splits(policy, count)
+    splits = batch_splits(policy, count)
     if not splits:
         fixed = ", ".join(
             f"{k} {v}"

@@ -17,8 +17,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vibeml.catalog.architectures import ModelArchitecture
-from vibeml.catalog.gpus import GPUSpec, resolve_gpu
-from vibeml.catalog.prices import PriceQuote, PriceTable
+from vibeml.catalog.gpus import GPUS_PER_NODE, GPUSpec, resolve_gpu
+from vibeml.catalog.prices import CLOUDS, PriceQuote, PriceTable
 from vibeml.estimate.autoconfig import (
     PLANNER_HEADROOM,
     AutoConfig,
@@ -26,6 +26,7 @@ from vibeml.estimate.autoconfig import (
     ConfigTrial,
     NoConfig,
     Strategy,
+    batch_splits,
     choose_config,
 )
 from vibeml.estimate.cost import (
@@ -49,6 +50,7 @@ __all__ = [
     "plan_training",
     "policy_from_request",
     "request_for_option",
+    "request_for_processes",
     "unsupported_strategies",
 ]
 
@@ -63,7 +65,15 @@ class PlanConstraints(BaseModel):
     clouds: tuple[str, ...] | None = None
     spot: bool | None = Field(None, description="True: spot only; False: on-demand only; None: both.")
     gpu_types: tuple[str, ...] | None = None
-    gpu_counts: tuple[int, ...] = (1, 2, 4, 8)
+    gpu_counts: tuple[int, ...] = Field((1, 2, 4, 8), description="GPUs per machine (node) to consider.")
+    max_nodes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Machines one job may span (1: single-machine backends such as Vast and local). Above 1, "
+        f"jobs of full {GPUS_PER_NODE}-GPU nodes joined by the network are considered when one node of that GPU "
+        "cannot hold the job (or a max_hours limit is set).",
+    )
     parallelism: Literal["auto", "ddp", "fsdp"] = "auto"
     memory_headroom: float = Field(PLANNER_HEADROOM, ge=0.0, lt=1.0, description="Share of GPU memory kept free.")
     unsupported_strategies: dict[str, str] = Field(
@@ -80,14 +90,15 @@ class PlanOption(BaseModel):
     cloud: str
     region: str
     gpu: str
-    gpu_count: int
+    gpu_count: int = Field(description="GPUs per node (machine); the job has gpu_count × num_nodes.")
+    num_nodes: int = Field(1, ge=1, description="Machines, joined by the network (torchrun across nodes).")
     spot: bool
     parallelism: Strategy = Field(description="The strategy (same as ``strategy``; kept for old readers).")
     strategy: Strategy
     micro_batch: int = Field(description="Sequences per GPU per micro-step (the trainer's batch_size).")
     grad_accum: int
     gradient_checkpointing: bool
-    effective_batch: int = Field(description="micro_batch × grad_accum × gpu_count.")
+    effective_batch: int = Field(description="micro_batch × grad_accum × gpu_count × num_nodes.")
     config_reason: str = Field(description="Why this configuration, of those tried on this GPU choice.")
     trials: tuple[ConfigTrial, ...] = ()
     usd_per_gpu_hour: float
@@ -117,7 +128,10 @@ class RejectedOption(BaseModel):
     gpu: str
     gpu_count: int
     spot: bool
-    reason: Literal["does_not_fit", "too_slow", "over_budget", "batch_split", "unsupported_strategy"]
+    num_nodes: int = 1
+    reason: Literal[
+        "does_not_fit", "too_slow", "over_budget", "batch_split", "unsupported_strategy", "multi_node_unsupported"
+    ]
     detail: str
     expected_cost: float | None = None
 
@@ -143,6 +157,7 @@ def _option_summary(o: PlanOption) -> dict[str, object]:
         "region": o.region,
         "gpu": o.gpu,
         "gpu_count": o.gpu_count,
+        "num_nodes": o.num_nodes,
         "spot": o.spot,
         "expected_cost": o.expected_cost,
         "hours": round(o.hours, 3),
@@ -218,14 +233,44 @@ def plan_training(
             )
         return memo[key]
 
-    best_per_combo: dict[tuple[str, str, int, bool], PlanOption] = {}
+    best_per_combo: dict[tuple[str, str, int, int, bool], PlanOption] = {}
     rejected: list[RejectedOption] = []
     fitted_any = False
     fastest: PlanOption | None = None
+
+    def layouts(q: PriceQuote, gpu: GPUSpec, counts: list[int]) -> list[tuple[int, int]]:
+        """(GPUs per node, nodes) to try: every count on one machine; with ``max_nodes`` > 1, on a cloud that
+        joins machines, also 2..max_nodes full nodes, when one full node of this GPU cannot hold the job (or
+        a deadline may need more GPUs)."""
+        out = [(n, 1) for n in counts]
+        if c.max_nodes < 2 or GPUS_PER_NODE not in counts:
+            return out
+        one_node = configure(gpu, GPUS_PER_NODE)
+        if c.max_hours is None and not (isinstance(one_node, NoConfig) and one_node.reason == "does_not_fit"):
+            return out
+        cloud = CLOUDS.get(q.cloud)
+        if cloud is None or not cloud.multi_node:
+            if isinstance(one_node, NoConfig):  # say why the layout that would hold it is not offered here
+                rejected.append(
+                    RejectedOption(
+                        cloud=q.cloud,
+                        region=q.region,
+                        gpu=gpu.name,
+                        gpu_count=GPUS_PER_NODE,
+                        num_nodes=2,
+                        spot=q.spot,
+                        reason="multi_node_unsupported",
+                        detail=f"one {GPUS_PER_NODE}× {gpu.name} node cannot hold the job, and "
+                        f"{cloud.display_name if cloud else q.cloud} runs a job on one machine only",
+                    )
+                )
+            return out
+        return out + [(GPUS_PER_NODE, k) for k in range(2, c.max_nodes + 1)]
+
     for q in quotes:
         gpu = resolve_gpu(q.gpu)
-        for count in sorted(set(q.gpu_counts) & set(c.gpu_counts)):
-            cfg = configure(gpu, count)
+        for count, nodes in layouts(q, gpu, sorted(set(q.gpu_counts) & set(c.gpu_counts))):
+            cfg = configure(gpu, count * nodes)
             if isinstance(cfg, NoConfig):
                 rejected.append(
                     RejectedOption(
@@ -233,6 +278,7 @@ def plan_training(
                         region=q.region,
                         gpu=gpu.name,
                         gpu_count=count,
+                        num_nodes=nodes,
                         spot=q.spot,
                         reason=cfg.reason,
                         detail=cfg.detail,
@@ -250,6 +296,7 @@ def plan_training(
                 region=q.region,
                 gpu=gpu.name,
                 gpu_count=count,
+                num_nodes=nodes,
                 spot=q.spot,
                 parallelism=cfg.strategy,
                 strategy=cfg.strategy,
@@ -284,6 +331,7 @@ def plan_training(
                         region=q.region,
                         gpu=gpu.name,
                         gpu_count=count,
+                        num_nodes=nodes,
                         spot=q.spot,
                         reason="too_slow",
                         detail=f"takes {option.hours:.2f} h, limit {c.max_hours:.2f} h",
@@ -291,7 +339,7 @@ def plan_training(
                     )
                 )
                 continue
-            key = (q.cloud, gpu.name, count, q.spot)
+            key = (q.cloud, gpu.name, count, nodes, q.spot)
             held = best_per_combo.get(key)
             if held is None or (option.expected_cost, not option.live_price) < (
                 held.expected_cost,
@@ -313,7 +361,12 @@ def plan_training(
                     "model": model_name or arch.name,
                 },
                 "Use QLoRA or LoRA instead of full fine-tuning, enable gradient checkpointing, lower the "
-                "batch size or max_seq_length, or allow more GPUs (FSDP).",
+                "batch size or max_seq_length, or allow more GPUs (FSDP)"
+                + (
+                    f" or more nodes (max_nodes {c.max_nodes} now; SkyPilot runs up to 4 nodes of 8 GPUs)."
+                    if c.max_nodes < 4
+                    else "."
+                ),
             )
         raise ResourceError(
             f"no choice finishes within {c.max_hours} h",
@@ -329,6 +382,7 @@ def plan_training(
                     region=o.region,
                     gpu=o.gpu,
                     gpu_count=o.gpu_count,
+                    num_nodes=o.num_nodes,
                     spot=o.spot,
                     reason="over_budget",
                     detail=f"expected ${o.expected_cost:.2f} > budget ${c.max_cost:.2f}",
@@ -399,7 +453,8 @@ def plan_request(
 
 def policy_from_request(request: TrainingRequest) -> BatchPolicy:
     """The effective batch of a request (``effective_batch``, else batch_size × accumulation) and what it
-    set explicitly: a batch size, an accumulation or a checkpointing choice the request names is kept."""
+    set explicitly: a batch size, an accumulation, a checkpointing choice or a strategy the request names is
+    kept."""
     hp = request.hyperparameters
     given = hp.model_fields_set
     return BatchPolicy(
@@ -407,6 +462,8 @@ def policy_from_request(request: TrainingRequest) -> BatchPolicy:
         micro_batch=hp.batch_size if "batch_size" in given else None,
         grad_accum=hp.gradient_accumulation_steps if "gradient_accumulation_steps" in given else None,
         gradient_checkpointing=hp.gradient_checkpointing,
+        # --strategy ddp/fsdp: the layouts of several GPUs run it (one GPU is always "single")
+        strategy=request.strategy if request.strategy in ("ddp", "fsdp") else None,
     )
 
 
@@ -418,9 +475,74 @@ def request_for_option(request: TrainingRequest, option: PlanOption) -> Training
             "batch_size": option.micro_batch,
             "gradient_accumulation_steps": option.grad_accum,
             "gradient_checkpointing": option.gradient_checkpointing,
+            "effective_batch": option.effective_batch,  # a resume (every field read back as set) keeps it
         }
     )
     return request.model_copy(update={"hyperparameters": hp, "gpu_count": option.gpu_count})
+
+
+def request_for_processes(request: TrainingRequest, processes: int) -> TrainingRequest:
+    """The request as ``processes`` trainer processes run it without a plan (the local backend's
+    ``--gpu-count N``): the effective batch (``effective_batch``, else ``batch_size × accumulation``, as the
+    planner reads it) is split over the processes, so that ``batch_size × accumulation × processes`` trains
+    exactly it. A batch size or accumulation the request set explicitly is kept (as the planner keeps it);
+    of the splits left, the largest micro-batch not above the request's (no process needs more memory than
+    one did) with the fewest accumulation steps wins. One process without ``effective_batch``: the request
+    unchanged.
+
+    Raises:
+        ConfigurationError: the effective batch does not split evenly over ``processes`` (with what the
+            request fixed); the effective batch is never changed silently.
+    """
+    hp = request.hyperparameters
+    if processes <= 1 and hp.effective_batch is None:
+        return request
+    policy = policy_from_request(request)
+    splits = batch_splits(policy, processes)
+    if not splits:
+        fixed = {
+            k: v
+            for k, v in (("batch_size", policy.micro_batch), ("gradient_accumulation_steps", policy.grad_accum))
+            if v is not None
+        }
+        eb = policy.effective_batch
+        per = eb // processes
+        if eb % processes:
+            why = f"the effective batch of {eb} sequences does not split evenly over {processes} processes"
+            near = sorted({max(1, per) * processes, (per + 1) * processes})
+            options = " or ".join(map(str, near))
+            fix = f"Give an effective batch that is a multiple of {processes} (--effective-batch {options})"
+        else:
+            pinned = " × ".join(f"{k} {v}" for k, v in fixed.items())
+            keep = (policy.micro_batch or 1) * (policy.grad_accum or 1) * processes
+            why = (
+                f"the effective batch of {eb} sequences is {per} per process over {processes} processes, "
+                f"which {pinned} (set in the request) cannot make"
+            )
+            fix = (
+                "Leave batch_size/gradient_accumulation_steps unset (VibeML splits the batch), or set "
+                f"--effective-batch {keep} to keep {pinned} per process"
+            )
+        raise ConfigurationError(
+            why,
+            {"effective_batch": eb, "processes": processes, **fixed},
+            fix + f", or use --gpu-count {_a_divisor(eb, processes)}.",
+        )
+    under = [(m, a) for m, a in splits if m <= hp.batch_size]
+    m, a = max(under) if under else min(splits)
+    # effective_batch written down: a resumed copy of this request (read back with every field set) splits
+    # the same batch again rather than taking batch_size × accumulation for it
+    new = hp.model_copy(
+        update={"batch_size": m, "gradient_accumulation_steps": a, "effective_batch": policy.effective_batch}
+    )
+    # All three now count as set (model_copy marks them): a revalidation (TrainerConfig) keeps the split rather
+    # than deriving a one-GPU split of effective_batch again.
+    return request.model_copy(update={"hyperparameters": new})
+
+
+def _a_divisor(n: int, below: int) -> int:
+    """The largest divisor of ``n`` under ``below`` (at least 1)."""
+    return max(d for d in range(1, max(1, below)) if n % d == 0) if below > 1 else 1
 
 
 def unsupported_strategies(request: TrainingRequest, backend: object) -> dict[str, str]:

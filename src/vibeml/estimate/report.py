@@ -120,6 +120,9 @@ class PlanQuery(_ShapeQuery):
     clouds: list[str] | None = None
     gpus: list[str] | None = None
     gpu_counts: list[int] | None = None
+    max_nodes: int = Field(
+        1, ge=1, le=64, description="Machines a job may span (multi-node: SkyPilot); 1 = one machine."
+    )
     spot: bool | None = Field(None, description="True: spot only; False: on-demand only; None: both.")
     top: int = Field(15, ge=1, le=1000)
 
@@ -172,6 +175,7 @@ def plan_report(query: PlanQuery, arch: ModelArchitecture, prices: PriceTable) -
         clouds=tuple(query.clouds) if query.clouds else None,
         spot=query.spot,
         gpu_types=tuple(query.gpus) if query.gpus else None,
+        max_nodes=query.max_nodes,
         **({"gpu_counts": tuple(query.gpu_counts)} if query.gpu_counts else {}),
     )
     plan = plan_training(

@@ -75,6 +75,10 @@ def progress_from_events(events: Iterable[TrainerEvent], alive: bool = True) -> 
                 started = True
                 p.max_steps = _known(ev.max_steps, p.max_steps)
                 p.resumed_from = _known(ev.resumed_from, p.resumed_from)
+                p.world_size = _known(ev.world_size, p.world_size)
+                p.num_nodes = _known(ev.num_nodes, p.num_nodes)
+                p.strategy = _known(ev.strategy, p.strategy)
+                p.global_batch_size = _known(ev.global_batch_size, p.global_batch_size)
             case CheckpointSkippedEvent():
                 target = f"resumed from {ev.resumed_from}" if ev.resumed_from else "started from step 0"
                 p.notes.append(f"checkpoint {ev.path} was incomplete ({ev.reason}): {target}")

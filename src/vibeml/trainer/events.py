@@ -110,8 +110,14 @@ class StartEvent(_Event):
     checkpoint_every_n_layers: Count | None = None
     use_liger_kernel: bool | None = None
     packing: bool | None = None
-    batch_size: Count | None = None
+    batch_size: Count | None = Field(None, description="Sequences per process per micro-step.")
     gradient_accumulation_steps: Count | None = None
+    world_size: Count | None = Field(None, description="Trainer processes (one per GPU; torchrun's WORLD_SIZE).")
+    num_nodes: Count | None = Field(None, description="Machines the processes run on.")
+    strategy: Literal["single", "ddp", "fsdp"] | None = None
+    global_batch_size: Count | None = Field(
+        None, description="Sequences per optimizer step over all processes: batch × accumulation × world size."
+    )
 
 
 class StepEvent(_Event):

@@ -33,6 +33,7 @@ __all__ = [
     "die_with_parent",
     "final_state_dict_full",
     "is_main_process",
+    "node_count",
     "strategy_sft_kwargs",
     "world_size",
 ]

@@ -63,6 +63,7 @@ from vibeml.trainer.parallel import (
     die_with_parent,
     final_state_dict_full,
     is_main_process,
+    node_count,
     strategy_sft_kwargs,
     world_size,
 )
@@ -641,11 +642,16 @@ def _attempt(
             packing=hp.packing,
             batch_size=hp.batch_size,
             gradient_accumulation_steps=hp.gradient_accumulation_steps,
+            world_size=world_size(),
+            num_nodes=node_count(),
+            strategy=config.strategy,
+            global_batch_size=hp.batch_size * hp.gradient_accumulation_steps * world_size(),
         )
     )
     print(
         f"[vibeml] {config.method} fine-tune of {config.model} on {num_examples} examples "
         f"({prepared.format}), {planned} steps on {dev.device}"
+        + (f" × {world_size()} processes ({config.strategy})" if world_size() > 1 else "")
         + (f", resuming from {resume_from}" if resume_from else ""),
         flush=True,
     )

@@ -84,6 +84,8 @@ class SkyPilotBackend(Backend[SkyPilotHandle]):
         budget_cap=Capability(supported=True, reason="max_hourly_cost, a run timeout and autodown"),
     )
     clouds: ClassVar[tuple[str, ...] | None] = tuple(sorted(CLOUDS))
+    #: Up to 4 nodes of 8 GPUs (torchrun across SkyPilot's nodes) when one node cannot hold the job.
+    max_nodes: ClassVar[int] = 4
     handle_type: ClassVar[type[SkyPilotHandle]] = SkyPilotHandle
 
     def __init__(

@@ -673,13 +673,29 @@ def export_task_yaml(
     job_id = job_id or "vml-" + secrets.token_hex(4)
     if not _SAFE_FILENAME.match(job_id):
         raise ValidationError(f"job id {job_id[:60]!r} is not a plain name", {"job_id": job_id[:60]})
+    from vibeml.estimate.planner import request_for_option, request_for_processes
+
+    strategy: str | None
     if choice is None:
         from vibeml.client import VibeML
 
-        _, choice = VibeML(settings=settings).plan_launch(request.model_copy(update={"backend": "skypilot"}))
+        option, choice = VibeML(settings=settings).plan_launch(request.model_copy(update={"backend": "skypilot"}))
+        request = request_for_option(request, option)  # the plan's micro-batch × accumulation for its layout
+        strategy = option.strategy
+    else:  # explicit flags: the effective batch split over their GPUs, as a local --gpu-count N splits it
+        request = request_for_processes(request, choice.gpu_count * max(1, choice.num_nodes))
+        strategy = choice.strategy if choice.strategy != "single" else request.strategy
     env = {"HF_ENDPOINT": settings.hub.endpoint} if settings.hub.endpoint else {}
     program = render_program(
-        request, job_id, output_dir="output", checkpoint_dir="checkpoints", events_path="events.jsonl", env=env
+        request,
+        job_id,
+        output_dir="output",
+        checkpoint_dir="checkpoints",
+        events_path="events.jsonl",
+        env=env,
+        gpu_count=choice.gpu_count,  # the layout the YAML rents: one trainer process per GPU, on every node
+        num_nodes=max(1, choice.num_nodes),
+        strategy=strategy,
     )
     spec = build_task_spec(program, job_id, choice, SkyOptions.from_settings(settings))
     return export_header(spec, filename) + spec.to_yaml()
