@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.needs_train, pytest.mark.slow]
 runner = CliRunner()
 TOKEN = "hf_" + "c" * 34
 PASSPHRASE = "results test passphrase"
-PROMPT = "What is 3 + 4?"
+PROMPT = "How many words are in: moon cake frog?"  # a demo task (the demo trains on word counts)
 
 
 class World:
