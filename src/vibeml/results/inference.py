@@ -33,7 +33,7 @@ class LoadedModel:
         import torch
         from transformers import GenerationConfig
 
-        from vibeml.trainer.modeling import _eos_ids
+        from vibeml.trainer.modeling import eos_ids
 
         with self.lock:  # one generation at a time per model (MCP calls come from several threads)
             enc = self.tokenizer.apply_chat_template(
@@ -41,7 +41,7 @@ class LoadedModel:
             )
             input_ids = enc["input_ids"][:, -self.max_length :]
             attention_mask = enc["attention_mask"][:, -self.max_length :]
-            eos = _eos_ids(self.tokenizer, self.model)
+            eos = eos_ids(self.tokenizer, self.model)
             config = GenerationConfig(
                 max_new_tokens=max_new_tokens,
                 do_sample=False,

@@ -364,7 +364,8 @@ def ensure_chat_template_and_pad(tokenizer: Any, model: Any) -> dict[str, bool]:
 # --------------------------------------------------------------------------------------- generation
 
 
-def _eos_ids(tokenizer: Any, model: Any) -> list[int]:
+def eos_ids(tokenizer: Any, model: Any) -> list[int]:
+    """The token ids that end a reply: the generation config's, then the tokenizer's EOS."""
     ids: list[int] = []
     gen = getattr(model, "generation_config", None)
     configured = getattr(gen, "eos_token_id", None)
@@ -392,7 +393,7 @@ def generate_reply(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int,
     input_ids = enc["input_ids"][:, -max_length:]
     attention_mask = enc["attention_mask"][:, -max_length:]
     device = next(model.parameters()).device
-    eos = _eos_ids(tokenizer, model)
+    eos = eos_ids(tokenizer, model)
     gen_config = GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=False,

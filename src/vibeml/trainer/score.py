@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vibeml.trainer.modeling import eos_ids
+
 __all__ = ["ScoreResult", "ScoredAnswer", "exact_match", "generate_replies", "normalise", "score_examples"]
 
 _SPACES = re.compile(r"\s+")
@@ -61,18 +63,6 @@ class ScoreResult:
         return self.correct / self.total if self.total else 0.0
 
 
-def _eos_ids(tokenizer: Any, model: Any) -> list[int]:
-    ids: list[int] = []
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    if isinstance(configured, int):
-        ids.append(configured)
-    elif isinstance(configured, (list, tuple)):
-        ids.extend(i for i in configured if isinstance(i, int))
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
-    return ids
-
-
 def generate_replies(
     model: Any,
     tokenizer: Any,
@@ -96,7 +86,7 @@ def generate_replies(
         for p in prompts
     ]
     device = next(model.parameters()).device
-    eos = _eos_ids(tokenizer, model)
+    eos = eos_ids(tokenizer, model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
     gen_config = GenerationConfig(
         max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id, eos_token_id=eos or None, use_cache=True
