@@ -120,3 +120,31 @@ def _program(config: object) -> object:
     from vibeml.workflows.registry import TrainingProgram
 
     return TrainingProgram(workflow="trl-lora", config=config)
+
+
+def test_a_resume_on_another_process_count_keeps_the_effective_batch_and_splits_it_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_assets_dir: Path
+) -> None:
+    """The earlier run split 16 sequences over 2 processes (8 × 1 each, as it was stored): resumed on one
+    process it trains 8 × 2, on two again 8 × 1; a batch given with the resume is kept as given."""
+    monkeypatch.setenv("VIBEML_CPU_PROCESSES", "2")
+    svc = _service(tmp_path)
+    split = {"batch_size": 8, "gradient_accumulation_steps": 1, "effective_batch": 16, "save_steps": 4}
+    local = {"backend": "rec-local", "max_cost": None, "gpu_count": 2, "model": str(demo_assets_dir / "tiny-llama")}
+    ckpts = _old_job(svc, _data(tmp_path / "d.jsonl"), **local, **split)
+    _checkpoint(ckpts, 4)
+
+    def hp(**overrides: object) -> tuple[int, int, int]:
+        RecordingLocal.calls.clear()
+        svc.resume(OLD, **overrides)
+        [(_, program, _)] = RecordingLocal.calls
+        h = program.config.hyperparameters
+        return h.batch_size, h.gradient_accumulation_steps, program.nproc_per_node
+
+    assert hp(gpu_count=1) == (8, 2, 1)
+    assert hp() == (8, 1, 2)
+    assert hp(gpu_count=1, batch_size=4) == (4, 4, 1)  # the resume's own micro-batch is kept
+    assert hp(gpu_count=1, batch_size=2, gradient_accumulation_steps=3) == (2, 3, 1)  # a whole new batch
+    assert hp(gpu_count=1, effective_batch=12) == (4, 3, 1)  # a new effective batch, split from scratch
+    with pytest.raises(ConfigurationError, match="does not split evenly"):
+        hp(gpu_count=2, effective_batch=15)

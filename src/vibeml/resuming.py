@@ -94,7 +94,9 @@ def resume_source(svc: VibeML, request: TrainingRequest) -> ResumeSource | None:
 
 def resume_request(svc: VibeML, job_id: str, **overrides: Any) -> TrainingRequest:
     """The earlier job's request, continuing from its checkpoint, with ``overrides`` laid over it (request
-    fields, flat or in ``hyperparameters``: e.g. ``backend``, ``max_cost``, ``max_steps``).
+    fields, flat or in ``hyperparameters``: e.g. ``backend``, ``max_cost``, ``max_steps``). The effective batch
+    is kept; how the earlier run split it per process is not, so a resume on another GPU count or machine
+    splits it anew.
 
     Raises:
         JobNotFoundError: No such job.
@@ -119,6 +121,21 @@ def resume_request(svc: VibeML, job_id: str, **overrides: Any) -> TrainingReques
         hyper["num_epochs"] = None
     if "num_epochs" in given:
         hyper["max_steps"] = None
+    batch_keys = ("batch_size", "gradient_accumulation_steps")
+    if "effective_batch" not in given:
+        # the effective batch is what the run trained with: the new layout keeps it (unless the resume gives a
+        # whole new batch: micro-batch and accumulation, read as a fresh launch reads them)
+        stored = record.request.hyperparameters
+        kept = stored.effective_batch or stored.batch_size * stored.gradient_accumulation_steps
+        hyper["effective_batch"] = None if all(k in given for k in batch_keys) else kept
+    else:  # a new effective batch: the earlier split of the old one means nothing for it
+        for k in batch_keys:
+            hyper.pop(k, None)
     hyper.update(given)
     fields = {**base, **{k: v for k, v in overrides.items() if v is not None}}
-    return build_request(**{**fields, "hyperparameters": hyper, "resume_from": record.job_id})
+    request = build_request(**{**fields, "hyperparameters": hyper, "resume_from": record.job_id})
+    # How the earlier layout split that batch (micro-batch × accumulation per process) is a preference, not a
+    # setting: on another GPU count or machine the plan (or the processes' split) chooses anew, as it does for
+    # a batch VibeML chose. What the resume itself gives is kept as given.
+    request.hyperparameters.__pydantic_fields_set__.difference_update(k for k in batch_keys if k not in given)
+    return request
