@@ -167,16 +167,17 @@ def test_cli_launch_on_a_faithful_machine_ships_installs_trains_and_brings_the_a
     fake: FakeVast, demo_home: Path, offline_image: FakeMachineImage, tmp_path: Path
 ) -> None:
     started = time.monotonic()
-    proc = _launch(_cli_env(fake, demo_home, tmp_path), "--max-steps", "6")
+    # Enough steps (about 8 s of the demo's training) that the follower's 5 s polls see the job mid-way.
+    proc = _launch(_cli_env(fake, demo_home, tmp_path), "--max-steps", "24")
     final, lines = _finish(proc, timeout=240)
 
     assert final["status"] == "completed", final.get("error")
     iid = int(final["handle"]["data"]["instance_id"])
     p = final["progress"]
-    assert p["step"] == 6 and p["loss"] is not None and p["first_loss"] is not None
+    assert p["step"] == 24 and p["loss"] is not None and p["first_loss"] is not None
     steps = [d["progress"]["step"] for d in lines if d.get("progress")]
-    assert any(0 < s < 6 for s in steps), f"progress was followed while it trained: {steps}"
-    assert [e["step"] for e in _events(Path(final["handle"]["job_dir"])) if e["event"] == "step"][-1] == 6
+    assert any(0 < s < 24 for s in steps), f"progress was followed while it trained: {steps}"
+    assert [e["step"] for e in _events(Path(final["handle"]["job_dir"])) if e["event"] == "step"][-1] == 24
 
     out = Path(final["output_dir"])
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").stat().st_size > 0
