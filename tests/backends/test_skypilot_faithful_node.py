@@ -58,7 +58,10 @@ def test_a_skypilot_node_installs_the_shipped_build_and_trains(
         events_path=str(tmp_path / "events.jsonl"),
     )
     options = SkyOptions(install="ship", wheel_cache=tmp_path / "wheels", stop_grace_seconds=30)
-    choice = LaunchChoice(gpu_type="L4", cloud="aws", region="us-east-1", hourly_rate=0.8, max_cost=2.0)
+    # The fake node shares this host's /proc/uptime, which the supervisor bills as the node's boot time when
+    # it is under the time budget: a budget of 250 h stays far above any host's uptime here (2 h did not: a
+    # host up 2.5 h left no time to train).
+    choice = LaunchChoice(gpu_type="L4", cloud="aws", region="us-east-1", hourly_rate=0.8, max_cost=200.0)
     spec = build_task_spec(program, "vml-skynode", choice, options)
     assert not spec.managed and spec.store is None  # on demand: the output stays on the node for the rsync
 
